@@ -1,0 +1,2 @@
+//! rampartd entry point.
+fn main() {}

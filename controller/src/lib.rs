@@ -1,0 +1,8 @@
+//! rampartd: the Rampart controller.
+//!
+//! Layering, each module only calling downward:
+//! `api` (tonic) → `model` (specs validated against YANG) → `compile` (pure:
+//! intent to per-device config) → `transport` (netconf, restconf, http,
+//! ssh-cli) → `txn` (plan, dry-run, commit, rollback) → `store` (sled).
+
+pub mod model;

@@ -1,0 +1,2 @@
+//! rampartctl entry point.
+fn main() {}
