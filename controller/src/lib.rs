@@ -5,4 +5,6 @@
 //! intent to per-device config) → `transport` (netconf, restconf, http,
 //! ssh-cli) → `txn` (plan, dry-run, commit, rollback) → `store` (sled).
 
+pub mod compile;
 pub mod model;
+pub mod transport;

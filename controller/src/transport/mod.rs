@@ -1,0 +1,1 @@
+//! Southbound transports: how rampartd reaches devices.
