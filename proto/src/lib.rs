@@ -4,7 +4,12 @@
 //! One crate so the two daemons and the CLI can never disagree on a message.
 
 #![allow(missing_docs, reason = "generated code; the .proto files carry the docs")]
-#![allow(clippy::all, clippy::pedantic, reason = "generated code")]
+#![allow(
+    clippy::all,
+    clippy::pedantic,
+    clippy::allow_attributes_without_reason,
+    reason = "generated code"
+)]
 
 /// Version 1 of the API.
 pub mod v1 {

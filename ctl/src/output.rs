@@ -1,0 +1,267 @@
+//! Printing API results as tables, JSON or YAML.
+//!
+//! Machine formats are built from explicit JSON values (not the protobuf
+//! debug form) so their shape is stable for scripts.
+
+#![allow(clippy::print_stdout, reason = "rampartctl's job is to print results")]
+
+use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use rampart_proto::v1 as pb;
+use serde_json::{Value, json};
+
+use crate::Format;
+
+/// Prints in the format the user chose.
+pub struct Output {
+    format: Format,
+}
+
+fn ts(t: Option<&prost_types::Timestamp>) -> Value {
+    t.map_or(Value::Null, |t| json!(t.seconds))
+}
+
+fn platform_word(p: i32) -> &'static str {
+    match pb::Platform::try_from(p) {
+        Ok(pb::Platform::Iosxe) => "iosxe",
+        Ok(pb::Platform::Asa) => "asa",
+        Ok(pb::Platform::Ftd) => "ftd",
+        Ok(pb::Platform::MerakiMx) => "meraki-mx",
+        Ok(pb::Platform::Sdwan) => "sdwan",
+        _ => "unknown",
+    }
+}
+
+fn state_word(s: i32) -> &'static str {
+    match pb::TransactionState::try_from(s) {
+        Ok(pb::TransactionState::Pending) => "pending",
+        Ok(pb::TransactionState::Committed) => "committed",
+        Ok(pb::TransactionState::Failed) => "failed",
+        Ok(pb::TransactionState::RolledBack) => "rolled-back",
+        _ => "unknown",
+    }
+}
+
+fn labels(l: &std::collections::HashMap<String, String>) -> String {
+    let mut v: Vec<String> = l.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    v.sort();
+    v.join(",")
+}
+
+fn service_json(s: &pb::Service) -> Value {
+    json!({
+        "name": s.name,
+        "tenant": s.tenant,
+        "kind": s.kind,
+        "labels": s.labels,
+        "generation": s.generation,
+        "apiVersion": s.api_version,
+        "created": ts(s.created.as_ref()),
+        "updated": ts(s.updated.as_ref()),
+        "spec": serde_json::from_str::<Value>(&s.spec_json).unwrap_or(Value::Null),
+    })
+}
+
+fn device_json(d: &pb::Device) -> Value {
+    json!({
+        "name": d.name,
+        "platform": platform_word(d.platform),
+        "address": d.address,
+        "credentialsRef": d.credentials_ref,
+        "labels": d.labels,
+        "created": ts(d.created.as_ref()),
+    })
+}
+
+fn rendered_json(r: &pb::RenderedConfig) -> Value {
+    json!({ "target": r.target, "platform": r.platform, "format": r.format, "content": r.content })
+}
+
+fn txn_json(t: &pb::Transaction) -> Value {
+    json!({
+        "id": t.id,
+        "state": state_word(t.state),
+        "operation": t.operation,
+        "services": t.services,
+        "author": t.author,
+        "started": ts(t.started.as_ref()),
+        "finished": ts(t.finished.as_ref()),
+        "error": t.error,
+        "changes": t.changes.iter().map(|c| json!({
+            "target": c.target, "platform": c.platform, "format": c.format,
+            "content": c.content, "error": c.error,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn table(header: &[&str], rows: Vec<Vec<String>>) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_BORDERS_ONLY).set_header(header.to_vec());
+    for r in rows {
+        t.add_row(r);
+    }
+    t
+}
+
+impl Output {
+    /// An output in `format`.
+    pub fn new(format: Format) -> Self {
+        Self { format }
+    }
+
+    fn machine(&self, v: &Value) -> bool {
+        match self.format {
+            Format::Table => return false,
+            Format::Json => {
+                println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+            }
+            Format::Yaml => print!("{}", serde_norway::to_string(v).unwrap_or_default()),
+        }
+        true
+    }
+
+    /// A one-line confirmation.
+    pub fn message(&self, text: &str) {
+        if !self.machine(&json!({ "message": text })) {
+            println!("{text}");
+        }
+    }
+
+    /// The result of an apply or dry-run.
+    pub fn apply(&self, r: &pb::ApplyServiceResponse) {
+        let v = json!({
+            "dryRun": r.dry_run,
+            "transactionId": r.transaction_id,
+            "services": r.services.iter().map(service_json).collect::<Vec<_>>(),
+            "rendered": r.rendered.iter().map(rendered_json).collect::<Vec<_>>(),
+            "diagnostics": r.diagnostics.iter().map(|d| json!({
+                "message": d.message, "path": d.path, "field": d.field, "line": d.line,
+            })).collect::<Vec<_>>(),
+            "summary": {
+                "services": r.services.len(),
+                "targets": r.rendered.len(),
+            },
+        });
+        if self.machine(&v) {
+            return;
+        }
+        for d in &r.diagnostics {
+            println!("warning: line {}: {}: {}", d.line, d.field, d.message);
+        }
+        for rc in &r.rendered {
+            println!("--- {} ({}, {})", rc.target, rc.platform, rc.format);
+            println!("{}", rc.content.trim_end());
+        }
+        let names: Vec<String> =
+            r.services.iter().map(|s| format!("{}/{} ({})", s.tenant, s.name, s.kind)).collect();
+        if r.dry_run {
+            println!(
+                "dry-run: {} service(s) [{}] would configure {} target(s); nothing was stored",
+                r.services.len(),
+                names.join(", "),
+                r.rendered.len()
+            );
+        } else {
+            let gens: Vec<String> = r
+                .services
+                .iter()
+                .map(|s| format!("{}/{} generation {}", s.tenant, s.name, s.generation))
+                .collect();
+            println!(
+                "applied {} ({}) across {} target(s)",
+                r.transaction_id,
+                gens.join(", "),
+                r.rendered.len()
+            );
+        }
+    }
+
+    /// One service in detail.
+    pub fn service(&self, s: &pb::Service) {
+        if self.machine(&service_json(s)) {
+            return;
+        }
+        self.services(std::slice::from_ref(s));
+        let spec: Value = serde_json::from_str(&s.spec_json).unwrap_or(Value::Null);
+        print!("{}", serde_norway::to_string(&spec).unwrap_or_default());
+    }
+
+    /// A list of services.
+    pub fn services(&self, list: &[pb::Service]) {
+        if self.machine(&Value::Array(list.iter().map(service_json).collect())) {
+            return;
+        }
+        let rows = list
+            .iter()
+            .map(|s| {
+                vec![
+                    s.tenant.clone(),
+                    s.name.clone(),
+                    s.kind.clone(),
+                    s.generation.to_string(),
+                    labels(&s.labels),
+                ]
+            })
+            .collect();
+        println!("{}", table(&["TENANT", "NAME", "KIND", "GENERATION", "LABELS"], rows));
+    }
+
+    /// A list of devices.
+    pub fn devices(&self, list: &[pb::Device]) {
+        if self.machine(&Value::Array(list.iter().map(device_json).collect())) {
+            return;
+        }
+        let rows = list
+            .iter()
+            .map(|d| {
+                vec![
+                    d.name.clone(),
+                    platform_word(d.platform).to_owned(),
+                    d.address.clone(),
+                    d.credentials_ref.clone(),
+                    labels(&d.labels),
+                ]
+            })
+            .collect();
+        println!("{}", table(&["NAME", "PLATFORM", "ADDRESS", "CREDENTIALS", "LABELS"], rows));
+    }
+
+    /// One transaction with its changes.
+    pub fn transaction(&self, t: &pb::Transaction) {
+        if self.machine(&txn_json(t)) {
+            return;
+        }
+        self.transactions(std::slice::from_ref(t));
+        for c in &t.changes {
+            println!("--- {} ({}, {})", c.target, c.platform, c.format);
+            if !c.error.is_empty() {
+                println!("error: {}", c.error);
+            }
+            println!("{}", c.content.trim_end());
+        }
+    }
+
+    /// A list of transactions.
+    pub fn transactions(&self, list: &[pb::Transaction]) {
+        if self.machine(&Value::Array(list.iter().map(txn_json).collect())) {
+            return;
+        }
+        let rows = list
+            .iter()
+            .map(|t| {
+                vec![
+                    t.id.clone(),
+                    state_word(t.state).to_owned(),
+                    t.operation.clone(),
+                    t.services.join(","),
+                    t.author.clone(),
+                    t.started.as_ref().map_or_else(String::new, |s| s.seconds.to_string()),
+                    t.changes.len().to_string(),
+                ]
+            })
+            .collect();
+        println!(
+            "{}",
+            table(&["ID", "STATE", "OPERATION", "SERVICES", "AUTHOR", "STARTED", "TARGETS"], rows)
+        );
+    }
+}
