@@ -1,0 +1,466 @@
+//! Maps, the two program entry points and the verdict logic.
+
+use aya_ebpf::{
+    bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC, xdp_action},
+    helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns},
+    macros::{classifier, map, xdp},
+    maps::{
+        Array, HashMap, LruHashMap, PerCpuArray, RingBuf,
+        lpm_trie::{Key, LpmTrie},
+    },
+    programs::{TcContext, XdpContext},
+};
+use rampart_common::{
+    ACTION_DENY, ACTION_PERMIT, BITMAP_WORDS, Bitmap, CLASS_NO_L4, CLASS_TABLE_SHIFT, Config,
+    Counter, CtKey, CtValue, DIR_EGRESS, DIR_INGRESS, FAMILY_V4, FAMILY_V6, LPM_HEADER_BITS,
+    LogEvent, LpmData, MAX_RULES, PORTS, PROTOS, RULE_DROP_ESTABLISHED, RuleInfo, TABLES,
+    TableMeta, ct_stat, ct_state, reason,
+};
+
+use crate::parse::{self, Parsed, Pkt, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+
+// ===== maps =====
+// All maps are pinned by name under the interface's pin directory so that a
+// restarted agent adopts them (and enforcement never stops).
+
+/// Global settings: active generation and conntrack timeouts.
+#[map]
+static CONFIG: Array<Config> = Array::pinned(1, 0);
+/// Per-table rule count, default action and flags.
+#[map]
+static TABLE_META: Array<TableMeta> = Array::pinned(TABLES as u32, 0);
+/// Source prefix -> bitmap of rules whose source set covers it.
+#[map]
+static SRC_LPM: LpmTrie<LpmData, Bitmap> = LpmTrie::pinned(131_072, 0);
+/// Destination prefix -> bitmap.
+#[map]
+static DST_LPM: LpmTrie<LpmData, Bitmap> = LpmTrie::pinned(131_072, 0);
+/// `table * 256 + protocol` -> bitmap of rules matching that protocol.
+#[map]
+static PROTO_BM: Array<Bitmap> = Array::pinned((TABLES * PROTOS) as u32, 0);
+/// `table * 65536 + source port (or ICMP type)` -> port-class id.
+#[map]
+static SPORT_CLASS: Array<u32> = Array::pinned((TABLES * PORTS) as u32, 0);
+/// `table * 65536 + destination port (or ICMP code)` -> port-class id.
+#[map]
+static DPORT_CLASS: Array<u32> = Array::pinned((TABLES * PORTS) as u32, 0);
+/// Port-class id -> bitmap. Port ranges collapse into few classes, so the
+/// 64k-entry port arrays hold 4-byte ids instead of 1 KiB bitmaps.
+#[map]
+static CLASSES: HashMap<u32, Bitmap> = HashMap::pinned(262_144, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
+/// `table * MAX_RULES + rule index` -> action, flags, sequence.
+#[map]
+static RULES: Array<RuleInfo> = Array::pinned((TABLES * MAX_RULES) as u32, 0);
+/// Per-rule packet/byte counters, same index as `RULES`.
+#[map]
+static RULE_COUNTERS: PerCpuArray<Counter> = PerCpuArray::pinned((TABLES * MAX_RULES) as u32, 0);
+/// `direction * reason::COUNT + reason` -> packets/bytes.
+#[map]
+static REASONS: PerCpuArray<Counter> = PerCpuArray::pinned(2 * reason::COUNT, 0);
+/// Connection tracking; size set by the agent at load time.
+#[map]
+static CONNTRACK: LruHashMap<CtKey, CtValue> = LruHashMap::pinned(65_536, 0);
+/// Conntrack event counters (`ct_stat`).
+#[map]
+static CT_STATS: PerCpuArray<u64> = PerCpuArray::pinned(ct_stat::COUNT, 0);
+/// Sampled rule-match events for the agent's log.
+#[map]
+static LOG_EVENTS: RingBuf = RingBuf::pinned(1 << 18, 0);
+
+// ===== programs =====
+
+/// Ingress filter.
+#[xdp]
+pub fn rampart_xdp(ctx: XdpContext) -> u32 {
+    let len = (ctx.data_end() - ctx.data()) as u64;
+    if decide(ctx.data(), ctx.data_end(), DIR_INGRESS, len) {
+        xdp_action::XDP_PASS
+    } else {
+        xdp_action::XDP_DROP
+    }
+}
+
+/// Egress filter. Pass returns `TC_ACT_UNSPEC` (TCX "next"), so programs
+/// attached after ours still run.
+#[classifier]
+pub fn rampart_tc(ctx: TcContext) -> i32 {
+    let len = u64::from(ctx.len());
+    // Headers of locally generated packets can sit in paged data; make the
+    // first bytes linear so parsing sees them.
+    if ctx.data_end() - ctx.data() < 128 && ctx.len() as usize > ctx.data_end() - ctx.data() {
+        let want = if ctx.len() < 128 { ctx.len() } else { 128 };
+        let _ = ctx.pull_data(want);
+    }
+    if decide(ctx.data(), ctx.data_end(), DIR_EGRESS, len) {
+        TC_ACT_UNSPEC
+    } else {
+        TC_ACT_SHOT as i32
+    }
+}
+
+// ===== verdict =====
+
+#[inline(always)]
+fn count_reason(dir: u32, why: u32, len: u64) {
+    if let Some(c) = REASONS.get_ptr_mut(dir * reason::COUNT + why) {
+        // SAFETY: per-CPU slot, no concurrent writer.
+        unsafe {
+            (*c).packets += 1;
+            (*c).bytes += len;
+        }
+    }
+}
+
+#[inline(always)]
+fn ct_count(which: u32) {
+    if let Some(c) = CT_STATS.get_ptr_mut(which) {
+        // SAFETY: per-CPU slot.
+        unsafe { *c += 1 };
+    }
+}
+
+/// Returns true to pass the packet.
+#[inline(always)]
+fn decide(start: usize, end: usize, dir: u32, len: u64) -> bool {
+    let pkt = match parse::parse(start, end) {
+        Ok(Parsed::Ip(p)) => p,
+        Ok(Parsed::NonIp) => {
+            count_reason(dir, reason::PASS_NON_IP, len);
+            return true;
+        }
+        Err(_) => {
+            count_reason(dir, reason::DROP_MALFORMED, len);
+            return false;
+        }
+    };
+    let Some(cfg) = CONFIG.get(0) else {
+        count_reason(dir, reason::DROP_NO_POLICY, len);
+        return false;
+    };
+    // The generation is read exactly once: every lookup below uses `table`.
+    let generation = cfg.generation & 1;
+    let table = generation * 2 + dir;
+    let Some(meta) = TABLE_META.get(table) else {
+        count_reason(dir, reason::DROP_NO_POLICY, len);
+        return false;
+    };
+    if meta.valid == 0 {
+        count_reason(dir, reason::DROP_NO_POLICY, len);
+        return false;
+    }
+    let now = unsafe { bpf_ktime_get_ns() };
+
+    // Conntrack: a tracked flow passes unless a drop_established deny rule
+    // matches it, so the classifier only runs for it when such rules exist.
+    let track = pkt.l4 && pkt.trackable;
+    let (key, from_lo) = ct_key(&pkt);
+    let mut ct: Option<*mut CtValue> = None;
+    if track {
+        if let Some(v) = CONNTRACK.get_ptr_mut(&key) {
+            // SAFETY: LRU entries stay valid for the program's run (RCU).
+            let state = unsafe { (*v).state };
+            let last = unsafe { (*v).last_seen_ns };
+            if now.wrapping_sub(last) > timeout(cfg, pkt.proto, state) {
+                let _ = CONNTRACK.remove(&key);
+                ct_count(ct_stat::EXPIRED);
+            } else {
+                ct = Some(v);
+            }
+        }
+    }
+    if let Some(v) = ct {
+        if meta.has_drop_established == 0 {
+            ct_update(v, &pkt, from_lo, now);
+            count_reason(dir, reason::PASS_ESTABLISHED, len);
+            return true;
+        }
+    }
+
+    let matched = classify(&pkt, table);
+    let (action, rule_idx) = match matched {
+        Some(idx) => match RULES.get(table * MAX_RULES as u32 + idx) {
+            Some(info) => {
+                if let Some(c) = RULE_COUNTERS.get_ptr_mut(table * MAX_RULES as u32 + idx) {
+                    // SAFETY: per-CPU slot.
+                    unsafe {
+                        (*c).packets += 1;
+                        (*c).bytes += len;
+                    }
+                }
+                if info.log_sample != 0 {
+                    let r = unsafe { bpf_get_prandom_u32() };
+                    if r % info.log_sample == 0 {
+                        log_event(&pkt, info, dir);
+                    }
+                }
+                if let Some(v) = ct {
+                    if info.action == ACTION_DENY && info.flags & RULE_DROP_ESTABLISHED != 0 {
+                        count_reason(dir, reason::DROP_ESTABLISHED, len);
+                        return false;
+                    }
+                    ct_update(v, &pkt, from_lo, now);
+                    count_reason(dir, reason::PASS_ESTABLISHED, len);
+                    return true;
+                }
+                (info.action, Some(idx))
+            }
+            None => (ACTION_DENY, Some(idx)),
+        },
+        None => (meta.default_action, None),
+    };
+    if let Some(v) = ct {
+        ct_update(v, &pkt, from_lo, now);
+        count_reason(dir, reason::PASS_ESTABLISHED, len);
+        return true;
+    }
+    if action == ACTION_PERMIT {
+        count_reason(
+            dir,
+            if rule_idx.is_some() { reason::PASS_RULE } else { reason::PASS_DEFAULT },
+            len,
+        );
+        if track {
+            ct_insert(&key, &pkt, from_lo, dir, now);
+        }
+        true
+    } else {
+        count_reason(
+            dir,
+            if rule_idx.is_some() { reason::DROP_RULE } else { reason::DROP_DEFAULT },
+            len,
+        );
+        false
+    }
+}
+
+#[inline(always)]
+fn timeout(cfg: &Config, proto: u8, state: u8) -> u64 {
+    match proto {
+        parse::IPPROTO_TCP => match state {
+            ct_state::SYN_SENT => cfg.tcp_syn_timeout_ns,
+            ct_state::ESTABLISHED => cfg.tcp_established_timeout_ns,
+            _ => cfg.tcp_closed_timeout_ns,
+        },
+        parse::IPPROTO_ICMP | parse::IPPROTO_ICMPV6 => cfg.icmp_timeout_ns,
+        _ => cfg.udp_timeout_ns,
+    }
+}
+
+/// Canonical key: the lower (address, port) endpoint first. Returns whether
+/// this packet's source is the `lo` endpoint.
+#[inline(always)]
+fn ct_key(pkt: &Pkt) -> (CtKey, bool) {
+    let src_first = (pkt.src[0], pkt.src[1], pkt.ct_sport) <= (pkt.dst[0], pkt.dst[1], pkt.ct_dport);
+    let (lo, hi, plo, phi) = if src_first {
+        (pkt.src, pkt.dst, pkt.ct_sport, pkt.ct_dport)
+    } else {
+        (pkt.dst, pkt.src, pkt.ct_dport, pkt.ct_sport)
+    };
+    let key = CtKey {
+        addr_lo: as_bytes(lo),
+        addr_hi: as_bytes(hi),
+        port_lo: plo,
+        port_hi: phi,
+        proto: pkt.proto,
+        family: pkt.family,
+        _pad: [0; 2],
+    };
+    (key, src_first)
+}
+
+#[inline(always)]
+fn as_bytes(a: [u64; 2]) -> [u8; 16] {
+    // SAFETY: same size, plain data.
+    unsafe { core::mem::transmute::<[u64; 2], [u8; 16]>(a) }
+}
+
+#[inline(always)]
+fn ct_insert(key: &CtKey, pkt: &Pkt, from_lo: bool, dir: u32, now: u64) {
+    let state = if pkt.proto == parse::IPPROTO_TCP {
+        if pkt.tcp_flags & TCP_RST != 0 {
+            // Never track a flow that starts with a reset.
+            return;
+        }
+        if pkt.tcp_flags & TCP_SYN != 0 && pkt.tcp_flags & TCP_ACK == 0 {
+            ct_state::SYN_SENT
+        } else {
+            ct_state::ESTABLISHED
+        }
+    } else {
+        ct_state::ESTABLISHED
+    };
+    let v = CtValue {
+        last_seen_ns: now,
+        packets: 1,
+        state,
+        origin_is_lo: u8::from(from_lo),
+        fin_seen: 0,
+        origin_dir: dir as u8,
+        _pad: [0; 4],
+    };
+    if CONNTRACK.insert(key, &v, 0).is_ok() {
+        ct_count(ct_stat::INSERTS);
+    } else {
+        ct_count(ct_stat::INSERT_FAILED);
+    }
+}
+
+#[inline(always)]
+fn ct_update(v: *mut CtValue, pkt: &Pkt, from_lo: bool, now: u64) {
+    // SAFETY: `v` points into a live LRU entry; racing updates from other
+    // CPUs only lose a timestamp or a counter increment.
+    unsafe {
+        (*v).last_seen_ns = now;
+        (*v).packets += 1;
+        if pkt.proto != parse::IPPROTO_TCP {
+            return;
+        }
+        let flags = pkt.tcp_flags;
+        let state = (*v).state;
+        if flags & TCP_RST != 0 {
+            if state != ct_state::CLOSED {
+                ct_count(ct_stat::CLOSED);
+            }
+            (*v).state = ct_state::CLOSED;
+            return;
+        }
+        if flags & TCP_FIN != 0 {
+            let bit = if from_lo { 1 } else { 2 };
+            let fins = (*v).fin_seen | bit;
+            (*v).fin_seen = fins;
+            if fins == 3 {
+                if state != ct_state::CLOSED {
+                    ct_count(ct_stat::CLOSED);
+                }
+                (*v).state = ct_state::CLOSED;
+            } else if state != ct_state::CLOSED {
+                (*v).state = ct_state::CLOSING;
+            }
+            return;
+        }
+        if state == ct_state::SYN_SENT && (from_lo != ((*v).origin_is_lo != 0)) {
+            // A reply from the responder: the handshake went through.
+            (*v).state = ct_state::ESTABLISHED;
+        } else if state == ct_state::CLOSED && flags & TCP_SYN != 0 && flags & TCP_ACK == 0 {
+            // Port reuse: a new SYN on a closed tuple starts over.
+            (*v).state = ct_state::SYN_SENT;
+            (*v).fin_seen = 0;
+            (*v).origin_is_lo = u8::from(from_lo);
+        }
+    }
+}
+
+#[inline(always)]
+fn log_event(pkt: &Pkt, info: &RuleInfo, dir: u32) {
+    let ev = LogEvent {
+        src: as_bytes(pkt.src),
+        dst: as_bytes(pkt.dst),
+        sequence: info.sequence,
+        sport: pkt.cls_sport,
+        dport: pkt.cls_dport,
+        direction: dir as u8,
+        family: pkt.family,
+        proto: pkt.proto,
+        action: info.action,
+    };
+    let _ = LOG_EVENTS.output::<LogEvent>(&ev, 0);
+}
+
+// ===== classification =====
+
+#[inline(always)]
+fn lpm_key(table: u32, pkt: &Pkt, addr: [u64; 2]) -> Key<LpmData> {
+    let (family, bits) = if pkt.family == 4 { (FAMILY_V4, 32) } else { (FAMILY_V6, 128) };
+    Key::new(
+        LPM_HEADER_BITS + bits,
+        LpmData { table: table.to_be_bytes(), family: family.to_be_bytes(), addr: as_bytes(addr) },
+    )
+}
+
+/// Returns the index of the first rule matching every field, if any.
+#[inline(always)]
+fn classify(pkt: &Pkt, table: u32) -> Option<u32> {
+    let src = SRC_LPM.get(lpm_key(table, pkt, pkt.src))?;
+    let dst = DST_LPM.get(lpm_key(table, pkt, pkt.dst))?;
+    let proto = PROTO_BM.get(table * PROTOS as u32 + u32::from(pkt.proto))?;
+    let (sp_class, dp_class) = if pkt.l4 {
+        let s = *SPORT_CLASS.get(table * PORTS as u32 + u32::from(pkt.cls_sport))?;
+        let d = *DPORT_CLASS.get(table * PORTS as u32 + u32::from(pkt.cls_dport))?;
+        (s, d)
+    } else {
+        let no_l4 = (table << CLASS_TABLE_SHIFT) | CLASS_NO_L4;
+        (no_l4, no_l4)
+    };
+    // SAFETY: NO_PREALLOC hash values are RCU-protected for this run.
+    let sport = unsafe { CLASSES.get(sp_class)? };
+    let dport = unsafe { CLASSES.get(dp_class)? };
+    first_common(src, dst, proto, sport, dport)
+}
+
+#[inline(always)]
+fn first_common(a: &Bitmap, b: &Bitmap, c: &Bitmap, d: &Bitmap, e: &Bitmap) -> Option<u32> {
+    let lo = max(max(max(a.lo, b.lo), max(c.lo, d.lo)), e.lo) as usize;
+    let hi = min(min(min(a.hi, b.hi), min(c.hi, d.hi)), e.hi) as usize;
+    let mut w = 0usize;
+    while w < BITMAP_WORDS {
+        if w >= hi {
+            return None;
+        }
+        if w >= lo {
+            // SAFETY: w < BITMAP_WORDS.
+            let x = unsafe {
+                *a.words.get_unchecked(w)
+                    & *b.words.get_unchecked(w)
+                    & *c.words.get_unchecked(w)
+                    & *d.words.get_unchecked(w)
+                    & *e.words.get_unchecked(w)
+            };
+            if x != 0 {
+                return Some((w as u32) * 64 + ctz(x));
+            }
+        }
+        w += 1;
+    }
+    None
+}
+
+#[inline(always)]
+fn max(a: u32, b: u32) -> u32 {
+    if a > b { a } else { b }
+}
+
+#[inline(always)]
+fn min(a: u32, b: u32) -> u32 {
+    if a < b { a } else { b }
+}
+
+/// Trailing zeros of a non-zero word, without a lookup table (BPF has no
+/// ctz instruction and rodata tables complicate loading).
+#[inline(always)]
+fn ctz(mut x: u64) -> u32 {
+    let mut n = 0;
+    if x & 0xffff_ffff == 0 {
+        n += 32;
+        x >>= 32;
+    }
+    if x & 0xffff == 0 {
+        n += 16;
+        x >>= 16;
+    }
+    if x & 0xff == 0 {
+        n += 8;
+        x >>= 8;
+    }
+    if x & 0xf == 0 {
+        n += 4;
+        x >>= 4;
+    }
+    if x & 0x3 == 0 {
+        n += 2;
+        x >>= 2;
+    }
+    if x & 0x1 == 0 {
+        n += 1;
+    }
+    n
+}
