@@ -1,0 +1,4 @@
+//! Shared test support: `mod support;` from any integration test file.
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+pub mod netconfd;
