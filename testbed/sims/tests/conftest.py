@@ -42,7 +42,7 @@ class SimProcess:
             self.lines["LISTENING"] = self.addr
             expected = [] if plain_http else ["CERT"]
             if script == "asa_sim.py":
-                expected = ["ADMIN"]
+                expected = ["ADMIN", "CREDENTIALS"]
             for key in expected:
                 line = self._readline(10)
                 k, _, v = line.partition(" ")
