@@ -72,8 +72,9 @@ pub(crate) struct Converted {
     pub line_origins: Vec<Option<Origin>>,
     /// YANG data path → origins (several when the user repeated an entry).
     pub paths: HashMap<String, Vec<Origin>>,
-    /// User field path → origin.
-    pub fields: HashMap<String, Origin>,
+    /// User field path → (type name, enumeration values) of leaves, for
+    /// error messages.
+    pub leaf_types: HashMap<String, (String, Vec<String>)>,
     /// Module of the document.
     pub module: &'static str,
 }
@@ -128,12 +129,21 @@ pub(crate) struct Converter<'a> {
     diags: Vec<Diagnostic>,
     source_name: &'a str,
     paths: HashMap<String, Vec<Origin>>,
-    fields: HashMap<String, Origin>,
+    leaf_types: HashMap<String, (String, Vec<String>)>,
+    /// Off while walking an entry that is dropped (a duplicate key), so its
+    /// nodes do not shadow the first entry's in the path map.
+    recording: bool,
 }
 
 impl<'a> Converter<'a> {
     pub(crate) fn new(source_name: &'a str) -> Self {
-        Self { diags: Vec::new(), source_name, paths: HashMap::new(), fields: HashMap::new() }
+        Self {
+            diags: Vec::new(),
+            source_name,
+            paths: HashMap::new(),
+            leaf_types: HashMap::new(),
+            recording: true,
+        }
     }
 
     fn error(&mut self, field: &str, line: u32, column: u32, message: String) {
@@ -149,8 +159,10 @@ impl<'a> Converter<'a> {
     }
 
     fn record(&mut self, ypath: &str, origin: &Origin) {
+        if !self.recording {
+            return;
+        }
         self.paths.entry(ypath.to_owned()).or_default().push(origin.clone());
-        self.fields.entry(origin.field.clone()).or_insert_with(|| origin.clone());
     }
 
     /// Reads the envelope, picks the kind's schema and converts the body.
@@ -244,7 +256,7 @@ impl<'a> Converter<'a> {
             json: printer.out,
             line_origins: printer.line_origins,
             paths: self.paths,
-            fields: self.fields,
+            leaf_types: self.leaf_types,
             module,
         };
         (Some((kind, converted)), self.diags)
@@ -287,7 +299,7 @@ impl<'a> Converter<'a> {
         match &child.kind {
             SKind::Leaf(lk) => {
                 self.record(cpath, origin);
-                self.leaf(v, *lk, field)
+                self.leaf(v, child, *lk, field)
             }
             SKind::Container { .. } => {
                 self.record(cpath, origin);
@@ -303,7 +315,7 @@ impl<'a> Converter<'a> {
                     if let Some(text) = item.scalar() {
                         self.record(&format!("{cpath}[.={}]", pred_value(text)), &io);
                     }
-                    if let Some(j) = self.leaf(item, *lk, &ifield) {
+                    if let Some(j) = self.leaf(item, child, *lk, &ifield) {
                         arr.push(JNode { value: j, origin: io });
                     }
                 }
@@ -332,7 +344,12 @@ impl<'a> Converter<'a> {
         }
     }
 
-    fn leaf(&mut self, v: &UNode, kind: LeafKind, field: &str) -> Option<J> {
+    fn leaf(&mut self, v: &UNode, schema: &SNode, kind: LeafKind, field: &str) -> Option<J> {
+        if self.recording {
+            if let Some(t) = &schema.type_name {
+                self.leaf_types.insert(field.to_owned(), (t.clone(), schema.enums.clone()));
+            }
+        }
         let Some(text) = v.scalar() else {
             let what = if v.is_null() { "no value".to_owned() } else { v.describe().to_owned() };
             self.error(field, v.pos.line, v.pos.column, format!("expected a single value, found {what}"));
@@ -425,6 +442,9 @@ impl<'a> Converter<'a> {
                 continue;
             }
             let epath = format!("{cpath}[first='{first}'][last='{last}']");
+            if self.recording {
+                self.leaf_types.insert(ifield.clone(), ("port-number".to_owned(), Vec::new()));
+            }
             self.record(&epath, &o);
             self.record(&format!("{epath}/first"), &o);
             self.record(&format!("{epath}/last"), &o);
@@ -471,6 +491,11 @@ impl<'a> Converter<'a> {
                     if let Some((prev_field, prev_line)) = seen.get(&key_values) {
                         let what = keys.iter().zip(&key_values).map(|(k, v)| format!("{} {v}", user_name_of(schema, k))).collect::<Vec<_>>().join(", ");
                         self.error(&ifield, item.pos.line, item.pos.column, format!("duplicate {what}: already used by {prev_field} at line {prev_line}"));
+                        // Still walk it for unknown fields, without letting
+                        // it shadow the first entry.
+                        let was = std::mem::replace(&mut self.recording, false);
+                        let _ = self.container(item, schema, cpath, &ifield);
+                        self.recording = was;
                         continue;
                     }
                     seen.insert(key_values, (ifield.clone(), item.pos.line));

@@ -222,7 +222,8 @@ impl Validator {
             let result = self.lock().validate_json(&converted.json);
             match result {
                 Err(errors) => {
-                    diags.extend(errors.iter().map(|e| yang_diag(e, &converted, doc.name)));
+                    let mapped = yang_diags(&errors, &converted, &diags, doc.name);
+                    diags.extend(mapped);
                 }
                 Ok(value) if diags.is_empty() => {
                     match typed::from_yang(&value, &converted, &self.schemas) {
@@ -267,6 +268,7 @@ impl Validator {
             Err(errors) => Err(ModelError::Invalid {
                 diagnostics: errors
                     .iter()
+                    .filter(|e| errors.len() == 1 || !e.message.starts_with("List instance is missing its key"))
                     .map(|e| {
                         let yname = e.data_path.as_deref().and_then(|p| p.rsplit('/').next()).map(|s| s.split('[').next().unwrap_or(s));
                         let field = yname.and_then(|n| match n {
@@ -279,7 +281,7 @@ impl Validator {
                         });
                         Diagnostic {
                             severity: Severity::Error,
-                            message: clean_message(&e.message),
+                            message: clean_message(&e.message, None),
                             path: e.data_path.clone(),
                             field,
                             line: 0,
@@ -300,42 +302,68 @@ impl Validator {
     }
 }
 
-/// Maps one libyang error back to the user's field and line.
-fn yang_diag(e: &YangError, conv: &Converted, source_name: &str) -> Diagnostic {
+/// Maps libyang's errors back to the user's fields and lines, dropping the
+/// follow-on errors of a value libyang already refused (an invalid
+/// `action` is also reported as a missing `action`).
+fn yang_diags(errors: &[YangError], conv: &Converted, earlier: &[Diagnostic], source_name: &str) -> Vec<Diagnostic> {
+    let all: Vec<(Diagnostic, bool)> = errors.iter().map(|e| yang_diag(e, conv, source_name)).collect();
+    let primary: Vec<String> = all
+        .iter()
+        .filter(|(_, consequential)| !consequential)
+        .map(|(d, _)| d)
+        .chain(earlier)
+        .filter_map(|d| d.field.clone())
+        .collect();
+    let explained = |f: &str| primary.iter().any(|p| p == f || p.starts_with(&format!("{f}[")) || p.starts_with(&format!("{f}.")));
+    all.into_iter()
+        .filter(|(d, consequential)| !consequential || !d.field.as_deref().is_some_and(explained))
+        .map(|(d, _)| d)
+        .collect()
+}
+
+/// One libyang error as a diagnostic, and whether it is a follow-on error
+/// (missing mandatory node or list key).
+fn yang_diag(e: &YangError, conv: &Converted, source_name: &str) -> (Diagnostic, bool) {
     let by_line = e
         .line
         .and_then(|l| usize::try_from(l).ok())
         .and_then(|l| conv.line_origins.get(l.checked_sub(1)?))
         .and_then(Option::as_ref);
-    let by_path = e.data_path.as_deref().and_then(|p| conv.origin_for_path(p));
-    // A parse error's line points at the exact value; a validation error's
-    // path is the node; the line of a validation error is meaningless.
+    let quoted = e.message.split('"').nth(1);
+    // A leaf-list value error names the leaf-list; find the very item.
+    let by_item = e
+        .data_path
+        .as_deref()
+        .zip(quoted)
+        .and_then(|(p, v)| conv.paths.get(&format!("{p}[.={}]", convert::pred_value(v))))
+        .and_then(|v| v.last());
+    let by_path = by_item.or_else(|| e.data_path.as_deref().and_then(|p| conv.origin_for_path(p)));
+    // Prefer whichever is more specific: a parse error's line points at the
+    // value, a validation error's path at the node.
     let origin = match (by_line, by_path) {
         (Some(l), Some(p)) if p.field.len() > l.field.len() => Some(p),
         (Some(l), _) => Some(l),
         (None, p) => p,
     };
-    let mut message = clean_message(&e.message);
     let mut field = origin.map(|o| o.field.clone());
+    let mut message = clean_message(&e.message, field.as_deref().and_then(|f| conv.leaf_types.get(f)));
+    let mut consequential = e.message.starts_with("List instance is missing its key");
     // "Mandatory node "x" instance does not exist." names a child of the
     // node the path points at: name the missing field itself.
     if let Some(missing) = e.message.strip_prefix("Mandatory node \"").and_then(|r| r.split('"').next()) {
-        let missing_user = e
-            .schema_path
-            .as_deref()
-            .map_or_else(|| missing.to_owned(), |_| yang::user_name(missing, false));
+        let missing_user = yang::user_name(missing, false);
         let parent = field.clone().unwrap_or_default();
         let parent = if parent.is_empty() { "spec".to_owned() } else { parent };
-        let f = format!("{parent}.{missing_user}");
+        field = Some(format!("{parent}.{missing_user}"));
         message = format!("missing required field \"{missing_user}\"");
-        field = Some(f);
+        consequential = true;
     }
     if let Some(dups) = e.data_path.as_deref().and_then(|p| conv.paths.get(p)).filter(|v| v.len() > 1) {
         let lines: Vec<String> = dups.iter().map(|o| o.line.to_string()).collect();
         message = format!("{message} (entries at lines {})", lines.join(", "));
     }
     let (line, column) = origin.map_or((1, 1), |o| (o.line, o.column));
-    Diagnostic {
+    let diag = Diagnostic {
         severity: Severity::Error,
         message,
         path: e.data_path.clone().or_else(|| e.schema_path.clone()),
@@ -343,16 +371,40 @@ fn yang_diag(e: &YangError, conv: &Converted, source_name: &str) -> Diagnostic {
         line,
         column,
         source_name: source_name.to_owned(),
-    }
+    };
+    (diag, consequential)
 }
 
-/// Shortens libyang's wording where it dumps regular expressions.
-fn clean_message(msg: &str) -> String {
-    let msg = msg.trim_end_matches('.');
-    if let Some(rest) = msg.strip_prefix("Unsatisfied pattern - \"") {
-        if let Some((value, _)) = rest.split_once("\" does not conform to") {
-            return format!("invalid value \"{value}\": does not match the expected format");
-        }
+/// Rewrites libyang's wording where it dumps regular expressions or type
+/// internals, using the leaf's type when known.
+fn clean_message(msg: &str, leaf_type: Option<&(String, Vec<String>)>) -> String {
+    let msg = msg.trim_end_matches(['.', '\n', ' ']);
+    let value = msg.split('"').nth(1).unwrap_or_default();
+    let type_name = leaf_type.map(|(t, _)| t.as_str());
+    if msg.starts_with("Invalid enumeration value") {
+        return match leaf_type {
+            Some((_, enums)) if !enums.is_empty() => format!("invalid value \"{value}\": expected one of {}", enums.join(", ")),
+            _ => format!("invalid value \"{value}\""),
+        };
+    }
+    if msg.starts_with("Invalid union value") || msg.starts_with("Unsatisfied pattern") {
+        return match type_name {
+            Some(t) => format!("invalid value \"{value}\": not a valid {t}"),
+            None => format!("invalid value \"{value}\""),
+        };
+    }
+    if msg.starts_with("Too few") {
+        return "too few entries: at least one is required".to_owned();
+    }
+    if let Some(cond) = msg.strip_prefix("When condition \"").and_then(|r| r.split("\" not satisfied").next()) {
+        return format!("only allowed when {cond}");
+    }
+    if msg.starts_with("Value \"") && msg.contains("min/max bounds") {
+        return format!("value {value} is out of range for {}", type_name.unwrap_or("this field"));
+    }
+    if msg.starts_with("Unsatisfied range") || msg.starts_with("Unsatisfied length") {
+        let what = if msg.starts_with("Unsatisfied range") { "out of range" } else { "of invalid length" };
+        return format!("value \"{value}\" is {what} for {}", type_name.unwrap_or("this field"));
     }
     msg.to_owned()
 }

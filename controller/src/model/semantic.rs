@@ -130,6 +130,8 @@ impl Checker<'_> {
             return;
         }
         let mut overlaps = 0usize;
+        // A shadowed rule never matches, so overlapping it means nothing.
+        let mut dead = vec![false; rules.len()];
         for (j, later) in rules.iter().enumerate() {
             let mut shadowed = false;
             for earlier in &rules[..j] {
@@ -150,14 +152,15 @@ impl Checker<'_> {
                         ),
                     );
                     shadowed = true;
+                    dead[j] = true;
                     break;
                 }
             }
             if shadowed {
                 continue;
             }
-            for earlier in &rules[..j] {
-                if earlier.action != later.action && intersects(earlier, later) {
+            for (i, earlier) in rules[..j].iter().enumerate() {
+                if !dead[i] && earlier.action != later.action && intersects(earlier, later) {
                     overlaps += 1;
                     if overlaps > MAX_OVERLAP_WARNINGS {
                         continue;

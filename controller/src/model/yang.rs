@@ -85,8 +85,10 @@ pub(crate) struct SNode {
     pub kind: SKind,
     /// Children in schema order.
     pub children: Vec<SNode>,
-    /// Mandatory leaf or min-elements > 0.
-    pub mandatory: bool,
+    /// Name of the leaf's type (typedef or built-in), for error messages.
+    pub type_name: Option<String>,
+    /// Allowed values of an enumeration leaf, for error messages.
+    pub enums: Vec<String>,
 }
 
 impl SNode {
@@ -154,12 +156,10 @@ fn snode(node: &SchemaNode<'_>) -> Option<SNode> {
     }
     let name = node.name().to_owned();
     let children: Vec<SNode> = node.children().filter_map(|c| snode(&c)).collect();
-    let (kind, multi, mandatory) = match node.kind() {
-        SchemaNodeKind::Container => (SKind::Container { presence: !node.is_np_container() }, false, false),
-        SchemaNodeKind::Leaf => (SKind::Leaf(leaf_kind(node)), false, node.is_mandatory()),
-        SchemaNodeKind::LeafList => {
-            (SKind::LeafList(leaf_kind(node)), true, node.min_elements().unwrap_or(0) > 0)
-        }
+    let (kind, multi) = match node.kind() {
+        SchemaNodeKind::Container => (SKind::Container { presence: !node.is_np_container() }, false),
+        SchemaNodeKind::Leaf => (SKind::Leaf(leaf_kind(node)), false),
+        SchemaNodeKind::LeafList => (SKind::LeafList(leaf_kind(node)), true),
         SchemaNodeKind::List => {
             let keys: Vec<String> = node.list_keys().map(|k| k.name().to_owned()).collect();
             let names: Vec<&str> = children.iter().map(|c| c.name.as_str()).collect();
@@ -169,11 +169,25 @@ fn snode(node: &SchemaNode<'_>) -> Option<SNode> {
                 ["name"] if names == ["name", "value"] => ListShape::Map,
                 _ => ListShape::Plain,
             };
-            (SKind::List { keys, shape }, true, node.min_elements().unwrap_or(0) > 0)
+            (SKind::List { keys, shape }, true)
         }
         _ => return None,
     };
-    Some(SNode { user_name: user_name(&name, multi), name, kind, children, mandatory })
+    let type_name = node.leaf_type().map(|t| {
+        t.typedef_name().unwrap_or_else(|| {
+            match t.base_type() {
+                DataValueType::Uint8 => "uint8",
+                DataValueType::Uint16 => "uint16",
+                DataValueType::Uint32 => "uint32",
+                DataValueType::Bool => "boolean",
+                DataValueType::Enum => "enumeration",
+                _ => "string",
+            }
+            .to_owned()
+        })
+    });
+    let enums = ffi::enum_names(node);
+    Some(SNode { user_name: user_name(&name, multi), name, kind, children, type_name, enums })
 }
 
 /// One error or warning reported by libyang.
@@ -187,8 +201,6 @@ pub(crate) struct YangError {
     pub schema_path: Option<String>,
     /// Line in the JSON input, when the error comes from the parser.
     pub line: Option<u64>,
-    /// error-app-tag of a `must`, when set.
-    pub apptag: Option<String>,
 }
 
 /// The libyang context; `Context` holds a raw pointer and is not `Send`.
@@ -254,7 +266,6 @@ impl YangContext {
                         data_path: e.path,
                         schema_path: None,
                         line: None,
-                        apptag: e.apptag,
                     }])
                 } else {
                     Err(errors)
@@ -265,7 +276,7 @@ impl YangContext {
 }
 
 fn internal(message: String) -> YangError {
-    YangError { message, data_path: None, schema_path: None, line: None, apptag: None }
+    YangError { message, data_path: None, schema_path: None, line: None }
 }
 
 /// The only unsafe code of the model: yang3 returns just the last libyang
@@ -274,7 +285,7 @@ fn internal(message: String) -> YangError {
 mod ffi {
     use std::ffi::CStr;
 
-    use yang3::{context::Context, ffi as ly};
+    use yang3::{context::Context, ffi as ly, schema::SchemaNode};
 
     use super::YangError;
 
@@ -319,7 +330,6 @@ mod ffi {
                             data_path: cstr(e.data_path),
                             schema_path: cstr(e.schema_path),
                             line: (e.line > 0).then_some(e.line),
-                            apptag: cstr(e.apptag),
                         });
                     }
                     item = e.next;
@@ -328,6 +338,34 @@ mod ffi {
             }
         }
         (out, errors)
+    }
+
+    /// The names of an enumeration leaf's values (yang3 has no accessor).
+    pub(super) fn enum_names(node: &SchemaNode<'_>) -> Vec<String> {
+        let Some(t) = node.leaf_type() else {
+            return Vec::new();
+        };
+        let raw = t.as_raw();
+        let mut out = Vec::new();
+        // SAFETY: `raw` is a compiled type owned by the context borrowed by
+        // `node`; an LY_TYPE_ENUM type is a `lysc_type_enum`, whose `enums`
+        // is a libyang sized array (count stored just before the first item).
+        unsafe {
+            if raw.is_null() || (*raw).basetype != ly::LY_DATA_TYPE::LY_TYPE_ENUM {
+                return out;
+            }
+            let enums = (*raw.cast::<ly::lysc_type_enum>()).enums;
+            if enums.is_null() {
+                return out;
+            }
+            let count = *enums.cast::<u64>().sub(1);
+            for i in 0..usize::try_from(count).unwrap_or(0) {
+                if let Some(name) = cstr((*enums.add(i)).name) {
+                    out.push(name);
+                }
+            }
+        }
+        out
     }
 
     fn ctx_ptr(ctx: &Context) -> *mut ly::ly_ctx {
