@@ -5,6 +5,12 @@
 //! intent to per-device config) → `transport` (netconf, restconf, http,
 //! ssh-cli) → `txn` (plan, dry-run, commit, rollback) → `store` (sled).
 
+pub mod api;
 pub mod compile;
+pub mod config;
+pub mod daemon;
 pub mod model;
+pub mod store;
+pub mod telemetry;
 pub mod transport;
+pub mod txn;

@@ -24,7 +24,12 @@ use output::Output;
 #[command(name = "rampartctl", version, about)]
 struct Cli {
     /// rampartd's gRPC address.
-    #[arg(long, global = true, env = "RAMPART_SERVER", default_value = "http://127.0.0.1:50051")]
+    #[arg(
+        long,
+        global = true,
+        env = "RAMPART_SERVER",
+        default_value = "http://127.0.0.1:50051"
+    )]
     server: String,
     /// Output format.
     #[arg(short, long, global = true, value_enum, default_value_t = Format::Table)]
@@ -181,19 +186,28 @@ impl From<tonic::Status> for Failure {
             C::Unavailable => 6,
             _ => 1,
         };
-        Failure { code, message: format!("{:?}: {}", s.code(), s.message()) }
+        Failure {
+            code,
+            message: format!("{:?}: {}", s.code(), s.message()),
+        }
     }
 }
 
 impl From<anyhow::Error> for Failure {
     fn from(e: anyhow::Error) -> Self {
-        Failure { code: 1, message: format!("{e:#}") }
+        Failure {
+            code: 1,
+            message: format!("{e:#}"),
+        }
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start runtime: {e}");
@@ -214,9 +228,14 @@ async fn connect(server: &str) -> Result<Channel, Failure> {
         code: 3,
         message: format!("--server {server:?} is not a valid URL: {e}"),
     })?;
-    endpoint.connect_timeout(std::time::Duration::from_secs(5)).connect().await.map_err(|e| {
-        Failure { code: 6, message: format!("cannot reach rampartd at {server}: {e}") }
-    })
+    endpoint
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .connect()
+        .await
+        .map_err(|e| Failure {
+            code: 6,
+            message: format!("cannot reach rampartd at {server}: {e}"),
+        })
 }
 
 fn read_input(path: &PathBuf) -> Result<(String, String), Failure> {
@@ -229,7 +248,10 @@ fn read_input(path: &PathBuf) -> Result<(String, String), Failure> {
         std::io::stdin().read_to_string(&mut s).map_err(read_err)?;
         Ok((s, "<stdin>".to_owned()))
     } else {
-        Ok((std::fs::read_to_string(path).map_err(read_err)?, path.display().to_string()))
+        Ok((
+            std::fs::read_to_string(path).map_err(read_err)?,
+            path.display().to_string(),
+        ))
     }
 }
 
@@ -250,21 +272,36 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 source_name,
                 dry_run,
             };
-            let resp = ServiceManagerClient::new(channel).apply_service(req).await?.into_inner();
+            let resp = ServiceManagerClient::new(channel)
+                .apply_service(req)
+                .await?
+                .into_inner();
             out.apply(&resp);
         }
         Command::Get { what } => get(channel, what, &out).await?,
-        Command::Delete { what: DeleteWhat::Service { name, tenant } } => {
-            let req = pb::DeleteServiceRequest { name, tenant: tenant.unwrap_or_default() };
-            let resp = ServiceManagerClient::new(channel).delete_service(req).await?.into_inner();
+        Command::Delete {
+            what: DeleteWhat::Service { name, tenant },
+        } => {
+            let req = pb::DeleteServiceRequest {
+                name,
+                tenant: tenant.unwrap_or_default(),
+            };
+            let resp = ServiceManagerClient::new(channel)
+                .delete_service(req)
+                .await?
+                .into_inner();
             out.message(&format!("deleted ({})", resp.transaction_id));
         }
-        Command::Devices { action: DeviceAction::Remove { name } } => {
+        Command::Devices {
+            action: DeviceAction::Remove { name },
+        } => {
             let req = pb::RemoveDeviceRequest { name: name.clone() };
             DeviceManagerClient::new(channel).remove_device(req).await?;
             out.message(&format!("device {name} removed"));
         }
-        Command::Devices { action: DeviceAction::Add(add) } => {
+        Command::Devices {
+            action: DeviceAction::Add(add),
+        } => {
             let replace = add.replace;
             let devices = match &add.file {
                 Some(file) => inventory_file(file)?,
@@ -275,7 +312,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             for device in devices {
                 let name = device.name.clone();
                 let d = client
-                    .add_device(pb::AddDeviceRequest { device: Some(device), replace })
+                    .add_device(pb::AddDeviceRequest {
+                        device: Some(device),
+                        replace,
+                    })
                     .await
                     .map_err(|s| {
                         let mut f = Failure::from(s);
@@ -293,29 +333,56 @@ async fn run(cli: Cli) -> Result<(), Failure> {
 
 async fn get(channel: Channel, what: GetWhat, out: &Output) -> Result<(), Failure> {
     match what {
-        GetWhat::Services { name: Some(name), tenant, .. } => {
-            let req = pb::GetServiceRequest { name, tenant: tenant.unwrap_or_default() };
-            let s = ServiceManagerClient::new(channel).get_service(req).await?.into_inner();
+        GetWhat::Services {
+            name: Some(name),
+            tenant,
+            ..
+        } => {
+            let req = pb::GetServiceRequest {
+                name,
+                tenant: tenant.unwrap_or_default(),
+            };
+            let s = ServiceManagerClient::new(channel)
+                .get_service(req)
+                .await?
+                .into_inner();
             out.service(&s);
         }
-        GetWhat::Services { name: None, tenant, kind } => {
+        GetWhat::Services {
+            name: None,
+            tenant,
+            kind,
+        } => {
             let req = pb::ListServicesRequest {
                 tenant: tenant.unwrap_or_default(),
                 kind: kind.unwrap_or_default(),
             };
-            let resp = ServiceManagerClient::new(channel).list_services(req).await?.into_inner();
+            let resp = ServiceManagerClient::new(channel)
+                .list_services(req)
+                .await?
+                .into_inner();
             out.services(&resp.services);
         }
-        GetWhat::Devices { name: Some(name), .. } => {
+        GetWhat::Devices {
+            name: Some(name), ..
+        } => {
             let d = DeviceManagerClient::new(channel)
                 .get_device(pb::GetDeviceRequest { name })
                 .await?
                 .into_inner();
             out.devices(&[d]);
         }
-        GetWhat::Devices { name: None, selector } => {
-            let req = pb::ListDevicesRequest { selector: selector.into_iter().collect() };
-            let resp = DeviceManagerClient::new(channel).list_devices(req).await?.into_inner();
+        GetWhat::Devices {
+            name: None,
+            selector,
+        } => {
+            let req = pb::ListDevicesRequest {
+                selector: selector.into_iter().collect(),
+            };
+            let resp = DeviceManagerClient::new(channel)
+                .list_devices(req)
+                .await?
+                .into_inner();
             out.devices(&resp.devices);
         }
         GetWhat::Transactions { id: Some(id), .. } => {
@@ -325,10 +392,19 @@ async fn get(channel: Channel, what: GetWhat, out: &Output) -> Result<(), Failur
                 .into_inner();
             out.transaction(&t);
         }
-        GetWhat::Transactions { id: None, service, limit } => {
-            let req = pb::ListTransactionsRequest { limit, service: service.unwrap_or_default() };
-            let resp =
-                TransactionManagerClient::new(channel).list_transactions(req).await?.into_inner();
+        GetWhat::Transactions {
+            id: None,
+            service,
+            limit,
+        } => {
+            let req = pb::ListTransactionsRequest {
+                limit,
+                service: service.unwrap_or_default(),
+            };
+            let resp = TransactionManagerClient::new(channel)
+                .list_transactions(req)
+                .await?
+                .into_inner();
             out.transactions(&resp.transactions);
         }
     }
@@ -386,8 +462,10 @@ struct InventoryDevice {
 
 fn inventory_file(path: &PathBuf) -> Result<Vec<pb::Device>, Failure> {
     let (text, name) = read_input(path)?;
-    let inv: Inventory = serde_norway::from_str(&text)
-        .map_err(|e| Failure { code: 3, message: format!("{name}: {e}") })?;
+    let inv: Inventory = serde_norway::from_str(&text).map_err(|e| Failure {
+        code: 3,
+        message: format!("{name}: {e}"),
+    })?;
     inv.devices
         .into_iter()
         .enumerate()

@@ -151,8 +151,11 @@ impl Output {
             println!("--- {} ({}, {})", rc.target, rc.platform, rc.format);
             println!("{}", rc.content.trim_end());
         }
-        let names: Vec<String> =
-            r.services.iter().map(|s| format!("{}/{} ({})", s.tenant, s.name, s.kind)).collect();
+        let names: Vec<String> = r
+            .services
+            .iter()
+            .map(|s| format!("{}/{} ({})", s.tenant, s.name, s.kind))
+            .collect();
         if r.dry_run {
             println!(
                 "dry-run: {} service(s) [{}] would configure {} target(s); nothing was stored",
@@ -202,7 +205,10 @@ impl Output {
                 ]
             })
             .collect();
-        println!("{}", table(&["TENANT", "NAME", "KIND", "GENERATION", "LABELS"], rows));
+        println!(
+            "{}",
+            table(&["TENANT", "NAME", "KIND", "GENERATION", "LABELS"], rows)
+        );
     }
 
     /// A list of devices.
@@ -222,7 +228,13 @@ impl Output {
                 ]
             })
             .collect();
-        println!("{}", table(&["NAME", "PLATFORM", "ADDRESS", "CREDENTIALS", "LABELS"], rows));
+        println!(
+            "{}",
+            table(
+                &["NAME", "PLATFORM", "ADDRESS", "CREDENTIALS", "LABELS"],
+                rows
+            )
+        );
     }
 
     /// One transaction with its changes.
@@ -254,14 +266,27 @@ impl Output {
                     t.operation.clone(),
                     t.services.join(","),
                     t.author.clone(),
-                    t.started.as_ref().map_or_else(String::new, |s| s.seconds.to_string()),
+                    t.started
+                        .as_ref()
+                        .map_or_else(String::new, |s| s.seconds.to_string()),
                     t.changes.len().to_string(),
                 ]
             })
             .collect();
         println!(
             "{}",
-            table(&["ID", "STATE", "OPERATION", "SERVICES", "AUTHOR", "STARTED", "TARGETS"], rows)
+            table(
+                &[
+                    "ID",
+                    "STATE",
+                    "OPERATION",
+                    "SERVICES",
+                    "AUTHOR",
+                    "STARTED",
+                    "TARGETS"
+                ],
+                rows
+            )
         );
     }
 }

@@ -3,7 +3,10 @@
 //!
 //! One crate so the two daemons and the CLI can never disagree on a message.
 
-#![allow(missing_docs, reason = "generated code; the .proto files carry the docs")]
+#![allow(
+    missing_docs,
+    reason = "generated code; the .proto files carry the docs"
+)]
 #![allow(
     clippy::all,
     clippy::pedantic,
@@ -32,7 +35,11 @@ pub mod serde_enum {
                 /// Writes the lower-case name without the enum prefix.
                 pub fn serialize<S: Serializer>(v: &i32, s: S) -> Result<S::Ok, S::Error> {
                     let name = <$ty>::try_from(*v)
-                        .map(|e| e.as_str_name().trim_start_matches($prefix).to_ascii_lowercase())
+                        .map(|e| {
+                            e.as_str_name()
+                                .trim_start_matches($prefix)
+                                .to_ascii_lowercase()
+                        })
                         .unwrap_or_else(|_| v.to_string());
                     s.serialize_str(&name)
                 }

@@ -8,8 +8,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{device::Device, spec::ServiceSpec};
+use crate::model::{
+    device::Device,
+    spec::{ServiceBody, ServiceSpec},
+};
 
+pub mod agent;
 pub mod iosxe;
 
 /// The native form a rendering is written in.
@@ -92,10 +96,12 @@ pub fn compile(
 ) -> Result<Vec<Rendering>, CompileError> {
     let mut out = Vec::new();
     for name in spec.devices() {
-        let device = inventory.get(name).ok_or_else(|| CompileError::UnknownDevice {
-            device: name.to_owned(),
-            field: "spec.targets".to_owned(),
-        })?;
+        let device = inventory
+            .get(name)
+            .ok_or_else(|| CompileError::UnknownDevice {
+                device: name.to_owned(),
+                field: "spec.targets".to_owned(),
+            })?;
         match device.platform {
             crate::model::device::Platform::IosXe => out.extend(iosxe::render(spec, device)?),
             other => {
@@ -106,6 +112,9 @@ pub fn compile(
                 });
             }
         }
+    }
+    if let ServiceBody::Firewall(fw) = &spec.body {
+        out.extend(agent::render_firewall(fw, &spec.metadata));
     }
     Ok(out)
 }

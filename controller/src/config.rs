@@ -1,0 +1,409 @@
+//! rampartd configuration: TOML with defaults, overridable by flags and
+//! environment (flags win, then environment, then the file, then defaults).
+//!
+//! Every problem in a config file is reported at once, with its line, so an
+//! operator fixes the file in one pass instead of one error per restart.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use serde::Deserialize;
+
+/// Why the configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// One or more settings are wrong; every one is listed.
+    #[error("invalid configuration in {origin}:\n  {}", errors.join("\n  "))]
+    Invalid {
+        /// File name or "flags".
+        origin: String,
+        /// One line per problem: `line N: key: what is wrong`.
+        errors: Vec<String>,
+    },
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// The whole daemon configuration.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// gRPC management API.
+    pub api: ApiConfig,
+    /// Prometheus endpoint.
+    pub metrics: MetricsConfig,
+    /// Embedded database.
+    pub store: StoreConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `[api]`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// gRPC listen address.
+    pub listen: SocketAddr,
+    /// Largest accepted request message, bytes (specs are small; this stops
+    /// a client from making the daemon buffer gigabytes).
+    pub max_request_bytes: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            max_request_bytes: 4 << 20,
+        }
+    }
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` at all.
+    pub enabled: bool,
+    /// Listen address of the Prometheus endpoint (its own listener, so
+    /// scraping never competes with API traffic).
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+        }
+    }
+}
+
+/// `[store]`
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Where the sled database lives; see [`StoreConfig::resolved_data_dir`].
+    pub data_dir: Option<PathBuf>,
+}
+
+impl StoreConfig {
+    /// The configured directory, or a default that works for whoever runs
+    /// the daemon: systemd's `$STATE_DIRECTORY`, else
+    /// `$XDG_DATA_HOME/rampart`, else `~/.local/share/rampart`, else
+    /// `./rampart-data`.
+    #[must_use]
+    pub fn resolved_data_dir(&self) -> PathBuf {
+        if let Some(d) = &self.data_dir {
+            return d.clone();
+        }
+        let env = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        if let Some(d) = env("STATE_DIRECTORY") {
+            // systemd may pass several, colon-separated; the first is ours.
+            let first = d
+                .to_string_lossy()
+                .split(':')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            return PathBuf::from(first);
+        }
+        if let Some(d) = env("XDG_DATA_HOME") {
+            return d.join("rampart");
+        }
+        if let Some(h) = env("HOME") {
+            return h.join(".local/share/rampart");
+        }
+        PathBuf::from("rampart-data")
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// Output format.
+    pub format: LogFormat,
+    /// `tracing` filter directive (`info`, `rampart_controller=debug`).
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// Values from flags or the environment that override the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--listen` / `RAMPARTD_LISTEN`.
+    pub listen: Option<SocketAddr>,
+    /// `--metrics-listen` / `RAMPARTD_METRICS_LISTEN`.
+    pub metrics_listen: Option<SocketAddr>,
+    /// `--data-dir` / `RAMPARTD_DATA_DIR`.
+    pub data_dir: Option<PathBuf>,
+    /// `--log-format` / `RAMPARTD_LOG_FORMAT`.
+    pub log_format: Option<LogFormat>,
+    /// `--log-level` / `RAMPARTD_LOG`.
+    pub log_level: Option<String>,
+}
+
+impl Config {
+    /// Loads `path` (defaults when `None`) and applies `overrides`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] listing every problem found.
+    pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let mut cfg = match path {
+            None => Config::default(),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_owned(),
+                    source,
+                })?;
+                Config::from_toml(&text, &p.display().to_string())?
+            }
+        };
+        cfg.apply(overrides);
+        cfg.check("flags and environment")?;
+        Ok(cfg)
+    }
+
+    /// Parses a TOML document, reporting every error in it.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] with one entry per problem.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let invalid = |errors| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            errors,
+        };
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            let line = e.span().map(|s| line_of(text, s.start));
+            invalid(vec![format!("line {}: {}", line.unwrap_or(0), e.message())])
+        })?;
+        match Config::deserialize(toml::Value::Table(table.clone())) {
+            Ok(cfg) => {
+                cfg.check(origin)?;
+                Ok(cfg)
+            }
+            // serde stops at the first problem: probe each key on its own to
+            // find them all.
+            Err(_) => Err(invalid(collect_errors(text, &table))),
+        }
+    }
+
+    fn apply(&mut self, o: &Overrides) {
+        if let Some(v) = o.listen {
+            self.api.listen = v;
+        }
+        if let Some(v) = o.metrics_listen {
+            self.metrics.listen = v;
+        }
+        if let Some(v) = &o.data_dir {
+            self.store.data_dir = Some(v.clone());
+        }
+        if let Some(v) = o.log_format {
+            self.log.format = v;
+        }
+        if let Some(v) = &o.log_level {
+            self.log.level.clone_from(v);
+        }
+    }
+
+    /// Cross-field checks, all reported together.
+    fn check(&self, origin: &str) -> Result<(), ConfigError> {
+        let mut errors = Vec::new();
+        if self.metrics.enabled
+            && self.metrics.listen == self.api.listen
+            && self.api.listen.port() != 0
+        {
+            errors.push(format!(
+                "metrics.listen: {} is also api.listen; the two need their own sockets",
+                self.metrics.listen
+            ));
+        }
+        if self.api.max_request_bytes < 1024 {
+            errors.push(format!(
+                "api.max_request_bytes: {} is too small to carry any spec (minimum 1024)",
+                self.api.max_request_bytes
+            ));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            errors.push(format!(
+                "log.level: {:?} is not a valid filter: {e}",
+                self.log.level
+            ));
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid {
+                origin: origin.to_owned(),
+                errors,
+            })
+        }
+    }
+}
+
+/// Probes every section and key separately so each problem is reported.
+fn collect_errors(text: &str, table: &toml::Table) -> Vec<String> {
+    const SECTIONS: [&str; 4] = ["api", "metrics", "store", "log"];
+    let mut errors = Vec::new();
+    for (section, value) in table {
+        let line = find_line(text, None, section);
+        if !SECTIONS.contains(&section.as_str()) {
+            errors.push(format!(
+                "line {line}: unknown section [{section}] (expected one of {})",
+                SECTIONS.join(", ")
+            ));
+            continue;
+        }
+        let Some(keys) = value.as_table() else {
+            errors.push(format!(
+                "line {line}: {section} must be a table ([{section}])"
+            ));
+            continue;
+        };
+        for (key, v) in keys {
+            let mut one = toml::Table::new();
+            let mut inner = toml::Table::new();
+            inner.insert(key.clone(), v.clone());
+            one.insert(section.clone(), toml::Value::Table(inner));
+            if let Err(e) = Config::deserialize(toml::Value::Table(one)) {
+                let line = find_line(text, Some(section), key);
+                errors.push(format!(
+                    "line {line}: {section}.{key}: {}",
+                    e.message().trim()
+                ));
+            }
+        }
+    }
+    errors
+}
+
+/// 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|b| *b == b'\n')
+        .count()
+        + 1
+}
+
+/// Best-effort line of `key` in `[section]` (or of the section header).
+fn find_line(text: &str, section: Option<&str>, key: &str) -> usize {
+    let mut current: Option<String> = None;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if let Some(h) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            current = Some(h.trim().to_owned());
+            if section.is_none() && h.trim() == key {
+                return i + 1;
+            }
+            continue;
+        }
+        let k = line.split('=').next().unwrap_or_default().trim();
+        if section.is_some() && current.as_deref() == section && k == key {
+            return i + 1;
+        }
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let cfg = Config::from_toml("", "t.toml").unwrap();
+        assert_eq!(cfg, Config::default());
+        assert_eq!(cfg.api.listen.port(), 50051);
+    }
+
+    #[test]
+    fn full_file_parses() {
+        let cfg = Config::from_toml(
+            "[api]\nlisten = \"0.0.0.0:7000\"\n[metrics]\nlisten = \"127.0.0.1:7001\"\n\
+             [store]\ndata_dir = \"/tmp/x\"\n[log]\nformat = \"json\"\nlevel = \"debug\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(cfg.api.listen.port(), 7000);
+        assert_eq!(cfg.log.format, LogFormat::Json);
+        assert_eq!(cfg.store.resolved_data_dir(), PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn every_error_is_reported_with_its_line() {
+        let text = "[api]\nlisten = \"nonsense\"\nlisten_port = 3\n[metrics]\nenabled = \"yes\"\n\
+                    [bogus]\nx = 1\n";
+        let Err(ConfigError::Invalid { errors, .. }) = Config::from_toml(text, "t.toml") else {
+            panic!("expected errors");
+        };
+        let joined = errors.join("\n");
+        assert_eq!(errors.len(), 4, "{joined}");
+        assert!(joined.contains("line 2: api.listen"), "{joined}");
+        assert!(
+            joined.contains("line 3: api.listen_port: unknown field"),
+            "{joined}"
+        );
+        assert!(joined.contains("line 5: metrics.enabled"), "{joined}");
+        assert!(
+            joined.contains("line 6: unknown section [bogus]"),
+            "{joined}"
+        );
+    }
+
+    #[test]
+    fn syntax_error_names_line() {
+        let Err(ConfigError::Invalid { errors, .. }) =
+            Config::from_toml("[api]\nlisten = = 3\n", "t.toml")
+        else {
+            panic!("expected error");
+        };
+        assert!(errors[0].starts_with("line 2:"), "{errors:?}");
+    }
+
+    #[test]
+    fn cross_field_checks_and_overrides() {
+        let o = Overrides {
+            listen: Some("127.0.0.1:9000".parse().unwrap()),
+            metrics_listen: Some("127.0.0.1:9000".parse().unwrap()),
+            log_level: Some("[[bad".into()),
+            ..Overrides::default()
+        };
+        let Err(ConfigError::Invalid { errors, .. }) = Config::load(None, &o) else {
+            panic!("expected errors");
+        };
+        assert_eq!(errors.len(), 2, "{errors:?}");
+    }
+}

@@ -1,0 +1,181 @@
+//! Wiring of the daemon: store, validator, gRPC server, metrics server,
+//! readiness, shutdown.
+//!
+//! [`run`] takes its listeners and its shutdown future from the caller
+//! (mini-redis style), so tests bind `127.0.0.1:0` and stop it at will.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use rampart_proto::v1::{
+    FILE_DESCRIPTOR_SET, device_manager_server::DeviceManagerServer,
+    service_manager_server::ServiceManagerServer,
+    transaction_manager_server::TransactionManagerServer,
+};
+use tokio::{net::TcpListener, sync::watch};
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::{
+    api::Api,
+    config::Config,
+    model::{ModelError, Validator},
+    store::{Store, StoreError},
+    telemetry::{self, Metrics, TelemetryError},
+};
+
+/// Why the daemon could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The embedded YANG modules did not load (a build defect).
+    #[error("service model: {0}")]
+    Model(#[from] ModelError),
+    /// Metrics set-up or server failure.
+    #[error(transparent)]
+    Telemetry(#[from] TelemetryError),
+    /// The gRPC server failed.
+    #[error("gRPC server failed: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+    /// Reflection service set-up failed.
+    #[error("gRPC reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// Listeners the daemon serves on; bound by the caller.
+pub struct Listeners {
+    /// gRPC management API.
+    pub api: TcpListener,
+    /// Prometheus endpoint, when enabled.
+    pub metrics: Option<TcpListener>,
+}
+
+/// Runs rampartd until `shutdown` completes, then drains in-flight requests
+/// and flushes the store.
+///
+/// # Errors
+/// [`DaemonError`] when start-up fails or a server dies.
+pub async fn run(
+    config: &Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), DaemonError> {
+    let data_dir = config.store.resolved_data_dir();
+    if let Err(e) = std::fs::create_dir_all(&data_dir) {
+        tracing::warn!(dir = %data_dir.display(), error = %e, "cannot create data dir");
+    }
+    let store = Store::open(&data_dir)?;
+    let validator = Arc::new(tokio::task::spawn_blocking(Validator::new).await.map_err(
+        |e| ModelError::Schema {
+            message: format!("validator start-up task failed: {e}"),
+        },
+    )??);
+    let metrics = Metrics::new()?;
+    let api = Api::new(store.clone(), validator, metrics.clone());
+
+    // One shutdown signal fanned out to both servers.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let wait = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+
+    let metrics_task = listeners.metrics.map(|l| {
+        let addr = l.local_addr().ok();
+        tracing::info!(addr = ?addr, "metrics listening");
+        tokio::spawn(telemetry::serve_metrics(
+            l,
+            metrics,
+            store.clone(),
+            wait(stop_rx.clone()),
+        ))
+    });
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<ServiceManagerServer<Api>>()
+        .await;
+    health_reporter
+        .set_serving::<DeviceManagerServer<Api>>()
+        .await;
+    health_reporter
+        .set_serving::<TransactionManagerServer<Api>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+
+    let max = config.api.max_request_bytes;
+    let addr = listeners.api.local_addr().ok();
+    tracing::info!(addr = ?addr, data_dir = %data_dir.display(), "rampartd serving");
+    notify_ready();
+    let watchdog = spawn_watchdog();
+
+    tonic::transport::Server::builder()
+        .timeout(Duration::from_secs(120))
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(ServiceManagerServer::new(api.clone()).max_decoding_message_size(max))
+        .add_service(DeviceManagerServer::new(api.clone()).max_decoding_message_size(max))
+        .add_service(TransactionManagerServer::new(api).max_decoding_message_size(max))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.api), wait(stop_rx))
+        .await?;
+
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    if let Some(w) = watchdog {
+        w.abort();
+    }
+    if let Some(t) = metrics_task {
+        match t.await {
+            Ok(res) => res?,
+            Err(e) => tracing::warn!(error = %e, "metrics task panicked"),
+        }
+    }
+    store.flush().await?;
+    tracing::info!("rampartd stopped");
+    Ok(())
+}
+
+/// Tells systemd (Type=notify) we are ready; a no-op elsewhere.
+fn notify_ready() {
+    if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+        tracing::debug!(error = %e, "sd_notify READY failed");
+    }
+}
+
+/// Pings systemd's watchdog at half its interval when one is configured.
+fn spawn_watchdog() -> Option<tokio::task::JoinHandle<()>> {
+    let mut usec = 0u64;
+    if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
+        return None;
+    }
+    let period = Duration::from_micros(usec / 2);
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        loop {
+            tick.tick().await;
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+        }
+    }))
+}
+
+/// Resolves when SIGTERM or SIGINT arrives.
+pub async fn signals() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutting down"),
+        _ = int.recv() => tracing::info!(signal = "SIGINT", "shutting down"),
+    }
+}

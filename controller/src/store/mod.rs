@@ -1,0 +1,593 @@
+//! The embedded store (sled): devices, services (desired state with a
+//! generation number) and the transaction log.
+//!
+//! Every mutation that the API acknowledges is flushed to disk before the
+//! acknowledgement, so an applied spec survives `kill -9` of the daemon.
+//! A service and the transaction that changed it are written in one sled
+//! transaction: the store never holds one without the other.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+use sled::{
+    Transactional,
+    transaction::{ConflictableTransactionError, TransactionError},
+};
+
+use crate::{
+    compile::Rendering,
+    model::{
+        device::Device,
+        spec::{Kind, ServiceSpec},
+    },
+};
+
+/// Store failures, with what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be opened.
+    #[error("cannot open store at {path}: {source}")]
+    Open {
+        /// Data directory.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: sled::Error,
+    },
+    /// A read or write failed.
+    #[error("store {op} failed: {source}")]
+    Io {
+        /// The operation.
+        op: &'static str,
+        /// Cause.
+        #[source]
+        source: sled::Error,
+    },
+    /// A stored record could not be decoded (corruption or an incompatible
+    /// version).
+    #[error("stored {what} {key:?} is unreadable: {source}")]
+    Decode {
+        /// Record type.
+        what: &'static str,
+        /// Its key.
+        key: String,
+        /// Cause.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A record to write could not be encoded.
+    #[error("cannot encode {what}: {source}")]
+    Encode {
+        /// Record type.
+        what: &'static str,
+        /// Cause.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Adding a device whose name is taken.
+    #[error("device {name:?} already exists")]
+    DeviceExists {
+        /// Device name.
+        name: String,
+    },
+    /// Removing a device that services still use.
+    #[error("device {name:?} is used by services {services:?}; delete or change them first")]
+    DeviceInUse {
+        /// Device name.
+        name: String,
+        /// `tenant/name` of the services that use it.
+        services: Vec<String>,
+    },
+}
+
+/// A service as stored: the validated spec plus bookkeeping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredService {
+    /// The validated spec.
+    pub spec: ServiceSpec,
+    /// The `apiVersion` it was written in.
+    pub api_version: String,
+    /// Increments with every accepted change.
+    pub generation: u64,
+    /// First apply, Unix seconds.
+    pub created_unix: i64,
+    /// Last apply, Unix seconds.
+    pub updated_unix: i64,
+    /// The transaction that last changed it.
+    pub last_transaction: u64,
+}
+
+impl StoredService {
+    /// `tenant/name`, the store key.
+    #[must_use]
+    pub fn key(&self) -> String {
+        service_key(&self.spec.metadata.tenant, &self.spec.metadata.name)
+    }
+}
+
+/// Outcome of a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TxnState {
+    /// Journaled, not finished.
+    Pending,
+    /// Done everywhere.
+    Committed,
+    /// Failed; nothing changed.
+    Failed,
+    /// Undone by a later rollback.
+    RolledBack,
+}
+
+/// One target's part of a transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxnChange {
+    /// What was rendered for the target.
+    pub rendering: Rendering,
+    /// Why this target failed, if it did.
+    pub error: Option<String>,
+}
+
+/// A journaled transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxnRecord {
+    /// Monotonic id.
+    pub id: u64,
+    /// State.
+    pub state: TxnState,
+    /// `apply` or `delete`.
+    pub operation: String,
+    /// `tenant/name` of every service touched.
+    pub services: Vec<String>,
+    /// Who asked for it.
+    pub author: String,
+    /// Unix milliseconds.
+    pub started_unix_ms: i64,
+    /// Unix milliseconds.
+    pub finished_unix_ms: Option<i64>,
+    /// Per-target changes.
+    pub changes: Vec<TxnChange>,
+    /// Overall error.
+    pub error: Option<String>,
+}
+
+/// The store key of a service.
+#[must_use]
+pub fn service_key(tenant: &str, name: &str) -> String {
+    format!("{tenant}/{name}")
+}
+
+/// The formatted id users see (`txn-42`).
+#[must_use]
+pub fn txn_display_id(id: u64) -> String {
+    format!("txn-{id}")
+}
+
+/// Parses `txn-42` or `42`.
+#[must_use]
+pub fn parse_txn_id(s: &str) -> Option<u64> {
+    s.strip_prefix("txn-").unwrap_or(s).parse().ok()
+}
+
+/// Handle to the embedded database. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    devices: sled::Tree,
+    services: sled::Tree,
+    txns: sled::Tree,
+    path: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn io(op: &'static str) -> impl FnOnce(sled::Error) -> StoreError {
+    move |source| StoreError::Io { op, source }
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(
+    what: &'static str,
+    key: &[u8],
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::Decode {
+        what,
+        key: String::from_utf8_lossy(key).into_owned(),
+        source,
+    })
+}
+
+fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|source| StoreError::Encode { what, source })
+}
+
+/// Maps a sled transaction error whose abort carries a [`StoreError`].
+fn txn_err(op: &'static str, e: TransactionError<StoreError>) -> StoreError {
+    match e {
+        TransactionError::Abort(inner) => inner,
+        TransactionError::Storage(source) => StoreError::Io { op, source },
+    }
+}
+
+/// Now, in Unix milliseconds.
+#[must_use]
+pub fn now_unix_ms() -> i64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`.
+    ///
+    /// # Errors
+    /// [`StoreError::Open`] when the directory cannot be used (permissions,
+    /// another rampartd holding the lock).
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|source| StoreError::Open {
+                path: dir.to_owned(),
+                source,
+            })?;
+        Self::from_db(db, Some(dir.to_owned()))
+    }
+
+    /// A store that lives in memory and vanishes on drop (tests, dry-run tools).
+    ///
+    /// # Errors
+    /// [`StoreError::Open`] if sled cannot create its temporary files.
+    pub fn temporary() -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .temporary(true)
+            .open()
+            .map_err(|source| StoreError::Open {
+                path: PathBuf::from("<temporary>"),
+                source,
+            })?;
+        Self::from_db(db, None)
+    }
+
+    fn from_db(db: sled::Db, path: Option<PathBuf>) -> Result<Self, StoreError> {
+        let tree = |name: &str| db.open_tree(name).map_err(io("open tree"));
+        Ok(Self {
+            devices: tree("devices")?,
+            services: tree("services")?,
+            txns: tree("transactions")?,
+            db,
+            path,
+        })
+    }
+
+    /// Makes every acknowledged write durable.
+    ///
+    /// # Errors
+    /// [`StoreError::Io`] when the flush fails.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await.map_err(io("flush"))?;
+        Ok(())
+    }
+
+    /// Bytes used on disk.
+    #[must_use]
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+
+    // ===== devices =====
+
+    /// Adds a device; with `replace` an existing one of the same name is
+    /// overwritten (keeping its creation time).
+    ///
+    /// # Errors
+    /// [`StoreError::DeviceExists`] when the name is taken and `replace` is off.
+    pub fn put_device(&self, device: &Device, replace: bool) -> Result<Device, StoreError> {
+        let key = device.name.as_bytes();
+        let mut stored = device.clone();
+        let prev = self.devices.get(key).map_err(io("get device"))?;
+        match &prev {
+            Some(_) if !replace => {
+                return Err(StoreError::DeviceExists {
+                    name: device.name.clone(),
+                });
+            }
+            Some(bytes) => {
+                let old: Device = decode("device", key, bytes)?;
+                stored.created_unix = old.created_unix;
+            }
+            None => stored.created_unix = now_unix_ms() / 1000,
+        }
+        let bytes = encode("device", &stored)?;
+        // compare_and_swap so two concurrent adds cannot both succeed.
+        let swapped = self
+            .devices
+            .compare_and_swap(key, prev, Some(bytes))
+            .map_err(io("put device"))?;
+        if swapped.is_err() {
+            return Err(StoreError::DeviceExists {
+                name: device.name.clone(),
+            });
+        }
+        Ok(stored)
+    }
+
+    /// One device by name.
+    ///
+    /// # Errors
+    /// Read or decode failures.
+    pub fn device(&self, name: &str) -> Result<Option<Device>, StoreError> {
+        self.devices
+            .get(name.as_bytes())
+            .map_err(io("get device"))?
+            .map(|b| decode("device", name.as_bytes(), &b))
+            .transpose()
+    }
+
+    /// Every device, by name.
+    ///
+    /// # Errors
+    /// Read or decode failures.
+    pub fn devices(&self) -> Result<BTreeMap<String, Device>, StoreError> {
+        let mut out = BTreeMap::new();
+        for item in &self.devices {
+            let (k, v) = item.map_err(io("scan devices"))?;
+            let d: Device = decode("device", &k, &v)?;
+            out.insert(d.name.clone(), d);
+        }
+        Ok(out)
+    }
+
+    /// Removes a device no service uses. Returns whether it existed.
+    ///
+    /// # Errors
+    /// [`StoreError::DeviceInUse`] naming the services that target it.
+    pub fn remove_device(&self, name: &str) -> Result<bool, StoreError> {
+        let users: Vec<String> = self
+            .services()?
+            .into_iter()
+            .filter(|s| s.spec.devices().contains(&name))
+            .map(|s| s.key())
+            .collect();
+        if !users.is_empty() {
+            return Err(StoreError::DeviceInUse {
+                name: name.to_owned(),
+                services: users,
+            });
+        }
+        Ok(self
+            .devices
+            .remove(name.as_bytes())
+            .map_err(io("remove device"))?
+            .is_some())
+    }
+
+    // ===== services =====
+
+    /// One service.
+    ///
+    /// # Errors
+    /// Read or decode failures.
+    pub fn service(&self, tenant: &str, name: &str) -> Result<Option<StoredService>, StoreError> {
+        let key = service_key(tenant, name);
+        self.services
+            .get(key.as_bytes())
+            .map_err(io("get service"))?
+            .map(|b| decode("service", key.as_bytes(), &b))
+            .transpose()
+    }
+
+    /// Every service, ordered by tenant then name.
+    ///
+    /// # Errors
+    /// Read or decode failures.
+    pub fn services(&self) -> Result<Vec<StoredService>, StoreError> {
+        let mut out = Vec::new();
+        for item in &self.services {
+            let (k, v) = item.map_err(io("scan services"))?;
+            out.push(decode("service", &k, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// Number of services per kind (for metrics).
+    ///
+    /// # Errors
+    /// Read or decode failures.
+    pub fn services_per_kind(&self) -> Result<BTreeMap<Kind, usize>, StoreError> {
+        let mut out: BTreeMap<Kind, usize> = Kind::ALL.into_iter().map(|k| (k, 0)).collect();
+        for s in self.services()? {
+            *out.entry(s.spec.kind()).or_default() += 1;
+        }
+        Ok(out)
+    }
+
+    /// Allocates the next transaction id.
+    ///
+    /// # Errors
+    /// Storage failure.
+    pub fn next_txn_id(&self) -> Result<u64, StoreError> {
+        // sled ids are monotonic across restarts; +1 keeps "txn-0" out of sight.
+        Ok(self.db.generate_id().map_err(io("generate id"))? + 1)
+    }
+
+    /// Stores the new desired state of `specs` and the transaction that
+    /// changed them in one atomic step, then flushes. Each service's
+    /// generation increments.
+    ///
+    /// # Errors
+    /// Storage failures; nothing is written then.
+    pub async fn commit_apply(
+        &self,
+        specs: &[(ServiceSpec, String)],
+        txn: &TxnRecord,
+    ) -> Result<Vec<StoredService>, StoreError> {
+        let now = now_unix_ms() / 1000;
+        let txn_bytes = encode("transaction", txn)?;
+        let stored = (&self.services, &self.txns)
+            .transaction(|(services, txns)| {
+                let mut out = Vec::with_capacity(specs.len());
+                for (spec, api_version) in specs {
+                    let key = service_key(&spec.metadata.tenant, &spec.metadata.name);
+                    let prev: Option<StoredService> = services
+                        .get(key.as_bytes())?
+                        .map(|b| decode("service", key.as_bytes(), &b))
+                        .transpose()
+                        .map_err(ConflictableTransactionError::Abort)?;
+                    let svc = StoredService {
+                        spec: spec.clone(),
+                        api_version: api_version.clone(),
+                        generation: prev.as_ref().map_or(1, |p| p.generation + 1),
+                        created_unix: prev.as_ref().map_or(now, |p| p.created_unix),
+                        updated_unix: now,
+                        last_transaction: txn.id,
+                    };
+                    let bytes =
+                        encode("service", &svc).map_err(ConflictableTransactionError::Abort)?;
+                    services.insert(key.as_bytes(), bytes)?;
+                    out.push(svc);
+                }
+                txns.insert(&txn.id.to_be_bytes(), txn_bytes.clone())?;
+                Ok(out)
+            })
+            .map_err(|e| txn_err("apply", e))?;
+        self.flush().await?;
+        Ok(stored)
+    }
+
+    /// Deletes a service and records the transaction atomically, then
+    /// flushes. Returns the deleted service, `None` if it did not exist (and
+    /// then nothing is written).
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn commit_delete(
+        &self,
+        tenant: &str,
+        name: &str,
+        txn: &TxnRecord,
+    ) -> Result<Option<StoredService>, StoreError> {
+        let key = service_key(tenant, name);
+        let txn_bytes = encode("transaction", txn)?;
+        let removed = (&self.services, &self.txns)
+            .transaction(|(services, txns)| {
+                let Some(prev) = services.remove(key.as_bytes())? else {
+                    return Ok(None);
+                };
+                txns.insert(&txn.id.to_be_bytes(), txn_bytes.clone())?;
+                decode("service", key.as_bytes(), &prev)
+                    .map(Some)
+                    .map_err(ConflictableTransactionError::Abort)
+            })
+            .map_err(|e| txn_err("delete", e))?;
+        self.flush().await?;
+        Ok(removed)
+    }
+
+    // ===== transactions =====
+
+    /// Writes (or overwrites) a transaction record and flushes.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn put_txn(&self, txn: &TxnRecord) -> Result<(), StoreError> {
+        self.txns
+            .insert(txn.id.to_be_bytes(), encode("transaction", txn)?)
+            .map_err(io("put transaction"))?;
+        self.flush().await
+    }
+
+    /// One transaction.
+    ///
+    /// # Errors
+    /// Read or decode failures.
+    pub fn txn(&self, id: u64) -> Result<Option<TxnRecord>, StoreError> {
+        self.txns
+            .get(id.to_be_bytes())
+            .map_err(io("get transaction"))?
+            .map(|b| decode("transaction", &id.to_be_bytes(), &b))
+            .transpose()
+    }
+
+    /// Newest first, at most `limit`, optionally only those touching a
+    /// service (`tenant/name` or bare name).
+    ///
+    /// # Errors
+    /// Read or decode failures.
+    pub fn txns(&self, limit: usize, service: Option<&str>) -> Result<Vec<TxnRecord>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.txns.iter().rev() {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item.map_err(io("scan transactions"))?;
+            let t: TxnRecord = decode("transaction", &k, &v)?;
+            let wanted = service.is_none_or(|s| {
+                t.services
+                    .iter()
+                    .any(|x| x == s || x.rsplit_once('/').is_some_and(|(_, n)| n == s))
+            });
+            if wanted {
+                out.push(t);
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::device::Platform;
+
+    fn device(name: &str) -> Device {
+        Device {
+            name: name.into(),
+            platform: Platform::IosXe,
+            address: "192.0.2.1:830".into(),
+            credentials_ref: "env:PW".into(),
+            labels: BTreeMap::new(),
+            created_unix: 0,
+        }
+    }
+
+    #[test]
+    fn device_add_is_exclusive_unless_replace() {
+        let s = Store::temporary().unwrap();
+        let first = s.put_device(&device("csr1"), false).unwrap();
+        assert!(first.created_unix > 0);
+        assert!(matches!(
+            s.put_device(&device("csr1"), false),
+            Err(StoreError::DeviceExists { name }) if name == "csr1"
+        ));
+        let mut changed = device("csr1");
+        changed.address = "192.0.2.2".into();
+        let replaced = s.put_device(&changed, true).unwrap();
+        assert_eq!(replaced.created_unix, first.created_unix);
+        assert_eq!(s.device("csr1").unwrap().unwrap().address, "192.0.2.2");
+        assert!(s.remove_device("csr1").unwrap());
+        assert!(!s.remove_device("csr1").unwrap());
+    }
+
+    #[test]
+    fn txn_ids_are_monotonic_and_parse() {
+        let s = Store::temporary().unwrap();
+        let a = s.next_txn_id().unwrap();
+        let b = s.next_txn_id().unwrap();
+        assert!(b > a);
+        assert_eq!(parse_txn_id(&txn_display_id(b)), Some(b));
+        assert_eq!(parse_txn_id("17"), Some(17));
+        assert_eq!(parse_txn_id("txn-x"), None);
+    }
+}
