@@ -5,7 +5,8 @@
 use std::{collections::BTreeMap, fmt::Write as _, path::Path, sync::Arc};
 
 use rampart_controller::model::{
-    DocFormat, MAX_DEPTH, MAX_DOCUMENT_BYTES, MAX_RULES, ModelError, Severity, SourceDoc, Validated, Validator,
+    DocFormat, MAX_DEPTH, MAX_DOCUMENT_BYTES, MAX_RULES, ModelError, Severity, SourceDoc,
+    Validated, Validator,
     device::{Device, Platform},
     spec::{Action, Kind, PortRange, Protocol, ServiceBody},
     spec_to_json,
@@ -23,16 +24,29 @@ fn device(name: &str) -> Device {
 }
 
 fn inventory() -> BTreeMap<String, Device> {
-    ["csr1", "csr2", "edge1"].into_iter().map(|n| (n.to_owned(), device(n))).collect()
+    ["csr1", "csr2", "edge1"]
+        .into_iter()
+        .map(|n| (n.to_owned(), device(n)))
+        .collect()
 }
 
 fn validate(v: &Validator, text: &str) -> Result<Vec<Validated>, ModelError> {
-    v.validate(&SourceDoc { text, format: DocFormat::Auto, name: "test.yaml" }, &inventory())
+    v.validate(
+        &SourceDoc {
+            text,
+            format: DocFormat::Auto,
+            name: "test.yaml",
+        },
+        &inventory(),
+    )
 }
 
 fn errors(v: &Validator, text: &str) -> Vec<rampart_controller::model::Diagnostic> {
     match validate(v, text) {
-        Err(ModelError::Invalid { diagnostics, source_name }) => {
+        Err(ModelError::Invalid {
+            diagnostics,
+            source_name,
+        }) => {
             assert_eq!(source_name, "test.yaml");
             diagnostics
         }
@@ -40,14 +54,17 @@ fn errors(v: &Validator, text: &str) -> Vec<rampart_controller::model::Diagnosti
     }
 }
 
-const HEADER: &str = "apiVersion: rampart.io/v1\nkind: Firewall\nmetadata: {name: t, tenant: acme}\n";
+const HEADER: &str =
+    "apiVersion: rampart.io/v1\nkind: Firewall\nmetadata: {name: t, tenant: acme}\n";
 
 #[test]
 fn validator_is_send_and_sync_and_shareable() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Validator>();
     let v = Arc::new(Validator::new().unwrap());
-    let text = format!("{HEADER}spec:\n  rules:\n    - {{sequence: 10, action: permit, protocol: tcp, destinationPorts: [22]}}\n");
+    let text = format!(
+        "{HEADER}spec:\n  rules:\n    - {{sequence: 10, action: permit, protocol: tcp, destinationPorts: [22]}}\n"
+    );
     let handles: Vec<_> = (0..4)
         .map(|i| {
             let v = Arc::clone(&v);
@@ -71,13 +88,18 @@ fn validator_is_send_and_sync_and_shareable() {
 #[test]
 fn bad_prefix_names_the_item_line_column_and_yang_path() {
     let v = Validator::new().unwrap();
-    let text = format!("{HEADER}spec:\n  rules:\n    - sequence: 10\n      action: permit\n      sources: [10.0.0.0/8, 10.0.0.300/8]\n");
+    let text = format!(
+        "{HEADER}spec:\n  rules:\n    - sequence: 10\n      action: permit\n      sources: [10.0.0.0/8, 10.0.0.300/8]\n"
+    );
     let d = errors(&v, &text);
     assert_eq!(d.len(), 1, "{d:?}");
     assert_eq!(d[0].severity, Severity::Error);
     assert_eq!(d[0].field.as_deref(), Some("spec.rules[0].sources[1]"));
     assert_eq!((d[0].line, d[0].column), (8, 29));
-    assert_eq!(d[0].path.as_deref(), Some("/rampart-firewall:firewall/rule[sequence='10']/source"));
+    assert_eq!(
+        d[0].path.as_deref(),
+        Some("/rampart-firewall:firewall/rule[sequence='10']/source")
+    );
     assert!(d[0].message.contains("10.0.0.300/8"), "{}", d[0].message);
     assert_eq!(
         d[0].to_string(),
@@ -92,7 +114,10 @@ fn every_error_of_a_document_is_reported_at_once() {
         "{HEADER}spec:\n  rules:\n    - {{sequence: 10, action: allow, protocol: tcp}}\n    - {{sequence: 20, action: permit, protocol: tcp, destinationPorts: [\"90-80\"]}}\n    - {{sequence: 30, action: permit, protocol: tcp, icmpType: 3}}\n    - {{sequence: 40, action: permit, sorces: [10.0.0.0/8]}}\n"
     );
     let d = errors(&v, &text);
-    let got: Vec<(u32, &str)> = d.iter().map(|d| (d.line, d.field.as_deref().unwrap_or(""))).collect();
+    let got: Vec<(u32, &str)> = d
+        .iter()
+        .map(|d| (d.line, d.field.as_deref().unwrap_or("")))
+        .collect();
     assert_eq!(
         got,
         vec![
@@ -103,18 +128,28 @@ fn every_error_of_a_document_is_reported_at_once() {
         ],
         "{d:#?}"
     );
-    assert!(d[3].message.contains("did you mean \"sources\""), "{}", d[3].message);
+    assert!(
+        d[3].message.contains("did you mean \"sources\""),
+        "{}",
+        d[3].message
+    );
 }
 
 #[test]
 fn duplicate_sequence_names_both_entries() {
     let v = Validator::new().unwrap();
-    let text = format!("{HEADER}spec:\n  rules:\n    - {{sequence: 10, action: permit}}\n    - {{sequence: 10, action: deny}}\n");
+    let text = format!(
+        "{HEADER}spec:\n  rules:\n    - {{sequence: 10, action: permit}}\n    - {{sequence: 10, action: deny}}\n"
+    );
     let d = errors(&v, &text);
     assert_eq!(d.len(), 1, "{d:?}");
     assert_eq!(d[0].field.as_deref(), Some("spec.rules[1]"));
     assert_eq!(d[0].line, 7);
-    assert!(d[0].message.contains("sequence 10") && d[0].message.contains("spec.rules[0] at line 6"), "{}", d[0].message);
+    assert!(
+        d[0].message.contains("sequence 10") && d[0].message.contains("spec.rules[0] at line 6"),
+        "{}",
+        d[0].message
+    );
 }
 
 #[test]
@@ -125,12 +160,24 @@ fn unknown_device_is_an_error_only_when_missing_from_the_inventory() {
     );
     let d = errors(&v, &text);
     assert_eq!(d.len(), 1, "{d:?}");
-    assert_eq!(d[0].field.as_deref(), Some("spec.targets.devices[1].device"));
+    assert_eq!(
+        d[0].field.as_deref(),
+        Some("spec.targets.devices[1].device")
+    );
     assert_eq!(d[0].line, 8);
     assert!(d[0].message.contains("csr3"));
     let mut inv = inventory();
     inv.insert("csr3".to_owned(), device("csr3"));
-    let ok = v.validate(&SourceDoc { text: &text, format: DocFormat::Yaml, name: "x" }, &inv).unwrap();
+    let ok = v
+        .validate(
+            &SourceDoc {
+                text: &text,
+                format: DocFormat::Yaml,
+                name: "x",
+            },
+            &inv,
+        )
+        .unwrap();
     assert_eq!(ok[0].spec.devices(), vec!["csr2", "csr3"]);
 }
 
@@ -144,23 +191,58 @@ fn shadowed_and_overlapping_rules_are_warnings_naming_both_rules() {
     let w = &out[0].warnings;
     assert_eq!(w.len(), 2, "{w:#?}");
     assert!(w.iter().all(|w| w.severity == Severity::Warning));
-    assert_eq!((w[0].line, w[0].field.as_deref()), (7, Some("spec.rules[1]")));
-    assert!(w[0].message.contains("rule 20") && w[0].message.contains("rule 10 (line 6)"), "{}", w[0].message);
-    assert_eq!((w[1].line, w[1].field.as_deref()), (9, Some("spec.rules[3]")));
-    assert!(w[1].message.contains("rule 40") && w[1].message.contains("overlaps rule 10"), "{}", w[1].message);
+    assert_eq!(
+        (w[0].line, w[0].field.as_deref()),
+        (7, Some("spec.rules[1]"))
+    );
+    assert!(
+        w[0].message.contains("rule 20") && w[0].message.contains("rule 10 (line 6)"),
+        "{}",
+        w[0].message
+    );
+    assert_eq!(
+        (w[1].line, w[1].field.as_deref()),
+        (9, Some("spec.rules[3]"))
+    );
+    assert!(
+        w[1].message.contains("rule 40") && w[1].message.contains("overlaps rule 10"),
+        "{}",
+        w[1].message
+    );
 }
 
 #[test]
 fn json_with_tabs_and_json_errors_have_lines() {
     let v = Validator::new().unwrap();
     let text = "{\n\t\"apiVersion\": \"rampart.io/v1\",\n\t\"kind\": \"Firewall\",\n\t\"metadata\": {\"name\": \"j\", \"tenant\": \"acme\"},\n\t\"spec\": {\"rules\": [\n\t\t{\"sequence\": 10, \"action\": \"permit\", \"protocol\": \"udp\", \"destinationPorts\": [53]}\n\t]}\n}\n";
-    let out = v.validate(&SourceDoc { text, format: DocFormat::Json, name: "j.json" }, &inventory()).unwrap();
-    let ServiceBody::Firewall(fw) = &out[0].spec.body else { panic!() };
+    let out = v
+        .validate(
+            &SourceDoc {
+                text,
+                format: DocFormat::Json,
+                name: "j.json",
+            },
+            &inventory(),
+        )
+        .unwrap();
+    let ServiceBody::Firewall(fw) = &out[0].spec.body else {
+        panic!()
+    };
     assert_eq!(fw.rules[0].protocol, Protocol::Udp);
-    assert_eq!(fw.rules[0].destination_ports, vec![PortRange { first: 53, last: 53 }]);
+    assert_eq!(
+        fw.rules[0].destination_ports,
+        vec![PortRange {
+            first: 53,
+            last: 53
+        }]
+    );
     let bad = text.replace("53]", "65536]");
     let d = errors(&v, &bad);
-    assert_eq!((d[0].line, d[0].field.as_deref()), (6, Some("spec.rules[0].destinationPorts[0]")), "{d:?}");
+    assert_eq!(
+        (d[0].line, d[0].field.as_deref()),
+        (6, Some("spec.rules[0].destinationPorts[0]")),
+        "{d:?}"
+    );
     let broken = text.replace("\"udp\",", "\"udp\" ");
     let d = errors(&v, &broken);
     assert_eq!(d[0].line, 6, "{d:?}");
@@ -170,7 +252,10 @@ fn json_with_tabs_and_json_errors_have_lines() {
 #[test]
 fn yaml_syntax_error_has_the_parser_line() {
     let v = Validator::new().unwrap();
-    let d = errors(&v, "apiVersion: rampart.io/v1\nkind: Firewall\nmetadata: {name: a, tenant: b\nspec: {}\n");
+    let d = errors(
+        &v,
+        "apiVersion: rampart.io/v1\nkind: Firewall\nmetadata: {name: a, tenant: b\nspec: {}\n",
+    );
     assert_eq!(d.len(), 1);
     assert!(d[0].line >= 3, "{d:?}");
 }
@@ -181,11 +266,17 @@ fn multi_document_files_return_one_result_per_document_with_file_lines() {
     let one = format!("{HEADER}spec:\n  defaultAction: permit\n");
     let two = "---\napiVersion: rampart.io/v1\nkind: Vpn\nmetadata: {name: v, tenant: acme}\nspec:\n  tunnels: [{device: csr1, peer: 192.0.2.9, localSubnets: [10.0.0.0/8], remoteSubnets: [10.9.0.0/16], pskRef: env:K}]\n";
     let out = validate(&v, &format!("{one}{two}")).unwrap();
-    assert_eq!(out.iter().map(|o| o.spec.kind()).collect::<Vec<_>>(), vec![Kind::Firewall, Kind::Vpn]);
+    assert_eq!(
+        out.iter().map(|o| o.spec.kind()).collect::<Vec<_>>(),
+        vec![Kind::Firewall, Kind::Vpn]
+    );
     let bad = format!("{one}{}", two.replace("csr1", "nope"));
     let d = errors(&v, &bad);
     assert_eq!(d.len(), 1, "{d:?}");
-    assert_eq!((d[0].line, d[0].field.as_deref()), (11, Some("spec.tunnels[0].device")));
+    assert_eq!(
+        (d[0].line, d[0].field.as_deref()),
+        (11, Some("spec.tunnels[0].device"))
+    );
 }
 
 #[test]
@@ -193,7 +284,10 @@ fn examples_validate_and_round_trip_through_spec_to_json() {
     let v = Validator::new().unwrap();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let mut kinds = Vec::new();
-    let mut paths: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     paths.sort();
     for path in paths {
         let name = path.file_name().unwrap().to_str().unwrap().to_owned();
@@ -202,13 +296,27 @@ fn examples_validate_and_round_trip_through_spec_to_json() {
         }
         let text = std::fs::read_to_string(&path).unwrap();
         let out = v
-            .validate(&SourceDoc { text: &text, format: DocFormat::Auto, name: &name }, &inventory())
+            .validate(
+                &SourceDoc {
+                    text: &text,
+                    format: DocFormat::Auto,
+                    name: &name,
+                },
+                &inventory(),
+            )
             .unwrap_or_else(|e| panic!("{e}"));
         for doc in out {
             assert!(doc.warnings.is_empty(), "{name}: {:?}", doc.warnings);
             let json = spec_to_json(&doc.spec).to_string();
             let again = v
-                .validate(&SourceDoc { text: &json, format: DocFormat::Json, name: "again.json" }, &inventory())
+                .validate(
+                    &SourceDoc {
+                        text: &json,
+                        format: DocFormat::Json,
+                        name: "again.json",
+                    },
+                    &inventory(),
+                )
                 .unwrap_or_else(|e| panic!("{name} round trip: {e}\n{json}"));
             assert_eq!(again.len(), 1);
             assert_eq!(again[0].spec, doc.spec, "{name} round trip");
@@ -223,12 +331,19 @@ fn examples_validate_and_round_trip_through_spec_to_json() {
 #[test]
 fn typed_firewall_has_defaults_and_canonical_values() {
     let v = Validator::new().unwrap();
-    let text = format!("{HEADER}spec:\n  rules:\n    - {{sequence: 5, action: deny, sources: [\"2001:DB8::/32\"], protocol: icmpv6, icmpType: 128}}\n");
+    let text = format!(
+        "{HEADER}spec:\n  rules:\n    - {{sequence: 5, action: deny, sources: [\"2001:DB8::/32\"], protocol: icmpv6, icmpType: 128}}\n"
+    );
     let out = validate(&v, &text).unwrap();
-    let ServiceBody::Firewall(fw) = &out[0].spec.body else { panic!() };
+    let ServiceBody::Firewall(fw) = &out[0].spec.body else {
+        panic!()
+    };
     assert_eq!(fw.default_action, Action::Deny);
     let r = &fw.rules[0];
-    assert_eq!((r.sequence, r.action, r.log, r.icmp_type, r.icmp_code), (5, Action::Deny, false, Some(128), None));
+    assert_eq!(
+        (r.sequence, r.action, r.log, r.icmp_type, r.icmp_code),
+        (5, Action::Deny, false, Some(128), None)
+    );
     assert_eq!(r.sources[0].to_string(), "2001:db8::/32");
     assert!(fw.targets.devices.is_empty() && fw.targets.hosts.is_empty());
 }
@@ -238,9 +353,17 @@ fn size_and_depth_limits_are_refused_clearly() {
     let v = Validator::new().unwrap();
     let huge = format!("{HEADER}spec: {{}}\n# {}\n", "x".repeat(MAX_DOCUMENT_BYTES));
     let d = errors(&v, &huge);
-    assert!(d[0].message.contains("larger than the limit"), "{}", d[0].message);
+    assert!(
+        d[0].message.contains("larger than the limit"),
+        "{}",
+        d[0].message
+    );
 
-    let deep = format!("{HEADER}spec: {{x: {}{}}}\n", "[".repeat(MAX_DEPTH + 5), "]".repeat(MAX_DEPTH + 5));
+    let deep = format!(
+        "{HEADER}spec: {{x: {}{}}}\n",
+        "[".repeat(MAX_DEPTH + 5),
+        "]".repeat(MAX_DEPTH + 5)
+    );
     let d = errors(&v, &deep);
     assert!(d[0].message.contains("deeper than"), "{}", d[0].message);
     let deep_json = format!("{{\"a\": {}{}}}", "[".repeat(100_000), "]".repeat(100_000));
@@ -276,9 +399,18 @@ fn hostile_or_odd_yaml_never_panics() {
         "{\"a\": 1e999999}",
         "[1, 2]",
     ] {
-        let r = v.validate(&SourceDoc { text, format: DocFormat::Auto, name: "odd" }, &inventory());
+        let r = v.validate(
+            &SourceDoc {
+                text,
+                format: DocFormat::Auto,
+                name: "odd",
+            },
+            &inventory(),
+        );
         match r {
-            Err(ModelError::Invalid { diagnostics, .. }) => assert!(!diagnostics.is_empty(), "{text:?}"),
+            Err(ModelError::Invalid { diagnostics, .. }) => {
+                assert!(!diagnostics.is_empty(), "{text:?}");
+            }
             other => panic!("{text:?}: expected invalid, got {other:?}"),
         }
     }
@@ -296,10 +428,24 @@ fn devices_are_checked_against_the_devices_module() {
     let mut bad = device("bad name");
     bad.credentials_ref = "hunter2".to_owned();
     bad.address = "http://x/".to_owned();
-    let Err(ModelError::Invalid { diagnostics, .. }) = v.validate_device(&bad) else { panic!("accepted a bad device") };
-    let mut fields: Vec<&str> = diagnostics.iter().filter_map(|d| d.field.as_deref()).collect();
+    let Err(ModelError::Invalid { diagnostics, .. }) = v.validate_device(&bad) else {
+        panic!("accepted a bad device")
+    };
+    let mut fields: Vec<&str> = diagnostics
+        .iter()
+        .filter_map(|d| d.field.as_deref())
+        .collect();
     fields.sort_unstable();
-    assert_eq!(fields, vec!["address", "credentialsRef", "name"], "{diagnostics:#?}");
+    assert_eq!(
+        fields,
+        vec!["address", "credentialsRef", "name"],
+        "{diagnostics:#?}"
+    );
     // A secret pasted by mistake must not be echoed back.
-    assert!(diagnostics.iter().all(|d| !d.to_string().contains("hunter2")), "{diagnostics:#?}");
+    assert!(
+        diagnostics
+            .iter()
+            .all(|d| !d.to_string().contains("hunter2")),
+        "{diagnostics:#?}"
+    );
 }

@@ -120,7 +120,11 @@ pub(crate) fn parent_path(path: &str) -> Option<&str> {
 
 /// Quotes a predicate value the way libyang prints it.
 pub(crate) fn pred_value(v: &str) -> String {
-    if v.contains('\'') { format!("\"{v}\"") } else { format!("'{v}'") }
+    if v.contains('\'') {
+        format!("\"{v}\"")
+    } else {
+        format!("'{v}'")
+    }
 }
 
 /// Converts one parsed document. Envelope problems and unknown fields are
@@ -162,7 +166,10 @@ impl<'a> Converter<'a> {
         if !self.recording {
             return;
         }
-        self.paths.entry(ypath.to_owned()).or_default().push(origin.clone());
+        self.paths
+            .entry(ypath.to_owned())
+            .or_default()
+            .push(origin.clone());
     }
 
     /// Reads the envelope, picks the kind's schema and converts the body.
@@ -172,7 +179,12 @@ impl<'a> Converter<'a> {
         schema_of: impl Fn(&str) -> Option<&'a SNode>,
     ) -> (Option<(Kind, Converted)>, Vec<Diagnostic>) {
         let UValue::Map(entries) = &doc.value else {
-            self.error("", doc.pos.line, doc.pos.column, "a document must be a mapping (apiVersion, kind, metadata, spec)".to_owned());
+            self.error(
+                "",
+                doc.pos.line,
+                doc.pos.column,
+                "a document must be a mapping (apiVersion, kind, metadata, spec)".to_owned(),
+            );
             return (None, self.diags);
         };
         let mut api: Option<&UNode> = None;
@@ -186,33 +198,69 @@ impl<'a> Converter<'a> {
                 "metadata" => metadata = Some((k, v)),
                 "spec" => spec = Some((k, v)),
                 other => {
-                    let msg = unknown_field_msg(other, "the document", &["apiVersion", "kind", "metadata", "spec"]);
+                    let msg = unknown_field_msg(
+                        other,
+                        "the document",
+                        &["apiVersion", "kind", "metadata", "spec"],
+                    );
                     self.error(other, k.pos.line, k.pos.column, msg);
                 }
             }
         }
         match api {
-            None => self.error("apiVersion", doc.pos.line, doc.pos.column, format!("missing apiVersion (expected \"{API_VERSION}\")")),
+            None => self.error(
+                "apiVersion",
+                doc.pos.line,
+                doc.pos.column,
+                format!("missing apiVersion (expected \"{API_VERSION}\")"),
+            ),
             Some(v) => match v.scalar() {
                 Some(API_VERSION) => {}
-                Some(other) => self.error("apiVersion", v.pos.line, v.pos.column, format!("unsupported apiVersion \"{other}\" (expected \"{API_VERSION}\")")),
-                None => self.error("apiVersion", v.pos.line, v.pos.column, format!("apiVersion must be a string, found {}", v.describe())),
+                Some(other) => self.error(
+                    "apiVersion",
+                    v.pos.line,
+                    v.pos.column,
+                    format!("unsupported apiVersion \"{other}\" (expected \"{API_VERSION}\")"),
+                ),
+                None => self.error(
+                    "apiVersion",
+                    v.pos.line,
+                    v.pos.column,
+                    format!("apiVersion must be a string, found {}", v.describe()),
+                ),
             },
         }
         let kinds: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
         let kind = match kind_node {
             None => {
-                self.error("kind", doc.pos.line, doc.pos.column, format!("missing kind (one of {})", kinds.join(", ")));
+                self.error(
+                    "kind",
+                    doc.pos.line,
+                    doc.pos.column,
+                    format!("missing kind (one of {})", kinds.join(", ")),
+                );
                 None
             }
             Some(v) => match v.scalar() {
                 Some(s) => Kind::parse(s).or_else(|| {
-                    let hint = closest(s, &kinds).map(|c| format!("; did you mean \"{c}\"?")).unwrap_or_default();
-                    self.error("kind", v.pos.line, v.pos.column, format!("unknown kind \"{s}\" (one of {}){hint}", kinds.join(", ")));
+                    let hint = closest(s, &kinds)
+                        .map(|c| format!("; did you mean \"{c}\"?"))
+                        .unwrap_or_default();
+                    self.error(
+                        "kind",
+                        v.pos.line,
+                        v.pos.column,
+                        format!("unknown kind \"{s}\" (one of {}){hint}", kinds.join(", ")),
+                    );
                     None
                 }),
                 None => {
-                    self.error("kind", v.pos.line, v.pos.column, format!("kind must be a string, found {}", v.describe()));
+                    self.error(
+                        "kind",
+                        v.pos.line,
+                        v.pos.column,
+                        format!("kind must be a string, found {}", v.describe()),
+                    );
                     None
                 }
             },
@@ -222,36 +270,80 @@ impl<'a> Converter<'a> {
         };
         let (module, top) = module_of(kind);
         let Some(root) = schema_of(module) else {
-            self.error("kind", doc.pos.line, doc.pos.column, format!("no schema loaded for {module}"));
+            self.error(
+                "kind",
+                doc.pos.line,
+                doc.pos.column,
+                format!("no schema loaded for {module}"),
+            );
             return (None, self.diags);
         };
         let top_path = format!("/{module}:{top}");
-        let root_origin = Origin { field: String::new(), line: doc.pos.line, column: doc.pos.column };
+        let root_origin = Origin {
+            field: String::new(),
+            line: doc.pos.line,
+            column: doc.pos.column,
+        };
         self.record(&top_path, &root_origin);
 
         let mut members = Vec::new();
         match metadata {
-            None => self.error("metadata", doc.pos.line, doc.pos.column, "missing metadata (name and tenant are required)".to_owned()),
+            None => self.error(
+                "metadata",
+                doc.pos.line,
+                doc.pos.column,
+                "missing metadata (name and tenant are required)".to_owned(),
+            ),
             Some((k, v)) => {
                 if let Some(meta_schema) = root.child("metadata") {
-                    let origin = Origin { field: "metadata".to_owned(), line: k.pos.line, column: k.pos.column };
+                    let origin = Origin {
+                        field: "metadata".to_owned(),
+                        line: k.pos.line,
+                        column: k.pos.column,
+                    };
                     let ypath = format!("{top_path}/metadata");
                     self.record(&ypath, &origin);
                     let obj = self.container(v, meta_schema, &ypath, "metadata");
-                    members.push(("metadata".to_owned(), JNode { value: J::Obj(obj), origin }));
+                    members.push((
+                        "metadata".to_owned(),
+                        JNode {
+                            value: J::Obj(obj),
+                            origin,
+                        },
+                    ));
                 }
             }
         }
         let spec_schema = SNode {
-            children: root.children.iter().filter(|c| c.name != "metadata").cloned().collect(),
+            children: root
+                .children
+                .iter()
+                .filter(|c| c.name != "metadata")
+                .cloned()
+                .collect(),
             ..root.clone()
         };
         if let Some((_, v)) = spec {
             members.extend(self.container(v, &spec_schema, &top_path, "spec"));
         }
-        let doc_json = J::Obj(vec![(format!("{module}:{top}"), JNode { value: J::Obj(members), origin: root_origin.clone() })]);
-        let mut printer = Printer { out: String::new(), line_origins: vec![None] };
-        printer.print(&JNode { value: doc_json, origin: root_origin }, 0);
+        let doc_json = J::Obj(vec![(
+            format!("{module}:{top}"),
+            JNode {
+                value: J::Obj(members),
+                origin: root_origin.clone(),
+            },
+        )]);
+        let mut printer = Printer {
+            out: String::new(),
+            line_origins: vec![None],
+        };
+        printer.print(
+            &JNode {
+                value: doc_json,
+                origin: root_origin,
+            },
+            0,
+        );
         let converted = Converted {
             json: printer.out,
             line_origins: printer.line_origins,
@@ -263,31 +355,59 @@ impl<'a> Converter<'a> {
     }
 
     fn join(parent: &str, name: &str) -> String {
-        if parent.is_empty() { name.to_owned() } else { format!("{parent}.{name}") }
+        if parent.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{parent}.{name}")
+        }
     }
 
     /// A mapping against a container (or list entry) schema.
-    fn container(&mut self, node: &UNode, schema: &SNode, ypath: &str, upath: &str) -> Vec<(String, JNode)> {
+    fn container(
+        &mut self,
+        node: &UNode,
+        schema: &SNode,
+        ypath: &str,
+        upath: &str,
+    ) -> Vec<(String, JNode)> {
         let entries = match &node.value {
             UValue::Map(m) => m,
             _ if node.is_null() => return Vec::new(),
             _ => {
-                self.error(upath, node.pos.line, node.pos.column, format!("expected a mapping, found {}", node.describe()));
+                self.error(
+                    upath,
+                    node.pos.line,
+                    node.pos.column,
+                    format!("expected a mapping, found {}", node.describe()),
+                );
                 return Vec::new();
             }
         };
         let mut out = Vec::new();
         for (k, v) in entries {
             let Some(child) = schema.child_by_user_name(&k.text) else {
-                let known: Vec<&str> = schema.children.iter().filter(|c| !c.is_hidden()).map(|c| c.user_name.as_str()).collect();
-                let place = if upath.is_empty() { "the document".to_owned() } else { upath.to_owned() };
+                let known: Vec<&str> = schema
+                    .children
+                    .iter()
+                    .filter(|c| !c.is_hidden())
+                    .map(|c| c.user_name.as_str())
+                    .collect();
+                let place = if upath.is_empty() {
+                    "the document".to_owned()
+                } else {
+                    upath.to_owned()
+                };
                 let msg = unknown_field_msg(&k.text, &place, &known);
                 self.error(&Self::join(upath, &k.text), k.pos.line, k.pos.column, msg);
                 continue;
             };
             let field = Self::join(upath, &child.user_name);
             let cpath = format!("{ypath}/{}", child.name);
-            let origin = Origin { field: field.clone(), line: v.pos.line, column: v.pos.column };
+            let origin = Origin {
+                field: field.clone(),
+                line: v.pos.line,
+                column: v.pos.column,
+            };
             if let Some(j) = self.node(v, child, &cpath, &field, &origin) {
                 out.push((child.name.clone(), JNode { value: j, origin }));
             }
@@ -295,7 +415,14 @@ impl<'a> Converter<'a> {
         out
     }
 
-    fn node(&mut self, v: &UNode, child: &SNode, cpath: &str, field: &str, origin: &Origin) -> Option<J> {
+    fn node(
+        &mut self,
+        v: &UNode,
+        child: &SNode,
+        cpath: &str,
+        field: &str,
+        origin: &Origin,
+    ) -> Option<J> {
         match &child.kind {
             SKind::Leaf(lk) => {
                 self.record(cpath, origin);
@@ -311,12 +438,19 @@ impl<'a> Converter<'a> {
                 let mut arr = Vec::new();
                 for (i, item) in items.iter().enumerate() {
                     let ifield = format!("{field}[{i}]");
-                    let io = Origin { field: ifield.clone(), line: item.pos.line, column: item.pos.column };
+                    let io = Origin {
+                        field: ifield.clone(),
+                        line: item.pos.line,
+                        column: item.pos.column,
+                    };
                     if let Some(text) = item.scalar() {
                         self.record(&format!("{cpath}[.={}]", pred_value(text)), &io);
                     }
                     if let Some(j) = self.leaf(item, child, *lk, &ifield) {
-                        arr.push(JNode { value: j, origin: io });
+                        arr.push(JNode {
+                            value: j,
+                            origin: io,
+                        });
                     }
                 }
                 Some(J::Arr(arr))
@@ -326,7 +460,9 @@ impl<'a> Converter<'a> {
                 let arr = match shape {
                     ListShape::Map => self.map_list(v, child, cpath, field),
                     ListShape::PortRange => self.port_list(v, cpath, field),
-                    ListShape::Indexed | ListShape::Plain => self.entry_list(v, child, keys, *shape, cpath, field),
+                    ListShape::Indexed | ListShape::Plain => {
+                        self.entry_list(v, child, keys, *shape, cpath, field)
+                    }
                 };
                 Some(J::Arr(arr))
             }
@@ -338,21 +474,34 @@ impl<'a> Converter<'a> {
             UValue::Seq(items) => Some(items),
             _ if v.is_null() => Some(&[]),
             _ => {
-                self.error(field, v.pos.line, v.pos.column, format!("expected a list, found {}", v.describe()));
+                self.error(
+                    field,
+                    v.pos.line,
+                    v.pos.column,
+                    format!("expected a list, found {}", v.describe()),
+                );
                 None
             }
         }
     }
 
     fn leaf(&mut self, v: &UNode, schema: &SNode, kind: LeafKind, field: &str) -> Option<J> {
-        if self.recording {
-            if let Some(t) = &schema.type_name {
-                self.leaf_types.insert(field.to_owned(), (t.clone(), schema.enums.clone()));
-            }
+        if let Some(t) = schema.type_name.as_ref().filter(|_| self.recording) {
+            self.leaf_types
+                .insert(field.to_owned(), (t.clone(), schema.enums.clone()));
         }
         let Some(text) = v.scalar() else {
-            let what = if v.is_null() { "no value".to_owned() } else { v.describe().to_owned() };
-            self.error(field, v.pos.line, v.pos.column, format!("expected a single value, found {what}"));
+            let what = if v.is_null() {
+                "no value".to_owned()
+            } else {
+                v.describe().to_owned()
+            };
+            self.error(
+                field,
+                v.pos.line,
+                v.pos.column,
+                format!("expected a single value, found {what}"),
+            );
             return None;
         };
         let quoted = matches!(v.value, UValue::Scalar(_, ScalarStyle::Quoted));
@@ -360,7 +509,12 @@ impl<'a> Converter<'a> {
             LeafKind::Number => match text.parse::<i64>() {
                 Ok(n) => J::Num(n.to_string()),
                 Err(_) => {
-                    self.error(field, v.pos.line, v.pos.column, format!("expected an integer, found \"{text}\""));
+                    self.error(
+                        field,
+                        v.pos.line,
+                        v.pos.column,
+                        format!("expected an integer, found \"{text}\""),
+                    );
                     return None;
                 }
             },
@@ -368,7 +522,12 @@ impl<'a> Converter<'a> {
                 ("true", false) => J::Bool(true),
                 ("false", false) => J::Bool(false),
                 _ => {
-                    self.error(field, v.pos.line, v.pos.column, format!("expected true or false, found \"{text}\""));
+                    self.error(
+                        field,
+                        v.pos.line,
+                        v.pos.column,
+                        format!("expected true or false, found \"{text}\""),
+                    );
                     return None;
                 }
             },
@@ -383,15 +542,28 @@ impl<'a> Converter<'a> {
             UValue::Map(m) => m,
             _ if v.is_null() => return Vec::new(),
             _ => {
-                self.error(field, v.pos.line, v.pos.column, format!("expected a mapping of key: value, found {}", v.describe()));
+                self.error(
+                    field,
+                    v.pos.line,
+                    v.pos.column,
+                    format!("expected a mapping of key: value, found {}", v.describe()),
+                );
                 return Vec::new();
             }
         };
         let mut out = Vec::new();
         for (k, val) in entries {
             let efield = format!("{field}.{}", k.text);
-            let ko = Origin { field: efield.clone(), line: k.pos.line, column: k.pos.column };
-            let vo = Origin { field: efield.clone(), line: val.pos.line, column: val.pos.column };
+            let ko = Origin {
+                field: efield.clone(),
+                line: k.pos.line,
+                column: k.pos.column,
+            };
+            let vo = Origin {
+                field: efield.clone(),
+                line: val.pos.line,
+                column: val.pos.column,
+            };
             let epath = format!("{cpath}[name={}]", pred_value(&k.text));
             self.record(&epath, &ko);
             self.record(&format!("{epath}/name"), &ko);
@@ -401,13 +573,30 @@ impl<'a> Converter<'a> {
             } else if let Some(s) = val.scalar() {
                 s.to_owned()
             } else {
-                self.error(&efield, val.pos.line, val.pos.column, format!("label values must be strings, found {}", val.describe()));
+                self.error(
+                    &efield,
+                    val.pos.line,
+                    val.pos.column,
+                    format!("label values must be strings, found {}", val.describe()),
+                );
                 continue;
             };
             out.push(JNode {
                 value: J::Obj(vec![
-                    ("name".to_owned(), JNode { value: J::Str(k.text.clone()), origin: ko.clone() }),
-                    ("value".to_owned(), JNode { value: J::Str(value), origin: vo }),
+                    (
+                        "name".to_owned(),
+                        JNode {
+                            value: J::Str(k.text.clone()),
+                            origin: ko.clone(),
+                        },
+                    ),
+                    (
+                        "value".to_owned(),
+                        JNode {
+                            value: J::Str(value),
+                            origin: vo,
+                        },
+                    ),
                 ]),
                 origin: ko,
             });
@@ -424,34 +613,73 @@ impl<'a> Converter<'a> {
         let mut seen: HashMap<(i64, i64), u32> = HashMap::new();
         for (i, item) in items.iter().enumerate() {
             let ifield = format!("{field}[{i}]");
-            let o = Origin { field: ifield.clone(), line: item.pos.line, column: item.pos.column };
+            let o = Origin {
+                field: ifield.clone(),
+                line: item.pos.line,
+                column: item.pos.column,
+            };
             let Some(text) = item.scalar() else {
-                self.error(&ifield, item.pos.line, item.pos.column, format!("expected a port or a range \"first-last\", found {}", item.describe()));
+                self.error(
+                    &ifield,
+                    item.pos.line,
+                    item.pos.column,
+                    format!(
+                        "expected a port or a range \"first-last\", found {}",
+                        item.describe()
+                    ),
+                );
                 continue;
             };
             let parsed = match text.split_once('-') {
-                Some((a, b)) => a.trim().parse::<i64>().ok().zip(b.trim().parse::<i64>().ok()),
+                Some((a, b)) => a
+                    .trim()
+                    .parse::<i64>()
+                    .ok()
+                    .zip(b.trim().parse::<i64>().ok()),
                 None => text.trim().parse::<i64>().ok().map(|p| (p, p)),
             };
             let Some((first, last)) = parsed else {
-                self.error(&ifield, item.pos.line, item.pos.column, format!("expected a port or a range \"first-last\", found \"{text}\""));
+                self.error(
+                    &ifield,
+                    item.pos.line,
+                    item.pos.column,
+                    format!("expected a port or a range \"first-last\", found \"{text}\""),
+                );
                 continue;
             };
             if let Some(prev) = seen.insert((first, last), item.pos.line) {
-                self.error(&ifield, item.pos.line, item.pos.column, format!("duplicate port entry \"{text}\" (first at line {prev})"));
+                self.error(
+                    &ifield,
+                    item.pos.line,
+                    item.pos.column,
+                    format!("duplicate port entry \"{text}\" (first at line {prev})"),
+                );
                 continue;
             }
             let epath = format!("{cpath}[first='{first}'][last='{last}']");
             if self.recording {
-                self.leaf_types.insert(ifield.clone(), ("port-number".to_owned(), Vec::new()));
+                self.leaf_types
+                    .insert(ifield.clone(), ("port-number".to_owned(), Vec::new()));
             }
             self.record(&epath, &o);
             self.record(&format!("{epath}/first"), &o);
             self.record(&format!("{epath}/last"), &o);
             out.push(JNode {
                 value: J::Obj(vec![
-                    ("first".to_owned(), JNode { value: J::Num(first.to_string()), origin: o.clone() }),
-                    ("last".to_owned(), JNode { value: J::Num(last.to_string()), origin: o.clone() }),
+                    (
+                        "first".to_owned(),
+                        JNode {
+                            value: J::Num(first.to_string()),
+                            origin: o.clone(),
+                        },
+                    ),
+                    (
+                        "last".to_owned(),
+                        JNode {
+                            value: J::Num(last.to_string()),
+                            origin: o.clone(),
+                        },
+                    ),
                 ]),
                 origin: o,
             });
@@ -461,26 +689,45 @@ impl<'a> Converter<'a> {
 
     /// A list of mappings; keyed lists get their duplicate keys reported here
     /// with both lines (libyang would only say "duplicate instance").
-    fn entry_list(&mut self, v: &UNode, schema: &SNode, keys: &[String], shape: ListShape, cpath: &str, field: &str) -> Vec<JNode> {
+    fn entry_list(
+        &mut self,
+        v: &UNode,
+        schema: &SNode,
+        keys: &[String],
+        shape: ListShape,
+        cpath: &str,
+        field: &str,
+    ) -> Vec<JNode> {
         let Some(items) = self.seq(v, field) else {
             return Vec::new();
         };
         if schema.name == "rule" && items.len() > MAX_RULES {
-            self.error(field, v.pos.line, v.pos.column, format!("too many rules: {} (at most {MAX_RULES})", items.len()));
+            self.error(
+                field,
+                v.pos.line,
+                v.pos.column,
+                format!("too many rules: {} (at most {MAX_RULES})", items.len()),
+            );
             return Vec::new();
         }
         let mut out = Vec::new();
         let mut seen: HashMap<Vec<String>, (String, u32)> = HashMap::new();
         for (i, item) in items.iter().enumerate() {
             let ifield = format!("{field}[{i}]");
-            let o = Origin { field: ifield.clone(), line: item.pos.line, column: item.pos.column };
+            let o = Origin {
+                field: ifield.clone(),
+                line: item.pos.line,
+                column: item.pos.column,
+            };
             let epath = if shape == ListShape::Indexed {
                 format!("{cpath}[index='{i}']")
             } else {
                 let mut key_values = Vec::new();
                 let mut pred = String::new();
                 for key in keys {
-                    let user_key = schema.child(key).map_or(key.as_str(), |c| c.user_name.as_str());
+                    let user_key = schema
+                        .child(key)
+                        .map_or(key.as_str(), |c| c.user_name.as_str());
                     let kv = key_value(item, user_key);
                     if let Some(kv) = &kv {
                         let _ = write!(pred, "[{key}={}]", pred_value(kv));
@@ -489,8 +736,20 @@ impl<'a> Converter<'a> {
                 }
                 if keys.iter().len() == key_values.iter().filter(|k| !k.is_empty()).count() {
                     if let Some((prev_field, prev_line)) = seen.get(&key_values) {
-                        let what = keys.iter().zip(&key_values).map(|(k, v)| format!("{} {v}", user_name_of(schema, k))).collect::<Vec<_>>().join(", ");
-                        self.error(&ifield, item.pos.line, item.pos.column, format!("duplicate {what}: already used by {prev_field} at line {prev_line}"));
+                        let what = keys
+                            .iter()
+                            .zip(&key_values)
+                            .map(|(k, v)| format!("{} {v}", user_name_of(schema, k)))
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                        self.error(
+                            &ifield,
+                            item.pos.line,
+                            item.pos.column,
+                            format!(
+                                "duplicate {what}: already used by {prev_field} at line {prev_line}"
+                            ),
+                        );
                         // Still walk it for unknown fields, without letting
                         // it shadow the first entry.
                         let was = std::mem::replace(&mut self.recording, false);
@@ -505,9 +764,21 @@ impl<'a> Converter<'a> {
             self.record(&epath, &o);
             let mut members = self.container(item, schema, &epath, &ifield);
             if shape == ListShape::Indexed {
-                members.insert(0, ("index".to_owned(), JNode { value: J::Num(i.to_string()), origin: o.clone() }));
+                members.insert(
+                    0,
+                    (
+                        "index".to_owned(),
+                        JNode {
+                            value: J::Num(i.to_string()),
+                            origin: o.clone(),
+                        },
+                    ),
+                );
             }
-            out.push(JNode { value: J::Obj(members), origin: o });
+            out.push(JNode {
+                value: J::Obj(members),
+                origin: o,
+            });
         }
         out
     }
@@ -520,18 +791,28 @@ fn user_name_of<'s>(schema: &'s SNode, yang: &'s str) -> &'s str {
 /// The normalised text of a list key as the user wrote it (numbers without
 /// leading zeros, as libyang prints them).
 fn key_value(item: &UNode, user_key: &str) -> Option<String> {
-    let UValue::Map(m) = &item.value else { return None };
+    let UValue::Map(m) = &item.value else {
+        return None;
+    };
     let (_, v) = m.iter().find(|(k, _)| k.text == user_key)?;
     let s = v.scalar()?;
-    Some(s.parse::<i64>().map_or_else(|_| s.to_owned(), |n| n.to_string()))
+    Some(
+        s.parse::<i64>()
+            .map_or_else(|_| s.to_owned(), |n| n.to_string()),
+    )
 }
 
 /// "unknown field" with a suggestion of the closest known name.
 pub(crate) fn unknown_field_msg(name: &str, place: &str, known: &[&str]) -> String {
-    let hint = closest(name, known).map(|c| format!("; did you mean \"{c}\"?")).unwrap_or_default();
+    let hint = closest(name, known)
+        .map(|c| format!("; did you mean \"{c}\"?"))
+        .unwrap_or_default();
     let mut list: Vec<&str> = known.to_vec();
     list.sort_unstable();
-    format!("unknown field \"{name}\" in {place}{hint} (known: {})", list.join(", "))
+    format!(
+        "unknown field \"{name}\" in {place}{hint} (known: {})",
+        list.join(", ")
+    )
 }
 
 /// The known name closest to `name` by edit distance, when close enough

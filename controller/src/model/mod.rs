@@ -3,15 +3,15 @@
 //! semantically, and turned into the typed [`spec::ServiceSpec`].
 //!
 //! Pipeline, one stage per file:
-//! 1. [`source`]: YAML (several `---` documents) or JSON → a tree that
+//! 1. `source`: YAML (several `---` documents) or JSON → a tree that
 //!    remembers line and column of every node.
-//! 2. [`convert`]: that tree → RFC 7951 JSON for the kind's module, plus a
+//! 2. `convert`: that tree → RFC 7951 JSON for the kind's module, plus a
 //!    map from every YANG data path back to the user's field and line.
-//! 3. [`yang`]: libyang parses and validates the JSON (types, ranges,
+//! 3. `yang`: libyang parses and validates the JSON (types, ranges,
 //!    patterns, `must`, keys); all its errors are mapped back to fields.
-//! 4. [`typed`]: libyang's validated, default-filled output → the typed
+//! 4. `typed`: libyang's validated, default-filled output → the typed
 //!    spec; and the way back ([`spec_to_json`]).
-//! 5. [`semantic`]: inventory references, shadowed and overlapping rules.
+//! 5. `semantic`: inventory references, shadowed and overlapping rules.
 
 pub mod device;
 pub mod spec;
@@ -147,7 +147,10 @@ pub enum ModelError {
 }
 
 fn summarize(diags: &[Diagnostic]) -> String {
-    let errors: Vec<&Diagnostic> = diags.iter().filter(|d| d.severity == Severity::Error).collect();
+    let errors: Vec<&Diagnostic> = diags
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .collect();
     match errors.as_slice() {
         [] => "no errors".to_owned(),
         [one] => one.to_string(),
@@ -164,7 +167,9 @@ pub struct Validator {
 
 impl fmt::Debug for Validator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Validator").field("modules", &self.schemas.keys()).finish_non_exhaustive()
+        f.debug_struct("Validator")
+            .field("modules", &self.schemas.keys())
+            .finish_non_exhaustive()
     }
 }
 
@@ -175,7 +180,10 @@ impl Validator {
     /// [`ModelError::Schema`] when a module does not compile (a build bug).
     pub fn new() -> Result<Self, ModelError> {
         let (ctx, schemas) = YangContext::new()?;
-        Ok(Self { ctx: Mutex::new(ctx), schemas })
+        Ok(Self {
+            ctx: Mutex::new(ctx),
+            schemas,
+        })
     }
 
     /// Validates every document of `doc` against the YANG model, the
@@ -189,7 +197,10 @@ impl Validator {
         doc: &SourceDoc<'_>,
         inventory: &BTreeMap<String, device::Device>,
     ) -> Result<Vec<Validated>, ModelError> {
-        let invalid = |diagnostics: Vec<Diagnostic>| ModelError::Invalid { source_name: doc.name.to_owned(), diagnostics };
+        let invalid = |diagnostics: Vec<Diagnostic>| ModelError::Invalid {
+            source_name: doc.name.to_owned(),
+            diagnostics,
+        };
         let at = |line: u32, column: u32, message: String| Diagnostic {
             severity: Severity::Error,
             message,
@@ -203,7 +214,10 @@ impl Validator {
             return Err(invalid(vec![at(
                 1,
                 1,
-                format!("document is {} bytes, larger than the limit of {MAX_DOCUMENT_BYTES}", doc.text.len()),
+                format!(
+                    "document is {} bytes, larger than the limit of {MAX_DOCUMENT_BYTES}",
+                    doc.text.len()
+                ),
             )]));
         }
         let docs = source::parse_documents(doc.text, doc.format)
@@ -214,7 +228,8 @@ impl Validator {
         let mut all = Vec::new();
         let mut out = Vec::new();
         for udoc in &docs {
-            let (converted, mut diags) = Converter::new(doc.name).convert(udoc, |m| self.schemas.get(m));
+            let (converted, mut diags) =
+                Converter::new(doc.name).convert(udoc, |m| self.schemas.get(m));
             let Some((_kind, converted)) = converted else {
                 all.append(&mut diags);
                 continue;
@@ -229,7 +244,11 @@ impl Validator {
                     match typed::from_yang(&value, &converted, &self.schemas) {
                         Ok(spec) => {
                             let mut found = semantic::check(&spec, &converted, inventory, doc.name);
-                            let warnings: Vec<Diagnostic> = found.iter().filter(|d| d.severity == Severity::Warning).cloned().collect();
+                            let warnings: Vec<Diagnostic> = found
+                                .iter()
+                                .filter(|d| d.severity == Severity::Warning)
+                                .cloned()
+                                .collect();
                             found.retain(|d| d.severity == Severity::Error);
                             if found.is_empty() {
                                 out.push(Validated { spec, warnings });
@@ -268,11 +287,24 @@ impl Validator {
             Err(errors) => Err(ModelError::Invalid {
                 diagnostics: errors
                     .iter()
-                    .filter(|e| errors.len() == 1 || !e.message.starts_with("List instance is missing its key"))
+                    .filter(|e| {
+                        errors.len() == 1
+                            || !e.message.starts_with("List instance is missing its key")
+                    })
                     .map(|e| {
-                        let yname = e.data_path.as_deref().and_then(|p| p.rsplit('/').next()).map(|s| s.split('[').next().unwrap_or(s));
+                        let yname = e
+                            .data_path
+                            .as_deref()
+                            .and_then(|p| p.rsplit('/').next())
+                            .map(|s| s.split('[').next().unwrap_or(s));
                         let field = yname.and_then(|n| match n {
-                            "name" if e.data_path.as_deref().is_some_and(|p| p.contains("/label[")) => Some("labels".to_owned()),
+                            "name"
+                                if e.data_path
+                                    .as_deref()
+                                    .is_some_and(|p| p.contains("/label[")) =>
+                            {
+                                Some("labels".to_owned())
+                            }
                             "device" | "name" => Some("name".to_owned()),
                             "platform" | "address" => Some(n.to_owned()),
                             "credentials-ref" => Some("credentialsRef".to_owned()),
@@ -298,15 +330,25 @@ impl Validator {
     fn lock(&self) -> std::sync::MutexGuard<'_, YangContext> {
         // A panic while holding the lock cannot leave libyang half-updated
         // in a way that matters: each call parses into a fresh tree.
-        self.ctx.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.ctx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
 /// Maps libyang's errors back to the user's fields and lines, dropping the
 /// follow-on errors of a value libyang already refused (an invalid
 /// `action` is also reported as a missing `action`).
-fn yang_diags(errors: &[YangError], conv: &Converted, earlier: &[Diagnostic], source_name: &str) -> Vec<Diagnostic> {
-    let all: Vec<(Diagnostic, bool)> = errors.iter().map(|e| yang_diag(e, conv, source_name)).collect();
+fn yang_diags(
+    errors: &[YangError],
+    conv: &Converted,
+    earlier: &[Diagnostic],
+    source_name: &str,
+) -> Vec<Diagnostic> {
+    let all: Vec<(Diagnostic, bool)> = errors
+        .iter()
+        .map(|e| yang_diag(e, conv, source_name))
+        .collect();
     let primary: Vec<String> = all
         .iter()
         .filter(|(_, consequential)| !consequential)
@@ -314,7 +356,11 @@ fn yang_diags(errors: &[YangError], conv: &Converted, earlier: &[Diagnostic], so
         .chain(earlier)
         .filter_map(|d| d.field.clone())
         .collect();
-    let explained = |f: &str| primary.iter().any(|p| p == f || p.starts_with(&format!("{f}[")) || p.starts_with(&format!("{f}.")));
+    let explained = |f: &str| {
+        primary
+            .iter()
+            .any(|p| p == f || p.starts_with(&format!("{f}[")) || p.starts_with(&format!("{f}.")))
+    };
     all.into_iter()
         .filter(|(d, consequential)| !consequential || !d.field.as_deref().is_some_and(explained))
         .map(|(d, _)| d)
@@ -335,7 +381,10 @@ fn yang_diag(e: &YangError, conv: &Converted, source_name: &str) -> (Diagnostic,
         .data_path
         .as_deref()
         .zip(quoted)
-        .and_then(|(p, v)| conv.paths.get(&format!("{p}[.={}]", convert::pred_value(v))))
+        .and_then(|(p, v)| {
+            conv.paths
+                .get(&format!("{p}[.={}]", convert::pred_value(v)))
+        })
         .and_then(|v| v.last());
     let by_path = by_item.or_else(|| e.data_path.as_deref().and_then(|p| conv.origin_for_path(p)));
     // Prefer whichever is more specific: a parse error's line points at the
@@ -346,19 +395,35 @@ fn yang_diag(e: &YangError, conv: &Converted, source_name: &str) -> (Diagnostic,
         (None, p) => p,
     };
     let mut field = origin.map(|o| o.field.clone());
-    let mut message = clean_message(&e.message, field.as_deref().and_then(|f| conv.leaf_types.get(f)));
+    let mut message = clean_message(
+        &e.message,
+        field.as_deref().and_then(|f| conv.leaf_types.get(f)),
+    );
     let mut consequential = e.message.starts_with("List instance is missing its key");
     // "Mandatory node "x" instance does not exist." names a child of the
     // node the path points at: name the missing field itself.
-    if let Some(missing) = e.message.strip_prefix("Mandatory node \"").and_then(|r| r.split('"').next()) {
+    if let Some(missing) = e
+        .message
+        .strip_prefix("Mandatory node \"")
+        .and_then(|r| r.split('"').next())
+    {
         let missing_user = yang::user_name(missing, false);
         let parent = field.clone().unwrap_or_default();
-        let parent = if parent.is_empty() { "spec".to_owned() } else { parent };
+        let parent = if parent.is_empty() {
+            "spec".to_owned()
+        } else {
+            parent
+        };
         field = Some(format!("{parent}.{missing_user}"));
         message = format!("missing required field \"{missing_user}\"");
         consequential = true;
     }
-    if let Some(dups) = e.data_path.as_deref().and_then(|p| conv.paths.get(p)).filter(|v| v.len() > 1) {
+    if let Some(dups) = e
+        .data_path
+        .as_deref()
+        .and_then(|p| conv.paths.get(p))
+        .filter(|v| v.len() > 1)
+    {
         let lines: Vec<String> = dups.iter().map(|o| o.line.to_string()).collect();
         message = format!("{message} (entries at lines {})", lines.join(", "));
     }
@@ -383,7 +448,10 @@ fn clean_message(msg: &str, leaf_type: Option<&(String, Vec<String>)>) -> String
     let type_name = leaf_type.map(|(t, _)| t.as_str());
     if msg.starts_with("Invalid enumeration value") {
         return match leaf_type {
-            Some((_, enums)) if !enums.is_empty() => format!("invalid value \"{value}\": expected one of {}", enums.join(", ")),
+            Some((_, enums)) if !enums.is_empty() => format!(
+                "invalid value \"{value}\": expected one of {}",
+                enums.join(", ")
+            ),
             _ => format!("invalid value \"{value}\""),
         };
     }
@@ -396,15 +464,28 @@ fn clean_message(msg: &str, leaf_type: Option<&(String, Vec<String>)>) -> String
     if msg.starts_with("Too few") {
         return "too few entries: at least one is required".to_owned();
     }
-    if let Some(cond) = msg.strip_prefix("When condition \"").and_then(|r| r.split("\" not satisfied").next()) {
+    if let Some(cond) = msg
+        .strip_prefix("When condition \"")
+        .and_then(|r| r.split("\" not satisfied").next())
+    {
         return format!("only allowed when {cond}");
     }
     if msg.starts_with("Value \"") && msg.contains("min/max bounds") {
-        return format!("value {value} is out of range for {}", type_name.unwrap_or("this field"));
+        return format!(
+            "value {value} is out of range for {}",
+            type_name.unwrap_or("this field")
+        );
     }
     if msg.starts_with("Unsatisfied range") || msg.starts_with("Unsatisfied length") {
-        let what = if msg.starts_with("Unsatisfied range") { "out of range" } else { "of invalid length" };
-        return format!("value \"{value}\" is {what} for {}", type_name.unwrap_or("this field"));
+        let what = if msg.starts_with("Unsatisfied range") {
+            "out of range"
+        } else {
+            "of invalid length"
+        };
+        return format!(
+            "value \"{value}\" is {what} for {}",
+            type_name.unwrap_or("this field")
+        );
     }
     msg.to_owned()
 }

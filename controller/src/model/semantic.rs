@@ -10,7 +10,9 @@ use super::{
     Diagnostic, Severity,
     convert::{Converted, Origin, module_of, pred_value},
     device::Device,
-    spec::{Action, FirewallRule, FirewallSpec, PortRange, Protocol, ServiceBody, ServiceSpec, Targets},
+    spec::{
+        Action, FirewallRule, FirewallSpec, PortRange, Protocol, ServiceBody, ServiceSpec, Targets,
+    },
 };
 
 /// Above this many rules the quadratic overlap analysis is skipped (with a
@@ -20,8 +22,17 @@ const MAX_ANALYZED_RULES: usize = 5_000;
 const MAX_OVERLAP_WARNINGS: usize = 100;
 
 /// Runs every semantic check; returns errors and warnings.
-pub(crate) fn check(spec: &ServiceSpec, conv: &Converted, inventory: &BTreeMap<String, Device>, source_name: &str) -> Vec<Diagnostic> {
-    let mut c = Checker { conv, source_name, out: Vec::new() };
+pub(crate) fn check(
+    spec: &ServiceSpec,
+    conv: &Converted,
+    inventory: &BTreeMap<String, Device>,
+    source_name: &str,
+) -> Vec<Diagnostic> {
+    let mut c = Checker {
+        conv,
+        source_name,
+        out: Vec::new(),
+    };
     c.devices(spec, inventory);
     if let ServiceBody::Firewall(fw) = &spec.body {
         c.duplicate_sequences(fw);
@@ -38,7 +49,8 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     fn push(&mut self, severity: Severity, path: String, origin: Option<&Origin>, message: String) {
-        let (field, line, column) = origin.map_or((None, 0, 0), |o| (Some(o.field.clone()), o.line, o.column));
+        let (field, line, column) =
+            origin.map_or((None, 0, 0), |o| (Some(o.field.clone()), o.line, o.column));
         self.out.push(Diagnostic {
             severity,
             message,
@@ -64,7 +76,11 @@ impl Checker<'_> {
             for d in &t.devices {
                 refs.push((
                     d.device.clone(),
-                    format!("{base}/targets/device[device={}][interface={}]/device", pred_value(&d.device), pred_value(&d.interface)),
+                    format!(
+                        "{base}/targets/device[device={}][interface={}]/device",
+                        pred_value(&d.device),
+                        pred_value(&d.interface)
+                    ),
                 ));
             }
         };
@@ -73,21 +89,35 @@ impl Checker<'_> {
             ServiceBody::LoadBalancer(l) => targets(&l.targets, &mut refs),
             ServiceBody::Router(r) => {
                 for d in &r.devices {
-                    refs.push((d.device.clone(), format!("{base}/device[device={}]/device", pred_value(&d.device))));
+                    refs.push((
+                        d.device.clone(),
+                        format!("{base}/device[device={}]/device", pred_value(&d.device)),
+                    ));
                 }
             }
             ServiceBody::Vpn(v) => {
                 for t in &v.tunnels {
                     refs.push((
                         t.device.clone(),
-                        format!("{base}/tunnel[device={}][peer={}]/device", pred_value(&t.device), pred_value(&t.peer.to_string())),
+                        format!(
+                            "{base}/tunnel[device={}][peer={}]/device",
+                            pred_value(&t.device),
+                            pred_value(&t.peer.to_string())
+                        ),
                     ));
                 }
             }
             ServiceBody::SdWan(s) => {
                 for site in &s.sites {
                     for d in &site.devices {
-                        refs.push((d.clone(), format!("{base}/site[site-id='{}']/device[.={}]", site.site_id, pred_value(d))));
+                        refs.push((
+                            d.clone(),
+                            format!(
+                                "{base}/site[site-id='{}']/device[.={}]",
+                                site.site_id,
+                                pred_value(d)
+                            ),
+                        ));
                     }
                 }
             }
@@ -96,8 +126,15 @@ impl Checker<'_> {
             if !inventory.contains_key(&name) {
                 let origin = self.origin(&path);
                 let known: Vec<&str> = inventory.keys().map(String::as_str).collect();
-                let hint = super::convert::closest(&name, &known).map(|c| format!("; did you mean \"{c}\"?")).unwrap_or_default();
-                self.push(Severity::Error, path, origin.as_ref(), format!("unknown device \"{name}\": not in the inventory{hint}"));
+                let hint = super::convert::closest(&name, &known)
+                    .map(|c| format!("; did you mean \"{c}\"?"))
+                    .unwrap_or_default();
+                self.push(
+                    Severity::Error,
+                    path,
+                    origin.as_ref(),
+                    format!("unknown device \"{name}\": not in the inventory{hint}"),
+                );
             }
         }
     }
@@ -110,7 +147,12 @@ impl Checker<'_> {
             if !seen.insert(r.sequence) {
                 let path = rule_path(r.sequence);
                 let origin = self.origin(&path);
-                self.push(Severity::Error, path, origin.as_ref(), format!("duplicate sequence number {}", r.sequence));
+                self.push(
+                    Severity::Error,
+                    path,
+                    origin.as_ref(),
+                    format!("duplicate sequence number {}", r.sequence),
+                );
             }
         }
     }
@@ -125,7 +167,10 @@ impl Checker<'_> {
                 Severity::Warning,
                 path,
                 origin.as_ref(),
-                format!("{} rules: shadowing and overlap analysis skipped (limit {MAX_ANALYZED_RULES})", rules.len()),
+                format!(
+                    "{} rules: shadowing and overlap analysis skipped (limit {MAX_ANALYZED_RULES})",
+                    rules.len()
+                ),
             );
             return;
         }
@@ -139,7 +184,11 @@ impl Checker<'_> {
                     let lpath = rule_path(later.sequence);
                     let lo = self.origin(&lpath);
                     let eo = self.origin(&rule_path(earlier.sequence));
-                    let verdict = if earlier.action == later.action { "is redundant" } else { "never matches" };
+                    let verdict = if earlier.action == later.action {
+                        "is redundant"
+                    } else {
+                        "never matches"
+                    };
                     self.push(
                         Severity::Warning,
                         lpath,
@@ -192,7 +241,10 @@ impl Checker<'_> {
                 Severity::Warning,
                 path,
                 origin.as_ref(),
-                format!("{} more overlapping rule pairs not listed", overlaps - MAX_OVERLAP_WARNINGS),
+                format!(
+                    "{} more overlapping rule pairs not listed",
+                    overlaps - MAX_OVERLAP_WARNINGS
+                ),
             );
         }
     }
@@ -253,7 +305,10 @@ fn prefixes_cover(a: &[IpNet], b: &[IpNet]) -> bool {
 }
 
 fn prefixes_intersect(a: &[IpNet], b: &[IpNet]) -> bool {
-    a.is_empty() || b.is_empty() || a.iter().any(|pa| b.iter().any(|pb| pa.contains(pb) || pb.contains(pa)))
+    a.is_empty()
+        || b.is_empty()
+        || a.iter()
+            .any(|pa| b.iter().any(|pb| pa.contains(pb) || pb.contains(pa)))
 }
 
 fn ports_cover(a: &[PortRange], b: &[PortRange]) -> bool {
@@ -269,7 +324,9 @@ fn ports_cover(a: &[PortRange], b: &[PortRange]) -> bool {
     let mut union: Vec<PortRange> = Vec::new();
     for r in merged {
         match union.last_mut() {
-            Some(last) if u32::from(r.first) <= u32::from(last.last) + 1 => last.last = last.last.max(r.last),
+            Some(last) if u32::from(r.first) <= u32::from(last.last) + 1 => {
+                last.last = last.last.max(r.last);
+            }
             _ => union.push(r),
         }
     }

@@ -179,7 +179,10 @@ fn push_yaml_doc(chunk: &str, line_offset: u32, docs: &mut Vec<UNode>) -> Result
         Err(_) => {
             return Err(ParseError {
                 message: "YAML parser failed on this document".to_owned(),
-                pos: Pos { line: line_offset + 1, column: 1 },
+                pos: Pos {
+                    line: line_offset + 1,
+                    column: 1,
+                },
             });
         }
     };
@@ -190,14 +193,24 @@ fn push_yaml_doc(chunk: &str, line_offset: u32, docs: &mut Vec<UNode>) -> Result
 fn yaml_error(e: &marked_yaml::LoadError, line_offset: u32) -> ParseError {
     use marked_yaml::LoadError as L;
     let (marker, message) = match e {
-        L::TopLevelMustBeMapping(m) => (Some(*m), "a document must be a mapping (apiVersion, kind, metadata, spec)".to_owned()),
+        L::TopLevelMustBeMapping(m) => (
+            Some(*m),
+            "a document must be a mapping (apiVersion, kind, metadata, spec)".to_owned(),
+        ),
         L::TopLevelMustBeSequence(m) => (Some(*m), "a document must be a sequence".to_owned()),
-        L::UnexpectedAnchor(m) => (Some(*m), "YAML anchors and aliases are not supported".to_owned()),
+        L::UnexpectedAnchor(m) => (
+            Some(*m),
+            "YAML anchors and aliases are not supported".to_owned(),
+        ),
         L::MappingKeyMustBeScalar(m) => (Some(*m), "mapping keys must be scalars".to_owned()),
         L::UnexpectedTag(m) => (Some(*m), "YAML tags are not supported".to_owned()),
         L::ScanError(m, se) => (Some(*m), se.info().to_owned()),
         L::DuplicateKey(inner) => {
-            let first = inner.prev_key.span().start().map_or(0, |m| m.line());
+            let first = inner
+                .prev_key
+                .span()
+                .start()
+                .map_or(0, marked_yaml::Marker::line);
             (
                 inner.key.span().start().copied(),
                 format!(
@@ -208,31 +221,55 @@ fn yaml_error(e: &marked_yaml::LoadError, line_offset: u32) -> ParseError {
             )
         }
     };
-    ParseError { message, pos: marker.map_or(Pos { line: line_offset + 1, column: 1 }, |m| marker_pos(&m, line_offset)) }
+    ParseError {
+        message,
+        pos: marker.map_or(
+            Pos {
+                line: line_offset + 1,
+                column: 1,
+            },
+            |m| marker_pos(&m, line_offset),
+        ),
+    }
 }
 
 fn marker_pos(m: &marked_yaml::Marker, line_offset: u32) -> Pos {
     Pos {
-        line: u32::try_from(m.line()).unwrap_or(u32::MAX).saturating_add(line_offset),
+        line: u32::try_from(m.line())
+            .unwrap_or(u32::MAX)
+            .saturating_add(line_offset),
         column: u32::try_from(m.column()).unwrap_or(u32::MAX),
     }
 }
 
 fn from_marked(node: &Node, line_offset: u32, depth: usize) -> Result<UNode, ParseError> {
-    let pos = node.span().start().map_or(Pos::default(), |m| marker_pos(m, line_offset));
+    let pos = node
+        .span()
+        .start()
+        .map_or(Pos::default(), |m| marker_pos(m, line_offset));
     if depth > MAX_DEPTH {
         return Err(too_deep(pos));
     }
     let value = match node {
         Node::Scalar(s) => UValue::Scalar(
             s.as_str().to_owned(),
-            if s.may_coerce() { ScalarStyle::Plain } else { ScalarStyle::Quoted },
+            if s.may_coerce() {
+                ScalarStyle::Plain
+            } else {
+                ScalarStyle::Quoted
+            },
         ),
         Node::Mapping(m) => {
             let mut out = Vec::with_capacity(m.len());
             for (k, v) in m.iter() {
                 let kpos = k.span().start().map_or(pos, |m| marker_pos(m, line_offset));
-                out.push((UKey { text: k.as_str().to_owned(), pos: kpos }, from_marked(v, line_offset, depth + 1)?));
+                out.push((
+                    UKey {
+                        text: k.as_str().to_owned(),
+                        pos: kpos,
+                    },
+                    from_marked(v, line_offset, depth + 1)?,
+                ));
             }
             UValue::Map(out)
         }
@@ -248,7 +285,10 @@ fn from_marked(node: &Node, line_offset: u32, depth: usize) -> Result<UNode, Par
 }
 
 fn too_deep(pos: Pos) -> ParseError {
-    ParseError { message: format!("document nests deeper than {MAX_DEPTH} levels"), pos }
+    ParseError {
+        message: format!("document nests deeper than {MAX_DEPTH} levels"),
+        pos,
+    }
 }
 
 /// Rejects absurd flow nesting (`[[[[…`) before the YAML parser builds a
@@ -302,11 +342,19 @@ struct JsonParser<'a> {
 
 impl<'a> JsonParser<'a> {
     fn new(text: &'a str) -> Self {
-        Self { chars: text.chars().peekable(), line: 1, column: 1, depth: 0 }
+        Self {
+            chars: text.chars().peekable(),
+            line: 1,
+            column: 1,
+            depth: 0,
+        }
     }
 
     fn pos(&self) -> Pos {
-        Pos { line: self.line, column: self.column }
+        Pos {
+            line: self.line,
+            column: self.column,
+        }
     }
 
     fn bump(&mut self) -> Option<char> {
@@ -321,7 +369,10 @@ impl<'a> JsonParser<'a> {
     }
 
     fn err<T>(&self, message: impl Into<String>) -> Result<T, ParseError> {
-        Err(ParseError { message: message.into(), pos: self.pos() })
+        Err(ParseError {
+            message: message.into(),
+            pos: self.pos(),
+        })
     }
 
     fn skip_ws(&mut self) {
@@ -339,7 +390,8 @@ impl<'a> JsonParser<'a> {
         }
         if !matches!(node.value, UValue::Map(_)) {
             return Err(ParseError {
-                message: "a document must be an object (apiVersion, kind, metadata, spec)".to_owned(),
+                message: "a document must be an object (apiVersion, kind, metadata, spec)"
+                    .to_owned(),
                 pos: node.pos,
             });
         }
@@ -353,7 +405,10 @@ impl<'a> JsonParser<'a> {
             None => self.err("JSON: unexpected end of input, expected a value"),
             Some('{') => self.nested(|p| p.object(pos)),
             Some('[') => self.nested(|p| p.array(pos)),
-            Some('"') => Ok(UNode { pos, value: UValue::Scalar(self.string()?, ScalarStyle::Quoted) }),
+            Some('"') => Ok(UNode {
+                pos,
+                value: UValue::Scalar(self.string()?, ScalarStyle::Quoted),
+            }),
             Some(c) if c == '-' || c.is_ascii_digit() => {
                 let mut s = String::new();
                 while let Some(&c) = self.chars.peek() {
@@ -365,9 +420,15 @@ impl<'a> JsonParser<'a> {
                     }
                 }
                 if s.parse::<f64>().is_err() {
-                    return Err(ParseError { message: format!("JSON: invalid number \"{s}\""), pos });
+                    return Err(ParseError {
+                        message: format!("JSON: invalid number \"{s}\""),
+                        pos,
+                    });
                 }
-                Ok(UNode { pos, value: UValue::Scalar(s, ScalarStyle::Plain) })
+                Ok(UNode {
+                    pos,
+                    value: UValue::Scalar(s, ScalarStyle::Plain),
+                })
             }
             Some(c) if c.is_ascii_alphabetic() => {
                 let mut s = String::new();
@@ -380,15 +441,26 @@ impl<'a> JsonParser<'a> {
                     }
                 }
                 match s.as_str() {
-                    "true" | "false" | "null" => Ok(UNode { pos, value: UValue::Scalar(s, ScalarStyle::Plain) }),
-                    _ => Err(ParseError { message: format!("JSON: unexpected word \"{s}\" (strings need double quotes)"), pos }),
+                    "true" | "false" | "null" => Ok(UNode {
+                        pos,
+                        value: UValue::Scalar(s, ScalarStyle::Plain),
+                    }),
+                    _ => Err(ParseError {
+                        message: format!(
+                            "JSON: unexpected word \"{s}\" (strings need double quotes)"
+                        ),
+                        pos,
+                    }),
                 }
             }
             Some(c) => self.err(format!("JSON: unexpected '{c}', expected a value")),
         }
     }
 
-    fn nested(&mut self, f: impl FnOnce(&mut Self) -> Result<UNode, ParseError>) -> Result<UNode, ParseError> {
+    fn nested(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<UNode, ParseError>,
+    ) -> Result<UNode, ParseError> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
             return Err(too_deep(self.pos()));
@@ -404,7 +476,10 @@ impl<'a> JsonParser<'a> {
         self.skip_ws();
         if self.chars.peek() == Some(&'}') {
             self.bump();
-            return Ok(UNode { pos, value: UValue::Map(out) });
+            return Ok(UNode {
+                pos,
+                value: UValue::Map(out),
+            });
         }
         loop {
             self.skip_ws();
@@ -424,11 +499,22 @@ impl<'a> JsonParser<'a> {
                 return self.err(format!("JSON: expected ':' after key \"{key}\""));
             }
             let v = self.value()?;
-            out.push((UKey { text: key, pos: kpos }, v));
+            out.push((
+                UKey {
+                    text: key,
+                    pos: kpos,
+                },
+                v,
+            ));
             self.skip_ws();
             match self.bump() {
                 Some(',') => {}
-                Some('}') => return Ok(UNode { pos, value: UValue::Map(out) }),
+                Some('}') => {
+                    return Ok(UNode {
+                        pos,
+                        value: UValue::Map(out),
+                    });
+                }
                 _ => return self.err("JSON: expected ',' or '}' in object"),
             }
         }
@@ -440,14 +526,22 @@ impl<'a> JsonParser<'a> {
         self.skip_ws();
         if self.chars.peek() == Some(&']') {
             self.bump();
-            return Ok(UNode { pos, value: UValue::Seq(out) });
+            return Ok(UNode {
+                pos,
+                value: UValue::Seq(out),
+            });
         }
         loop {
             out.push(self.value()?);
             self.skip_ws();
             match self.bump() {
                 Some(',') => {}
-                Some(']') => return Ok(UNode { pos, value: UValue::Seq(out) }),
+                Some(']') => {
+                    return Ok(UNode {
+                        pos,
+                        value: UValue::Seq(out),
+                    });
+                }
                 _ => return self.err("JSON: expected ',' or ']' in array"),
             }
         }
@@ -481,7 +575,9 @@ impl<'a> JsonParser<'a> {
                     }
                     _ => return self.err("JSON: bad escape in string"),
                 },
-                Some(c) if (c as u32) < 0x20 => return self.err("JSON: control character in string"),
+                Some(c) if (c as u32) < 0x20 => {
+                    return self.err("JSON: control character in string");
+                }
                 Some(c) => s.push(c),
             }
         }

@@ -36,7 +36,15 @@ fn serde_name(node: &SNode) -> String {
 
 /// The spec part of a kind's top container (everything but metadata).
 fn spec_schema(root: &SNode) -> SNode {
-    SNode { children: root.children.iter().filter(|c| c.name != "metadata").cloned().collect(), ..root.clone() }
+    SNode {
+        children: root
+            .children
+            .iter()
+            .filter(|c| c.name != "metadata")
+            .cloned()
+            .collect(),
+        ..root.clone()
+    }
 }
 
 fn kind_of_module(module: &str) -> Option<Kind> {
@@ -44,16 +52,26 @@ fn kind_of_module(module: &str) -> Option<Kind> {
 }
 
 /// Builds the typed spec from libyang's validated JSON.
-pub(crate) fn from_yang(value: &Value, conv: &Converted, schemas: &HashMap<String, SNode>) -> Result<ServiceSpec, String> {
-    let kind = kind_of_module(conv.module).ok_or_else(|| format!("no kind for module {}", conv.module))?;
+pub(crate) fn from_yang(
+    value: &Value,
+    conv: &Converted,
+    schemas: &HashMap<String, SNode>,
+) -> Result<ServiceSpec, String> {
+    let kind =
+        kind_of_module(conv.module).ok_or_else(|| format!("no kind for module {}", conv.module))?;
     let (module, top) = module_of(kind);
-    let root = schemas.get(module).ok_or_else(|| format!("no schema for {module}"))?;
-    let data = value.get(format!("{module}:{top}")).ok_or_else(|| format!("validated data lacks {module}:{top}"))?;
+    let root = schemas
+        .get(module)
+        .ok_or_else(|| format!("no schema for {module}"))?;
+    let data = value
+        .get(format!("{module}:{top}"))
+        .ok_or_else(|| format!("validated data lacks {module}:{top}"))?;
     let meta_schema = root.child("metadata").ok_or("schema lacks metadata")?;
     let meta = yang_to_serde(data.get("metadata"), meta_schema);
     let body = yang_to_serde(Some(data), &spec_schema(root));
     let typed = json!({ "metadata": meta, "body": { "kind": kind.as_str(), "spec": body } });
-    serde_json::from_value(typed).map_err(|e| format!("validated {kind} data does not fit the typed model: {e}"))
+    serde_json::from_value(typed)
+        .map_err(|e| format!("validated {kind} data does not fit the typed model: {e}"))
 }
 
 fn yang_to_serde(v: Option<&Value>, schema: &SNode) -> Value {
@@ -78,7 +96,10 @@ fn yang_to_serde(v: Option<&Value>, schema: &SNode) -> Value {
                 }
             }
             SKind::List { shape, .. } => {
-                let entries = cv.and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+                let entries = cv
+                    .and_then(Value::as_array)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
                 let value = match shape {
                     ListShape::Map => Value::Object(
                         entries
@@ -90,12 +111,18 @@ fn yang_to_serde(v: Option<&Value>, schema: &SNode) -> Value {
                             })
                             .collect(),
                     ),
-                    ListShape::PortRange => {
-                        Value::Array(entries.iter().map(|e| json!({ "first": e.get("first"), "last": e.get("last") })).collect())
-                    }
-                    ListShape::Plain | ListShape::Indexed => {
-                        Value::Array(entries.iter().map(|e| yang_to_serde(Some(e), child)).collect())
-                    }
+                    ListShape::PortRange => Value::Array(
+                        entries
+                            .iter()
+                            .map(|e| json!({ "first": e.get("first"), "last": e.get("last") }))
+                            .collect(),
+                    ),
+                    ListShape::Plain | ListShape::Indexed => Value::Array(
+                        entries
+                            .iter()
+                            .map(|e| yang_to_serde(Some(e), child))
+                            .collect(),
+                    ),
                 };
                 out.insert(key, value);
             }
@@ -130,7 +157,9 @@ pub fn spec_to_json(spec: &ServiceSpec) -> Value {
     let Some(root) = schemas().get(module) else {
         return serde;
     };
-    let meta = root.child("metadata").map_or(Value::Null, |m| serde_to_user(serde.get("metadata"), m));
+    let meta = root
+        .child("metadata")
+        .map_or(Value::Null, |m| serde_to_user(serde.get("metadata"), m));
     let body = serde_to_user(serde.pointer("/body/spec"), &spec_schema(root));
     json!({ "apiVersion": API_VERSION, "kind": kind.as_str(), "metadata": meta, "spec": body })
 }
@@ -145,23 +174,41 @@ fn serde_to_user(v: Option<&Value>, schema: &SNode) -> Value {
         };
         let user = child.user_name.clone();
         let value = match &child.kind {
-            SKind::Leaf(_) | SKind::LeafList(_) => cv.clone(),
+            // Labels and selectors are maps in both forms.
+            SKind::Leaf(_)
+            | SKind::LeafList(_)
+            | SKind::List {
+                shape: ListShape::Map,
+                ..
+            } => cv.clone(),
             SKind::Container { .. } => serde_to_user(Some(cv), child),
-            SKind::List { shape: ListShape::Map, .. } => cv.clone(),
-            SKind::List { shape: ListShape::PortRange, .. } => Value::Array(
+            SKind::List {
+                shape: ListShape::PortRange,
+                ..
+            } => Value::Array(
                 cv.as_array()
                     .map(Vec::as_slice)
                     .unwrap_or_default()
                     .iter()
-                    .map(|r| match (r.get("first").and_then(Value::as_u64), r.get("last").and_then(Value::as_u64)) {
-                        (Some(a), Some(b)) if a == b => json!(a),
-                        (Some(a), Some(b)) => json!(format!("{a}-{b}")),
-                        _ => r.clone(),
+                    .map(|r| {
+                        match (
+                            r.get("first").and_then(Value::as_u64),
+                            r.get("last").and_then(Value::as_u64),
+                        ) {
+                            (Some(a), Some(b)) if a == b => json!(a),
+                            (Some(a), Some(b)) => json!(format!("{a}-{b}")),
+                            _ => r.clone(),
+                        }
                     })
                     .collect(),
             ),
             SKind::List { .. } => Value::Array(
-                cv.as_array().map(Vec::as_slice).unwrap_or_default().iter().map(|e| serde_to_user(Some(e), child)).collect(),
+                cv.as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|e| serde_to_user(Some(e), child))
+                    .collect(),
             ),
         };
         let is_empty_list = value.as_array().is_some_and(Vec::is_empty);
@@ -182,7 +229,11 @@ pub(crate) fn device_to_yang(device: &Device) -> Value {
         entry.insert("credentials-ref".to_owned(), json!(device.credentials_ref));
     }
     if !device.labels.is_empty() {
-        let labels: Vec<Value> = device.labels.iter().map(|(k, v)| json!({ "name": k, "value": v })).collect();
+        let labels: Vec<Value> = device
+            .labels
+            .iter()
+            .map(|(k, v)| json!({ "name": k, "value": v }))
+            .collect();
         entry.insert("label".to_owned(), Value::Array(labels));
     }
     json!({ "rampart-devices:devices": { "device": [Value::Object(entry)] } })

@@ -15,13 +15,41 @@ use super::ModelError;
 /// Rampart's YANG modules, compiled into the binary so rampartd needs no
 /// files on disk. `(name, revision, text)`.
 pub const MODULES: [(&str, &str, &str); 7] = [
-    ("rampart-services", "2026-11-23", include_str!("../../../models/yang/rampart-services.yang")),
-    ("rampart-firewall", "2026-11-23", include_str!("../../../models/yang/rampart-firewall.yang")),
-    ("rampart-router", "2026-11-23", include_str!("../../../models/yang/rampart-router.yang")),
-    ("rampart-loadbalancer", "2026-11-23", include_str!("../../../models/yang/rampart-loadbalancer.yang")),
-    ("rampart-vpn", "2026-11-23", include_str!("../../../models/yang/rampart-vpn.yang")),
-    ("rampart-sdwan", "2026-11-23", include_str!("../../../models/yang/rampart-sdwan.yang")),
-    ("rampart-devices", "2026-11-23", include_str!("../../../models/yang/rampart-devices.yang")),
+    (
+        "rampart-services",
+        "2026-11-23",
+        include_str!("../../../models/yang/rampart-services.yang"),
+    ),
+    (
+        "rampart-firewall",
+        "2026-11-23",
+        include_str!("../../../models/yang/rampart-firewall.yang"),
+    ),
+    (
+        "rampart-router",
+        "2026-11-23",
+        include_str!("../../../models/yang/rampart-router.yang"),
+    ),
+    (
+        "rampart-loadbalancer",
+        "2026-11-23",
+        include_str!("../../../models/yang/rampart-loadbalancer.yang"),
+    ),
+    (
+        "rampart-vpn",
+        "2026-11-23",
+        include_str!("../../../models/yang/rampart-vpn.yang"),
+    ),
+    (
+        "rampart-sdwan",
+        "2026-11-23",
+        include_str!("../../../models/yang/rampart-sdwan.yang"),
+    ),
+    (
+        "rampart-devices",
+        "2026-11-23",
+        include_str!("../../../models/yang/rampart-devices.yang"),
+    ),
 ];
 
 /// How a leaf's value is encoded in RFC 7951 JSON.
@@ -94,7 +122,9 @@ pub(crate) struct SNode {
 impl SNode {
     /// The child users call `user_name`.
     pub fn child_by_user_name(&self, user_name: &str) -> Option<&SNode> {
-        self.children.iter().find(|c| c.user_name == user_name && !c.is_hidden())
+        self.children
+            .iter()
+            .find(|c| c.user_name == user_name && !c.is_hidden())
     }
 
     /// The child named `name` in YANG.
@@ -157,13 +187,23 @@ fn snode(node: &SchemaNode<'_>) -> Option<SNode> {
     let name = node.name().to_owned();
     let children: Vec<SNode> = node.children().filter_map(|c| snode(&c)).collect();
     let (kind, multi) = match node.kind() {
-        SchemaNodeKind::Container => (SKind::Container { presence: !node.is_np_container() }, false),
+        SchemaNodeKind::Container => (
+            SKind::Container {
+                presence: !node.is_np_container(),
+            },
+            false,
+        ),
         SchemaNodeKind::Leaf => (SKind::Leaf(leaf_kind(node)), false),
         SchemaNodeKind::LeafList => (SKind::LeafList(leaf_kind(node)), true),
         SchemaNodeKind::List => {
             let keys: Vec<String> = node.list_keys().map(|k| k.name().to_owned()).collect();
             let names: Vec<&str> = children.iter().map(|c| c.name.as_str()).collect();
-            let shape = match keys.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+            let shape = match keys
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .as_slice()
+            {
                 ["index"] => ListShape::Indexed,
                 ["first", "last"] => ListShape::PortRange,
                 ["name"] if names == ["name", "value"] => ListShape::Map,
@@ -187,7 +227,14 @@ fn snode(node: &SchemaNode<'_>) -> Option<SNode> {
         })
     });
     let enums = ffi::enum_names(node);
-    Some(SNode { user_name: user_name(&name, multi), name, kind, children, type_name, enums })
+    Some(SNode {
+        user_name: user_name(&name, multi),
+        name,
+        kind,
+        children,
+        type_name,
+        enums,
+    })
 }
 
 /// One error or warning reported by libyang.
@@ -212,7 +259,9 @@ impl YangContext {
     /// Builds a context with every embedded module loaded and implemented,
     /// and returns it with an owned copy of each module's top-level schema.
     pub fn new() -> Result<(Self, HashMap<String, SNode>), ModelError> {
-        let schema_err = |what: String, e: &yang3::Error| ModelError::Schema { message: format!("{what}: {e}") };
+        let schema_err = |what: String, e: &yang3::Error| ModelError::Schema {
+            message: format!("{what}: {e}"),
+        };
         let mut ctx = Context::new(ContextFlags::NO_YANGLIBRARY | ContextFlags::DISABLE_SEARCHDIRS)
             .map_err(|e| schema_err("creating the libyang context".to_owned(), &e))?;
         let mut embedded = EmbeddedModules::new();
@@ -226,16 +275,23 @@ impl YangContext {
         }
         let mut schemas = HashMap::new();
         for (name, _, _) in MODULES {
-            let module = ctx.get_module_latest(name).ok_or_else(|| ModelError::Schema {
-                message: format!("module {name} missing after loading"),
-            })?;
+            let module = ctx
+                .get_module_latest(name)
+                .ok_or_else(|| ModelError::Schema {
+                    message: format!("module {name} missing after loading"),
+                })?;
             for top in module.data() {
                 if let Some(s) = snode(&top) {
                     schemas.insert(name.to_owned(), s);
                 }
             }
         }
-        Ok((Self { ctx: ffi::SendContext(ctx) }, schemas))
+        Ok((
+            Self {
+                ctx: ffi::SendContext(ctx),
+            },
+            schemas,
+        ))
     }
 
     /// Parses and validates RFC 7951 JSON; on success returns the validated
@@ -255,9 +311,13 @@ impl YangContext {
         match result {
             Ok(tree) => {
                 let printed = tree
-                    .print_string(DataFormat::JSON, DataPrinterFlags::WD_ALL | DataPrinterFlags::WITH_SIBLINGS)
+                    .print_string(
+                        DataFormat::JSON,
+                        DataPrinterFlags::WD_ALL | DataPrinterFlags::WITH_SIBLINGS,
+                    )
                     .map_err(|e| vec![internal(format!("printing validated data: {e}"))])?;
-                serde_json::from_str(&printed).map_err(|e| vec![internal(format!("reading libyang output: {e}"))])
+                serde_json::from_str(&printed)
+                    .map_err(|e| vec![internal(format!("reading libyang output: {e}"))])
             }
             Err(e) => {
                 if errors.is_empty() {
@@ -276,12 +336,20 @@ impl YangContext {
 }
 
 fn internal(message: String) -> YangError {
-    YangError { message, data_path: None, schema_path: None, line: None }
+    YangError {
+        message,
+        data_path: None,
+        schema_path: None,
+        line: None,
+    }
 }
 
 /// The only unsafe code of the model: yang3 returns just the last libyang
 /// error, and its `Context` is not `Send`.
-#[allow(unsafe_code, reason = "reading libyang's error list; yang3 exposes only the last error")]
+#[allow(
+    unsafe_code,
+    reason = "reading libyang's error list; yang3 exposes only the last error"
+)]
 mod ffi {
     use std::ffi::CStr;
 
