@@ -1,0 +1,202 @@
+"""The SD-WAN Manager simulator, driven by the official `catalystwan` SDK."""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+
+import pytest
+import requests
+from catalystwan.api.template_api import DeviceTemplate, FeatureTemplate
+from catalystwan.api.templates.models.cisco_banner_model import CiscoBannerModel
+from catalystwan.exceptions import ManagerHTTPError
+from catalystwan.session import (ManagerSession, ManagerSessionState, create_base_url,
+                                 create_manager_session)
+from catalystwan.vmanage_auth import UnauthorizedAccessError, create_vmanage_auth
+
+USER, PASSWORD = "admin", "Admin123#"
+
+
+@pytest.fixture(autouse=True)
+def quiet_insecure():
+    # create_manager_session() does not verify TLS (catalystwan's default)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Unverified HTTPS request")
+        yield
+
+
+def verified_session(sim, username=USER, password=PASSWORD) -> ManagerSession:
+    """Like create_manager_session, but verifying the simulator's certificate."""
+    auth = create_vmanage_auth(username, password, verify=sim.cert)
+    session = ManagerSession(base_url=create_base_url(sim.host, sim.port), auth=auth, verify=sim.cert)
+    session.state = ManagerSessionState.LOGIN
+    return session
+
+
+@pytest.fixture
+def sim(start_sim):
+    return start_sim("vmanage_sim.py", "--action-ms", "150")
+
+
+def logins(sim) -> int:
+    return sum(1 for r in sim.admin("GET", "/_sim/requests") if r["path"] == "/j_security_check")
+
+
+def wait_action(session, action_id: str, timeout: float = 5) -> dict:
+    deadline = time.monotonic() + timeout
+    seen = []
+    while True:
+        status = session.get(f"/dataservice/device/action/status/{action_id}").json()
+        seen.append(status["summary"]["status"])
+        if status["summary"]["status"] == "done":
+            status["seen"] = seen
+            return status
+        assert time.monotonic() < deadline, seen
+        time.sleep(0.03)
+
+
+def test_login_server_info_and_bad_credentials(sim):
+    s = create_manager_session(url=sim.host, port=sim.port, username=USER, password=PASSWORD)
+    assert s.server_name == "vmanage-sim"
+    assert s.platform_version == "20.12.3"
+    assert str(s.session_type) == "SessionType.SINGLE_TENANT"
+    assert s.about().application_server == "vmanage-sim"
+    s.close()
+    with pytest.raises(UnauthorizedAccessError):
+        create_manager_session(url=sim.host, port=sim.port, username=USER, password="wrong")
+
+
+def test_feature_and_device_templates_with_verified_tls(sim):
+    s = verified_session(sim)
+    assert list(s.api.templates.get(FeatureTemplate)) == []
+    banner = CiscoBannerModel(template_name="rampart-banner", template_description="managed by rampart",
+                              device_models=["vedge-C8000V"], login_banner="authorised use only",
+                              motd_banner="hello")
+    tid = s.api.templates.create(banner)
+    listed = s.api.templates.get(FeatureTemplate)
+    assert [(t.id, t.name, t.template_type) for t in listed] == [(tid, "rampart-banner", "cisco_banner")]
+    stored = sim.state()["featureTemplates"][tid]["templateDefinition"]
+    assert stored["login"]["vipValue"] == "authorised use only" and stored["login"]["vipType"] == "constant"
+    with pytest.raises(ManagerHTTPError) as exc:
+        s.api.templates.create(banner)
+    assert exc.value.info.message == "Template with name 'rampart-banner' already exists"
+    assert exc.value.response.status_code == 400
+    dt = DeviceTemplate(template_name="edge-dt", template_description="edge", general_templates=["rampart-banner"],
+                        device_type="vedge-C8000V")
+    created = json.loads(s.api.templates.create(dt))
+    devices = s.api.templates.get(DeviceTemplate)
+    assert [(d.id, d.name) for d in devices] == [(created["templateId"], "edge-dt")]
+    # a feature template used by a device template cannot go
+    with pytest.raises(ManagerHTTPError) as exc:
+        s.api.templates.delete(FeatureTemplate, "rampart-banner")
+    assert exc.value.info.code == "TMPL0008"
+    s.close()
+
+
+def test_attach_and_action_status_polling(sim):
+    s = create_manager_session(url=sim.host, port=sim.port, username=USER, password=PASSWORD)
+    ft = s.post("/dataservice/template/feature", json={
+        "templateName": "b", "templateDescription": "", "templateType": "cisco_banner",
+        "deviceType": ["vedge-C8000V"], "templateMinVersion": "15.0.0", "templateDefinition": {}}).json()
+    dt = s.post("/dataservice/template/device/feature/", json={
+        "templateName": "dt", "templateDescription": "", "deviceType": "vedge-C8000V", "configType": "template",
+        "generalTemplates": [{"templateId": ft["templateId"], "templateType": "cisco_banner"}]}).json()
+    device = s.get("/dataservice/system/device/vedges").json()["data"][0]
+    body = {"deviceTemplateList": [{"templateId": dt["templateId"], "isEdited": False, "isMasterEdited": False,
+                                    "device": [{"csv-status": "complete", "csv-deviceId": device["uuid"],
+                                                "csv-deviceIP": device["system-ip"],
+                                                "csv-host-name": device["host-name"]}]}]}
+    action = s.post("/dataservice/template/device/config/attachfeature", json=body).json()
+    assert action["id"].startswith("push_feature_template_configuration-")
+    status = wait_action(s, action["id"])
+    assert status["seen"][0] == "in_progress"
+    assert status["data"][0]["statusId"] == "success" and status["data"][0]["validity"] == "valid"
+    templates = s.get("/dataservice/template/device").json()["data"]
+    assert templates[0]["devicesAttached"] == 1
+    assert sim.state()["devices"][0]["templateId"] == dt["templateId"]
+    # an injected failure reports per device and changes nothing
+    sim.faults(action_fail=1)
+    body["deviceTemplateList"][0]["device"][0]["csv-deviceId"] = "no-such-device"
+    with pytest.raises(ManagerHTTPError) as exc:
+        s.post("/dataservice/template/device/config/attachfeature", json=body)
+    assert exc.value.info.message == "Invalid device" and "no-such-device" in exc.value.info.details
+    second = sim.state()["devices"][1]
+    body["deviceTemplateList"][0]["device"][0].update({"csv-deviceId": second["uuid"],
+                                                       "csv-deviceIP": second["system-ip"],
+                                                       "csv-host-name": second["host-name"]})
+    action = s.post("/dataservice/template/device/config/attachfeature", json=body).json()
+    status = wait_action(s, action["id"])
+    assert status["data"][0]["statusId"] == "failure"
+    assert sim.state()["devices"][1]["templateId"] is None
+    s.close()
+
+
+def test_session_expiry_relogin_and_xsrf(start_sim):
+    sim = start_sim("vmanage_sim.py", "--session-ttl", "1")
+    s = create_manager_session(url=sim.host, port=sim.port, username=USER, password=PASSWORD)
+    assert logins(sim) == 1
+    time.sleep(1.1)
+    assert list(s.api.templates.get(FeatureTemplate)) == []
+    assert logins(sim) == 2
+    sim.faults(expire_sessions=True)
+    s.api.templates.get(DeviceTemplate)
+    assert logins(sim) == 3
+    s.close()
+    # raw client: a mutating call without the XSRF token is refused
+    raw = requests.Session()
+    raw.trust_env = False
+    raw.verify = sim.cert
+    r = raw.post(f"{sim.url}/j_security_check", data={"j_username": USER, "j_password": PASSWORD})
+    assert r.status_code == 200 and r.text == "" and "JSESSIONID" in raw.cookies
+    r = raw.post(f"{sim.url}/dataservice/template/policy/vsmart", json={"policyName": "x"})
+    assert r.status_code == 403 and r.json()["error"]["message"] == "Forbidden"
+    token = raw.get(f"{sim.url}/dataservice/client/token").text
+    r = raw.post(f"{sim.url}/dataservice/template/policy/vsmart", json={"policyName": "x"},
+                 headers={"X-XSRF-TOKEN": token})
+    assert r.status_code == 200 and "policyId" in r.json()
+    # an expired or unknown session gets the login page, as the real server does
+    raw.cookies.set("JSESSIONID", "bogus")
+    r = raw.get(f"{sim.url}/dataservice/template/feature")
+    assert r.status_code == 200 and "<html>" in r.text and "Expires=Thu, 01 Jan 1970" in r.headers["Set-Cookie"]
+
+
+def test_centralized_policy_activation(sim):
+    s = verified_session(sim)
+    d = s.post("/dataservice/template/policy/definition/data", json={
+        "name": "block-telnet", "type": "data", "description": "rampart", "defaultAction": {"type": "accept"},
+        "sequences": [{"sequenceId": 1, "sequenceName": "telnet", "baseAction": "drop", "sequenceType": "data",
+                       "match": {"entries": [{"field": "destinationPort", "value": "23"}]}, "actions": []}]}).json()
+    with pytest.raises(ManagerHTTPError) as exc:
+        s.post("/dataservice/template/policy/definition/data", json={
+            "name": "bad", "type": "data", "sequences": [{"sequenceId": 1, "baseAction": "reject"}]})
+    assert "reject" in exc.value.info.message
+    p = s.post("/dataservice/template/policy/vsmart", json={
+        "policyName": "central", "policyDescription": "rampart", "policyType": "feature",
+        "policyDefinition": {"assembly": [{"definitionId": d["definitionId"], "type": "data",
+                                           "entries": [{"direction": "service", "siteLists": [],
+                                                        "vpnLists": []}]}]}}).json()
+    action = s.post(f"/dataservice/template/policy/vsmart/activate/{p['policyId']}", json={}).json()
+    assert action["id"].startswith("activate_vsmart_policy-")
+    assert wait_action(s, action["id"])["data"][0]["statusId"] == "success"
+    policies = s.get("/dataservice/template/policy/vsmart").json()["data"]
+    assert policies[0]["isPolicyActivated"] is True
+    with pytest.raises(ManagerHTTPError):
+        s.delete(f"/dataservice/template/policy/definition/data/{d['definitionId']}")
+    s.close()
+
+
+def test_rate_limit_429_with_retry_after(start_sim):
+    sim = start_sim("vmanage_sim.py", "--rate-limit", "5")
+    raw = requests.Session()
+    raw.trust_env = False
+    raw.verify = sim.cert
+    raw.post(f"{sim.url}/j_security_check", data={"j_username": USER, "j_password": PASSWORD})
+    codes = [raw.get(f"{sim.url}/dataservice/device") for _ in range(12)]
+    limited = [r for r in codes if r.status_code == 429]
+    assert limited and int(limited[0].headers["Retry-After"]) >= 1
+    assert limited[0].json()["error"]["message"] == "Too many requests"
+    sim.faults(fail_next=1, status=500, message="database unavailable")
+    time.sleep(1.0)
+    r = raw.get(f"{sim.url}/dataservice/device")
+    assert r.status_code == 500 and r.json()["error"]["message"] == "database unavailable"
