@@ -1,0 +1,263 @@
+//! rampartctl against a real rampartd on a free loopback port: every
+//! command, every output format, and the documented exit codes.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+struct Daemon {
+    child: Child,
+    server: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// rampartd is built by the same `cargo test`/`nextest` run (it is a binary
+/// of the workspace); find it next to our own executable's directory.
+fn rampartd() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let bin = dir.join("rampartd");
+    assert!(
+        bin.exists(),
+        "{} missing: build the workspace (cargo build) first",
+        bin.display()
+    );
+    bin
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start() -> Daemon {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let child = Command::new(rampartd())
+        .args(["--data-dir", dir.path().join("data").to_str().unwrap()])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--metrics-listen", &format!("127.0.0.1:{}", free_port())])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let d = Daemon {
+        child,
+        server: format!("http://127.0.0.1:{port}"),
+        _dir: dir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "rampartd did not start");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    d
+}
+
+fn ctl(d: &Daemon, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rampartctl"))
+        .env("RAMPART_SERVER", &d.server)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn example(name: &str) -> String {
+    format!("{}/../examples/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+const HOST_FIREWALL: &str = "apiVersion: rampart.io/v1
+kind: Firewall
+metadata: {name: hosts-fw, tenant: beta}
+spec:
+  defaultAction: deny
+  rules:
+    - {sequence: 10, action: permit, protocol: tcp, destinationPorts: [22]}
+  targets:
+    hosts:
+      - selector: {role: web}
+";
+
+#[test]
+fn every_command_against_a_real_rampartd() {
+    let d = start();
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = tmp.path().join("hosts-fw.yaml");
+    std::fs::write(&spec, HOST_FIREWALL).unwrap();
+    let spec = spec.to_str().unwrap();
+
+    // Inventory from a file, shown as a table and as JSON (redacted).
+    let out = ok(&ctl(
+        &d,
+        &["devices", "add", "-f", &example("inventory.yaml")],
+    ));
+    assert!(out.contains("csr1") && out.contains("iosxe"), "{out}");
+    let json = ok(&ctl(&d, &["-o", "json", "get", "devices"]));
+    let devices: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(devices.as_array().unwrap().len(), 5, "{json}");
+    assert_eq!(devices[0]["credentialsRef"], "env:<redacted>", "{json}");
+    assert!(
+        !json.contains("CSR1_PASSWORD"),
+        "credentials reference leaked: {json}"
+    );
+    let one = ok(&ctl(&d, &["-o", "yaml", "get", "devices", "mx1"]));
+    assert!(one.contains("platform: meraki-mx"), "{one}");
+    let sel = ok(&ctl(
+        &d,
+        &["-o", "json", "get", "devices", "-l", "role=firewall"],
+    ));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&sel)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // Dry-run prints the rendering and stores nothing.
+    let dry = ok(&ctl(&d, &["apply", "-f", spec, "--dry-run"]));
+    assert!(
+        dry.contains("--- hosts:role=web (agent, agent-policy)"),
+        "{dry}"
+    );
+    assert!(dry.contains("nothing was stored"), "{dry}");
+    let dry_json = ok(&ctl(&d, &["-o", "json", "apply", "-f", spec, "--dry-run"]));
+    let v: serde_json::Value = serde_json::from_str(&dry_json).unwrap();
+    assert_eq!(v["dryRun"], true);
+    assert_eq!(v["summary"]["targets"], 1);
+    assert_eq!(
+        ok(&ctl(&d, &["-o", "json", "get", "services"])).trim(),
+        "[]"
+    );
+
+    // Apply from a file and from stdin.
+    let applied = ok(&ctl(&d, &["apply", "-f", spec]));
+    assert!(
+        applied.contains("applied txn-") && applied.contains("generation 1"),
+        "{applied}"
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rampartctl"))
+        .env("RAMPART_SERVER", &d.server)
+        .args(["apply", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), HOST_FIREWALL.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(ok(&out).contains("generation 2"));
+
+    let table = ok(&ctl(&d, &["get", "services"]));
+    assert!(table.contains("hosts-fw") && table.contains("beta") && table.contains("Firewall"));
+    let svc = ok(&ctl(&d, &["-o", "json", "get", "service", "hosts-fw"]));
+    let v: serde_json::Value = serde_json::from_str(&svc).unwrap();
+    assert_eq!(v["generation"], 2);
+    assert_eq!(v["spec"]["spec"]["rules"][0]["sequence"], 10, "{svc}");
+
+    let txns = ok(&ctl(&d, &["-o", "json", "get", "transactions"]));
+    let t: serde_json::Value = serde_json::from_str(&txns).unwrap();
+    assert_eq!(t.as_array().unwrap().len(), 2);
+    let id = t[0]["id"].as_str().unwrap().to_owned();
+    let shown = ok(&ctl(&d, &["get", "transaction", &id]));
+    assert!(
+        shown.contains("committed") && shown.contains("agent-policy"),
+        "{shown}"
+    );
+
+    // Exit codes.
+    let bad = tmp.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        HOST_FIREWALL.replace("destinationPorts: [22]", "destinationPorts: [0x]"),
+    )
+    .unwrap();
+    let out = ctl(&d, &["apply", "-f", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("InvalidArgument") && err.contains(":7:"),
+        "{err}"
+    );
+    assert_eq!(ctl(&d, &["get", "services", "nope"]).status.code(), Some(4));
+    let dup = ctl(
+        &d,
+        &[
+            "devices",
+            "add",
+            "csr1",
+            "--platform",
+            "iosxe",
+            "--address",
+            "10.0.0.1",
+        ],
+    );
+    assert_eq!(dup.status.code(), Some(5), "{dup:?}");
+    let toaster = ctl(
+        &d,
+        &[
+            "devices",
+            "add",
+            "t1",
+            "--platform",
+            "toaster",
+            "--address",
+            "x",
+        ],
+    );
+    assert_eq!(toaster.status.code(), Some(3));
+    assert_eq!(
+        ctl(&d, &["apply", "-f", "/nonexistent.yaml"]).status.code(),
+        Some(3)
+    );
+    assert_eq!(ctl(&d, &["frobnicate"]).status.code(), Some(2));
+
+    // Delete, then the device can go.
+    let del = ok(&ctl(&d, &["delete", "service", "hosts-fw"]));
+    assert!(del.contains("deleted (txn-"), "{del}");
+    assert_eq!(
+        ctl(&d, &["delete", "service", "hosts-fw"]).status.code(),
+        Some(4)
+    );
+    ok(&ctl(&d, &["devices", "remove", "asa1"]));
+    assert_eq!(ctl(&d, &["get", "devices", "asa1"]).status.code(), Some(4));
+}
+
+#[test]
+fn unreachable_server_exits_6() {
+    let port = free_port();
+    let out = Command::new(env!("CARGO_BIN_EXE_rampartctl"))
+        .args([
+            "--server",
+            &format!("http://127.0.0.1:{port}"),
+            "get",
+            "services",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach rampartd"));
+}
