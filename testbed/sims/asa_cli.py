@@ -18,7 +18,6 @@ import ipaddress
 import json
 import os
 import re
-import sys
 import termios
 import time
 import tty
@@ -201,13 +200,11 @@ def parse_port_op(t: Tokens, proto: str, cfg: dict) -> Optional[str]:
         t.i = save
         return None
     if op == "object-group":
-        pos = t.pos()
         name = t.next()
         grp = cfg["object_groups"].get(name)
         if grp is None or grp["type"] != "service":
             t.i = save  # maybe a network object-group that follows
             return None
-        del pos
         return f"object-group {name}"
     ports = [port_name(t, proto)]
     if op == "range":
@@ -347,13 +344,11 @@ def parse_nat_body(t: Tokens, cfg: dict, in_object: bool) -> str:
     parts = [ifs]
     if in_object:
         kind = t.kw("static", "dynamic")
-        mpos = t.pos()
         mapped = t.next()
         if mapped.lower() == "interface":
             mapped = "interface"
         elif not is_ip(mapped) and mapped not in cfg["objects"] and mapped not in cfg["object_groups"]:
             raise CliError(f"ERROR: Address {mapped} is neither an IP address nor an object")
-        del mpos
         parts += [kind, mapped]
         if not t.done():
             parts.append(t.rest())
@@ -606,7 +601,6 @@ class Session:
 
     def dispatch(self, line: str) -> bool:
         t = Tokens(line)
-        first = t.peek().lower()
         # commands valid in every mode, in the order used to resolve abbreviations ("en" is enable)
         if self.mode == "user":
             common = t.kw("show", "enable", "exit", "quit", "logout", "login", "terminal",
@@ -675,9 +669,8 @@ class Session:
                 self.write_memory()
             return True
         if common == "copy":
-            src = t.kw("running-config")
-            dst = t.kw("startup-config")
-            del src, dst
+            t.kw("running-config")
+            t.kw("startup-config")
             t.end()
             self.write_memory()
             return True
@@ -942,7 +935,6 @@ class Session:
                 aces.append(ace)
             cfg["access_lists"][name] = aces
         elif cmd == "access-group":
-            pos = t.pos()
             acl = t.next()
             direction = t.kw("in", "out")
             t.kw("interface")
@@ -956,7 +948,6 @@ class Session:
                 cfg["access_groups"].remove(entry)
                 return
             if acl not in cfg["access_lists"]:
-                del pos
                 raise CliError(f"ERROR: access-list <{acl}> does not exist")
             cfg["access_groups"] = [g for g in cfg["access_groups"]
                                     if not (g["dir"] == direction and g["interface"] == ifname)] + [entry]

@@ -366,7 +366,7 @@ def main() -> None:
         signal.signal(signal.SIGINT, stop)
         watcher = threading.Thread(target=lambda: (ssh.proc.wait(), stop()), daemon=True)
         watcher.start()
-        server.serve_forever(poll_interval=0.2)
+        server.serve_forever(poll_interval=0.05)
     finally:
         ssh.stop()
         stop_sync.set()

@@ -102,7 +102,7 @@ class MerakiSim(simlib.Simulator):
             }
         return {
             "organizations": {ORG_ID: {"id": ORG_ID, "name": "Rampart Lab",
-                                       "url": f"https://n1.meraki.com/o/x/manage/organization/overview",
+                                       "url": "https://n1.meraki.com/o/x/manage/organization/overview",
                                        "api": {"enabled": True}, "licensing": {"model": "co-term"},
                                        "cloud": {"region": {"name": "Europe"}},
                                        "management": {"details": []}}},

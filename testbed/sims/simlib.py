@@ -551,7 +551,7 @@ def serve(sim_cls: type[Simulator], description: str, argv: Optional[list[str]] 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        server.serve_forever(poll_interval=0.2)
+        server.serve_forever(poll_interval=0.05)
     finally:
         server.server_close()
         if tmpdir:

@@ -104,7 +104,7 @@ def test_errors_in_asa_style_and_nothing_half_applied(asa):
         conn.config_mode()
         out = conn.send_command("access-list X extended permitt ip any any", expect_string=r"#")
         lines = out.splitlines()
-        caret = next(l for l in lines if l.strip() == "^")
+        caret = next(line for line in lines if line.strip() == "^")
         assert lines[lines.index(caret) + 1] == "ERROR: % Invalid input detected at '^' marker."
         # the caret sits under the bad word, after the prompt
         assert caret.index("^") == len("asa-sim(config)# access-list X extended ")
@@ -191,7 +191,7 @@ def test_faults_drop_fail_write_and_delay(asa):
         assert time.monotonic() - t0 >= 0.4
         asa.faults(drop_next=1)
         with pytest.raises(Exception):
-            conn.send_command("show running-config access-list", read_timeout=5)
+            conn.send_command("show running-config access-list", read_timeout=2)
     finally:
         try:
             conn.disconnect()

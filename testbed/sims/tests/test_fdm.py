@@ -141,7 +141,7 @@ def test_access_rules_order_and_stale_version(fdm):
     dst = fdm.host("srv", "10.1.0.5")
     a = fdm.rule(pid, "a", dst=dst)
     b = fdm.rule(pid, "b", action="DENY")
-    first = fdm.rule(pid, "first", at=0)
+    fdm.rule(pid, "first", at=0)
     names = [r["name"] for r in fdm.ok(fdm.get(f"/policy/accesspolicies/{pid}/accessrules"))["items"]]
     assert names == ["first", "a", "b"]
     assert a["destinationNetworks"][0]["name"] == "srv"
@@ -158,7 +158,6 @@ def test_access_rules_order_and_stale_version(fdm):
     assert missing.status_code == 422 and missing.json()["error"]["messages"][0]["location"] == "sourceNetworks"
     inuse = fdm.delete(f"/object/networks/{dst['id']}")
     assert inuse.status_code == 422 and "in use" in inuse.json()["error"]["messages"][0]["description"]
-    del first
 
 
 def test_staged_changes_deploy_job_and_running_config(sim, fdm):
