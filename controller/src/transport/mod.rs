@@ -1,1 +1,11 @@
 //! Southbound transports: how rampartd reaches devices.
+//!
+//! [`netconf`] and [`restconf`] speak to model-driven devices (IOS-XE);
+//! both report server errors as the same typed [`error::RpcError`].
+//! [`iosxe_driver`] applies IOS-XE renderings transactionally on top of
+//! NETCONF.
+
+pub mod error;
+pub mod iosxe_driver;
+pub mod netconf;
+pub mod restconf;

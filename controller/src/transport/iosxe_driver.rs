@@ -1,0 +1,1 @@
+//! IOS-XE apply path.

@@ -1,0 +1,1 @@
+//! RESTCONF client (RFC 8040).
