@@ -227,6 +227,9 @@ impl Validator {
         }
         let mut all = Vec::new();
         let mut out = Vec::new();
+        // The same service twice in one file would silently replace itself.
+        let mut names: std::collections::HashMap<(spec::Kind, String, String), u32> =
+            std::collections::HashMap::new();
         for udoc in &docs {
             let (converted, mut diags) =
                 Converter::new(doc.name).convert(udoc, |m| self.schemas.get(m));
@@ -250,6 +253,32 @@ impl Validator {
                                 .cloned()
                                 .collect();
                             found.retain(|d| d.severity == Severity::Error);
+                            let id = (
+                                spec.kind(),
+                                spec.metadata.tenant.clone(),
+                                spec.metadata.name.clone(),
+                            );
+                            let (module, top) = convert::module_of(spec.kind());
+                            let name_path = format!("/{module}:{top}/metadata/name");
+                            let name_at = converted
+                                .origin_for_path(&name_path)
+                                .map_or((udoc.pos.line, udoc.pos.column), |o| (o.line, o.column));
+                            if let Some(first) = names.insert(id, name_at.0) {
+                                found.push(Diagnostic {
+                                    field: Some("metadata.name".to_owned()),
+                                    path: Some(name_path),
+                                    ..at(
+                                        name_at.0,
+                                        name_at.1,
+                                        format!(
+                                            "{} \"{}\" of tenant \"{}\" is already defined in this file (line {first})",
+                                            spec.kind(),
+                                            spec.metadata.name,
+                                            spec.metadata.tenant
+                                        ),
+                                    )
+                                });
+                            }
                             if found.is_empty() {
                                 out.push(Validated { spec, warnings });
                             } else {

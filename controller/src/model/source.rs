@@ -271,6 +271,13 @@ fn from_marked(node: &Node, line_offset: u32, depth: usize) -> Result<UNode, Par
                     from_marked(v, line_offset, depth + 1)?,
                 ));
             }
+            // yaml-rust2 marks a block mapping at its first ':'; users
+            // think of it as starting at its first key.
+            if let Some((k, _)) = out.first() {
+                if (k.pos.line, k.pos.column) < (pos.line, pos.column) {
+                    return Ok(UNode { pos: k.pos, value: UValue::Map(out) });
+                }
+            }
             UValue::Map(out)
         }
         Node::Sequence(s) => {
