@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import ipaddress
 import json
 import logging
 import os
@@ -488,14 +489,24 @@ class SimServer(ThreadingHTTPServer):
         LOG.debug("connection error from %s", client_address, exc_info=True)
 
 
-def make_cert(directory: str) -> tuple[str, str]:
-    """Creates a self-signed certificate valid for 127.0.0.1/::1/localhost."""
+def make_cert(directory: str, extra_sans: Optional[list[str]] = None) -> tuple[str, str]:
+    """Creates a self-signed certificate valid for 127.0.0.1/::1/localhost
+    (and api.meraki.com, see docs) plus `extra_sans` (IPs or DNS names)."""
     cert = os.path.join(directory, "cert.pem")
     key = os.path.join(directory, "key.pem")
+    sans = ["IP:127.0.0.1", "IP:::1", "DNS:localhost", "DNS:api.meraki.com"]
+    for name in extra_sans or []:
+        try:
+            ipaddress.ip_address(name)
+            entry = f"IP:{name}"
+        except ValueError:
+            entry = f"DNS:{name}"
+        if entry not in sans:
+            sans.append(entry)
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
          "-nodes", "-days", "30", "-subj", "/CN=rampart-sim", "-keyout", key, "-out", cert,
-         "-addext", "subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost,DNS:api.meraki.com",
+         "-addext", "subjectAltName=" + ",".join(sans),
          "-addext", "basicConstraints=critical,CA:TRUE"],
         check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     return cert, key
@@ -509,6 +520,8 @@ def common_parser(description: str) -> argparse.ArgumentParser:
                                         "rewritten on every change); default: in memory")
     p.add_argument("--plain-http", action="store_true", help="serve plain HTTP instead of TLS")
     p.add_argument("--cert-dir", help="where to write cert.pem/key.pem (default: a temp dir)")
+    p.add_argument("--cert-san", action="append", default=[],
+                   help="extra subjectAltName (IP or DNS name; repeatable); --host is added when specific")
     p.add_argument("--rate-limit", type=float, default=None,
                    help="requests per second before 429 (0 disables; default: the vendor's)")
     p.add_argument("--log-level", default="WARNING")
@@ -530,7 +543,10 @@ def serve(sim_cls: type[Simulator], description: str, argv: Optional[list[str]] 
             tmpdir = tempfile.mkdtemp(prefix=f"rampart-{sim_cls.name}-sim-")
             cert_dir = tmpdir
         os.makedirs(cert_dir, exist_ok=True)
-        cert, key = make_cert(cert_dir)
+        sans = list(args.cert_san)
+        if args.host not in ("0.0.0.0", "::", "127.0.0.1", "::1", "localhost"):
+            sans.append(args.host)
+        cert, key = make_cert(cert_dir, sans)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(cert, key)
     sim = sim_cls(args)

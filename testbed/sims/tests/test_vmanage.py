@@ -133,10 +133,10 @@ def test_attach_and_action_status_polling(sim):
 
 
 def test_session_expiry_relogin_and_xsrf(start_sim):
-    sim = start_sim("vmanage_sim.py", "--session-ttl", "1")
+    sim = start_sim("vmanage_sim.py", "--session-ttl", "2")
     s = create_manager_session(url=sim.host, port=sim.port, username=USER, password=PASSWORD)
     assert logins(sim) == 1
-    time.sleep(1.1)
+    time.sleep(2.1)
     assert list(s.api.templates.get(FeatureTemplate)) == []
     assert logins(sim) == 2
     sim.faults(expire_sessions=True)
@@ -192,7 +192,7 @@ def test_rate_limit_429_with_retry_after(start_sim):
     raw.trust_env = False
     raw.verify = sim.cert
     raw.post(f"{sim.url}/j_security_check", data={"j_username": USER, "j_password": PASSWORD})
-    codes = [raw.get(f"{sim.url}/dataservice/device") for _ in range(12)]
+    codes = [raw.get(f"{sim.url}/dataservice/device") for _ in range(20)]
     limited = [r for r in codes if r.status_code == 429]
     assert limited and int(limited[0].headers["Retry-After"]) >= 1
     assert limited[0].json()["error"]["message"] == "Too many requests"
