@@ -374,13 +374,13 @@ fn yang_diags(
     earlier: &[Diagnostic],
     source_name: &str,
 ) -> Vec<Diagnostic> {
-    let all: Vec<(Diagnostic, bool)> = errors
+    let all: Vec<(Diagnostic, Option<String>)> = errors
         .iter()
         .map(|e| yang_diag(e, conv, source_name))
         .collect();
     let primary: Vec<String> = all
         .iter()
-        .filter(|(_, consequential)| !consequential)
+        .filter(|(_, scope)| scope.is_none())
         .map(|(d, _)| d)
         .chain(earlier)
         .filter_map(|d| d.field.clone())
@@ -391,14 +391,15 @@ fn yang_diags(
             .any(|p| p == f || p.starts_with(&format!("{f}[")) || p.starts_with(&format!("{f}.")))
     };
     all.into_iter()
-        .filter(|(d, consequential)| !consequential || !d.field.as_deref().is_some_and(explained))
+        .filter(|(_, scope)| !scope.as_deref().is_some_and(explained))
         .map(|(d, _)| d)
         .collect()
 }
 
-/// One libyang error as a diagnostic, and whether it is a follow-on error
-/// (missing mandatory node or list key).
-fn yang_diag(e: &YangError, conv: &Converted, source_name: &str) -> (Diagnostic, bool) {
+/// One libyang error as a diagnostic and, for a possible follow-on error
+/// (missing mandatory node or list key), the field whose other errors
+/// explain it.
+fn yang_diag(e: &YangError, conv: &Converted, source_name: &str) -> (Diagnostic, Option<String>) {
     let by_line = e
         .line
         .and_then(|l| usize::try_from(l).ok())
@@ -428,7 +429,18 @@ fn yang_diag(e: &YangError, conv: &Converted, source_name: &str) -> (Diagnostic,
         &e.message,
         field.as_deref().and_then(|f| conv.leaf_types.get(f)),
     );
-    let mut consequential = e.message.starts_with("List instance is missing its key");
+    let mut consequential = None;
+    if let Some(key) = e
+        .message
+        .strip_prefix("List instance is missing its key \"")
+        .and_then(|r| r.split('"').next())
+    {
+        let key_user = yang::user_name(key, false);
+        let entry = field.clone().unwrap_or_default();
+        field = Some(format!("{entry}.{key_user}"));
+        message = format!("missing required field \"{key_user}\" (the list key)");
+        consequential = Some(entry);
+    }
     // "Mandatory node "x" instance does not exist." names a child of the
     // node the path points at: name the missing field itself.
     if let Some(missing) = e
@@ -445,11 +457,12 @@ fn yang_diag(e: &YangError, conv: &Converted, source_name: &str) -> (Diagnostic,
         };
         field = Some(format!("{parent}.{missing_user}"));
         message = format!("missing required field \"{missing_user}\"");
-        consequential = true;
+        consequential = field.clone();
     }
     if let Some(dups) = e
         .data_path
         .as_deref()
+        .filter(|_| e.message.starts_with("Duplicate instance"))
         .and_then(|p| conv.paths.get(p))
         .filter(|v| v.len() > 1)
     {

@@ -273,10 +273,14 @@ fn from_marked(node: &Node, line_offset: u32, depth: usize) -> Result<UNode, Par
             }
             // yaml-rust2 marks a block mapping at its first ':'; users
             // think of it as starting at its first key.
-            if let Some((k, _)) = out.first() {
-                if (k.pos.line, k.pos.column) < (pos.line, pos.column) {
-                    return Ok(UNode { pos: k.pos, value: UValue::Map(out) });
-                }
+            if let Some((k, _)) = out
+                .first()
+                .filter(|(k, _)| (k.pos.line, k.pos.column) < (pos.line, pos.column))
+            {
+                return Ok(UNode {
+                    pos: k.pos,
+                    value: UValue::Map(out),
+                });
             }
             UValue::Map(out)
         }
