@@ -449,3 +449,73 @@ fn devices_are_checked_against_the_devices_module() {
         "{diagnostics:#?}"
     );
 }
+
+/// Deterministic mutations (truncation, byte swaps, inserted syntax) of
+/// every example: each must be answered with a result or diagnostics,
+/// never a panic.
+#[test]
+fn mutated_examples_never_panic() {
+    let v = Validator::new().unwrap();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move |n: usize| {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        usize::try_from(seed >> 33).unwrap() % n.max(1)
+    };
+    let noise = [
+        "{", "}", "[", "]", ":", "- ", "\n", "\t", "\"", "'", "&a ", "*a", "!!str ", "---\n", "#",
+        "0x", "-1", "~",
+    ];
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let json = {
+            let out = v.validate(
+                &SourceDoc {
+                    text: &text,
+                    format: DocFormat::Auto,
+                    name: "x",
+                },
+                &inventory(),
+            );
+            out.ok()
+                .and_then(|o| o.first().map(|d| spec_to_json(&d.spec).to_string()))
+        };
+        for base in std::iter::once(text.clone()).chain(json) {
+            for _ in 0..150 {
+                let mut s = base.clone();
+                match next(3) {
+                    0 => s.truncate(next(s.len())),
+                    1 => {
+                        let at = next(s.len());
+                        if s.is_char_boundary(at) {
+                            s.insert_str(at, noise[next(noise.len())]);
+                        }
+                    }
+                    _ => {
+                        let at = next(s.len());
+                        if s.is_char_boundary(at) && s.is_char_boundary(at + 1) {
+                            s.replace_range(at..=at, noise[next(noise.len())]);
+                        }
+                    }
+                }
+                let _ = v.validate(
+                    &SourceDoc {
+                        text: &s,
+                        format: DocFormat::Auto,
+                        name: "m",
+                    },
+                    &inventory(),
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 1000, "only {checked} mutations");
+}
