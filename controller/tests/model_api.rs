@@ -395,6 +395,7 @@ fn hostile_or_odd_yaml_never_panics() {
         "apiVersion: rampart.io/v1\nkind: [Firewall]\n",
         "apiVersion: rampart.io/v1\nkind: Router\nmetadata: {name: a, tenant: b}\nspec: {devices: [[]]}\n",
         "\u{feff}{\"apiVersion\": 1}",
+        "\u{feff}apiVersion: 1\n",
         "{\"a\": \"\\ud800\"}",
         "{\"a\": 1e999999}",
         "[1, 2]",

@@ -127,8 +127,8 @@ pub(crate) fn pred_value(v: &str) -> String {
     }
 }
 
-/// Converts one parsed document. Envelope problems and unknown fields are
-/// returned as diagnostics; `None` when the kind could not be determined.
+/// Converts one parsed document, collecting diagnostics for what libyang
+/// cannot see (envelope, unknown fields, wrong shapes, duplicate keys).
 pub(crate) struct Converter<'a> {
     diags: Vec<Diagnostic>,
     source_name: &'a str,
@@ -173,6 +173,8 @@ impl<'a> Converter<'a> {
     }
 
     /// Reads the envelope, picks the kind's schema and converts the body.
+    /// Returns `None` (with the diagnostics saying why) when the kind could
+    /// not be determined.
     pub(crate) fn convert(
         mut self,
         doc: &UNode,

@@ -97,6 +97,8 @@ pub(crate) struct ParseError {
 
 /// Splits and parses a file into documents.
 pub(crate) fn parse_documents(text: &str, format: DocFormat) -> Result<Vec<UNode>, ParseError> {
+    // Editors on some platforms start files with a byte-order mark.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let format = match format {
         DocFormat::Auto => {
             if text.trim_start().starts_with(['{', '[']) {
