@@ -6,6 +6,13 @@
 
 use std::collections::BTreeMap;
 
+pub mod drift;
+pub mod engine;
+pub mod iosxe;
+pub mod participant;
+
+pub use engine::{Change, DriftReport, Engine, EngineConfig, EngineError, Planned};
+
 use crate::{
     compile::{self, CompileError, Rendering},
     model::{device::Device, spec::ServiceSpec},
@@ -98,6 +105,7 @@ pub async fn commit_apply(
             })
             .collect(),
         error: None,
+        ..TxnRecord::default_pending()
     };
     let stored = store.commit_apply(&plan.services, &txn).await?;
     tracing::info!(txn = txn.id, services = ?txn.services, author, "apply committed");
@@ -126,6 +134,7 @@ pub async fn commit_delete(
         finished_unix_ms: Some(now),
         changes: Vec::new(),
         error: None,
+        ..TxnRecord::default_pending()
     };
     match store.commit_delete(tenant, name, &txn).await? {
         Some(_) => {

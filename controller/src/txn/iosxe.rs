@@ -1,0 +1,388 @@
+//! IOS-XE device state for transactions: merging the contributions of every
+//! service on a device, and the NETCONF edit that moves a device from one
+//! merged state to another (owned subtrees replaced, objects no service
+//! produces any more removed).
+//!
+//! Ownership is derived, not stored: an object stays on the device as long
+//! as at least one service still produces it, so deleting one of two
+//! services that share an object leaves it in place (the reference count is
+//! the number of contributions holding it).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::compile::iosxe::{
+    AclBindings, InterfaceConfig, InterfaceId, IosXeConfig,
+    tree::{self, EditOp, Module, Node, NodeKind},
+};
+
+/// Two services want different values for the same device setting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} is set differently by {first} and {second}")]
+pub struct Conflict {
+    /// The setting (`GigabitEthernet2 ip access-group in`).
+    pub what: String,
+    /// One service (`tenant/name`).
+    pub first: String,
+    /// The other.
+    pub second: String,
+}
+
+/// Merges service contributions (`tenant/name` → config) into the device's
+/// desired Rampart-owned configuration.
+///
+/// # Errors
+/// [`Conflict`] when two services set the same leaf to different values.
+pub fn merge(contributions: &BTreeMap<String, IosXeConfig>) -> Result<IosXeConfig, Conflict> {
+    let mut out = IosXeConfig::default();
+    let mut acl_owner: BTreeMap<String, String> = BTreeMap::new();
+    let mut leaf_owner: BTreeMap<String, (String, String)> = BTreeMap::new();
+    for (service, c) in contributions {
+        for (list, acls) in [
+            (&mut out.ipv4_acls, &c.ipv4_acls),
+            (&mut out.ipv6_acls, &c.ipv6_acls),
+        ] {
+            for acl in acls {
+                match list.iter().find(|a| a.name == acl.name) {
+                    Some(existing) if existing != acl => {
+                        return Err(Conflict {
+                            what: format!("ACL {}", acl.name),
+                            first: acl_owner.get(&acl.name).cloned().unwrap_or_default(),
+                            second: service.clone(),
+                        });
+                    }
+                    Some(_) => {}
+                    None => {
+                        acl_owner.insert(acl.name.clone(), service.clone());
+                        list.push(acl.clone());
+                    }
+                }
+            }
+        }
+        for (id, ic) in &c.interfaces {
+            let target = out.interfaces.entry(id.clone()).or_default();
+            let ifname = format!("{}{}", id.kind, id.number);
+            let mut set = |what: &str, slot: &mut Option<String>, value: &Option<String>| {
+                let Some(v) = value else { return Ok(()) };
+                let key = format!("{ifname} {what}");
+                match slot {
+                    Some(cur) if cur != v => Err(Conflict {
+                        what: key.clone(),
+                        first: leaf_owner
+                            .get(&key)
+                            .map(|(s, _)| s.clone())
+                            .unwrap_or_default(),
+                        second: service.clone(),
+                    }),
+                    _ => {
+                        *slot = Some(v.clone());
+                        leaf_owner.insert(key, (service.clone(), v.clone()));
+                        Ok(())
+                    }
+                }
+            };
+            set("description", &mut target.description, &ic.description)?;
+            set(
+                "ip access-group in",
+                &mut target.acls.ipv4_in,
+                &ic.acls.ipv4_in,
+            )?;
+            set(
+                "ip access-group out",
+                &mut target.acls.ipv4_out,
+                &ic.acls.ipv4_out,
+            )?;
+            set(
+                "ipv6 traffic-filter in",
+                &mut target.acls.ipv6_in,
+                &ic.acls.ipv6_in,
+            )?;
+            set(
+                "ipv6 traffic-filter out",
+                &mut target.acls.ipv6_out,
+                &ic.acls.ipv6_out,
+            )?;
+            for a in &ic.ipv4 {
+                if !target.ipv4.contains(a) {
+                    target.ipv4.push(*a);
+                }
+            }
+            for a in &ic.ipv6 {
+                if !target.ipv6.contains(a) {
+                    target.ipv6.push(*a);
+                }
+            }
+            if ic.shutdown.is_some() {
+                target.shutdown = ic.shutdown;
+            }
+        }
+        for r in &c.static_routes {
+            if !out.static_routes.contains(r) {
+                out.static_routes.push(r.clone());
+            }
+        }
+        if let Some(b) = &c.bgp {
+            match &out.bgp {
+                Some(cur) if cur != b => {
+                    return Err(Conflict {
+                        what: "router bgp".to_owned(),
+                        first: "another service".to_owned(),
+                        second: service.clone(),
+                    });
+                }
+                _ => out.bgp = Some(b.clone()),
+            }
+        }
+    }
+    out.ipv4_acls.sort_by(|a, b| a.name.cmp(&b.name));
+    out.ipv6_acls.sort_by(|a, b| a.name.cmp(&b.name));
+    out.static_routes.sort();
+    Ok(out)
+}
+
+/// How many contributions hold each ACL (the shared-object reference count).
+#[must_use]
+pub fn acl_refcounts(contributions: &BTreeMap<String, IosXeConfig>) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for c in contributions.values() {
+        let names: BTreeSet<&str> = c
+            .ipv4_acls
+            .iter()
+            .chain(&c.ipv6_acls)
+            .map(|a| a.name.as_str())
+            .collect();
+        for n in names {
+            *out.entry(n.to_owned()).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+/// Whether moving from `prev` to `next` changes anything.
+#[must_use]
+pub fn is_noop(prev: &IosXeConfig, next: &IosXeConfig) -> bool {
+    prev == next
+}
+
+fn removed_acl(list: &str, name: &str) -> Node {
+    Node::entry(list, vec![Node::leaf("name", name)])
+        .in_module(Module::Acl)
+        .with_op(EditOp::Remove)
+}
+
+fn key_node(id: &InterfaceId) -> Node {
+    match id.number.parse::<u32>() {
+        Ok(n) if id.numeric => Node::int("name", n),
+        _ => Node::leaf("name", id.number.clone()),
+    }
+}
+
+/// Removal nodes for interface settings `prev` had and `next` lacks.
+fn interface_removals(
+    id: &InterfaceId,
+    prev: &InterfaceConfig,
+    next: &InterfaceConfig,
+) -> Vec<Node> {
+    let mut out = Vec::new();
+    if prev.description.is_some() && next.description.is_none() {
+        out.push(Node::leaf("description", "").with_op(EditOp::Remove));
+    }
+    let mut ip = Vec::new();
+    let gone = |p: &Option<String>, n: &Option<String>| p.is_some() && n.is_none();
+    let AclBindings {
+        ipv4_in,
+        ipv4_out,
+        ipv6_in,
+        ipv6_out,
+    } = &prev.acls;
+    let mut access_group = Vec::new();
+    for (dir, p, n) in [
+        ("in", ipv4_in, &next.acls.ipv4_in),
+        ("out", ipv4_out, &next.acls.ipv4_out),
+    ] {
+        if gone(p, n) {
+            access_group.push(Node::container(dir, vec![]).with_op(EditOp::Remove));
+        }
+    }
+    if !access_group.is_empty() {
+        ip.push(Node::container("access-group", access_group));
+    }
+    if !prev.ipv4.is_empty() && next.ipv4.is_empty() {
+        ip.push(Node::container("address", vec![]).with_op(EditOp::Remove));
+    }
+    if !ip.is_empty() {
+        out.push(Node::container("ip", ip));
+    }
+    let mut ipv6 = Vec::new();
+    for (dir, p, n) in [
+        ("in", ipv6_in, &next.acls.ipv6_in),
+        ("out", ipv6_out, &next.acls.ipv6_out),
+    ] {
+        if gone(p, n) {
+            ipv6.push(
+                Node::entry("traffic-filter", vec![Node::leaf("direction", dir)])
+                    .with_op(EditOp::Remove),
+            );
+        }
+    }
+    if !prev.ipv6.is_empty() && next.ipv6.is_empty() {
+        ipv6.push(Node::container("address", vec![]).with_op(EditOp::Remove));
+    }
+    if !ipv6.is_empty() {
+        out.push(Node::container("ipv6", ipv6));
+    }
+    if out.is_empty() {
+        return out;
+    }
+    let mut children = vec![key_node(id)];
+    children.extend(out);
+    vec![Node::entry(&id.kind, children)]
+}
+
+/// Same list entry or container: same name and, for entries, same first
+/// child (the key leaf of every list the renderer emits).
+fn same_node(a: &Node, b: &Node) -> bool {
+    if a.name != b.name {
+        return false;
+    }
+    match (&a.kind, &b.kind) {
+        (NodeKind::ListEntry(x), NodeKind::ListEntry(y)) => x.first() == y.first(),
+        (NodeKind::Container(_), NodeKind::Container(_)) => true,
+        _ => false,
+    }
+}
+
+/// Adds `extra` into `base`, merging containers/entries that match.
+fn graft(base: &mut Vec<Node>, extra: Vec<Node>) {
+    for node in extra {
+        if let Some(existing) = base
+            .iter_mut()
+            .find(|n| same_node(n, &node) && n.op.is_none())
+        {
+            if node.op.is_some() {
+                existing.op = node.op;
+                continue;
+            }
+            let is_entry = matches!(existing.kind, NodeKind::ListEntry(_));
+            if let (Some(kids), NodeKind::Container(more) | NodeKind::ListEntry(more)) =
+                (existing.children_mut(), node.kind)
+            {
+                // An entry's first child is its key, already present.
+                let more: Vec<Node> = more.into_iter().skip(usize::from(is_entry)).collect();
+                graft(kids, more);
+            }
+        } else {
+            base.push(node);
+        }
+    }
+}
+
+/// The `/native` tree of the edit that moves a device from `prev` to `next`.
+#[must_use]
+pub fn edit_tree(prev: &IosXeConfig, next: &IosXeConfig) -> Node {
+    let mut root = next.to_tree(true);
+    let mut extra = Vec::new();
+    let removed =
+        |p: &[crate::compile::iosxe::Acl], n: &[crate::compile::iosxe::Acl]| -> Vec<String> {
+            p.iter()
+                .filter(|a| !n.iter().any(|b| b.name == a.name))
+                .map(|a| a.name.clone())
+                .collect()
+        };
+    let v4: Vec<Node> = removed(&prev.ipv4_acls, &next.ipv4_acls)
+        .iter()
+        .map(|n| removed_acl("extended", n))
+        .collect();
+    if !v4.is_empty() {
+        extra.push(Node::container(
+            "ip",
+            vec![Node::container("access-list", v4)],
+        ));
+    }
+    let v6: Vec<Node> = removed(&prev.ipv6_acls, &next.ipv6_acls)
+        .iter()
+        .map(|n| removed_acl("named-acl", n))
+        .collect();
+    if !v6.is_empty() {
+        extra.push(Node::container(
+            "ipv6",
+            vec![Node::container("access-list", v6)],
+        ));
+    }
+    let empty = InterfaceConfig::default();
+    let mut ifaces = Vec::new();
+    for (id, p) in &prev.interfaces {
+        ifaces.extend(interface_removals(
+            id,
+            p,
+            next.interfaces.get(id).unwrap_or(&empty),
+        ));
+    }
+    if !ifaces.is_empty() {
+        extra.push(Node::container("interface", ifaces));
+    }
+    if prev.bgp.is_some() && next.bgp.is_none() {
+        if let Some(b) = &prev.bgp {
+            extra.push(Node::container(
+                "router",
+                vec![
+                    Node::entry("bgp", vec![Node::int("id", b.asn)])
+                        .in_module(Module::Bgp)
+                        .with_op(EditOp::Remove),
+                ],
+            ));
+        }
+    }
+    if let Some(kids) = root.children_mut() {
+        graft(kids, extra);
+    }
+    root
+}
+
+/// The NETCONF `<config>` of [`edit_tree`].
+#[must_use]
+pub fn edit_xml(prev: &IosXeConfig, next: &IosXeConfig) -> String {
+    tree::to_netconf_config(&edit_tree(prev, next), Module::Native)
+}
+
+/// The stored (JSON) form of an [`IosXeConfig`]: JSON objects need string
+/// keys, so the interface map travels as a list of pairs.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Stored {
+    ipv4_acls: Vec<crate::compile::iosxe::Acl>,
+    ipv6_acls: Vec<crate::compile::iosxe::Acl>,
+    interfaces: Vec<(InterfaceId, InterfaceConfig)>,
+    static_routes: Vec<crate::compile::iosxe::StaticRouteConfig>,
+    bgp: Option<crate::compile::iosxe::BgpConfig>,
+}
+
+/// Encodes a configuration for the store.
+///
+/// # Errors
+/// Serialization failures (a bug).
+pub fn to_json(c: &IosXeConfig) -> Result<serde_json::Value, serde_json::Error> {
+    serde_json::to_value(Stored {
+        ipv4_acls: c.ipv4_acls.clone(),
+        ipv6_acls: c.ipv6_acls.clone(),
+        interfaces: c.interfaces.clone().into_iter().collect(),
+        static_routes: c.static_routes.clone(),
+        bgp: c.bgp.clone(),
+    })
+}
+
+/// Decodes a stored configuration; `null` is the empty configuration.
+///
+/// # Errors
+/// A value that is not a stored configuration.
+pub fn from_json(v: &serde_json::Value) -> Result<IosXeConfig, serde_json::Error> {
+    if v.is_null() {
+        return Ok(IosXeConfig::default());
+    }
+    let s: Stored = serde_json::from_value(v.clone())?;
+    Ok(IosXeConfig {
+        ipv4_acls: s.ipv4_acls,
+        ipv6_acls: s.ipv6_acls,
+        interfaces: s.interfaces.into_iter().collect(),
+        static_routes: s.static_routes,
+        bgp: s.bgp,
+    })
+}
