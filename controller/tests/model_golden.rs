@@ -26,7 +26,11 @@ fn inventory() -> BTreeMap<String, Device> {
         .map(|n| {
             let d = Device {
                 name: n.to_owned(),
-                platform: if n.starts_with("edge") { Platform::SdWan } else { Platform::IosXe },
+                platform: if n.starts_with("edge") {
+                    Platform::SdWan
+                } else {
+                    Platform::IosXe
+                },
                 address: "192.0.2.100".to_owned(),
                 credentials_ref: "env:RAMPART_LAB".to_owned(),
                 labels: BTreeMap::new(),
@@ -38,11 +42,18 @@ fn inventory() -> BTreeMap<String, Device> {
 }
 
 fn fixtures(dir: &str) -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/specs").join(dir);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/specs")
+        .join(dir);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&root)
         .unwrap_or_else(|e| panic!("reading {}: {e}", root.display()))
         .map(|e| e.unwrap().path())
-        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "json")))
+        .filter(|p| {
+            matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "json")
+            )
+        })
         .collect();
     files.sort();
     files
@@ -52,15 +63,31 @@ fn fixtures(dir: &str) -> Vec<PathBuf> {
 fn render(v: &Validator, path: &Path) -> (bool, String) {
     let text = std::fs::read_to_string(path).unwrap();
     let name = path.file_name().unwrap().to_str().unwrap();
-    let format = if name.ends_with(".json") { DocFormat::Json } else { DocFormat::Yaml };
+    let format = if name.ends_with(".json") {
+        DocFormat::Json
+    } else {
+        DocFormat::Yaml
+    };
     let mut out = String::new();
-    match v.validate(&SourceDoc { text: &text, format, name }, &inventory()) {
+    match v.validate(
+        &SourceDoc {
+            text: &text,
+            format,
+            name,
+        },
+        &inventory(),
+    ) {
         Ok(docs) => {
             for doc in docs {
                 for w in &doc.warnings {
                     writeln!(out, "{w}").unwrap();
                 }
-                writeln!(out, "{}", serde_json::to_string_pretty(&spec_to_json(&doc.spec)).unwrap()).unwrap();
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&spec_to_json(&doc.spec)).unwrap()
+                )
+                .unwrap();
             }
             (true, out)
         }
@@ -83,20 +110,36 @@ fn check_dir(dir: &str, expect_valid: bool) -> usize {
         let (valid, got) = render(&v, path);
         let expected_path = path.with_extension("expected");
         if valid != expect_valid {
-            failures.push(format!("{}: expected {}, got:\n{got}", path.display(), if expect_valid { "valid" } else { "invalid" }));
+            failures.push(format!(
+                "{}: expected {}, got:\n{got}",
+                path.display(),
+                if expect_valid { "valid" } else { "invalid" }
+            ));
             continue;
         }
         if update {
             std::fs::write(&expected_path, &got).unwrap();
             continue;
         }
-        let expected = std::fs::read_to_string(&expected_path)
-            .unwrap_or_else(|_| format!("<missing {}; run with UPDATE_GOLDEN=1>", expected_path.display()));
+        let expected = std::fs::read_to_string(&expected_path).unwrap_or_else(|_| {
+            format!(
+                "<missing {}; run with UPDATE_GOLDEN=1>",
+                expected_path.display()
+            )
+        });
         if expected != got {
-            failures.push(format!("{}:\n--- expected\n{expected}\n--- got\n{got}", path.display()));
+            failures.push(format!(
+                "{}:\n--- expected\n{expected}\n--- got\n{got}",
+                path.display()
+            ));
         }
     }
-    assert!(failures.is_empty(), "{} golden mismatches:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} golden mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     files.len()
 }
 
@@ -120,11 +163,26 @@ fn every_invalid_fixture_points_into_the_file() {
         let text = std::fs::read_to_string(&path).unwrap();
         let lines = u32::try_from(text.lines().count()).unwrap();
         let name = path.file_name().unwrap().to_str().unwrap();
-        let err = v.validate(&SourceDoc { text: &text, format: DocFormat::Auto, name }, &inventory()).unwrap_err();
-        let ModelError::Invalid { diagnostics, .. } = err else { panic!("{name}: {err}") };
+        let err = v
+            .validate(
+                &SourceDoc {
+                    text: &text,
+                    format: DocFormat::Auto,
+                    name,
+                },
+                &inventory(),
+            )
+            .unwrap_err();
+        let ModelError::Invalid { diagnostics, .. } = err else {
+            panic!("{name}: {err}")
+        };
         assert!(!diagnostics.is_empty(), "{name}: no diagnostics");
         for d in &diagnostics {
-            assert!(d.line >= 1 && d.line <= lines, "{name}: line {} outside 1..={lines}: {d}", d.line);
+            assert!(
+                d.line >= 1 && d.line <= lines,
+                "{name}: line {} outside 1..={lines}: {d}",
+                d.line
+            );
             assert!(d.column >= 1, "{name}: no column: {d}");
             let syntax = name.contains("syntax");
             assert!(syntax || d.field.is_some(), "{name}: no field: {d}");
