@@ -56,6 +56,106 @@ pub struct Config {
     pub store: StoreConfig,
     /// Logging.
     pub log: LogConfig,
+    /// TLS of the management API.
+    pub tls: TlsConfig,
+    /// Authentication (tokens, JWT).
+    pub auth: AuthConfig,
+    /// Encryption of device credentials at rest.
+    pub secrets: SecretsConfig,
+    /// Per-user rate limits and concurrency.
+    pub limits: LimitsConfig,
+}
+
+/// `[tls]`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Serve the API over TLS. Off only for labs: tokens then cross the
+    /// network in clear (rampartd says so loudly).
+    pub enabled: bool,
+    /// Server certificate (PEM); unset: issued by the generated CA in
+    /// `<data_dir>/tls/`.
+    pub cert_file: Option<PathBuf>,
+    /// Its key (PEM).
+    pub key_file: Option<PathBuf>,
+    /// CA bundle trusted for client certificates; unset: the generated CA.
+    pub client_ca_file: Option<PathBuf>,
+    /// More SANs for the generated server certificate (names or IPs).
+    pub extra_sans: Vec<String>,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            cert_file: None,
+            key_file: None,
+            client_ca_file: None,
+            extra_sans: Vec::new(),
+        }
+    }
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// On a store without tokens, issue an admin token into
+    /// `<data_dir>/admin.token` (0600).
+    pub bootstrap_admin_token: bool,
+    /// Expected `iss` of SSO JWTs; JWT validation is on when set.
+    pub jwt_issuer: Option<String>,
+    /// Expected `aud`.
+    pub jwt_audience: Option<String>,
+    /// The issuer's JWKS URL.
+    pub jwks_url: Option<String>,
+    /// Seconds a fetched JWKS is trusted before it is fetched again.
+    pub jwks_refresh_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            bootstrap_admin_token: true,
+            jwt_issuer: None,
+            jwt_audience: None,
+            jwks_url: None,
+            jwks_refresh_secs: 300,
+        }
+    }
+}
+
+/// `[secrets]`
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecretsConfig {
+    /// Current key (base64 of 32 bytes); else `RAMPARTD_SECRET_KEY`, else
+    /// `<data_dir>/secret.key` (generated).
+    pub key_file: Option<PathBuf>,
+    /// Older keys, for decrypting records not yet re-encrypted.
+    pub previous_key_files: Vec<PathBuf>,
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Sustained requests per second per user.
+    pub requests_per_second: f64,
+    /// Requests a user may send at once above the sustained rate.
+    pub burst: u32,
+    /// Requests handled concurrently; more wait their turn.
+    pub max_concurrent_requests: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            requests_per_second: 50.0,
+            burst: 100,
+            max_concurrent_requests: 64,
+        }
+    }
 }
 
 /// `[api]`
@@ -173,6 +273,8 @@ pub struct Overrides {
     pub log_format: Option<LogFormat>,
     /// `--log-level` / `RAMPARTD_LOG`.
     pub log_level: Option<String>,
+    /// `--insecure` / `RAMPARTD_INSECURE`: plaintext API (labs only).
+    pub insecure: bool,
 }
 
 impl Config {
@@ -236,6 +338,9 @@ impl Config {
         if let Some(v) = &o.log_level {
             self.log.level.clone_from(v);
         }
+        if o.insecure {
+            self.tls.enabled = false;
+        }
     }
 
     /// Cross-field checks, all reported together.
@@ -256,6 +361,42 @@ impl Config {
                 self.api.max_request_bytes
             ));
         }
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            errors.push(
+                "tls.cert_file, tls.key_file: set both or neither (neither: rampartd issues its own)"
+                    .to_owned(),
+            );
+        }
+        let jwt = [
+            ("auth.jwt_issuer", &self.auth.jwt_issuer),
+            ("auth.jwt_audience", &self.auth.jwt_audience),
+            ("auth.jwks_url", &self.auth.jwks_url),
+        ];
+        if jwt.iter().any(|(_, v)| v.is_some()) {
+            for (key, v) in jwt {
+                if v.as_deref().is_none_or(str::is_empty) {
+                    errors.push(format!(
+                        "{key}: required when any of auth.jwt_issuer, auth.jwt_audience, \
+                         auth.jwks_url is set"
+                    ));
+                }
+            }
+        }
+        if self.auth.jwks_refresh_secs == 0 {
+            errors.push("auth.jwks_refresh_secs: must be at least 1".to_owned());
+        }
+        if !(self.limits.requests_per_second > 0.0 && self.limits.requests_per_second.is_finite()) {
+            errors.push(format!(
+                "limits.requests_per_second: {} must be a positive number",
+                self.limits.requests_per_second
+            ));
+        }
+        if self.limits.burst == 0 {
+            errors.push("limits.burst: must be at least 1".to_owned());
+        }
+        if self.limits.max_concurrent_requests == 0 {
+            errors.push("limits.max_concurrent_requests: must be at least 1".to_owned());
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             errors.push(format!(
                 "log.level: {:?} is not a valid filter: {e}",
@@ -275,7 +416,9 @@ impl Config {
 
 /// Probes every section and key separately so each problem is reported.
 fn collect_errors(text: &str, table: &toml::Table) -> Vec<String> {
-    const SECTIONS: [&str; 4] = ["api", "metrics", "store", "log"];
+    const SECTIONS: [&str; 8] = [
+        "api", "metrics", "store", "log", "tls", "auth", "secrets", "limits",
+    ];
     let mut errors = Vec::new();
     for (section, value) in table {
         let line = find_line(text, None, section);
@@ -380,6 +523,42 @@ mod tests {
         assert!(
             joined.contains("line 6: unknown section [bogus]"),
             "{joined}"
+        );
+    }
+
+    #[test]
+    fn security_sections_parse_and_are_checked_together() {
+        let cfg = Config::from_toml(
+            "[tls]\nenabled = false\nextra_sans = [\"rampart.example\"]\n\
+             [auth]\njwt_issuer = \"https://sso\"\njwt_audience = \"rampart\"\n\
+             jwks_url = \"https://sso/jwks\"\n[secrets]\nkey_file = \"/k\"\n\
+             previous_key_files = [\"/old\"]\n[limits]\nrequests_per_second = 5.0\nburst = 10\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert!(!cfg.tls.enabled);
+        assert_eq!(cfg.limits.burst, 10);
+        assert_eq!(cfg.secrets.previous_key_files.len(), 1);
+        let Err(ConfigError::Invalid { errors, .. }) = Config::from_toml(
+            "[tls]\ncert_file = \"/c\"\n[auth]\njwt_issuer = \"x\"\n[limits]\nburst = 0\n",
+            "t.toml",
+        ) else {
+            panic!("expected errors");
+        };
+        let joined = errors.join("\n");
+        assert_eq!(errors.len(), 4, "{joined}");
+        assert!(joined.contains("tls.cert_file"), "{joined}");
+        assert!(joined.contains("auth.jwks_url: required"), "{joined}");
+        assert!(joined.contains("limits.burst"), "{joined}");
+        assert!(
+            Config::load(
+                None,
+                &Overrides {
+                    insecure: true,
+                    ..Overrides::default()
+                }
+            )
+            .is_ok_and(|c| !c.tls.enabled)
         );
     }
 

@@ -7,8 +7,9 @@
 use std::{future::Future, sync::Arc, time::Duration};
 
 use rampart_proto::v1::{
-    FILE_DESCRIPTOR_SET, device_manager_server::DeviceManagerServer,
-    service_manager_server::ServiceManagerServer,
+    FILE_DESCRIPTOR_SET, access_manager_server::AccessManagerServer,
+    audit_log_server::AuditLogServer, device_manager_server::DeviceManagerServer,
+    secret_manager_server::SecretManagerServer, service_manager_server::ServiceManagerServer,
     transaction_manager_server::TransactionManagerServer,
 };
 use tokio::{net::TcpListener, sync::watch};
@@ -40,6 +41,9 @@ pub enum DaemonError {
     /// Reflection service set-up failed.
     #[error("gRPC reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// TLS, tokens, secrets key or JWT set-up failed.
+    #[error(transparent)]
+    Security(#[from] crate::auth::setup::SetupError),
 }
 
 /// Listeners the daemon serves on; bound by the caller.
@@ -70,6 +74,7 @@ pub async fn run(
             message: format!("validator start-up task failed: {e}"),
         },
     )??);
+    let security = crate::auth::setup::prepare(config, &store, &data_dir).await?;
     let metrics = Metrics::new()?;
     let api = Api::new(store.clone(), validator, metrics.clone());
 
@@ -104,6 +109,9 @@ pub async fn run(
     health_reporter
         .set_serving::<TransactionManagerServer<Api>>()
         .await;
+    health_reporter
+        .set_serving::<AccessManagerServer<Api>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -115,13 +123,21 @@ pub async fn run(
     notify_ready();
     let watchdog = spawn_watchdog();
 
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = security.tls {
+        server = server.tls_config(tls)?;
+    }
+    server
         .timeout(Duration::from_secs(120))
+        .layer(security.layer)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(ServiceManagerServer::new(api.clone()).max_decoding_message_size(max))
         .add_service(DeviceManagerServer::new(api.clone()).max_decoding_message_size(max))
-        .add_service(TransactionManagerServer::new(api).max_decoding_message_size(max))
+        .add_service(TransactionManagerServer::new(api.clone()).max_decoding_message_size(max))
+        .add_service(AccessManagerServer::new(api.clone()).max_decoding_message_size(max))
+        .add_service(AuditLogServer::new(api.clone()).max_decoding_message_size(max))
+        .add_service(SecretManagerServer::new(api).max_decoding_message_size(max))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.api), wait(stop_rx))
         .await?;
 

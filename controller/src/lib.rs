@@ -6,11 +6,13 @@
 //! ssh-cli) → `txn` (plan, dry-run, commit, rollback) → `store` (sled).
 
 pub mod api;
+pub mod auth;
 pub mod compile;
 pub mod config;
 pub mod daemon;
 pub mod model;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod transport;
 pub mod txn;

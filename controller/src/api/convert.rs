@@ -137,6 +137,7 @@ pub fn device_to_pb(d: &Device) -> pb::Device {
         credentials_ref: d.redacted_credentials_ref(),
         labels: d.labels.clone().into_iter().collect(),
         created: timestamp_secs(d.created_unix),
+        has_credentials: false,
     }
 }
 

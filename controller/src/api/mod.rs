@@ -1,25 +1,38 @@
-//! The gRPC management API (tonic): services, devices, transactions.
+//! The gRPC management API (tonic): services, devices, transactions, access
+//! (tokens, role bindings), the audit log and secrets.
 //!
 //! Handlers stay thin: they translate between protobuf and the model, call
 //! `model` → `txn` → `store`, and map every failure to a status code a client
 //! can act on (InvalidArgument with the path and line, NotFound,
 //! AlreadyExists, FailedPrecondition, Internal only for real faults).
+//!
+//! Authentication and the role check happened in the auth layer; handlers
+//! take the [`Caller`] it left in the request and scope everything to the
+//! caller's tenants: lists are filtered, and a foreign tenant's object gets
+//! the same PermissionDenied whether it exists or not. Every mutating call
+//! writes an audit record (in [`Api::observe`], so no handler can forget).
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::{Arc, Mutex},
+    time::Instant,
+};
 
 use rampart_proto::v1::{
     self as pb, device_manager_server::DeviceManager, service_manager_server::ServiceManager,
     transaction_manager_server::TransactionManager,
 };
+use serde_json::json;
 use tonic::{Request, Response, Status};
 
 use crate::{
-    model::{self, DocFormat, ModelError, SourceDoc, Validator, device::Device},
-    store::{self, Store, StoreError, StoredService, TxnState},
+    auth::{Caller, Permission, Tenants, denied, layer::code_name, rbac},
+    model::{self, DocFormat, ModelError, SourceDoc, Validator, device::Device, spec::ServiceSpec},
+    store::{self, Store, StoreError, StoredService, TxnRecord, TxnState, audit::AuditRecord},
     telemetry::Metrics,
     txn::{self, TxnError},
 };
 
+mod access;
 mod convert;
 
 pub use convert::{diagnostic_to_pb, service_to_pb};
@@ -43,24 +56,73 @@ impl Api {
         }
     }
 
-    /// Runs a handler body and records its metrics.
+    /// Starts a call: the authenticated caller (fail closed when the auth
+    /// layer did not run) and the audit draft.
+    fn call<T>(
+        request: &Request<T>,
+        method: &'static str,
+        summary: serde_json::Value,
+    ) -> Result<Call, Status> {
+        let caller = request
+            .extensions()
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| Status::unauthenticated("request did not pass authentication"))?;
+        Ok(Call {
+            caller,
+            method,
+            summary,
+            note: Mutex::new(Note::default()),
+        })
+    }
+
+    /// Runs a handler body, records its metrics, and writes the audit
+    /// record of every mutating method (success or failure).
     async fn observe<T>(
         &self,
-        method: &'static str,
+        call: &Call,
         body: impl std::future::Future<Output = Result<T, Status>>,
     ) -> Result<Response<T>, Status> {
         let started = Instant::now();
         let res = body.await;
         let code = res.as_ref().map_or_else(Status::code, |_| tonic::Code::Ok);
-        self.metrics.observe(method, code, started);
+        let bare = call.method.rsplit('/').next().unwrap_or(call.method);
+        self.metrics.observe(bare, code, started);
         if let Err(s) = &res {
-            tracing::debug!(method, code = ?s.code(), message = s.message(), "request refused");
+            tracing::debug!(method = call.method, user = %call.caller.user, code = ?s.code(), message = s.message(), "request refused");
+        }
+        let path = format!("/rampart.v1.{}", call.method);
+        if rbac::lookup(&path).is_none_or(|r| r.mutating) {
+            let note = call.note.lock().map(|n| n.clone()).unwrap_or_default();
+            let record = AuditRecord {
+                id: 0,
+                time_unix_ms: store::now_unix_ms(),
+                user: call.caller.user.clone(),
+                role: call.caller.role.as_str().to_owned(),
+                auth: call.caller.auth_label(),
+                peer: call.caller.peer.clone(),
+                method: call.method.to_owned(),
+                tenant: note.tenant,
+                service: note.service,
+                request: call.summary.to_string(),
+                code: code_name(code),
+                message: res
+                    .as_ref()
+                    .err()
+                    .map(|s| s.message().to_owned())
+                    .unwrap_or_default(),
+                transaction: note.transaction,
+            };
+            if let Err(e) = self.store.append_audit(record).await {
+                tracing::error!(error = %e, method = call.method, "cannot write audit record");
+            }
         }
         res.map(Response::new)
     }
 
-    /// Validates and plans an apply request.
-    async fn plan(&self, req: &pb::ApplyServiceRequest) -> Result<txn::Plan, Status> {
+    /// Validates an apply request and checks the caller may write every
+    /// tenant it names, before anything is compiled.
+    async fn plan(&self, req: &pb::ApplyServiceRequest, call: &Call) -> Result<txn::Plan, Status> {
         let inventory = self.store.devices().map_err(store_status)?;
         let validator = self.validator.clone();
         let format = match pb::SpecFormat::try_from(req.format) {
@@ -87,19 +149,102 @@ impl Api {
         .await
         .map_err(|e| Status::internal(format!("validation task failed: {e}")))?
         .map_err(model_status)?;
-        let services = validated
+        let services: Vec<(ServiceSpec, String)> = validated
             .into_iter()
             .map(|v| (v.spec, model::spec::API_VERSION.to_owned()))
             .collect();
+        call.note_services(services.iter().map(|(s, _)| s));
+        for (spec, _) in &services {
+            let tenant = &spec.metadata.tenant;
+            if !call.caller.may(Permission::ServicesWrite, tenant) {
+                return Err(denied(Permission::ServicesWrite, Some(tenant)));
+            }
+        }
         txn::plan(services, &inventory).map_err(txn_status)
     }
 }
 
-/// Who made a request, for the transaction log (authentication comes later;
-/// until then the peer address is the best we know).
-fn author<T>(req: &Request<T>) -> String {
-    req.remote_addr()
-        .map_or_else(|| "anonymous".to_owned(), |a| format!("anonymous@{a}"))
+/// One call in progress: who, what, and what the audit record will say.
+struct Call {
+    caller: Caller,
+    /// `ServiceManager/ApplyService`.
+    method: &'static str,
+    /// The request, secrets redacted.
+    summary: serde_json::Value,
+    note: Mutex<Note>,
+}
+
+/// What a handler learns while running that the audit record should carry.
+#[derive(Debug, Clone, Default)]
+struct Note {
+    tenant: String,
+    service: String,
+    transaction: Option<String>,
+}
+
+impl Call {
+    fn note(&self, f: impl FnOnce(&mut Note)) {
+        if let Ok(mut n) = self.note.lock() {
+            f(&mut n);
+        }
+    }
+
+    fn note_services<'a>(&self, specs: impl Iterator<Item = &'a ServiceSpec>) {
+        let specs: Vec<&ServiceSpec> = specs.collect();
+        self.note(|n| {
+            n.tenant = specs
+                .iter()
+                .map(|s| s.metadata.tenant.as_str())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect::<Vec<_>>()
+                .join(",");
+            n.service = specs
+                .iter()
+                .map(|s| format!("{}/{}", s.metadata.tenant, s.metadata.name))
+                .collect::<Vec<_>>()
+                .join(",");
+        });
+    }
+}
+
+/// Whether the caller may see a transaction: every service it touched is
+/// in the caller's tenants.
+fn txn_visible(caller: &Caller, t: &TxnRecord) -> bool {
+    match &caller.tenants {
+        Tenants::All => true,
+        Tenants::Only(_) => t.services.iter().all(|s| {
+            s.split_once('/')
+                .is_some_and(|(tenant, _)| caller.tenants.contains(tenant))
+        }),
+    }
+}
+
+/// The devices a tenant-role caller may read: those its services target.
+fn targeted_devices(
+    store: &Store,
+    caller: &Caller,
+) -> Result<std::collections::BTreeSet<String>, Status> {
+    Ok(store
+        .services()
+        .map_err(store_status)?
+        .iter()
+        .filter(|s| caller.tenants.contains(&s.spec.metadata.tenant))
+        .flat_map(|s| {
+            s.spec
+                .devices()
+                .into_iter()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect())
+}
+
+fn device_denied(name: &str) -> Status {
+    Status::permission_denied(format!(
+        "permission denied: devices:read on device {name:?} is not granted to you (the tenant \
+         role reads only devices its own services target)"
+    ))
 }
 
 fn required<'a>(value: &'a str, field: &str) -> Result<&'a str, Status> {
@@ -154,10 +299,22 @@ fn txn_status(e: TxnError) -> Status {
     }
 }
 
-/// Finds a service by name, optionally scoped to a tenant.
-fn find_service(store: &Store, tenant: &str, name: &str) -> Result<StoredService, Status> {
+/// Finds a service by name, optionally scoped to a tenant, among the
+/// tenants the caller may use `permission` on. A foreign tenant gets
+/// PermissionDenied whether the service exists or not; a bare name only
+/// ever matches the caller's tenants.
+fn find_service(
+    store: &Store,
+    caller: &Caller,
+    permission: Permission,
+    tenant: &str,
+    name: &str,
+) -> Result<StoredService, Status> {
     let name = required(name, "name")?;
     if !tenant.is_empty() {
+        if !caller.may(permission, tenant) {
+            return Err(denied(permission, Some(tenant)));
+        }
         return store
             .service(tenant, name)
             .map_err(store_status)?
@@ -167,7 +324,9 @@ fn find_service(store: &Store, tenant: &str, name: &str) -> Result<StoredService
         .services()
         .map_err(store_status)?
         .into_iter()
-        .filter(|s| s.spec.metadata.name == name)
+        .filter(|s| {
+            s.spec.metadata.name == name && caller.tenants.contains(&s.spec.metadata.tenant)
+        })
         .collect();
     match matches.len() {
         0 => Err(Status::not_found(format!("service {name} not found"))),
@@ -193,13 +352,18 @@ impl ServiceManager for Api {
         &self,
         request: Request<pb::ApplyServiceRequest>,
     ) -> Result<Response<pb::ApplyServiceResponse>, Status> {
-        let who = author(&request);
+        let call = Self::call(
+            &request,
+            "ServiceManager/ApplyService",
+            apply_summary(request.get_ref()),
+        )?;
         let req = request.into_inner();
-        self.observe("ApplyService", async {
-            let plan = self.plan(&req).await?;
+        self.observe(&call, async {
+            let plan = self.plan(&req, &call).await?;
             if req.dry_run {
                 return Ok(convert::dry_run_response(&plan));
             }
+            let who = call.caller.author();
             let rendered: Vec<pb::RenderedConfig> = plan
                 .renderings
                 .iter()
@@ -209,6 +373,7 @@ impl ServiceManager for Api {
                 .await
                 .map_err(txn_status)?;
             self.metrics.transaction("apply", "committed");
+            call.note(|n| n.transaction = Some(store::txn_display_id(txn.id)));
             Ok(pb::ApplyServiceResponse {
                 services: stored.iter().map(service_to_pb).collect(),
                 diagnostics: Vec::new(),
@@ -224,9 +389,14 @@ impl ServiceManager for Api {
         &self,
         request: Request<pb::ApplyServiceRequest>,
     ) -> Result<Response<pb::ApplyServiceResponse>, Status> {
+        let call = Self::call(
+            &request,
+            "ServiceManager/DryRun",
+            apply_summary(request.get_ref()),
+        )?;
         let req = request.into_inner();
-        self.observe("DryRun", async {
-            let plan = self.plan(&req).await?;
+        self.observe(&call, async {
+            let plan = self.plan(&req, &call).await?;
             Ok(convert::dry_run_response(&plan))
         })
         .await
@@ -236,9 +406,17 @@ impl ServiceManager for Api {
         &self,
         request: Request<pb::GetServiceRequest>,
     ) -> Result<Response<pb::Service>, Status> {
+        let call = Self::call(&request, "ServiceManager/GetService", json!(null))?;
         let req = request.into_inner();
-        self.observe("GetService", async {
-            find_service(&self.store, &req.tenant, &req.name).map(|s| service_to_pb(&s))
+        self.observe(&call, async {
+            find_service(
+                &self.store,
+                &call.caller,
+                Permission::ServicesRead,
+                &req.tenant,
+                &req.name,
+            )
+            .map(|s| service_to_pb(&s))
         })
         .await
     }
@@ -247,8 +425,12 @@ impl ServiceManager for Api {
         &self,
         request: Request<pb::ListServicesRequest>,
     ) -> Result<Response<pb::ListServicesResponse>, Status> {
+        let call = Self::call(&request, "ServiceManager/ListServices", json!(null))?;
         let req = request.into_inner();
-        self.observe("ListServices", async {
+        self.observe(&call, async {
+            if !req.tenant.is_empty() && !call.caller.may(Permission::ServicesRead, &req.tenant) {
+                return Err(denied(Permission::ServicesRead, Some(&req.tenant)));
+            }
             if !req.kind.is_empty() && model::spec::Kind::parse(&req.kind).is_none() {
                 return Err(Status::invalid_argument(format!(
                     "kind: unknown kind {:?} (expected one of Firewall, Router, LoadBalancer, \
@@ -261,6 +443,7 @@ impl ServiceManager for Api {
                 .services()
                 .map_err(store_status)?
                 .into_iter()
+                .filter(|s| call.caller.tenants.contains(&s.spec.metadata.tenant))
                 .filter(|s| req.tenant.is_empty() || s.spec.metadata.tenant == req.tenant)
                 .filter(|s| req.kind.is_empty() || s.spec.kind().as_str() == req.kind)
                 .map(|s| service_to_pb(&s))
@@ -274,15 +457,33 @@ impl ServiceManager for Api {
         &self,
         request: Request<pb::DeleteServiceRequest>,
     ) -> Result<Response<pb::DeleteServiceResponse>, Status> {
-        let who = author(&request);
+        let summary = json!({"name": request.get_ref().name, "tenant": request.get_ref().tenant});
+        let call = Self::call(&request, "ServiceManager/DeleteService", summary)?;
         let req = request.into_inner();
-        self.observe("DeleteService", async {
-            let svc = find_service(&self.store, &req.tenant, &req.name)?;
+        self.observe(&call, async {
+            call.note(|n| {
+                n.tenant.clone_from(&req.tenant);
+                n.service = if req.tenant.is_empty() {
+                    req.name.clone()
+                } else {
+                    format!("{}/{}", req.tenant, req.name)
+                };
+            });
+            let svc = find_service(
+                &self.store,
+                &call.caller,
+                Permission::ServicesWrite,
+                &req.tenant,
+                &req.name,
+            )?;
             let md = &svc.spec.metadata;
+            call.note_services(std::iter::once(&svc.spec));
+            let who = call.caller.author();
             let txn = txn::commit_delete(&self.store, &md.tenant, &md.name, &who)
                 .await
                 .map_err(txn_status)?;
             self.metrics.transaction("delete", "committed");
+            call.note(|n| n.transaction = Some(store::txn_display_id(txn.id)));
             Ok(pb::DeleteServiceResponse {
                 transaction_id: store::txn_display_id(txn.id),
             })
@@ -299,11 +500,22 @@ impl DeviceManager for Api {
         &self,
         request: Request<pb::AddDeviceRequest>,
     ) -> Result<Response<pb::Device>, Status> {
+        let call = Self::call(
+            &request,
+            "DeviceManager/AddDevice",
+            add_device_summary(request.get_ref()),
+        )?;
         let req = request.into_inner();
-        self.observe("AddDevice", async {
+        self.observe(&call, async {
             let d = req
                 .device
                 .ok_or_else(|| Status::invalid_argument("device: required"))?;
+            let secret = req.credentials.map(|c| store::secrets::Secret {
+                username: c.username,
+                password: c.password,
+                private_key: c.private_key,
+                api_key: c.api_key,
+            }).filter(|s| !s.is_empty());
             let platform = convert::platform_from_pb(d.platform)?;
             let device = Device {
                 name: d.name,
@@ -316,13 +528,28 @@ impl DeviceManager for Api {
             self.validator
                 .validate_device(&device)
                 .map_err(model_status)?;
+            if req.replace && secret.is_none() {
+                // Keeping the stored credentials must not silently keep
+                // ones that no longer decrypt.
+                self.store.device_credentials(&device.name).map_err(secrets_status)?;
+            }
             let stored = self
                 .store
                 .put_device(&device, req.replace)
                 .map_err(store_status)?;
+            if let Some(secret) = &secret
+                && let Err(e) = self.store.put_device_credentials(&stored.name, secret).await
+            {
+                // Never half-apply: a device without the credentials it
+                // was added with is not left behind.
+                if !req.replace {
+                    let _ = self.store.remove_device(&stored.name);
+                }
+                return Err(secrets_status(e));
+            }
             self.store.flush().await.map_err(store_status)?;
-            tracing::info!(device = stored.name, platform = %stored.platform, "device added");
-            Ok(convert::device_to_pb(&stored))
+            tracing::info!(device = stored.name, platform = %stored.platform, credentials = secret.is_some(), "device added");
+            self.device_pb(&stored)
         })
         .await
     }
@@ -331,14 +558,21 @@ impl DeviceManager for Api {
         &self,
         request: Request<pb::GetDeviceRequest>,
     ) -> Result<Response<pb::Device>, Status> {
+        let call = Self::call(&request, "DeviceManager/GetDevice", json!(null))?;
         let req = request.into_inner();
-        self.observe("GetDevice", async {
+        self.observe(&call, async {
             let name = required(&req.name, "name")?;
-            self.store
+            if !call.caller.sees_all_devices()
+                && !targeted_devices(&self.store, &call.caller)?.contains(name)
+            {
+                return Err(device_denied(name));
+            }
+            let d = self
+                .store
                 .device(name)
                 .map_err(store_status)?
-                .map(|d| convert::device_to_pb(&d))
-                .ok_or_else(|| Status::not_found(format!("device {name} not found")))
+                .ok_or_else(|| Status::not_found(format!("device {name} not found")))?;
+            self.device_pb(&d)
         })
         .await
     }
@@ -347,16 +581,23 @@ impl DeviceManager for Api {
         &self,
         request: Request<pb::ListDevicesRequest>,
     ) -> Result<Response<pb::ListDevicesResponse>, Status> {
+        let call = Self::call(&request, "DeviceManager/ListDevices", json!(null))?;
         let req = request.into_inner();
-        self.observe("ListDevices", async {
+        self.observe(&call, async {
+            let visible = if call.caller.sees_all_devices() {
+                None
+            } else {
+                Some(targeted_devices(&self.store, &call.caller)?)
+            };
             let devices = self
                 .store
                 .devices()
                 .map_err(store_status)?
                 .into_values()
+                .filter(|d| visible.as_ref().is_none_or(|v| v.contains(&d.name)))
                 .filter(|d| req.selector.iter().all(|(k, v)| d.labels.get(k) == Some(v)))
-                .map(|d| convert::device_to_pb(&d))
-                .collect();
+                .map(|d| self.device_pb(&d))
+                .collect::<Result<_, _>>()?;
             Ok(pb::ListDevicesResponse { devices })
         })
         .await
@@ -366,12 +607,28 @@ impl DeviceManager for Api {
         &self,
         request: Request<pb::RemoveDeviceRequest>,
     ) -> Result<Response<pb::RemoveDeviceResponse>, Status> {
+        let call = Self::call(
+            &request,
+            "DeviceManager/RemoveDevice",
+            json!({"name": request.get_ref().name}),
+        )?;
         let req = request.into_inner();
-        self.observe("RemoveDevice", async {
+        self.observe(&call, async {
             let name = required(&req.name, "name")?;
-            if !self.store.remove_device(name).map_err(store_status)? {
+            let removed = match self.store.remove_device(name) {
+                Ok(r) => r,
+                Err(StoreError::DeviceInUse { name, services }) => {
+                    return Err(device_in_use(&call.caller, &name, &services));
+                }
+                Err(e) => return Err(store_status(e)),
+            };
+            if !removed {
                 return Err(Status::not_found(format!("device {name} not found")));
             }
+            self.store
+                .remove_device_credentials(name)
+                .await
+                .map_err(store_status)?;
             self.store.flush().await.map_err(store_status)?;
             tracing::info!(device = name, "device removed");
             Ok(pb::RemoveDeviceResponse {})
@@ -388,19 +645,24 @@ impl TransactionManager for Api {
         &self,
         request: Request<pb::ListTransactionsRequest>,
     ) -> Result<Response<pb::ListTransactionsResponse>, Status> {
+        let call = Self::call(&request, "TransactionManager/ListTransactions", json!(null))?;
         let req = request.into_inner();
-        self.observe("ListTransactions", async {
+        self.observe(&call, async {
             let limit = if req.limit == 0 {
                 50
             } else {
                 req.limit.min(10_000) as usize
             };
             let service = (!req.service.is_empty()).then_some(req.service.as_str());
+            // Scan deeper than `limit` so filtering out foreign tenants'
+            // transactions still fills the page.
             let transactions = self
                 .store
-                .txns(limit, service)
+                .txns(limit.saturating_mul(20).min(100_000), service)
                 .map_err(store_status)?
                 .iter()
+                .filter(|t| txn_visible(&call.caller, t))
+                .take(limit)
                 .map(convert::txn_to_pb)
                 .collect();
             Ok(pb::ListTransactionsResponse { transactions })
@@ -412,20 +674,98 @@ impl TransactionManager for Api {
         &self,
         request: Request<pb::GetTransactionRequest>,
     ) -> Result<Response<pb::Transaction>, Status> {
+        let call = Self::call(&request, "TransactionManager/GetTransaction", json!(null))?;
         let req = request.into_inner();
-        self.observe("GetTransaction", async {
+        self.observe(&call, async {
             let raw = required(&req.id, "id")?;
             let id = store::parse_txn_id(raw).ok_or_else(|| {
                 Status::invalid_argument(format!("id: {raw:?} is not a transaction id (txn-N)"))
             })?;
-            self.store
-                .txn(id)
-                .map_err(store_status)?
-                .map(|t| convert::txn_to_pb(&t))
-                .ok_or_else(|| Status::not_found(format!("transaction {raw} not found")))
+            let foreign = || {
+                Status::permission_denied(format!(
+                    "permission denied: transactions:read on transaction {raw} is not granted to you"
+                ))
+            };
+            match self.store.txn(id).map_err(store_status)? {
+                Some(t) if txn_visible(&call.caller, &t) => Ok(convert::txn_to_pb(&t)),
+                Some(_) => Err(foreign()),
+                // A tenant-scoped caller gets the same answer for a missing
+                // transaction as for another tenant's.
+                None if call.caller.tenants != Tenants::All => Err(foreign()),
+                None => Err(Status::not_found(format!("transaction {raw} not found"))),
+            }
         })
         .await
     }
+}
+
+impl Api {
+    /// A device as the API returns it (credentials reference redacted,
+    /// whether secret credentials are stored, never the credentials).
+    fn device_pb(&self, d: &Device) -> Result<pb::Device, Status> {
+        let mut out = convert::device_to_pb(d);
+        out.has_credentials = self
+            .store
+            .has_device_credentials(&d.name)
+            .map_err(store_status)?;
+        Ok(out)
+    }
+}
+
+/// DeviceInUse, naming only the services the caller may see.
+fn device_in_use(caller: &Caller, name: &str, services: &[String]) -> Status {
+    let (mine, foreign): (Vec<&String>, Vec<&String>) = services.iter().partition(|s| {
+        s.split_once('/')
+            .is_some_and(|(t, _)| caller.tenants.contains(t))
+    });
+    let mut what: Vec<String> = mine.iter().map(|s| (*s).clone()).collect();
+    if !foreign.is_empty() {
+        what.push(format!("{} service(s) of other tenants", foreign.len()));
+    }
+    Status::failed_precondition(format!(
+        "device {name:?} is used by {}; delete or change them first",
+        what.join(", ")
+    ))
+}
+
+fn secrets_status(e: store::secrets::SecretsError) -> Status {
+    use store::secrets::SecretsError as E;
+    match e {
+        E::Store(s) => store_status(s),
+        other => {
+            tracing::error!(error = %other, "secret store failure");
+            Status::failed_precondition(other.to_string())
+        }
+    }
+}
+
+/// An apply request as the audit log keeps it: the document's size and
+/// SHA-256, not its text (specs may one day carry pre-shared keys).
+fn apply_summary(req: &pb::ApplyServiceRequest) -> serde_json::Value {
+    let digest = ring::digest::digest(&ring::digest::SHA256, req.document.as_bytes());
+    json!({
+        "sourceName": req.source_name,
+        "dryRun": req.dry_run,
+        "documentBytes": req.document.len(),
+        "documentSha256": crate::auth::tokens::hex(digest.as_ref()),
+    })
+}
+
+fn add_device_summary(req: &pb::AddDeviceRequest) -> serde_json::Value {
+    let device = req.device.as_ref().map(|d| {
+        json!({
+            "name": d.name,
+            "platform": d.platform,
+            "address": d.address,
+            "credentialsRef": if d.credentials_ref.is_empty() { "" } else { "<redacted>" },
+            "labels": d.labels,
+        })
+    });
+    json!({
+        "device": device,
+        "replace": req.replace,
+        "credentials": req.credentials.as_ref().map(|_| "<redacted>"),
+    })
 }
 
 /// Keeps the state words used in the API and the store in one place.

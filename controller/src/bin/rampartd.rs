@@ -32,6 +32,10 @@ struct Args {
     /// Log filter (`info`, `rampart_controller=debug`).
     #[arg(long, env = "RAMPARTD_LOG")]
     log_level: Option<String>,
+    /// Serve the API without TLS (labs only; logged loudly). Same as
+    /// `[tls] enabled = false`.
+    #[arg(long, env = "RAMPARTD_INSECURE")]
+    insecure: bool,
     /// Check the configuration and exit.
     #[arg(long)]
     check_config: bool,
@@ -45,6 +49,7 @@ fn main() -> ExitCode {
         data_dir: args.data_dir.clone(),
         log_format: args.log_format,
         log_level: args.log_level.clone(),
+        insecure: args.insecure,
     };
     let config = match Config::load(args.config.as_deref(), &overrides) {
         Ok(c) => c,

@@ -17,6 +17,10 @@ use sled::{
     transaction::{ConflictableTransactionError, TransactionError},
 };
 
+pub mod access;
+pub mod audit;
+pub mod secrets;
+
 use crate::{
     compile::Rendering,
     model::{
@@ -180,6 +184,7 @@ pub struct Store {
     services: sled::Tree,
     txns: sled::Tree,
     path: Option<PathBuf>,
+    secret_keys: secrets::KeySlot,
 }
 
 impl std::fmt::Debug for Store {
@@ -268,6 +273,7 @@ impl Store {
             txns: tree("transactions")?,
             db,
             path,
+            secret_keys: secrets::KeySlot::default(),
         })
     }
 
