@@ -122,7 +122,11 @@ fn ct_count(which: u32) {
 /// Returns true to pass the packet.
 #[inline(always)]
 fn decide(start: usize, end: usize, dir: u32, len: u64) -> bool {
-    let pkt = match parse::parse(start, end) {
+    // Opaque to LLVM: for XDP `len == end - start`, and LLVM would use that
+    // to drop pointer bounds checks that the verifier needs to see.
+    // SAFETY: reads a local.
+    let frame_len = unsafe { core::ptr::read_volatile(&raw const len) } as usize;
+    let pkt = match parse::parse(start, end, frame_len) {
         Ok(Parsed::Ip(p)) => p,
         Ok(Parsed::NonIp) => {
             count_reason(dir, reason::PASS_NON_IP, len);
@@ -397,32 +401,64 @@ fn classify(pkt: &Pkt, table: u32) -> Option<u32> {
     first_common(src, dst, proto, sport, dport)
 }
 
+/// The AND-and-find-first loop, as a *global* BPF function: the verifier
+/// checks it once on its own instead of once per path that reaches it (the
+/// many parse paths times 160 loop iterations exceed the 1M instruction
+/// budget when it is inlined). Returns `NO_MATCH` when no rule matches.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn rampart_first_common(
+    a: *const Bitmap,
+    b: *const Bitmap,
+    c: *const Bitmap,
+    d: *const Bitmap,
+    e: *const Bitmap,
+) -> u32 {
+    if a.is_null() || b.is_null() || c.is_null() || d.is_null() || e.is_null() {
+        return NO_MATCH;
+    }
+    // SAFETY: non-null pointers to whole bitmaps (map values).
+    let (a, b, c, d, e) = unsafe { (&*a, &*b, &*c, &*d, &*e) };
+    // Iterate exactly over [lo, hi): one unknown-valued counter, so the
+    // verifier walks at most BITMAP_WORDS iterations with two paths each
+    // (comparing a constant counter against unknown bounds instead makes it
+    // track every bound range separately).
+    let lo = max(max(max(a.lo, b.lo), max(c.lo, d.lo)), e.lo) as usize;
+    let hi = min(min(min(min(a.hi, b.hi), min(c.hi, d.hi)), e.hi), BITMAP_WORDS as u32) as usize;
+    let mut w = lo;
+    while w < hi {
+        // The index goes through memory so LLVM cannot turn the indexing
+        // into a pointer walk whose bound the verifier cannot see; the
+        // explicit check is what the verifier relies on.
+        // SAFETY: reads a local.
+        let i = unsafe { core::ptr::read_volatile(&raw const w) };
+        if i >= BITMAP_WORDS {
+            break;
+        }
+        // SAFETY: i < BITMAP_WORDS.
+        let x = unsafe {
+            *a.words.get_unchecked(i)
+                & *b.words.get_unchecked(i)
+                & *c.words.get_unchecked(i)
+                & *d.words.get_unchecked(i)
+                & *e.words.get_unchecked(i)
+        };
+        if x != 0 {
+            return (i as u32) * 64 + ctz(x);
+        }
+        w = i + 1;
+    }
+    NO_MATCH
+}
+
 #[inline(always)]
 fn first_common(a: &Bitmap, b: &Bitmap, c: &Bitmap, d: &Bitmap, e: &Bitmap) -> Option<u32> {
-    let lo = max(max(max(a.lo, b.lo), max(c.lo, d.lo)), e.lo) as usize;
-    let hi = min(min(min(a.hi, b.hi), min(c.hi, d.hi)), e.hi) as usize;
-    let mut w = 0usize;
-    while w < BITMAP_WORDS {
-        if w >= hi {
-            return None;
-        }
-        if w >= lo {
-            // SAFETY: w < BITMAP_WORDS.
-            let x = unsafe {
-                *a.words.get_unchecked(w)
-                    & *b.words.get_unchecked(w)
-                    & *c.words.get_unchecked(w)
-                    & *d.words.get_unchecked(w)
-                    & *e.words.get_unchecked(w)
-            };
-            if x != 0 {
-                return Some((w as u32) * 64 + ctz(x));
-            }
-        }
-        w += 1;
-    }
-    None
+    let f = rampart_first_common(a, b, c, d, e);
+    if f >= MAX_RULES as u32 { None } else { Some(f) }
 }
+
+/// Result of the bitmap loop when no bit is common to all fields.
+const NO_MATCH: u32 = u32::MAX;
 
 #[inline(always)]
 fn max(a: u32, b: u32) -> u32 {

@@ -113,9 +113,10 @@ fn be16(start: usize, end: usize, off: usize) -> Result<u16, Malformed> {
     Ok(u16::from_be(read::<u16>(start, end, off)?))
 }
 
-/// Parses the frame between `start` and `end`.
+/// Parses the frame between `start` and `end` (the linear data);
+/// `frame_len` is the full length (larger than the linear data for skbs).
 #[inline(always)]
-pub fn parse(start: usize, end: usize) -> Result<Parsed, Malformed> {
+pub fn parse(start: usize, end: usize, frame_len: usize) -> Result<Parsed, Malformed> {
     let mut ethertype = match be16(start, end, 12) {
         Ok(t) => t,
         // Shorter than an Ethernet header: not something we can classify.
@@ -132,39 +133,64 @@ pub fn parse(start: usize, end: usize) -> Result<Parsed, Malformed> {
         }
     }
     match ethertype {
-        ETH_P_IPV4 => parse_v4(start, end, off).map(Parsed::Ip),
-        ETH_P_IPV6 => parse_v6(start, end, off).map(Parsed::Ip),
+        ETH_P_IPV4 => parse_v4(start, end, off, frame_len).map(Parsed::Ip),
+        ETH_P_IPV6 => parse_v6(start, end, off, frame_len).map(Parsed::Ip),
         _ => Ok(Parsed::NonIp),
     }
 }
 
+/// Fixed IPv4 header.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct V4Hdr {
+    vihl: u8,
+    tos: u8,
+    total: [u8; 2],
+    id: [u8; 2],
+    frag: [u8; 2],
+    ttl: u8,
+    proto: u8,
+    csum: [u8; 2],
+    src: u32,
+    dst: u32,
+}
+
+/// Fixed IPv6 header.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct V6Hdr {
+    vtc: [u8; 4],
+    payload: [u8; 2],
+    next: u8,
+    hops: u8,
+    src: [u64; 2],
+    dst: [u64; 2],
+}
+
 #[inline(always)]
-fn parse_v4(start: usize, end: usize, off: usize) -> Result<Pkt, Malformed> {
-    let vihl: u8 = read(start, end, off)?;
-    if vihl >> 4 != 4 {
+fn parse_v4(start: usize, end: usize, off: usize, frame_len: usize) -> Result<Pkt, Malformed> {
+    let h: V4Hdr = read(start, end, off)?;
+    if h.vihl >> 4 != 4 {
         return Err(Malformed);
     }
-    let hlen = usize::from(vihl & 0x0f) * 4;
+    let hlen = usize::from(h.vihl & 0x0f) * 4;
     if hlen < 20 {
         return Err(Malformed);
     }
-    // The whole header (with options) must be present.
-    let _: u8 = read(start, end, off + hlen - 1)?;
-    let total = usize::from(be16(start, end, off + 2)?);
-    if total < hlen {
+    let total = usize::from(u16::from_be_bytes(h.total));
+    // The header (with options) lies inside the datagram, and the datagram
+    // inside the frame (trailing Ethernet padding is fine).
+    if total < hlen || off + total > frame_len {
         return Err(Malformed);
     }
-    // The IP datagram must fit in the frame (trailing Ethernet padding is fine).
-    let _: u8 = read(start, end, off + total - 1)?;
-    let frag = be16(start, end, off + 6)?;
-    let proto: u8 = read(start, end, off + 9)?;
-    let src: u32 = read(start, end, off + 12)?;
-    let dst: u32 = read(start, end, off + 16)?;
+    let frag = u16::from_be_bytes(h.frag);
+    // Little-endian target: the low 32 bits of the u64 hold the address's
+    // first 4 bytes in memory, exactly where the LPM key expects them.
     let mut pkt = Pkt {
         family: 4,
-        proto,
-        src: [u64::from(src), 0],
-        dst: [u64::from(dst), 0],
+        proto: h.proto,
+        src: [u64::from(h.src), 0],
+        dst: [u64::from(h.dst), 0],
         cls_sport: 0,
         cls_dport: 0,
         ct_sport: 0,
@@ -173,8 +199,6 @@ fn parse_v4(start: usize, end: usize, off: usize) -> Result<Pkt, Malformed> {
         trackable: false,
         tcp_flags: 0,
     };
-    // Little-endian target: the low 32 bits of the u64 hold the address's
-    // first 4 bytes in memory, exactly where the LPM key expects them.
     if frag & 0x1fff != 0 {
         pkt.l4 = false;
         return Ok(pkt);
@@ -184,24 +208,22 @@ fn parse_v4(start: usize, end: usize, off: usize) -> Result<Pkt, Malformed> {
 }
 
 #[inline(always)]
-fn parse_v6(start: usize, end: usize, off: usize) -> Result<Pkt, Malformed> {
-    let vtc: u8 = read(start, end, off)?;
-    if vtc >> 4 != 6 {
+fn parse_v6(start: usize, end: usize, off: usize, frame_len: usize) -> Result<Pkt, Malformed> {
+    let h: V6Hdr = read(start, end, off)?;
+    if h.vtc[0] >> 4 != 6 {
         return Err(Malformed);
     }
-    let payload = usize::from(be16(start, end, off + 4)?);
+    let payload = usize::from(u16::from_be_bytes(h.payload));
     let limit = off + 40 + payload;
-    if payload > 0 {
-        let _: u8 = read(start, end, limit - 1)?;
+    if limit > frame_len {
+        return Err(Malformed);
     }
-    let mut next: u8 = read(start, end, off + 6)?;
-    let src: [u64; 2] = read(start, end, off + 8)?;
-    let dst: [u64; 2] = read(start, end, off + 24)?;
+    let mut next = h.next;
     let mut pkt = Pkt {
         family: 6,
         proto: next,
-        src,
-        dst,
+        src: h.src,
+        dst: h.dst,
         cls_sport: 0,
         cls_dport: 0,
         ct_sport: 0,
@@ -214,30 +236,22 @@ fn parse_v6(start: usize, end: usize, off: usize) -> Result<Pkt, Malformed> {
     let mut i = 0;
     while i < MAX_EXT_HEADERS {
         match next {
-            0 | 43 | 60 => {
+            0 | 43 | 60 | 51 | 44 => {
                 within(pos + 8, limit)?;
-                let nh: u8 = read(start, end, pos)?;
-                let len: u8 = read(start, end, pos + 1)?;
-                next = nh;
-                pos += (usize::from(len) + 1) * 8;
-            }
-            51 => {
-                within(pos + 8, limit)?;
-                let nh: u8 = read(start, end, pos)?;
-                let len: u8 = read(start, end, pos + 1)?;
-                next = nh;
-                pos += (usize::from(len) + 2) * 4;
-            }
-            44 => {
-                within(pos + 8, limit)?;
-                let nh: u8 = read(start, end, pos)?;
-                let fo = be16(start, end, pos + 2)?;
-                next = nh;
-                pos += 8;
-                if fo >> 3 != 0 {
-                    pkt.proto = next;
-                    pkt.l4 = false;
-                    return Ok(pkt);
+                let e: [u8; 8] = read(start, end, pos)?;
+                let cur = next;
+                next = e[0];
+                if cur == 44 {
+                    pos += 8;
+                    if u16::from_be_bytes([e[2], e[3]]) >> 3 != 0 {
+                        pkt.proto = next;
+                        pkt.l4 = false;
+                        return Ok(pkt);
+                    }
+                } else if cur == 51 {
+                    pos += (usize::from(e[1]) + 2) * 4;
+                } else {
+                    pos += (usize::from(e[1]) + 1) * 8;
                 }
             }
             _ => {
@@ -269,23 +283,22 @@ fn parse_l4(
         IPPROTO_TCP => {
             // Full fixed header required, and a sane data offset.
             within(off + 20, limit)?;
-            let _: u8 = read(start, end, off + 19)?;
-            let doff: u8 = read(start, end, off + 12)?;
-            if doff >> 4 < 5 {
+            let t: [u8; 20] = read(start, end, off)?;
+            if t[12] >> 4 < 5 {
                 return Err(Malformed);
             }
-            pkt.cls_sport = be16(start, end, off)?;
-            pkt.cls_dport = be16(start, end, off + 2)?;
-            pkt.tcp_flags = read(start, end, off + 13)?;
+            pkt.cls_sport = u16::from_be_bytes([t[0], t[1]]);
+            pkt.cls_dport = u16::from_be_bytes([t[2], t[3]]);
+            pkt.tcp_flags = t[13];
             pkt.ct_sport = pkt.cls_sport;
             pkt.ct_dport = pkt.cls_dport;
             pkt.trackable = true;
         }
         IPPROTO_UDP => {
             within(off + 8, limit)?;
-            let _: u8 = read(start, end, off + 7)?;
-            pkt.cls_sport = be16(start, end, off)?;
-            pkt.cls_dport = be16(start, end, off + 2)?;
+            let u: [u8; 8] = read(start, end, off)?;
+            pkt.cls_sport = u16::from_be_bytes([u[0], u[1]]);
+            pkt.cls_dport = u16::from_be_bytes([u[2], u[3]]);
             pkt.ct_sport = pkt.cls_sport;
             pkt.ct_dport = pkt.cls_dport;
             pkt.trackable = true;
@@ -296,15 +309,15 @@ fn parse_l4(
                 return Ok(());
             }
             within(off + 4, limit)?;
-            let _: u16 = read(start, end, off + 2)?;
-            let ty: u8 = read(start, end, off)?;
-            let code: u8 = read(start, end, off + 1)?;
+            let c: [u8; 4] = read(start, end, off)?;
+            let ty = c[0];
             pkt.cls_sport = u16::from(ty);
-            pkt.cls_dport = u16::from(code);
+            pkt.cls_dport = u16::from(c[1]);
             let echo = if v6 { ty == 128 || ty == 129 } else { ty == 8 || ty == 0 };
             if echo {
                 within(off + 8, limit)?;
-                let id = be16(start, end, off + 4)?;
+                let e: [u8; 8] = read(start, end, off)?;
+                let id = u16::from_be_bytes([e[4], e[5]]);
                 pkt.ct_sport = id;
                 pkt.ct_dport = id;
                 pkt.trackable = true;
