@@ -953,13 +953,10 @@ fn interface_node(id: &InterfaceId, c: &InterfaceConfig) -> Node {
     if !c.ipv6.is_empty() {
         ipv6.push(Node::container(
             "address",
-            vec![Node::container(
-                "prefix-list",
-                c.ipv6
-                    .iter()
-                    .map(|p| Node::entry("prefix-list", vec![Node::leaf("prefix", p.to_string())]))
-                    .collect(),
-            )],
+            c.ipv6
+                .iter()
+                .map(|p| Node::entry("prefix-list", vec![Node::leaf("prefix", p.to_string())]))
+                .collect(),
         ));
     }
     for (dir, acl) in [("in", &c.acls.ipv6_in), ("out", &c.acls.ipv6_out)] {
@@ -987,10 +984,154 @@ fn static_routes_node(routes: &[StaticRouteConfig], family: Family) -> Option<No
     if routes.is_empty() {
         return None;
     }
-    let _ = routes;
-    None
+    // One list entry per prefix, one forwarding entry per next hop or
+    // interface; routes to the same prefix share the prefix entry.
+    let (distance_leaf, hop_key, fwd_list, route_list) = match family {
+        Family::V4 => (
+            "metric",
+            "ip-address",
+            "fwd-list",
+            "ip-route-interface-forwarding-list",
+        ),
+        Family::V6 => (
+            "distance",
+            "ipv6-address",
+            "ipv6-fwd-list",
+            "ipv6-route-list",
+        ),
+    };
+    let mut by_prefix: BTreeMap<IpNet, Vec<Node>> = BTreeMap::new();
+    for r in routes {
+        let (fwd, via) = match (&r.interface, r.next_hop) {
+            (Some(itf), nh) => (itf.clone(), nh),
+            (None, Some(nh)) => (nh.to_string(), None),
+            (None, None) => continue,
+        };
+        let distance = r.distance.map(|d| Node::int(distance_leaf, d));
+        let mut entry = vec![Node::leaf("fwd", fwd)];
+        match via {
+            Some(nh) => {
+                let mut hop = vec![Node::leaf(hop_key, nh.to_string())];
+                hop.extend(distance);
+                entry.push(Node::entry("interface-next-hop", hop));
+            }
+            None => entry.extend(distance),
+        }
+        by_prefix
+            .entry(r.prefix)
+            .or_default()
+            .push(Node::entry(fwd_list, entry));
+    }
+    let entries = by_prefix
+        .into_iter()
+        .map(|(prefix, fwds)| {
+            let mut n = match prefix {
+                IpNet::V4(p) => vec![
+                    Node::leaf("prefix", p.network().to_string()),
+                    Node::leaf("mask", p.netmask().to_string()),
+                ],
+                IpNet::V6(p) => vec![Node::leaf("prefix", p.to_string())],
+            };
+            n.extend(fwds);
+            Node::entry(route_list, n)
+        })
+        .collect();
+    Some(Node::container("route", entries))
+}
+
+/// Whether `net` uses its classful default mask (IOS-XE then wants
+/// `network N` without a mask under BGP).
+fn classful(net: &ipnet::Ipv4Net) -> bool {
+    let default = match net.network().octets()[0] {
+        0..=127 => 8,
+        128..=191 => 16,
+        192..=223 => 24,
+        _ => return false,
+    };
+    net.prefix_len() == default
 }
 
 fn bgp_node(bgp: &BgpConfig) -> Node {
-    Node::entry("bgp", vec![Node::int("id", bgp.asn)]).in_module(Module::Bgp)
+    let mut n = vec![Node::int("id", bgp.asn)];
+    if let Some(rid) = bgp.router_id {
+        n.push(Node::container(
+            "bgp",
+            vec![Node::container(
+                "router-id",
+                vec![Node::leaf("ip-id", rid.to_string())],
+            )],
+        ));
+    }
+    for nb in &bgp.neighbors {
+        let mut e = vec![
+            Node::leaf("id", nb.address.to_string()),
+            Node::int("remote-as", nb.remote_as),
+        ];
+        if let Some(d) = &nb.description {
+            e.push(Node::leaf("description", d.clone()));
+        }
+        n.push(Node::entry("neighbor", e));
+    }
+    let mut families = Vec::new();
+    for family in [Family::V4, Family::V6] {
+        let (list, container) = match family {
+            Family::V4 => ("ipv4", "ipv4-unicast"),
+            Family::V6 => ("ipv6", "ipv6-unicast"),
+        };
+        let mut body: Vec<Node> = bgp
+            .neighbors
+            .iter()
+            .filter(|nb| nb.address.is_ipv4() == (family == Family::V4))
+            .map(|nb| {
+                Node::entry(
+                    "neighbor",
+                    vec![
+                        Node::leaf("id", nb.address.to_string()),
+                        Node::empty("activate"),
+                    ],
+                )
+            })
+            .collect();
+        let mut v4_networks = Vec::new();
+        for net in bgp.networks.iter().filter(|p| family.matches(p)) {
+            match net {
+                IpNet::V4(p) if classful(p) => v4_networks.push(Node::entry(
+                    "no-mask",
+                    vec![Node::leaf("number", p.network().to_string())],
+                )),
+                IpNet::V4(p) => v4_networks.push(Node::entry(
+                    "with-mask",
+                    vec![
+                        Node::leaf("number", p.network().to_string()),
+                        Node::leaf("mask", p.netmask().to_string()),
+                    ],
+                )),
+                IpNet::V6(p) => {
+                    body.push(Node::entry(
+                        "network",
+                        vec![Node::leaf("number", p.to_string())],
+                    ));
+                }
+            }
+        }
+        if !v4_networks.is_empty() {
+            body.push(Node::container("network", v4_networks));
+        }
+        if !body.is_empty() {
+            families.push(Node::entry(
+                list,
+                vec![
+                    Node::leaf("af-name", "unicast"),
+                    Node::container(container, body),
+                ],
+            ));
+        }
+    }
+    if !families.is_empty() {
+        n.push(Node::container(
+            "address-family",
+            vec![Node::container("no-vrf", families)],
+        ));
+    }
+    Node::entry("bgp", n).in_module(Module::Bgp)
 }

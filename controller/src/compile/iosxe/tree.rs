@@ -342,7 +342,8 @@ fn write_json_object(out: &mut String, children: &[Node], module: Module, depth:
     let mut done = vec![false; children.len()];
     let mut first = true;
     for (i, child) in children.iter().enumerate() {
-        if done[i] {
+        // Deletions have no RFC 7951 form: RESTCONF deletes with DELETE.
+        if done[i] || matches!(child.op, Some(EditOp::Delete | EditOp::Remove)) {
             continue;
         }
         if !first {
