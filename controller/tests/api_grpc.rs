@@ -1,25 +1,27 @@
 //! Every gRPC call of the management API, over real sockets on loopback,
 //! including the error codes a client acts on; the Prometheus endpoint; and
 //! store durability across `kill -9` of the real rampartd binary.
+//!
+//! Every client speaks TLS (the CA rampartd generated) and authenticates
+//! with the bootstrap admin token, as operators do.
 
 use std::{
     net::SocketAddr,
     path::Path,
     process::{Child, Command, Stdio},
-    time::Duration,
 };
 
-use rampart_controller::{
-    config::{Config, Overrides},
-    daemon::{self, Listeners},
-};
+#[path = "support/secure.rs"]
+mod secure;
+
 use rampart_proto::v1::{
     self as pb, device_manager_client::DeviceManagerClient,
     service_manager_client::ServiceManagerClient,
     transaction_manager_client::TransactionManagerClient,
 };
-use tokio::{io::AsyncReadExt as _, io::AsyncWriteExt as _, net::TcpListener, sync::oneshot};
-use tonic::{Code, transport::Channel};
+use secure::{Daemon, tls_channel, with_token};
+use tokio::{io::AsyncReadExt as _, io::AsyncWriteExt as _};
+use tonic::Code;
 
 const FIREWALL: &str = include_str!("../../examples/firewall.yaml");
 
@@ -37,70 +39,6 @@ spec:
         direction: ingress
 ";
 
-struct Daemon {
-    api: SocketAddr,
-    metrics: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-    _dir: tempfile::TempDir,
-}
-
-impl Daemon {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let overrides = Overrides {
-            data_dir: Some(dir.path().join("data")),
-            ..Overrides::default()
-        };
-        let config = Config::load(None, &overrides).unwrap();
-        let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let metrics = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (api_addr, metrics_addr) = (api.local_addr().unwrap(), metrics.local_addr().unwrap());
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = rx.await;
-            };
-            daemon::run(
-                &config,
-                Listeners {
-                    api,
-                    metrics: Some(metrics),
-                },
-                shutdown,
-            )
-            .await
-            .expect("daemon failed");
-        });
-        Daemon {
-            api: api_addr,
-            metrics: metrics_addr,
-            stop: Some(tx),
-            task,
-            _dir: dir,
-        }
-    }
-
-    async fn channel(&self) -> Channel {
-        let url = format!("http://{}", self.api);
-        for _ in 0..100 {
-            if let Ok(c) = Channel::from_shared(url.clone()).unwrap().connect().await {
-                return c;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("rampartd did not come up on {url}");
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(10), &mut self.task)
-            .await
-            .expect("daemon did not shut down")
-            .unwrap();
-    }
-}
-
 fn device(name: &str, platform: pb::Platform) -> pb::Device {
     pb::Device {
         name: name.into(),
@@ -109,6 +47,7 @@ fn device(name: &str, platform: pb::Platform) -> pb::Device {
         credentials_ref: "env:SECRET_PASSWORD_VAR".into(),
         labels: [("site".to_owned(), "lab".to_owned())].into(),
         created: None,
+        has_credentials: false,
     }
 }
 
@@ -134,8 +73,8 @@ async fn http_get(addr: SocketAddr, path: &str) -> String {
 #[tokio::test]
 async fn health_and_reflection_are_served() {
     let d = Daemon::start().await;
-    let ch = d.channel().await;
-    let mut health = tonic_health::pb::health_client::HealthClient::new(ch.clone());
+    // Health needs no credentials (load balancers and probes carry none).
+    let mut health = tonic_health::pb::health_client::HealthClient::new(d.channel().await);
     let resp = health
         .check(tonic_health::pb::HealthCheckRequest {
             service: "rampart.v1.ServiceManager".into(),
@@ -152,7 +91,7 @@ async fn health_and_reflection_are_served() {
         ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
         server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
     };
-    let mut refl = ServerReflectionClient::new(ch);
+    let mut refl = ServerReflectionClient::new(d.admin().await);
     let req = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
@@ -183,11 +122,12 @@ async fn health_and_reflection_are_served() {
 #[tokio::test]
 async fn device_calls_and_their_error_codes() {
     let d = Daemon::start().await;
-    let mut c = DeviceManagerClient::new(d.channel().await);
+    let mut c = DeviceManagerClient::new(d.admin().await);
     let added = c
         .add_device(pb::AddDeviceRequest {
             device: Some(device("csr1", pb::Platform::Iosxe)),
             replace: false,
+            credentials: None,
         })
         .await
         .unwrap()
@@ -204,6 +144,7 @@ async fn device_calls_and_their_error_codes() {
         .add_device(pb::AddDeviceRequest {
             device: Some(device("csr1", pb::Platform::Iosxe)),
             replace: false,
+            credentials: None,
         })
         .await
         .unwrap_err();
@@ -214,6 +155,7 @@ async fn device_calls_and_their_error_codes() {
     c.add_device(pb::AddDeviceRequest {
         device: Some(moved),
         replace: true,
+        credentials: None,
     })
     .await
     .unwrap();
@@ -230,6 +172,7 @@ async fn device_calls_and_their_error_codes() {
         .add_device(pb::AddDeviceRequest {
             device: Some(device("Bad Name!", pb::Platform::Asa)),
             replace: false,
+            credentials: None,
         })
         .await
         .unwrap_err();
@@ -244,6 +187,7 @@ async fn device_calls_and_their_error_codes() {
         .add_device(pb::AddDeviceRequest {
             device: Some(device("x1", pb::Platform::Unspecified)),
             replace: false,
+            credentials: None,
         })
         .await
         .unwrap_err();
@@ -258,6 +202,7 @@ async fn device_calls_and_their_error_codes() {
         .add_device(pb::AddDeviceRequest {
             device: None,
             replace: false,
+            credentials: None,
         })
         .await;
     assert_eq!(missing.unwrap_err().code(), Code::InvalidArgument);
@@ -265,6 +210,7 @@ async fn device_calls_and_their_error_codes() {
     c.add_device(pb::AddDeviceRequest {
         device: Some(device("asa1", pb::Platform::Asa)),
         replace: false,
+        credentials: None,
     })
     .await
     .unwrap();
@@ -330,7 +276,7 @@ async fn device_calls_and_their_error_codes() {
 #[tokio::test]
 async fn service_calls_transactions_and_metrics() {
     let d = Daemon::start().await;
-    let ch = d.channel().await;
+    let ch = d.admin().await;
     let mut svc = ServiceManagerClient::new(ch.clone());
     let mut txns = TransactionManagerClient::new(ch.clone());
 
@@ -473,7 +419,11 @@ async fn service_calls_transactions_and_metrics() {
     assert_eq!(list.len(), 2);
     assert_eq!(list[0].id, second.transaction_id);
     assert_eq!(list[0].state, pb::TransactionState::Committed as i32);
-    assert!(list[0].author.contains("127.0.0.1"));
+    assert!(
+        list[0].author.starts_with("bootstrap-admin@127.0.0.1:"),
+        "{}",
+        list[0].author
+    );
     let one = txns
         .get_transaction(pb::GetTransactionRequest {
             id: first.transaction_id.clone(),
@@ -522,6 +472,7 @@ async fn service_calls_transactions_and_metrics() {
     devs.add_device(pb::AddDeviceRequest {
         device: Some(device("csr1", pb::Platform::Iosxe)),
         replace: false,
+        credentials: None,
     })
     .await
     .unwrap();
@@ -611,18 +562,10 @@ fn spawn_rampartd(data: &Path, port: u16) -> Proc {
     )
 }
 
-async fn connect(port: u16) -> Channel {
-    for _ in 0..200 {
-        if let Ok(c) = Channel::from_shared(format!("http://127.0.0.1:{port}"))
-            .unwrap()
-            .connect()
-            .await
-        {
-            return c;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("rampartd did not come up on port {port}");
+async fn connect(port: u16, data: &Path) -> secure::Authed {
+    let ch = tls_channel(([127, 0, 0, 1], port).into(), data, None, true).await;
+    let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    with_token(ch, Some(token.trim()))
 }
 
 #[tokio::test]
@@ -631,7 +574,7 @@ async fn acknowledged_apply_survives_kill_9() {
     let data = dir.path().join("data");
     let port = free_port();
     let mut daemon = spawn_rampartd(&data, port);
-    let mut svc = ServiceManagerClient::new(connect(port).await);
+    let mut svc = ServiceManagerClient::new(connect(port, &data).await);
     let resp = svc
         .apply_service(apply_req(HOST_FIREWALL, false))
         .await
@@ -644,7 +587,7 @@ async fn acknowledged_apply_survives_kill_9() {
 
     let port = free_port();
     let _daemon = spawn_rampartd(&data, port);
-    let ch = connect(port).await;
+    let ch = connect(port, &data).await;
     let got = ServiceManagerClient::new(ch.clone())
         .get_service(pb::GetServiceRequest {
             name: "hosts-fw".into(),
