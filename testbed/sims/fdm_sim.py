@@ -142,7 +142,7 @@ class FdmSim(simlib.Simulator):
         return super().dispatch(req)
 
     def token(self, req):
-        body = req.json()
+        body = req.obj()
         grant = body.get("grant_type")
         now = time.time()
         with self.lock:
@@ -254,10 +254,15 @@ class FdmSim(simlib.Simulator):
                                 code="invalidPort", location="port")
             out["port"] = port
         elif coll == "networkgroups":
+            if not isinstance(body.get("objects", []), list):
+                raise fdm_error(422, "objects must be an array of references", location="objects")
             for ref in body.get("objects", []):
                 self.resolve(ref, ("networkobject", "networkobjectgroup"), "objects")
         elif coll == "accesspolicies":
-            action = (body.get("defaultAction") or {}).get("action", "DENY")
+            default = body.get("defaultAction") or {}
+            if not isinstance(default, dict):
+                raise fdm_error(422, "defaultAction must be an object", location="defaultAction")
+            action = default.get("action", "DENY")
             if action not in ("PERMIT", "DENY", "TRUST"):
                 raise fdm_error(422, f"defaultAction.action must be PERMIT or DENY (got {action!r})",
                                 location="defaultAction.action")
@@ -272,7 +277,7 @@ class FdmSim(simlib.Simulator):
             return self.links(req, self.find(coll, req.params["id"]))
 
     def create_object(self, req, coll):
-        body = req.json()
+        body = req.obj()
         with self.lock:
             self.unique_name(coll, body.get("name"))
             obj = self.validate_object(coll, body)
@@ -282,7 +287,7 @@ class FdmSim(simlib.Simulator):
             return self.links(req, obj)
 
     def update_object(self, req, coll):
-        body = req.json()
+        body = req.obj()
         with self.lock:
             cur = self.find(coll, req.params["id"])
             self.check_version(cur, body)
@@ -327,7 +332,7 @@ class FdmSim(simlib.Simulator):
         return users
 
     def resolve(self, ref: Any, kinds: tuple, location: str) -> dict:
-        if not isinstance(ref, dict) or "id" not in ref:
+        if not isinstance(ref, dict) or not isinstance(ref.get("id"), str):
             raise fdm_error(422, f"{location}: each reference needs an id and a type", code="invalidReference",
                             location=location)
         for coll in ("networks", "networkgroups", "tcpports", "udpports", "securityzones"):
@@ -415,7 +420,7 @@ class FdmSim(simlib.Simulator):
         return min(int(at), rules_len)
 
     def create_rule(self, req, coll):
-        body = req.json()
+        body = req.obj()
         with self.lock:
             rules = self.parent(req, coll)
             if any(r["name"] == body.get("name") for r in rules):
@@ -430,7 +435,7 @@ class FdmSim(simlib.Simulator):
             return self.links(req, rule)
 
     def update_rule(self, req, coll):
-        body = req.json()
+        body = req.obj()
         with self.lock:
             rules, cur = self.find_rule(req, coll)
             self.check_version(cur, body)

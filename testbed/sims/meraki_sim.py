@@ -241,9 +241,7 @@ class MerakiSim(simlib.Simulator):
         return doc
 
     def put_rules(self, req, key):
-        body = req.json()
-        if not isinstance(body, dict):
-            raise err(400, "Request body must be a JSON object")
+        body = req.obj()
         with self.lock:
             net = self.net(req.params["net"])
             new = copy.deepcopy(net[key])
@@ -328,7 +326,7 @@ class MerakiSim(simlib.Simulator):
                 raise err(400, f"{where}: '{field}' is required")
         try:
             ipaddress.ip_address(rule["lanIp"])
-        except ValueError:
+        except (ValueError, TypeError):
             raise err(400, f"{where}: 'lanIp' '{rule['lanIp']}' is not a valid IP address")
         for field in ("publicPort", "localPort"):
             if not valid_port_spec(rule[field]) or str(rule[field]).lower() == "any":
@@ -364,7 +362,8 @@ class MerakiSim(simlib.Simulator):
             if not isinstance(a, dict) or a.get("protocol") not in ("tcp", "udp", "icmp-ping", "any"):
                 raise err(400, f"{where}: allowedInbound {j + 1}: 'protocol' must be tcp, udp, "
                                f"icmp-ping or any")
-            if not all(valid_port_spec(p) for p in a.get("destinationPorts", ["any"])):
+            ports = a.get("destinationPorts", ["any"])
+            if not isinstance(ports, list) or not all(valid_port_spec(p) for p in ports):
                 raise err(400, f"{where}: allowedInbound {j + 1}: invalid destinationPorts")
         return {"name": str(rule.get("name", "")), "publicIp": rule["publicIp"], "lanIp": rule["lanIp"],
                 "uplink": uplink, "allowedInbound": inbound}
@@ -375,7 +374,7 @@ class MerakiSim(simlib.Simulator):
             return copy.deepcopy(self.net(req.params["net"])["siteToSiteVpn"])
 
     def put_vpn(self, req):
-        body = req.json()
+        body = req.obj()
         with self.lock:
             net = self.net(req.params["net"])
             cur = copy.deepcopy(net["siteToSiteVpn"])
@@ -416,7 +415,7 @@ class MerakiSim(simlib.Simulator):
 
     # ----- action batches -------------------------------------------------------
     def create_batch(self, req):
-        body = req.json()
+        body = req.obj()
         with self.lock:
             org = self.org(req.params["org"])
             actions = body.get("actions")
@@ -506,7 +505,7 @@ class MerakiSim(simlib.Simulator):
             return copy.deepcopy(self.batch(req))
 
     def update_batch(self, req):
-        body = req.json()
+        body = req.obj()
         with self.lock:
             b = self.batch(req)
             if body.get("confirmed") is True and not b["confirmed"]:

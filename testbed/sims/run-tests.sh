@@ -10,4 +10,4 @@ fi
 if [ "$(id -u)" != 0 ]; then
     echo "WARNING: not root: the ASA simulator tests (sshd, useradd) will SKIP." >&2
 fi
-exec tools/venv/bin/python -m pytest -q -p no:cacheprovider testbed/sims/tests "$@"
+exec tools/venv/bin/python -m pytest -q -rs -p no:cacheprovider testbed/sims/tests "$@"

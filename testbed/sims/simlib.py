@@ -95,6 +95,13 @@ class Request:
         except (ValueError, UnicodeDecodeError) as exc:
             raise HttpError(400, f"Malformed JSON in request body: {exc}") from exc
 
+    def obj(self) -> dict:
+        """The JSON body, which must be an object."""
+        doc = self.json()
+        if not isinstance(doc, dict):
+            raise HttpError(400, f"Request body must be a JSON object, got {type(doc).__name__}")
+        return doc
+
     def form(self) -> dict[str, str]:
         data = urllib.parse.parse_qs(self.body.decode("utf-8", "replace"), keep_blank_values=True)
         return {k: v[0] for k, v in data.items()}
@@ -390,7 +397,12 @@ class Simulator:
                     allowed.append(method)
                     continue
                 req.params = m.groupdict()
-                result = handler(req)
+                try:
+                    result = handler(req)
+                except (TypeError, AttributeError) as exc:
+                    # a value of the wrong JSON type somewhere a validator did not expect it
+                    LOG.warning("ill-typed request %s %s: %r", req.method, req.path, exc)
+                    raise HttpError(400, f"Invalid request body: a field has the wrong JSON type ({exc})")
                 if isinstance(result, Response):
                     return result
                 return Response(200, result)

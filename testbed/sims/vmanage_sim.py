@@ -148,7 +148,7 @@ class VManageSim(simlib.Simulator):
         resp = Response(200, LOGIN_PAGE, content_type="text/html;charset=UTF-8")
         if expired:
             # what the real server sends for a dead session; catalystwan re-logs in on it
-            resp.cookies.append("JSESSIONID=deleted; Path=/; Secure; HttpOnly; "
+            resp.cookies.append(f"JSESSIONID=deleted; {self.cookie_attrs()}; "
                                 "Expires=Thu, 01 Jan 1970 00:00:00 GMT")
         return resp
 
@@ -178,6 +178,9 @@ class VManageSim(simlib.Simulator):
     def rate_key(self, req: Request) -> Optional[str]:
         return "vmanage" if req.path.startswith(DS) else None
 
+    def cookie_attrs(self) -> str:
+        return "Path=/; Secure; HttpOnly" if self.base_url.startswith("https") else "Path=/; HttpOnly"
+
     def login(self, req):
         form = req.form()
         if form.get("j_username") != self.args.username or form.get("j_password") != self.args.password:
@@ -187,7 +190,7 @@ class VManageSim(simlib.Simulator):
             self.sessions[sid] = {"user": form["j_username"], "xsrf": secrets.token_hex(40),
                                   "expires": time.time() + self.args.session_ttl}
         resp = Response(200, b"", content_type="text/html")
-        resp.cookies.append(f"JSESSIONID={sid}; Path=/; Secure; HttpOnly")
+        resp.cookies.append(f"JSESSIONID={sid}; {self.cookie_attrs()}")
         return resp
 
     def logout(self, req):
@@ -249,7 +252,7 @@ class VManageSim(simlib.Simulator):
                                "TMPL0004")
         if not isinstance(body["deviceType"], list) or not body["deviceType"]:
             raise vm_error(400, "deviceType must be a non-empty list", "", "TMPL0005")
-        unknown = [d for d in body["deviceType"] if d not in DEVICE_MODELS]
+        unknown = [str(d) for d in body["deviceType"] if not isinstance(d, str) or d not in DEVICE_MODELS]
         if unknown:
             raise vm_error(400, f"Invalid device type(s): {', '.join(unknown)}",
                            f"Supported: {', '.join(sorted(DEVICE_MODELS))}", "TMPL0006")
@@ -273,7 +276,7 @@ class VManageSim(simlib.Simulator):
             return {"data": out}
 
     def create_feature(self, req):
-        body = req.json()
+        body = req.obj()
         with self.lock:
             self.check_name("feature", body.get("templateName"))
             self.validate_feature(body)
@@ -294,7 +297,7 @@ class VManageSim(simlib.Simulator):
             return copy.deepcopy(self.feature(req.params["id"]))
 
     def update_feature(self, req):
-        body = req.json()
+        body = req.obj()
         with self.lock:
             t = self.feature(req.params["id"])
             self.check_name("feature", body.get("templateName", t["templateName"]), exclude=t["templateId"])
@@ -348,8 +351,11 @@ class VManageSim(simlib.Simulator):
         return t
 
     def validate_device(self, body: dict) -> None:
-        if body.get("deviceType") not in DEVICE_MODELS:
+        if not isinstance(body.get("deviceType"), str) or body["deviceType"] not in DEVICE_MODELS:
             raise vm_error(400, f"Invalid device type '{body.get('deviceType')}'", "", "TMPL0006")
+        gts = body.get("generalTemplates", [])
+        if not isinstance(gts, list) or not all(isinstance(g, dict) for g in gts):
+            raise vm_error(400, "generalTemplates must be a list of objects", "", "TMPL0014")
         if body.get("configType", "template") != "template":
             raise vm_error(400, "configType must be 'template' for feature-based device templates", "", "TMPL0010")
         for fid in self.feature_ids(body):
@@ -368,7 +374,7 @@ class VManageSim(simlib.Simulator):
                              for t in self.state["deviceTemplates"].values()]}
 
     def create_device(self, req):
-        body = req.json()
+        body = req.obj()
         with self.lock:
             self.check_name("device", body.get("templateName"))
             self.validate_device(body)
@@ -389,7 +395,7 @@ class VManageSim(simlib.Simulator):
             return copy.deepcopy(self.device_tpl(req.params["id"]))
 
     def update_device(self, req):
-        body = req.json()
+        body = req.obj()
         with self.lock:
             t = self.device_tpl(req.params["id"])
             merged = {**t, **body}
@@ -457,15 +463,20 @@ class VManageSim(simlib.Simulator):
             self.save()
 
     def attach(self, req):
-        body = req.json()
+        body = req.obj()
         with self.lock:
             lst = body.get("deviceTemplateList")
             if not isinstance(lst, list) or not lst:
                 raise vm_error(400, "deviceTemplateList is required", "", "ATTCH001")
             work = []
             for entry in lst:
-                t = self.device_tpl(entry.get("templateId", ""))
+                if not isinstance(entry, dict) or not isinstance(entry.get("templateId"), str):
+                    raise vm_error(400, "Each deviceTemplateList entry needs a templateId", "", "ATTCH006")
+                t = self.device_tpl(entry["templateId"])
                 devs = entry.get("device") or []
+                if not isinstance(devs, list) or not all(isinstance(d, dict) for d in devs):
+                    raise vm_error(400, "device must be a list of objects", f"Template '{t['templateName']}'",
+                                   "ATTCH007")
                 if not devs:
                     raise vm_error(400, "No devices to attach", f"Template '{t['templateName']}'", "ATTCH002")
                 for d in devs:
@@ -517,9 +528,11 @@ class VManageSim(simlib.Simulator):
         if body.get("type") != "data":
             raise vm_error(400, f"Invalid definition type '{body.get('type')}' for the data endpoint", "", "POLD0002")
         seq = body.get("sequences", [])
-        if not isinstance(seq, list):
+        if not isinstance(seq, list) or not all(isinstance(x, dict) for x in seq):
             raise vm_error(400, "sequences must be a list", "", "POLD0003")
         ids = [s.get("sequenceId") for s in seq]
+        if not all(isinstance(i, int) for i in ids):
+            raise vm_error(400, "sequenceId must be an integer", f"sequenceIds: {ids}", "POLD0008")
         if len(ids) != len(set(ids)):
             raise vm_error(400, "Duplicate sequenceId in data policy", f"sequenceIds: {ids}", "POLD0004")
         for s in seq:
@@ -528,7 +541,7 @@ class VManageSim(simlib.Simulator):
                                "baseAction is accept or drop", "POLD0005")
 
     def create_def(self, req):
-        body = req.json()
+        body = req.obj()
         with self.lock:
             if any(d["name"] == body.get("name") for d in self.state["policyDefinitions"].values()):
                 raise vm_error(400, f"Policy definition '{body.get('name')}' already exists", "", "POLD0006")
@@ -550,7 +563,7 @@ class VManageSim(simlib.Simulator):
             return copy.deepcopy(self.definition(req.params["id"]))
 
     def update_def(self, req):
-        body = req.json()
+        body = req.obj()
         with self.lock:
             d = self.definition(req.params["id"])
             self.validate_def({**d, **body})
@@ -577,7 +590,7 @@ class VManageSim(simlib.Simulator):
             return {"data": [x for x in self.state["policyLists"].values() if x["type"] == req.params["type"]]}
 
     def create_list(self, req):
-        body = req.json()
+        body = req.obj()
         with self.lock:
             if not body.get("name") or not isinstance(body.get("entries"), list):
                 raise vm_error(400, "A policy list needs a name and entries", "", "POLL0001")
@@ -598,8 +611,11 @@ class VManageSim(simlib.Simulator):
         if body.get("policyType", "feature") not in ("feature", "cli"):
             raise vm_error(400, f"Invalid policyType '{body.get('policyType')}'", "", "POLV0002")
         pdef = body.get("policyDefinition", {})
-        for a in (pdef.get("assembly", []) if isinstance(pdef, dict) else []):
-            if a.get("definitionId") not in self.state["policyDefinitions"]:
+        if not isinstance(pdef, dict) or not isinstance(pdef.get("assembly", []), list):
+            raise vm_error(400, "policyDefinition must be an object with an assembly list", "", "POLV0006")
+        for a in pdef.get("assembly", []):
+            if not isinstance(a, dict) or not isinstance(a.get("definitionId"), str) or \
+                    a["definitionId"] not in self.state["policyDefinitions"]:
                 raise vm_error(400, "Invalid policy definition reference",
                                f"Definition {a.get('definitionId')} does not exist", "POLV0003")
 
@@ -609,7 +625,7 @@ class VManageSim(simlib.Simulator):
                              for p in self.state["vsmartPolicies"].values()]}
 
     def create_vsmart(self, req):
-        body = req.json()
+        body = req.obj()
         with self.lock:
             self.validate_vsmart(body)
             if any(p["policyName"] == body["policyName"] for p in self.state["vsmartPolicies"].values()):
@@ -628,7 +644,7 @@ class VManageSim(simlib.Simulator):
             return copy.deepcopy(self.vsmart(req.params["id"]))
 
     def update_vsmart(self, req):
-        body = req.json()
+        body = req.obj()
         with self.lock:
             p = self.vsmart(req.params["id"])
             merged = {**p, **body}
