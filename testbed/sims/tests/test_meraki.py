@@ -141,6 +141,13 @@ def test_real_rate_limit_per_org(sim):
     assert int(limited[0].headers["Retry-After"]) >= 1
     assert limited[0].json() == {"errors": ["API rate limit exceeded for organization"]}
     assert sum(r.status_code == 200 for r in codes) >= 10
+    # the SDK rides through the real limiter: every call succeeds, some after a 429
+    d = dashboard(sim)
+    before = len(sim.admin("GET", "/_sim/requests"))
+    for _ in range(15):
+        assert d.appliance.getNetworkApplianceVpnSiteToSiteVpn(NET)["mode"] == "none"
+    statuses = [r["status"] for r in sim.admin("GET", "/_sim/requests")[before:]]
+    assert statuses.count(200) == 15 and 429 in statuses
 
 
 def test_5xx_and_dropped_connection_are_retried_by_sdk(sim):
