@@ -90,6 +90,7 @@ class VManageSim(simlib.Simulator):
 
     def register_routes(self):
         r = self.route
+        r("GET", "/", lambda q: Response(200, LOGIN_PAGE, content_type="text/html;charset=UTF-8"))
         r("POST", "/j_security_check", self.login)
         r("GET", "/logout", self.logout)
         r("POST", "/logout", self.logout)
