@@ -10,6 +10,8 @@
 //! confirm), and planning a dry-run of 1,000 service instances spread over
 //! the same devices. Prints a Markdown table (see docs/benchmarks.md).
 
+#![allow(clippy::print_stdout, reason = "a benchmark prints its table")]
+
 #[path = "../tests/support/netconfd.rs"]
 #[allow(dead_code, reason = "shared with the tests; the bench uses a subset")]
 mod netconfd;

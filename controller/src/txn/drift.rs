@@ -80,14 +80,12 @@ pub fn parse(xml: &str) -> Result<El, XmlError> {
                     top.text.push_str(ch);
                 }
             }
-            Event::End(_) => {
-                if stack.len() > 1 {
-                    let el = stack
-                        .pop()
-                        .unwrap_or_else(|| unreachable!("checked length"));
-                    if let Some(top) = stack.last_mut() {
-                        top.children.push(el);
-                    }
+            Event::End(_) if stack.len() > 1 => {
+                let el = stack
+                    .pop()
+                    .unwrap_or_else(|| unreachable!("checked length"));
+                if let Some(top) = stack.last_mut() {
+                    top.children.push(el);
                 }
             }
             Event::Eof => break,

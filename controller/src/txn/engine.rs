@@ -25,12 +25,12 @@ use std::{
 use tokio::sync::Semaphore;
 
 use super::{
-    drift::{self, Difference},
-    iosxe,
-    participant::{IosXeParticipant, ParticipantError, Stage},
+    drift::Difference,
+    netconf_platform::{IosXePlatform, NetconfSettings},
+    platform::{Committed, Conflict, DeviceError, Participant, PlatformDriver},
 };
 use crate::{
-    compile::{self, CompileError, Format, Rendering, iosxe::IosXeConfig},
+    compile::{self, CompileError, Format, Rendering},
     model::{
         device::{Device, Platform},
         spec::ServiceSpec,
@@ -39,7 +39,6 @@ use crate::{
         DeviceStatus, DeviceTxn, PriorSpec, Store, StoreError, StoredService, SyncedDevice,
         TxnChange, TxnPhase, TxnRecord, TxnState, now_unix_ms,
     },
-    transport::netconf::{Auth, HostKeyPolicy, SessionConfig},
 };
 
 /// Why a transaction failed. Every variant says where.
@@ -61,7 +60,7 @@ pub enum EngineError {
         device: String,
         /// Cause.
         #[source]
-        source: iosxe::Conflict,
+        source: Conflict,
     },
     /// Devices refused or failed; nothing changed anywhere.
     #[error("transaction txn-{txn} failed, every device restored: {}", failures.join("; "))]
@@ -93,27 +92,16 @@ pub enum EngineError {
         /// Its state.
         state: TxnState,
     },
-    /// A device's credentials could not be resolved.
-    #[error("device {device}: credentials {reference:?}: {reason}")]
-    Credentials {
-        /// Device.
-        device: String,
-        /// The reference.
-        reference: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// The device could not be read (drift check).
+    /// A device could not be reached or read.
     #[error(transparent)]
-    Participant(#[from] ParticipantError),
-    /// A device's reply was not readable XML.
-    #[error("device {device}: {source}")]
-    Xml {
+    Device(#[from] DeviceError),
+    /// The device's platform has no transactional driver.
+    #[error("device {device}: no transaction driver for platform {platform}")]
+    NoDriver {
         /// Device.
         device: String,
-        /// Cause.
-        #[source]
-        source: drift::XmlError,
+        /// Platform word.
+        platform: String,
     },
     /// Stored state could not be decoded (a bug or corruption).
     #[error("stored state of {what}: {message}")]
@@ -210,8 +198,7 @@ impl Planned {
                 .iter()
                 .filter(|r| {
                     r.format != Format::NetconfXml
-                        && !(r.format == Format::RestconfJson
-                            && !changed.contains(r.target.as_str()))
+                        && (r.format != Format::RestconfJson || changed.contains(r.target.as_str()))
                 })
                 .cloned(),
         );
@@ -235,48 +222,46 @@ type Hook = Arc<dyn Fn(&TxnRecord) + Send + Sync>;
 pub struct Engine {
     store: Store,
     config: EngineConfig,
+    drivers: Arc<BTreeMap<Platform, Arc<dyn PlatformDriver>>>,
     locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
     before_commit: Option<Hook>,
-}
-
-fn decode(what: &str, v: &serde_json::Value) -> Result<IosXeConfig, EngineError> {
-    iosxe::from_json(v).map_err(|e| EngineError::Decode {
-        what: what.to_owned(),
-        message: e.to_string(),
-    })
-}
-
-fn encode(what: &str, v: &IosXeConfig) -> Result<serde_json::Value, EngineError> {
-    iosxe::to_json(v).map_err(|e| EngineError::Decode {
-        what: what.to_owned(),
-        message: e.to_string(),
-    })
 }
 
 fn key_of(spec: &ServiceSpec) -> String {
     format!("{}/{}", spec.metadata.tenant, spec.metadata.name)
 }
 
-/// Splits `host:port` (default NETCONF port 830).
-fn host_port(address: &str) -> (String, u16) {
-    if let Some((h, p)) = address.rsplit_once(':') {
-        if let Ok(port) = p.parse() {
-            return (h.trim_matches(['[', ']']).to_owned(), port);
-        }
-    }
-    (address.to_owned(), 830)
+fn not_found(what: String) -> EngineError {
+    EngineError::NotFound { what }
 }
 
 impl Engine {
-    /// An engine over `store`.
+    /// An engine over `store` with the built-in platform drivers.
     #[must_use]
     pub fn new(store: Store, config: EngineConfig) -> Self {
+        let iosxe = IosXePlatform::new(NetconfSettings {
+            known_hosts: config.known_hosts.clone(),
+            trust_on_first_use: config.trust_on_first_use,
+            connect_timeout: config.connect_timeout,
+            rpc_timeout: config.rpc_timeout,
+            confirm_timeout: config.confirm_timeout,
+        });
+        let mut drivers: BTreeMap<Platform, Arc<dyn PlatformDriver>> = BTreeMap::new();
+        drivers.insert(Platform::IosXe, Arc::new(iosxe));
         Self {
             store,
             config,
+            drivers: Arc::new(drivers),
             locks: Arc::default(),
             before_commit: None,
         }
+    }
+
+    /// Adds or replaces the driver of a platform.
+    #[must_use]
+    pub fn with_driver(mut self, platform: Platform, driver: Arc<dyn PlatformDriver>) -> Self {
+        Arc::make_mut(&mut self.drivers).insert(platform, driver);
+        self
     }
 
     /// Test and fault-injection hook: runs after every device is prepared
@@ -293,43 +278,14 @@ impl Engine {
         &self.store
     }
 
-    fn session_config(&self, device: &Device) -> Result<SessionConfig, EngineError> {
-        let cred_err = |reason: &str| EngineError::Credentials {
-            device: device.name.clone(),
-            reference: device.credentials_ref.clone(),
-            reason: reason.to_owned(),
-        };
-        let secret = match device.credentials_ref.split_once(':') {
-            Some(("env", var)) => std::env::var(var).map_err(|_| cred_err("variable not set"))?,
-            Some(("file", path)) => std::fs::read_to_string(path)
-                .map_err(|e| cred_err(&format!("cannot read: {e}")))?
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .to_owned(),
-            _ => {
-                return Err(cred_err(
-                    "expected env:VAR or file:PATH holding user:password",
-                ));
-            }
-        };
-        let (user, password) = secret
-            .split_once(':')
-            .ok_or_else(|| cred_err("value must be user:password"))?;
-        let (host, port) = host_port(&device.address);
-        let mut cfg = SessionConfig::new(
-            host,
-            port,
-            user,
-            Auth::Password(password.to_owned()),
-            HostKeyPolicy {
-                known_hosts: self.config.known_hosts.clone(),
-                trust_on_first_use: self.config.trust_on_first_use,
-            },
-        );
-        cfg.connect_timeout = self.config.connect_timeout;
-        cfg.rpc_timeout = self.config.rpc_timeout;
-        Ok(cfg)
+    fn driver(&self, device: &Device) -> Result<Arc<dyn PlatformDriver>, EngineError> {
+        self.drivers
+            .get(&device.platform)
+            .cloned()
+            .ok_or_else(|| EngineError::NoDriver {
+                device: device.name.clone(),
+                platform: device.platform.to_string(),
+            })
     }
 
     fn device_lock(&self, device: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -338,6 +294,17 @@ impl Engine {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         map.entry(device.to_owned()).or_default().clone()
+    }
+
+    async fn connect(
+        &self,
+        inventory: &BTreeMap<String, Device>,
+        name: &str,
+    ) -> Result<Box<dyn Participant>, EngineError> {
+        let device = inventory
+            .get(name)
+            .ok_or_else(|| not_found(format!("device {name}")))?;
+        Ok(self.driver(device)?.connect(device).await?)
     }
 
     // ===== plan =====
@@ -352,122 +319,108 @@ impl Engine {
         let synced = self.store.synced_devices()?;
         let mut services: Vec<(String, Option<(ServiceSpec, String)>)> = Vec::new();
         let mut renderings = Vec::new();
-        // Per device: contribution updates (service key → new config or None).
-        let mut updates: BTreeMap<String, BTreeMap<String, Option<IosXeConfig>>> = BTreeMap::new();
+        // Per device: contribution updates (service key → new state or None).
+        let mut updates: BTreeMap<String, BTreeMap<String, Option<serde_json::Value>>> =
+            BTreeMap::new();
         let operation = if change.apply.is_empty() {
             "delete"
         } else {
             "apply"
         };
-        {
-            {
-                for (spec, api) in change.apply {
-                    let key = key_of(&spec);
-                    renderings.extend(compile::compile(&spec, &inventory).map_err(|source| {
-                        EngineError::Compile {
-                            service: key.clone(),
-                            source,
-                        }
-                    })?);
-                    let mut targeted = BTreeSet::new();
-                    for name in spec.devices() {
-                        let Some(device) = inventory.get(name) else {
-                            continue;
-                        };
-                        if device.platform != Platform::IosXe {
-                            continue;
-                        }
-                        let cfg = compile::iosxe::build(&spec, device).map_err(|e| {
-                            EngineError::Compile {
-                                service: key.clone(),
-                                source: e.into(),
-                            }
-                        })?;
-                        targeted.insert(name.to_owned());
-                        updates
-                            .entry(name.to_owned())
-                            .or_default()
-                            .insert(key.clone(), Some(cfg));
-                    }
-                    // Devices the previous version of the service used and this one does not.
-                    for (device, s) in &synced {
-                        if s.contributions.contains_key(&key) && !targeted.contains(device) {
-                            updates
-                                .entry(device.clone())
-                                .or_default()
-                                .insert(key.clone(), None);
-                        }
-                    }
-                    services.push((key, Some((spec, api))));
+        for (spec, api) in change.apply {
+            let key = key_of(&spec);
+            let compile_err = |source| EngineError::Compile {
+                service: key.clone(),
+                source,
+            };
+            renderings.extend(compile::compile(&spec, &inventory).map_err(compile_err)?);
+            let mut targeted = BTreeSet::new();
+            for name in spec.devices() {
+                let Some(device) = inventory.get(name) else {
+                    continue;
+                };
+                let Some(driver) = self.drivers.get(&device.platform) else {
+                    continue;
+                };
+                let state = driver.contribution(&spec, device).map_err(compile_err)?;
+                targeted.insert(name.to_owned());
+                updates
+                    .entry(name.to_owned())
+                    .or_default()
+                    .insert(key.clone(), Some(state));
+            }
+            // Devices the previous version of the service used and this one does not.
+            for (device, s) in &synced {
+                if s.contributions.contains_key(&key) && !targeted.contains(device) {
+                    updates
+                        .entry(device.clone())
+                        .or_default()
+                        .insert(key.clone(), None);
                 }
             }
-            {
-                for key in change.delete {
-                    let (tenant, name) = key.split_once('/').unwrap_or(("", &key));
-                    if self.store.service(tenant, name)?.is_none() {
-                        return Err(EngineError::NotFound {
-                            what: format!("service {key}"),
-                        });
-                    }
-                    for (device, s) in &synced {
-                        if s.contributions.contains_key(&key) {
-                            updates
-                                .entry(device.clone())
-                                .or_default()
-                                .insert(key.clone(), None);
-                        }
-                    }
-                    services.push((key, None));
+            services.push((key, Some((spec, api))));
+        }
+        for key in change.delete {
+            let (tenant, name) = key.split_once('/').unwrap_or(("", &key));
+            if self.store.service(tenant, name)?.is_none() {
+                return Err(not_found(format!("service {key}")));
+            }
+            for (device, s) in &synced {
+                if s.contributions.contains_key(&key) {
+                    updates
+                        .entry(device.clone())
+                        .or_default()
+                        .insert(key.clone(), None);
                 }
             }
+            services.push((key, None));
         }
 
         let mut devices = Vec::new();
         let mut synced_next = Vec::new();
-        for (device, changes) in updates {
-            let current = synced.get(&device).cloned().unwrap_or_default();
-            let mut contributions: BTreeMap<String, IosXeConfig> = current
-                .contributions
-                .iter()
-                .map(|(k, v)| {
-                    decode(&format!("{device} contribution {k}"), v).map(|c| (k.clone(), c))
-                })
-                .collect::<Result<_, _>>()?;
+        for (name, changes) in updates {
+            let device = inventory
+                .get(&name)
+                .ok_or_else(|| not_found(format!("device {name}")))?;
+            let driver = self.driver(device)?;
+            let current = synced.get(&name).cloned().unwrap_or_default();
+            let mut contributions = current.contributions.clone();
             for (k, v) in changes {
                 match v {
                     Some(c) => contributions.insert(k, c),
                     None => contributions.remove(&k),
                 };
             }
-            let prev = decode(&format!("{device} synced copy"), &current.merged)?;
-            let next = iosxe::merge(&contributions).map_err(|source| EngineError::Conflict {
-                device: device.clone(),
-                source,
-            })?;
-            let contributions_json: BTreeMap<String, serde_json::Value> = contributions
-                .iter()
-                .map(|(k, v)| encode(k, v).map(|j| (k.clone(), j)))
-                .collect::<Result<_, _>>()?;
+            let next = driver
+                .merge(&contributions)
+                .map_err(|source| EngineError::Conflict {
+                    device: name.clone(),
+                    source,
+                })?;
+            let decode_err = |message| EngineError::Decode {
+                what: format!("device {name}"),
+                message,
+            };
+            let edit = driver.edit(&current.merged, &next).map_err(decode_err)?;
+            let inverse = driver.edit(&next, &current.merged).map_err(decode_err)?;
             synced_next.push((
-                device.clone(),
+                name.clone(),
                 SyncedDevice {
-                    contributions: contributions_json.clone(),
-                    merged: encode(&device, &next)?,
+                    contributions: contributions.clone(),
+                    merged: next.clone(),
                     last_txn: 0,
                     accepted: None,
                 },
             ));
-            if iosxe::is_noop(&prev, &next) {
-                continue;
-            }
+            let Some(edit) = edit else { continue };
             devices.push(DeviceTxn {
-                device: device.clone(),
-                platform: Platform::IosXe.to_string(),
-                prev: encode(&device, &prev)?,
-                next: encode(&device, &next)?,
-                contributions: contributions_json,
-                edit: iosxe::edit_xml(&prev, &next),
-                inverse: iosxe::edit_xml(&next, &prev),
+                device: name.clone(),
+                platform: device.platform.to_string(),
+                prev: current.merged.clone(),
+                next,
+                contributions,
+                edit,
+                inverse: inverse.unwrap_or_default(),
                 status: DeviceStatus::Planned,
                 error: None,
                 paths: Vec::new(),
@@ -482,14 +435,13 @@ impl Engine {
                 spec: self.store.service(tenant, name)?.map(|s| s.spec),
             });
         }
-        let now = now_unix_ms();
         let record = TxnRecord {
             id: 0,
             state: TxnState::Pending,
             operation: operation.to_owned(),
             services: services.iter().map(|(k, _)| k.clone()).collect(),
             author: author.to_owned(),
-            started_unix_ms: now,
+            started_unix_ms: now_unix_ms(),
             finished_unix_ms: None,
             changes: renderings
                 .iter()
@@ -540,10 +492,9 @@ impl Engine {
 
         // Per-device locks, always taken in name order (no deadlock).
         let names: BTreeSet<String> = record.devices.iter().map(|d| d.device.clone()).collect();
-        let locks: Vec<_> = names.iter().map(|n| self.device_lock(n)).collect();
-        let mut _guards = Vec::new();
-        for l in &locks {
-            _guards.push(l.clone().lock_owned().await);
+        let mut guards = Vec::new();
+        for n in &names {
+            guards.push(self.device_lock(n).lock_owned().await);
         }
 
         if !record.devices.is_empty() {
@@ -573,16 +524,18 @@ impl Engine {
             if let Some(hook) = &self.before_commit {
                 hook(&record);
             }
-            self.commit_all(&mut record, &mut parts).await;
+            let committed = self.commit_all(&mut record, &mut parts).await;
             if record
                 .devices
                 .iter()
                 .any(|d| d.status == DeviceStatus::Failed)
             {
-                self.undo_commits(&mut record, &mut parts).await;
+                self.undo_commits(&mut record, &mut parts, &committed, &inventory)
+                    .await;
                 return Err(self.fail(record, "commit").await?);
             }
         }
+        drop(guards);
 
         record.state = TxnState::Committed;
         record.phase = TxnPhase::Done;
@@ -599,34 +552,40 @@ impl Engine {
         &self,
         record: &mut TxnRecord,
         inventory: &BTreeMap<String, Device>,
-    ) -> BTreeMap<String, IosXeParticipant> {
+    ) -> BTreeMap<String, Box<dyn Participant>> {
         let sem = Arc::new(Semaphore::new(self.config.max_parallel.max(1)));
+        let timeout = self.config.device_timeout;
         let mut tasks = tokio::task::JoinSet::new();
         for d in &record.devices {
-            let Some(device) = inventory.get(&d.device).cloned() else {
-                continue;
-            };
-            let (sem, edit, this) = (sem.clone(), d.edit.clone(), self.clone());
-            let timeout = self.config.device_timeout;
+            let (sem, edit, name, this, inventory) = (
+                sem.clone(),
+                d.edit.clone(),
+                d.device.clone(),
+                self.clone(),
+                inventory.clone(),
+            );
             tasks.spawn(async move {
                 let _permit = sem.acquire_owned().await;
-                let name = device.name.clone();
                 let res = tokio::time::timeout(timeout, async {
-                    let cfg = this.session_config(&device).map_err(|e| e.to_string())?;
-                    let mut p = IosXeParticipant::connect(&name, cfg, this.config.confirm_timeout)
+                    let mut p = this
+                        .connect(&inventory, &name)
                         .await
-                        .map_err(|e| (e.to_string(), e.paths()))
-                        .map_err(|(m, _)| m)?;
-                    match p.prepare(edit).await {
+                        .map_err(|e| (e.to_string(), Vec::new()))?;
+                    match p.prepare(&edit).await {
                         Ok(()) => Ok(p),
                         Err(e) => {
                             p.abort().await;
-                            Err(format!("{e}{}", paths_suffix(&e.paths())))
+                            Err((e.to_string(), e.paths))
                         }
                     }
                 })
                 .await
-                .unwrap_or_else(|_| Err(format!("{name}: prepare timed out after {timeout:?}")));
+                .unwrap_or_else(|_| {
+                    Err((
+                        format!("{name}: prepare timed out after {timeout:?}"),
+                        Vec::new(),
+                    ))
+                });
                 (name, res)
             });
         }
@@ -641,47 +600,63 @@ impl Engine {
                     d.status = DeviceStatus::Prepared;
                     parts.insert(name, p);
                 }
-                Err(e) => {
+                Err((e, paths)) => {
                     tracing::warn!(device = name, error = %e, "prepare failed");
                     d.status = DeviceStatus::Failed;
-                    d.paths = extract_paths(&e);
-                    d.error = Some(e);
+                    d.error = Some(if paths.is_empty() {
+                        e
+                    } else {
+                        format!("{e} [paths: {}]", paths.join(", "))
+                    });
+                    d.paths = paths;
                 }
             }
         }
         for d in &mut record.devices {
             if d.status == DeviceStatus::Planned {
                 d.status = DeviceStatus::Failed;
-                d.error = Some(format!("{}: not in the inventory any more", d.device));
+                d.error = Some(format!("{}: prepare did not finish", d.device));
             }
         }
         parts
     }
 
+    /// Commits everywhere, then confirms. Returns how each device committed.
     async fn commit_all(
         &self,
         record: &mut TxnRecord,
-        parts: &mut BTreeMap<String, IosXeParticipant>,
-    ) {
+        parts: &mut BTreeMap<String, Box<dyn Participant>>,
+    ) -> BTreeMap<String, Committed> {
         let timeout = self.config.device_timeout;
         let mut tasks = tokio::task::JoinSet::new();
         for (name, mut p) in std::mem::take(parts) {
             tasks.spawn(async move {
                 let res = tokio::time::timeout(timeout, p.commit())
                     .await
-                    .unwrap_or_else(|_| Err(timeout_error(&name, "commit", timeout)));
+                    .unwrap_or_else(|_| {
+                        Err(DeviceError {
+                            device: name.clone(),
+                            stage: "commit".to_owned(),
+                            message: format!("timed out after {timeout:?}"),
+                            paths: Vec::new(),
+                        })
+                    });
                 (name, p, res)
             });
         }
+        let mut committed = BTreeMap::new();
         while let Some(joined) = tasks.join_next().await {
             let Ok((name, p, res)) = joined else { continue };
             if let Some(d) = record.devices.iter_mut().find(|d| d.device == name) {
                 match res {
-                    Ok(()) => d.status = DeviceStatus::Committed,
+                    Ok(how) => {
+                        d.status = DeviceStatus::Committed;
+                        committed.insert(name.clone(), how);
+                    }
                     Err(e) => {
                         tracing::warn!(device = name, error = %e, "commit failed");
                         d.status = DeviceStatus::Failed;
-                        d.paths = e.paths();
+                        d.paths.clone_from(&e.paths);
                         d.error = Some(e.to_string());
                     }
                 }
@@ -693,7 +668,7 @@ impl Engine {
             .iter()
             .any(|d| d.status == DeviceStatus::Failed)
         {
-            return;
+            return committed;
         }
         // Everyone committed: confirm. A device that fails to confirm rolls
         // itself back, so the others must be undone too.
@@ -703,44 +678,55 @@ impl Engine {
                     d.status = DeviceStatus::Failed;
                     d.error = Some(e.to_string());
                 }
+                committed.remove(name);
+            } else {
+                committed.insert(name.clone(), Committed::Final);
             }
         }
+        committed
     }
 
-    /// Restores every committed device of a failed commit phase: cancel the
-    /// confirmed commit where one is pending, else replay the inverse edit.
+    /// Restores every device a failed commit phase changed: cancel where the
+    /// commit is unconfirmed, else replay the inverse edit.
     async fn undo_commits(
         &self,
         record: &mut TxnRecord,
-        parts: &mut BTreeMap<String, IosXeParticipant>,
+        parts: &mut BTreeMap<String, Box<dyn Participant>>,
+        committed: &BTreeMap<String, Committed>,
+        inventory: &BTreeMap<String, Device>,
     ) {
-        let inventory = self.store.devices().unwrap_or_default();
         for d in &mut record.devices {
-            if d.status == DeviceStatus::Failed {
-                if let Some(p) = parts.get_mut(&d.device) {
-                    p.abort().await;
+            let how = committed.get(&d.device).copied();
+            let Some(p) = parts.get_mut(&d.device) else {
+                if how.is_none() {
+                    continue;
+                }
+                // Committed but the session is gone: compensate below.
+                self.restore(inventory, d).await;
+                continue;
+            };
+            if how.is_none() {
+                p.abort().await;
+                if d.status != DeviceStatus::Failed {
+                    d.status = DeviceStatus::Aborted;
                 }
                 continue;
             }
-            let restored = match parts.get_mut(&d.device) {
-                Some(p) if p.stage() == Stage::CommittedUnconfirmed => p.cancel().await,
-                Some(p) if p.stage() == Stage::Prepared => {
-                    p.abort().await;
-                    d.status = DeviceStatus::Aborted;
-                    continue;
-                }
-                _ => false,
-            };
-            if restored {
+            if how == Some(Committed::Unconfirmed) && p.cancel().await {
                 d.status = DeviceStatus::RolledBack;
                 continue;
             }
-            match self.compensate(&inventory, &d.device, &d.inverse).await {
-                Ok(()) => d.status = DeviceStatus::RolledBack,
-                Err(e) => {
-                    tracing::error!(device = d.device, error = %e, "compensation failed");
-                    d.error = Some(format!("NOT RESTORED: {e}"));
-                }
+            self.restore(inventory, d).await;
+        }
+    }
+
+    /// Replays a device's inverse edit, recording the outcome.
+    async fn restore(&self, inventory: &BTreeMap<String, Device>, d: &mut DeviceTxn) {
+        match self.compensate(inventory, &d.device, &d.inverse).await {
+            Ok(()) => d.status = DeviceStatus::RolledBack,
+            Err(e) => {
+                tracing::error!(device = d.device, error = %e, "compensation failed");
+                d.error = Some(format!("NOT RESTORED: {e}"));
             }
         }
     }
@@ -751,12 +737,8 @@ impl Engine {
         device: &str,
         inverse: &str,
     ) -> Result<(), EngineError> {
-        let d = inventory.get(device).ok_or_else(|| EngineError::NotFound {
-            what: format!("device {device}"),
-        })?;
-        let cfg = self.session_config(d)?;
-        let mut p = IosXeParticipant::connect(device, cfg, self.config.confirm_timeout).await?;
-        p.apply_now(inverse.to_owned()).await?;
+        let mut p = self.connect(inventory, device).await?;
+        p.apply_now(inverse).await?;
         Ok(())
     }
 
@@ -764,7 +746,15 @@ impl Engine {
         let failures: Vec<String> = record
             .devices
             .iter()
-            .filter_map(|d| d.error.as_ref().map(|e| format!("{}: {e}", d.device)))
+            .filter_map(|d| {
+                d.error.as_ref().map(|e| {
+                    if e.starts_with(&d.device) {
+                        e.clone()
+                    } else {
+                        format!("{}: {e}", d.device)
+                    }
+                })
+            })
             .collect();
         record.state = TxnState::Failed;
         record.phase = TxnPhase::Done;
@@ -824,9 +814,10 @@ impl Engine {
     /// # Errors
     /// Unknown id, wrong state, conflicting later transactions.
     pub fn plan_rollback(&self, id: u64, author: &str) -> Result<Planned, EngineError> {
-        let t = self.store.txn(id)?.ok_or_else(|| EngineError::NotFound {
-            what: format!("transaction txn-{id}"),
-        })?;
+        let t = self
+            .store
+            .txn(id)?
+            .ok_or_else(|| not_found(format!("transaction txn-{id}")))?;
         if t.state != TxnState::Committed {
             return Err(EngineError::NotRollbackable {
                 txn: id,
@@ -846,23 +837,16 @@ impl Engine {
         if !later.is_empty() {
             return Err(EngineError::RollbackConflict { txn: id, later });
         }
-        let mut applies = Vec::new();
-        let mut deletes = Vec::new();
+        let mut change = Change::default();
         for p in &t.prior {
             match &p.spec {
-                Some(spec) => {
-                    applies.push((spec.clone(), crate::model::spec::API_VERSION.to_owned()))
-                }
-                None => deletes.push(p.key.clone()),
+                Some(spec) => change
+                    .apply
+                    .push((spec.clone(), crate::model::spec::API_VERSION.to_owned())),
+                None => change.delete.push(p.key.clone()),
             }
         }
-        let mut planned = self.plan(
-            Change {
-                apply: applies,
-                delete: deletes,
-            },
-            author,
-        )?;
+        let mut planned = self.plan(change, author)?;
         planned.record.operation = "rollback".to_owned();
         planned.record.rollback_of = Some(id);
         Ok(planned)
@@ -896,64 +880,28 @@ impl Engine {
             if only.is_some_and(|o| o != name) {
                 continue;
             }
-            let device = inventory.get(&name).ok_or_else(|| EngineError::NotFound {
-                what: format!("device {name}"),
-            })?;
-            let merged = decode(&format!("{name} synced copy"), &synced.merged)?;
-            let actual = self.read_owned(device).await?;
-            let expected_xml = match &synced.accepted {
-                Some(accepted) => accepted.clone(),
-                None => crate::compile::iosxe::tree::to_netconf_config(
-                    &merged.to_tree(false),
-                    crate::compile::iosxe::tree::Module::Native,
-                ),
-            };
-            let expected = drift::parse(&expected_xml).map_err(|source| EngineError::Xml {
-                device: name.clone(),
-                source,
-            })?;
-            let root = |e: &drift::El| {
-                e.at(&["config", "native"])
-                    .or_else(|| e.at(&["data", "native"]))
-                    .or_else(|| e.child("native"))
-                    .cloned()
-            };
-            let differences = match (root(&expected), root(&actual)) {
-                (Some(e), Some(a)) => drift::compare(&e, &a, &["extended", "named-acl"]),
-                (Some(e), None) if !e.children.is_empty() => vec![Difference {
-                    path: "/native".to_owned(),
-                    what: "missing on the device".to_owned(),
-                }],
-                _ => Vec::new(),
-            };
+            let device = inventory
+                .get(&name)
+                .ok_or_else(|| not_found(format!("device {name}")))?;
+            let driver = self.driver(device)?;
+            let actual = driver.connect(device).await?.read().await?;
+            let differences = driver
+                .drift(&synced.merged, synced.accepted.as_deref(), &actual)
+                .map_err(|message| EngineError::Decode {
+                    what: format!("device {name} reply"),
+                    message,
+                })?;
             out.push(DriftReport {
                 device: name,
                 differences,
             });
         }
-        if let Some(o) = only {
-            if out.is_empty() {
-                return Err(EngineError::NotFound {
-                    what: format!("synced device {o}"),
-                });
-            }
+        if let Some(o) = only
+            && out.is_empty()
+        {
+            return Err(not_found(format!("device {o} with Rampart configuration")));
         }
         Ok(out)
-    }
-
-    async fn read_owned(&self, device: &Device) -> Result<drift::El, EngineError> {
-        let cfg = self.session_config(device)?;
-        let mut p =
-            IosXeParticipant::connect(&device.name, cfg, self.config.confirm_timeout).await?;
-        let filter = format!(
-            "<native xmlns=\"{}\"><ip><access-list/></ip><ipv6><access-list/></ipv6><interface/><router/></native>",
-            crate::compile::iosxe::tree::Module::Native.namespace()
-        );
-        let xml = p.running(filter).await?;
-        drift::parse(&xml).map_err(|source| EngineError::Xml {
-            device: device.name.clone(),
-            source,
-        })
     }
 
     /// Re-deploys Rampart's intended configuration to a drifted device.
@@ -966,13 +914,21 @@ impl Engine {
         let synced = self
             .store
             .synced(name)?
-            .ok_or_else(|| EngineError::NotFound {
-                what: format!("synced device {name}"),
-            })?;
-        let merged = decode(&format!("{name} synced copy"), &synced.merged)?;
+            .ok_or_else(|| not_found(format!("device {name} with Rampart configuration")))?;
         let inventory = self.store.devices()?;
-        let edit = iosxe::edit_xml(&IosXeConfig::default(), &merged);
-        self.compensate(&inventory, name, &edit).await?;
+        let device = inventory
+            .get(name)
+            .ok_or_else(|| not_found(format!("device {name}")))?;
+        let edit = self
+            .driver(device)?
+            .edit(&serde_json::Value::Null, &synced.merged)
+            .map_err(|message| EngineError::Decode {
+                what: format!("device {name}"),
+                message,
+            })?;
+        if let Some(edit) = edit {
+            self.compensate(&inventory, name, &edit).await?;
+        }
         if synced.accepted.is_some() {
             self.store
                 .put_synced(
@@ -996,55 +952,18 @@ impl Engine {
         let synced = self
             .store
             .synced(name)?
-            .ok_or_else(|| EngineError::NotFound {
-                what: format!("synced device {name}"),
-            })?;
+            .ok_or_else(|| not_found(format!("device {name} with Rampart configuration")))?;
         let inventory = self.store.devices()?;
-        let device = inventory.get(name).ok_or_else(|| EngineError::NotFound {
-            what: format!("device {name}"),
-        })?;
-        let cfg = self.session_config(device)?;
-        let mut p = IosXeParticipant::connect(name, cfg, self.config.confirm_timeout).await?;
-        let filter = format!(
-            "<native xmlns=\"{}\"><ip><access-list/></ip><ipv6><access-list/></ipv6><interface/><router/></native>",
-            crate::compile::iosxe::tree::Module::Native.namespace()
-        );
-        let xml = p.running(filter).await?;
+        let actual = self.connect(&inventory, name).await?.read().await?;
         self.store
             .put_synced(
                 name,
                 &SyncedDevice {
-                    accepted: Some(xml),
+                    accepted: Some(actual),
                     ..synced
                 },
             )
             .await?;
         Ok(())
-    }
-}
-
-fn paths_suffix(paths: &[String]) -> String {
-    if paths.is_empty() {
-        String::new()
-    } else {
-        format!(" [paths: {}]", paths.join(", "))
-    }
-}
-
-fn extract_paths(msg: &str) -> Vec<String> {
-    msg.split_once("[paths: ")
-        .and_then(|(_, rest)| rest.strip_suffix(']'))
-        .map(|s| s.split(", ").map(str::to_owned).collect())
-        .unwrap_or_default()
-}
-
-fn timeout_error(device: &str, stage: &'static str, after: Duration) -> ParticipantError {
-    ParticipantError {
-        device: device.to_owned(),
-        stage,
-        source: crate::transport::netconf::NetconfError::Timeout {
-            what: stage.to_owned(),
-            after,
-        },
     }
 }

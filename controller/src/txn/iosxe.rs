@@ -15,17 +15,7 @@ use crate::compile::iosxe::{
     tree::{self, EditOp, Module, Node, NodeKind},
 };
 
-/// Two services want different values for the same device setting.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{what} is set differently by {first} and {second}")]
-pub struct Conflict {
-    /// The setting (`GigabitEthernet2 ip access-group in`).
-    pub what: String,
-    /// One service (`tenant/name`).
-    pub first: String,
-    /// The other.
-    pub second: String,
-}
+pub use super::platform::Conflict;
 
 /// Merges service contributions (`tenant/name` → config) into the device's
 /// desired Rampart-owned configuration.
@@ -320,8 +310,8 @@ pub fn edit_tree(prev: &IosXeConfig, next: &IosXeConfig) -> Node {
     if !ifaces.is_empty() {
         extra.push(Node::container("interface", ifaces));
     }
-    if prev.bgp.is_some() && next.bgp.is_none() {
-        if let Some(b) = &prev.bgp {
+    if let (Some(b), None) = (&prev.bgp, &next.bgp) {
+        {
             extra.push(Node::container(
                 "router",
                 vec![

@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 pub mod drift;
 pub mod engine;
 pub mod iosxe;
+pub mod netconf_platform;
 pub mod participant;
+pub mod platform;
 
 pub use engine::{Change, DriftReport, Engine, EngineConfig, EngineError, Planned};
 

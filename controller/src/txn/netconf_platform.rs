@@ -1,0 +1,212 @@
+//! IOS-XE as a transaction platform: NETCONF sessions as participants, the
+//! merged [`IosXeConfig`] as device state, NETCONF `<config>` payloads as
+//! edits, structural XML comparison for drift.
+
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+
+use serde_json::Value;
+
+use super::{
+    drift::{self, Difference},
+    iosxe,
+    participant::{IosXeParticipant, ParticipantError, Stage},
+    platform::{
+        Committed, Conflict, DeviceError, Participant, PlatformDriver, resolve_credentials,
+    },
+};
+use crate::{
+    compile::{
+        CompileError,
+        iosxe::{
+            IosXeConfig,
+            tree::{self, Module},
+        },
+    },
+    model::{device::Device, spec::ServiceSpec},
+    transport::netconf::{Auth, HostKeyPolicy, SessionConfig},
+};
+
+/// Session settings shared by every IOS-XE device.
+#[derive(Debug, Clone)]
+pub struct NetconfSettings {
+    /// OpenSSH known_hosts file.
+    pub known_hosts: PathBuf,
+    /// Record unknown host keys (labs only).
+    pub trust_on_first_use: bool,
+    /// Connect + SSH + hello timeout.
+    pub connect_timeout: Duration,
+    /// One RPC's timeout.
+    pub rpc_timeout: Duration,
+    /// Confirmed-commit timeout.
+    pub confirm_timeout: Duration,
+}
+
+/// The IOS-XE platform driver.
+#[derive(Debug, Clone)]
+pub struct IosXePlatform {
+    settings: NetconfSettings,
+}
+
+impl IosXePlatform {
+    /// A driver with these session settings.
+    #[must_use]
+    pub fn new(settings: NetconfSettings) -> Self {
+        Self { settings }
+    }
+
+    fn session_config(&self, device: &Device) -> Result<SessionConfig, DeviceError> {
+        let (user, password) = resolve_credentials(device)?;
+        let (host, port) = host_port(&device.address);
+        let mut cfg = SessionConfig::new(
+            host,
+            port,
+            user,
+            Auth::Password(password),
+            HostKeyPolicy {
+                known_hosts: self.settings.known_hosts.clone(),
+                trust_on_first_use: self.settings.trust_on_first_use,
+            },
+        );
+        cfg.connect_timeout = self.settings.connect_timeout;
+        cfg.rpc_timeout = self.settings.rpc_timeout;
+        Ok(cfg)
+    }
+}
+
+/// Splits `host:port` (default NETCONF port 830).
+fn host_port(address: &str) -> (String, u16) {
+    if let Some((h, p)) = address.rsplit_once(':')
+        && let Ok(port) = p.parse()
+    {
+        return (h.trim_matches(['[', ']']).to_owned(), port);
+    }
+    (address.to_owned(), 830)
+}
+
+fn decode(v: &Value) -> Result<IosXeConfig, String> {
+    iosxe::from_json(v).map_err(|e| format!("stored IOS-XE state: {e}"))
+}
+
+/// The subtree filter selecting everything Rampart may own.
+fn owned_filter() -> String {
+    format!(
+        "<native xmlns=\"{}\"><ip><access-list/></ip><ipv6><access-list/></ipv6><interface/><router/></native>",
+        Module::Native.namespace()
+    )
+}
+
+impl From<ParticipantError> for DeviceError {
+    fn from(e: ParticipantError) -> Self {
+        DeviceError {
+            paths: e.paths(),
+            device: e.device,
+            stage: e.stage.to_owned(),
+            message: e.source.to_string(),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl PlatformDriver for IosXePlatform {
+    fn contribution(&self, spec: &ServiceSpec, device: &Device) -> Result<Value, CompileError> {
+        let c = crate::compile::iosxe::build(spec, device)?;
+        iosxe::to_json(&c).map_err(|e| CompileError::Unsupported {
+            platform: "iosxe".to_owned(),
+            what: format!("encoding the configuration ({e})"),
+            field: "spec".to_owned(),
+        })
+    }
+
+    fn merge(&self, contributions: &BTreeMap<String, Value>) -> Result<Value, Conflict> {
+        let decoded: BTreeMap<String, IosXeConfig> = contributions
+            .iter()
+            .map(|(k, v)| decode(v).map(|c| (k.clone(), c)))
+            .collect::<Result<_, _>>()
+            .map_err(|e| Conflict {
+                what: e,
+                first: String::new(),
+                second: String::new(),
+            })?;
+        let merged = iosxe::merge(&decoded)?;
+        iosxe::to_json(&merged).map_err(|e| Conflict {
+            what: format!("encoding the merged configuration ({e})"),
+            first: String::new(),
+            second: String::new(),
+        })
+    }
+
+    fn edit(&self, prev: &Value, next: &Value) -> Result<Option<String>, String> {
+        let (p, n) = (decode(prev)?, decode(next)?);
+        Ok((!iosxe::is_noop(&p, &n)).then(|| iosxe::edit_xml(&p, &n)))
+    }
+
+    async fn connect(&self, device: &Device) -> Result<Box<dyn Participant>, DeviceError> {
+        let cfg = self.session_config(device)?;
+        let p = IosXeParticipant::connect(&device.name, cfg, self.settings.confirm_timeout).await?;
+        Ok(Box::new(p))
+    }
+
+    fn drift(
+        &self,
+        expected: &Value,
+        accepted: Option<&str>,
+        actual: &str,
+    ) -> Result<Vec<Difference>, String> {
+        let expected_xml = match accepted {
+            Some(a) => a.to_owned(),
+            None => tree::to_netconf_config(&decode(expected)?.to_tree(false), Module::Native),
+        };
+        let parse = |x: &str| drift::parse(x).map_err(|e| e.to_string());
+        let (e, a) = (parse(&expected_xml)?, parse(actual)?);
+        let root = |e: &drift::El| {
+            e.at(&["config", "native"])
+                .or_else(|| e.at(&["data", "native"]))
+                .or_else(|| e.child("native"))
+                .cloned()
+        };
+        Ok(match (root(&e), root(&a)) {
+            (Some(e), Some(a)) => drift::compare(&e, &a, &["extended", "named-acl"]),
+            (Some(e), None) if !e.children.is_empty() => vec![Difference {
+                path: "/native".to_owned(),
+                what: "missing on the device".to_owned(),
+            }],
+            _ => Vec::new(),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl Participant for IosXeParticipant {
+    async fn prepare(&mut self, edit: &str) -> Result<(), DeviceError> {
+        Ok(IosXeParticipant::prepare(self, edit.to_owned()).await?)
+    }
+
+    async fn commit(&mut self) -> Result<Committed, DeviceError> {
+        IosXeParticipant::commit(self).await?;
+        Ok(if self.stage() == Stage::CommittedUnconfirmed {
+            Committed::Unconfirmed
+        } else {
+            Committed::Final
+        })
+    }
+
+    async fn confirm(&mut self) -> Result<(), DeviceError> {
+        Ok(IosXeParticipant::confirm(self).await?)
+    }
+
+    async fn abort(&mut self) {
+        IosXeParticipant::abort(self).await;
+    }
+
+    async fn cancel(&mut self) -> bool {
+        IosXeParticipant::cancel(self).await
+    }
+
+    async fn apply_now(&mut self, edit: &str) -> Result<(), DeviceError> {
+        Ok(IosXeParticipant::apply_now(self, edit.to_owned()).await?)
+    }
+
+    async fn read(&mut self) -> Result<String, DeviceError> {
+        Ok(self.running(owned_filter()).await?)
+    }
+}

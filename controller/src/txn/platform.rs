@@ -1,0 +1,146 @@
+//! What the transaction engine needs from a platform, so every platform
+//! (IOS-XE over NETCONF, REST controllers, ASA CLI, host agents) takes part
+//! in the same plan / two-phase commit / compensation / drift machinery.
+//!
+//! A platform keeps its device state as JSON (its own structured form):
+//! one contribution per service, merged into the device's Rampart-owned
+//! configuration. Edits are native text (NETCONF XML, CLI lines, HTTP
+//! requests) so dry-run shows exactly what will be sent.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::drift::Difference;
+use crate::{
+    compile::CompileError,
+    model::{device::Device, spec::ServiceSpec},
+};
+
+/// A failure on one device, with where it happened.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{device}: {stage}: {message}")]
+pub struct DeviceError {
+    /// Inventory name.
+    pub device: String,
+    /// `connect`, `lock`, `edit-config`, `commit`, `deploy`, ...
+    pub stage: String,
+    /// What went wrong, as the device said it.
+    pub message: String,
+    /// Model paths (YANG paths, API fields, CLI lines) the device named.
+    pub paths: Vec<String>,
+}
+
+/// Two services want different values for the same device setting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} is set differently by {first} and {second}")]
+pub struct Conflict {
+    /// The setting.
+    pub what: String,
+    /// One service (`tenant/name`).
+    pub first: String,
+    /// The other.
+    pub second: String,
+}
+
+/// Where a participant stands after `commit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Committed {
+    /// The device will roll back by itself unless confirmed.
+    Unconfirmed,
+    /// Committed for good; undoing needs the inverse edit.
+    Final,
+}
+
+/// One device's side of a transaction.
+#[tonic::async_trait]
+pub trait Participant: Send {
+    /// Stages `edit` without making it active (lock + candidate edit,
+    /// staged REST changes, policy received but not switched).
+    async fn prepare(&mut self, edit: &str) -> Result<(), DeviceError>;
+    /// Makes the staged change active.
+    async fn commit(&mut self) -> Result<Committed, DeviceError>;
+    /// Confirms an unconfirmed commit and releases the device.
+    async fn confirm(&mut self) -> Result<(), DeviceError>;
+    /// Undoes a prepare. Best effort.
+    async fn abort(&mut self);
+    /// Cancels an unconfirmed commit; false when that is not possible.
+    async fn cancel(&mut self) -> bool;
+    /// Applies an edit at once (compensation, repair).
+    async fn apply_now(&mut self, edit: &str) -> Result<(), DeviceError>;
+    /// Reads the device's view of Rampart-owned configuration (native text).
+    async fn read(&mut self) -> Result<String, DeviceError>;
+}
+
+/// A platform's transactional behaviour.
+#[tonic::async_trait]
+pub trait PlatformDriver: Send + Sync {
+    /// What `spec` puts on `device`, in the platform's JSON form.
+    ///
+    /// # Errors
+    /// When the platform cannot express the spec.
+    fn contribution(&self, spec: &ServiceSpec, device: &Device) -> Result<Value, CompileError>;
+
+    /// Merges every service's contribution on one device.
+    ///
+    /// # Errors
+    /// [`Conflict`] when two services disagree.
+    fn merge(&self, contributions: &BTreeMap<String, Value>) -> Result<Value, Conflict>;
+
+    /// The native edit moving the device from `prev` to `next`; `None` when
+    /// nothing changes.
+    ///
+    /// # Errors
+    /// A stored state that does not decode (message).
+    fn edit(&self, prev: &Value, next: &Value) -> Result<Option<String>, String>;
+
+    /// Opens a session to the device.
+    async fn connect(&self, device: &Device) -> Result<Box<dyn Participant>, DeviceError>;
+
+    /// Differences between the expected Rampart-owned state and what
+    /// [`Participant::read`] returned. `accepted` is a baseline accepted
+    /// from the device earlier (`sync --from-device`).
+    ///
+    /// # Errors
+    /// Unreadable replies (message).
+    fn drift(
+        &self,
+        expected: &Value,
+        accepted: Option<&str>,
+        actual: &str,
+    ) -> Result<Vec<Difference>, String>;
+}
+
+/// Resolves a device's `credentials_ref` to `(user, secret)`:
+/// `env:VAR` or `file:PATH` holding `user:secret` (first line).
+///
+/// # Errors
+/// [`DeviceError`] at stage `credentials` saying what is wrong.
+pub fn resolve_credentials(device: &Device) -> Result<(String, String), DeviceError> {
+    let fail = |message: String| DeviceError {
+        device: device.name.clone(),
+        stage: "credentials".to_owned(),
+        message: format!("{:?}: {message}", device.credentials_ref),
+        paths: Vec::new(),
+    };
+    let secret = match device.credentials_ref.split_once(':') {
+        Some(("env", var)) => {
+            std::env::var(var).map_err(|_| fail(format!("variable {var} is not set")))?
+        }
+        Some(("file", path)) => std::fs::read_to_string(path)
+            .map_err(|e| fail(format!("cannot read {path}: {e}")))?
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+        _ => {
+            return Err(fail(
+                "expected env:VAR or file:PATH holding user:secret".to_owned(),
+            ));
+        }
+    };
+    let (user, pass) = secret
+        .split_once(':')
+        .ok_or_else(|| fail("the value must be user:secret".to_owned()))?;
+    Ok((user.to_owned(), pass.to_owned()))
+}
