@@ -289,7 +289,7 @@ pub fn parse_reply(msg: &[u8]) -> Result<RpcReply, ReplyError> {
                         ..usize::try_from(span.end).unwrap_or(0);
                     reply.data = Some(text.get(range).unwrap_or_default().trim().to_owned());
                 }
-                "rpc-error" => reply.errors.push(parse_rpc_error(&mut reader)?),
+                "rpc-error" => reply.errors.push(parse_rpc_error(&mut reader, None)?),
                 _ => {
                     reader
                         .read_to_end(e.name())
@@ -323,7 +323,50 @@ pub fn parse_reply(msg: &[u8]) -> Result<RpcReply, ReplyError> {
     Ok(reply)
 }
 
-fn parse_rpc_error(reader: &mut Reader<&[u8]>) -> Result<RpcError, ReplyError> {
+/// Parses a RESTCONF XML error body (`<errors>` of `ietf-restconf`, RFC 8040
+/// 7.1); `error-severity` is optional there and defaults to error.
+///
+/// # Errors
+/// [`ReplyError`] when the body is not such a document.
+pub fn parse_restconf_errors(msg: &[u8]) -> Result<Vec<RpcError>, ReplyError> {
+    let text = utf8(msg)?;
+    let mut reader = Reader::from_str(text);
+    let (start, empty) = root(&mut reader)?;
+    if local(&start) != "errors" {
+        return Err(ReplyError::UnexpectedRoot {
+            expected: "errors",
+            found: format!("<{}>", local(&start)),
+        });
+    }
+    let mut out = Vec::new();
+    let mut open = !empty;
+    while open {
+        match reader.read_event().map_err(|e| xml_err(&reader, &e))? {
+            Event::Start(e) if local(&e) == "error" => {
+                out.push(parse_rpc_error(&mut reader, Some(ErrorSeverity::Error))?);
+            }
+            Event::Start(e) => {
+                reader
+                    .read_to_end(e.name())
+                    .map_err(|err| xml_err(&reader, &err))?;
+            }
+            Event::End(_) => open = false,
+            Event::Eof => {
+                return Err(ReplyError::Xml {
+                    offset: reader.buffer_position(),
+                    reason: "unexpected end of <errors>".to_owned(),
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+fn parse_rpc_error(
+    reader: &mut Reader<&[u8]>,
+    default_severity: Option<ErrorSeverity>,
+) -> Result<RpcError, ReplyError> {
     let mut error_type = None;
     let mut tag = None;
     let mut severity = None;
@@ -384,7 +427,7 @@ fn parse_rpc_error(reader: &mut Reader<&[u8]>) -> Result<RpcError, ReplyError> {
         element: "rpc-error",
         reason: "no <error-tag>".to_owned(),
     })?;
-    e.severity = severity.ok_or(ReplyError::Invalid {
+    e.severity = severity.or(default_severity).ok_or(ReplyError::Invalid {
         element: "rpc-error",
         reason: "no <error-severity>".to_owned(),
     })?;
