@@ -7,8 +7,12 @@
 //! - [`testrun`]: run the programs on packets with `BPF_PROG_TEST_RUN`.
 //! - [`metrics`], [`daemon`], [`config`]: the long-running agent.
 
+pub mod config;
+pub mod daemon;
+pub mod enforcer;
 pub mod loader;
 pub mod maps;
+pub mod metrics;
 pub mod policy;
 pub mod packet;
 pub mod sys;

@@ -1,1 +1,188 @@
-fn main(){}
+//! `rampart-agent`: the host firewall agent.
+//!
+//! ```text
+//! rampart-agent run --policy FILE     enforce a YAML/JSON policy, hot-reloaded
+//! rampart-agent detach [--interface]  remove enforcement (all interfaces by default)
+//! rampart-agent status                print what is pinned and enforced (JSON)
+//! ```
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+use rampart_agent::{
+    config::Config,
+    daemon,
+    loader::{self, PinLayout, XdpModePref},
+    maps::FwMaps,
+};
+
+#[derive(Parser)]
+#[command(name = "rampart-agent", version, about = "Rampart host firewall agent (XDP/TC eBPF)")]
+struct Cli {
+    /// Agent configuration (TOML).
+    #[arg(long, global = true, env = "RAMPART_AGENT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Enter this network namespace (`ip netns` name or a path) before
+    /// anything else; for interfaces of containers and for tests.
+    #[arg(long, global = true)]
+    netns: Option<String>,
+    /// bpffs directory for pins (overrides the config).
+    #[arg(long, global = true)]
+    pin_root: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Enforce a policy file (standalone mode), reloading it on change.
+    Run {
+        /// `HostPolicy` as YAML or JSON.
+        #[arg(long)]
+        policy: PathBuf,
+        /// Prometheus listen address (overrides the config).
+        #[arg(long)]
+        metrics_listen: Option<SocketAddr>,
+        /// XDP mode (overrides the config).
+        #[arg(long, value_enum)]
+        xdp_mode: Option<XdpModePref>,
+        /// Conntrack entries per interface (overrides the config).
+        #[arg(long)]
+        conntrack_max: Option<u32>,
+    },
+    /// Remove enforcement: unpin links, programs and maps.
+    Detach {
+        /// Only these interfaces (default: all).
+        #[arg(long)]
+        interface: Vec<String>,
+    },
+    /// Show pinned interfaces with their generation and verdict counters.
+    Status,
+    /// Validate a policy file without touching the dataplane.
+    Check {
+        /// `HostPolicy` as YAML or JSON.
+        #[arg(long)]
+        policy: PathBuf,
+    },
+}
+
+fn enter_netns(ns: &str) -> anyhow::Result<()> {
+    let path = if ns.contains('/') { PathBuf::from(ns) } else { Path::new("/run/netns").join(ns) };
+    let f = std::fs::File::open(&path).with_context(|| format!("open netns {}", path.display()))?;
+    // SAFETY: setns on a valid fd; called before any thread exists.
+    #[allow(unsafe_code, reason = "setns(2) before the runtime starts")]
+    let r = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) };
+    if r != 0 {
+        bail!("setns {}: {}", path.display(), std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[allow(clippy::print_stdout, reason = "status and check print their result")]
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // Namespaces are per thread: enter before the runtime spawns any.
+    if let Some(ns) = &cli.netns {
+        enter_netns(ns)?;
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let mut cfg = Config::load(cli.config.as_deref())?;
+    if let Some(p) = cli.pin_root {
+        cfg.pin_root = p;
+    }
+    let layout = PinLayout { root: cfg.pin_root.clone() };
+    match cli.cmd {
+        Cmd::Run { policy, metrics_listen, xdp_mode, conntrack_max } => {
+            if let Some(a) = metrics_listen {
+                cfg.metrics_listen = a;
+            }
+            if let Some(m) = xdp_mode {
+                cfg.xdp_mode = m;
+            }
+            if let Some(c) = conntrack_max {
+                cfg.conntrack_max = c;
+            }
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("tokio runtime")?;
+            rt.block_on(async move {
+                let shutdown = async {
+                    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                        .expect("SIGTERM handler");
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                };
+                daemon::run(cfg, policy, shutdown).await
+            })?;
+        }
+        Cmd::Detach { interface } => {
+            let done = if interface.is_empty() {
+                loader::detach_all(&layout)?
+            } else {
+                for i in &interface {
+                    loader::detach(&layout, i)?;
+                }
+                interface
+            };
+            println!("{}", serde_json::json!({ "detached": done }));
+        }
+        Cmd::Status => {
+            let mut out = Vec::new();
+            for i in layout.interfaces() {
+                let dir = layout.dir(&i);
+                let entry = match FwMaps::from_pins(&dir) {
+                    Ok(m) => {
+                        let reasons: serde_json::Map<String, serde_json::Value> = m
+                            .reason_totals()
+                            .unwrap_or_default()
+                            .into_iter()
+                            .filter(|(_, _, t)| t.packets > 0)
+                            .map(|(d, r, t)| {
+                                (
+                                    format!(
+                                        "{}/{}",
+                                        if d == 0 { "ingress" } else { "egress" },
+                                        rampart_agent::enforcer::reason_name(r)
+                                    ),
+                                    serde_json::json!(t.packets),
+                                )
+                            })
+                            .collect();
+                        serde_json::json!({
+                            "interface": i,
+                            "generation": m.generation().ok(),
+                            "xdp_link": dir.join("link_xdp").exists(),
+                            "tc_link": dir.join("link_tc").exists(),
+                            "conntrack_entries": m.ct_entries().ok(),
+                            "packets": reasons,
+                        })
+                    }
+                    Err(e) => serde_json::json!({ "interface": i, "error": e.to_string() }),
+                };
+                out.push(entry);
+            }
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        Cmd::Check { policy } => {
+            let p = rampart_agent::policy::load_file(&policy)?;
+            let c = rampart_agent::policy::compile(&p, &|n| loader::ifindex(n).is_some())?;
+            let n: usize = c.interfaces.iter().map(|i| i.ingress.rules.len() + i.egress.rules.len()).sum();
+            println!("{}", serde_json::json!({ "ok": true, "interfaces": c.interfaces.len(), "rules": n }));
+        }
+    }
+    Ok(())
+}

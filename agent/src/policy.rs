@@ -276,12 +276,6 @@ fn set_bit(b: &mut Bitmap, i: usize) {
     b.words[i / 64] |= 1 << (i % 64);
 }
 
-fn or_into(dst: &mut Bitmap, src: &Bitmap) {
-    for (d, s) in dst.words.iter_mut().zip(src.words.iter()) {
-        *d |= *s;
-    }
-}
-
 /// Sets `lo`/`hi` to the non-zero word range (empty: `lo == hi == 0`).
 pub fn finalize(b: &mut Bitmap) {
     let first = b.words.iter().position(|w| *w != 0);

@@ -76,6 +76,8 @@ impl Harness {
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
         loader::ensure_bpffs(&dir)?;
+        // Removes the directory if loading fails below.
+        let guard = DirGuard(dir.clone());
         let mut ebpf = loader::load_object(&dir, "test-run", 4096)?;
         let run_err = |what| move |e| TestRunError::Program { what, source: Box::new(e) };
         let xdp: &mut Xdp = ebpf
@@ -90,6 +92,7 @@ impl Harness {
         tc.load().map_err(run_err("load tc"))?;
         let maps = FwMaps::from_ebpf(&mut ebpf)?;
         maps.set_timeouts(&Timeouts::default())?;
+        std::mem::forget(guard);
         Ok(Self { ebpf, maps, dir })
     }
 
@@ -139,11 +142,23 @@ impl Harness {
     }
 }
 
+fn remove_pins(dir: &std::path::Path) {
+    for m in MAP_NAMES {
+        let _ = std::fs::remove_file(dir.join(m));
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+struct DirGuard(PathBuf);
+
+impl Drop for DirGuard {
+    fn drop(&mut self) {
+        remove_pins(&self.0);
+    }
+}
+
 impl Drop for Harness {
     fn drop(&mut self) {
-        for m in MAP_NAMES {
-            let _ = std::fs::remove_file(self.dir.join(m));
-        }
-        let _ = std::fs::remove_dir(&self.dir);
+        remove_pins(&self.dir);
     }
 }
