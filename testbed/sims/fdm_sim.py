@@ -123,8 +123,11 @@ class FdmSim(simlib.Simulator):
         return Response(e.status, {"error": {"severity": "ERROR", "key": key, "messages": [
             {"description": e.message, "code": e.code or key, "location": ""}]}}, headers=e.headers)
 
-    def rate_key(self, req):
-        return None
+    def rate_limited_response(self, retry_after: int) -> Response:
+        # FDM has no documented rate limit; this only answers a `rate_limit` fault
+        return Response(429, {"error": {"severity": "ERROR", "key": "TooManyRequests", "messages": [
+            {"description": "Too many requests", "code": "tooManyRequests", "location": ""}]}},
+            headers={"Retry-After": str(retry_after)})
 
     # ----- auth ----------------------------------------------------------------
     def dispatch(self, req: Request) -> Optional[Response]:

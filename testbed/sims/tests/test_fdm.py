@@ -211,5 +211,11 @@ def test_object_nat_rules_and_injected_faults(sim, fdm):
     t0 = time.monotonic()
     assert fdm.get("/object/networks").status_code == 200
     assert time.monotonic() - t0 >= 0.3
+    sim.faults(rate_limit={"rps": 2, "retry_after": 3})
+    limited = [r for r in (fdm.get("/object/networks") for _ in range(6)) if r.status_code == 429]
+    assert limited and limited[0].headers["Retry-After"] == "3"
+    assert limited[0].json()["error"]["messages"][0]["code"] == "tooManyRequests"
+    sim.faults(rate_limit=None)
+    assert fdm.get("/object/networks").status_code == 200
     sim.faults(expire_tokens=True)
     assert fdm.get("/object/networks").status_code == 401
