@@ -9,7 +9,7 @@ with the system `python3` as well as with the project venv.
 
 Startup contract (relied on by the Rust integration tests):
   line 1 on stdout: `LISTENING <host>:<port>`
-  line 2 on stdout (TLS only): `CERT <path to PEM certificate>`
+  line 2 on stdout (TLS only): `CERT <path to the PEM CA certificate to trust>`
 """
 
 from __future__ import annotations
@@ -501,11 +501,17 @@ class SimServer(ThreadingHTTPServer):
         LOG.debug("connection error from %s", client_address, exc_info=True)
 
 
-def make_cert(directory: str, extra_sans: Optional[list[str]] = None) -> tuple[str, str]:
-    """Creates a self-signed certificate valid for 127.0.0.1/::1/localhost
-    (and api.meraki.com, see docs) plus `extra_sans` (IPs or DNS names)."""
-    cert = os.path.join(directory, "cert.pem")
-    key = os.path.join(directory, "key.pem")
+def make_cert(directory: str, extra_sans: Optional[list[str]] = None) -> tuple[str, str, str]:
+    """Creates a throw-away CA and a server certificate it signs, valid for
+    127.0.0.1, ::1, localhost, api.meraki.com (see docs) and `extra_sans`.
+
+    A separate CA (rather than one self-signed certificate) because webpki /
+    rustls refuse a CA certificate used as the server's own. Returns
+    (CA certificate, server chain, server key) paths.
+    """
+    ca, ca_key = os.path.join(directory, "ca.pem"), os.path.join(directory, "ca-key.pem")
+    cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    csr, ext = os.path.join(directory, "server.csr"), os.path.join(directory, "server.ext")
     sans = ["IP:127.0.0.1", "IP:::1", "DNS:localhost", "DNS:api.meraki.com"]
     for name in extra_sans or []:
         try:
@@ -515,13 +521,24 @@ def make_cert(directory: str, extra_sans: Optional[list[str]] = None) -> tuple[s
             entry = f"DNS:{name}"
         if entry not in sans:
             sans.append(entry)
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-days", "30", "-subj", "/CN=rampart-sim", "-keyout", key, "-out", cert,
-         "-addext", "subjectAltName=" + ",".join(sans),
-         "-addext", "basicConstraints=critical,CA:TRUE"],
-        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    return cert, key
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def run(*cmd):
+        subprocess.run(["openssl", *cmd], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    run("req", "-x509", *ec, "-days", "30", "-subj", "/CN=rampart-sim-ca", "-keyout", ca_key, "-out", ca,
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    run("req", *ec, "-subj", "/CN=rampart-sim", "-keyout", key, "-out", csr)
+    with open(ext, "w") as fh:
+        fh.write(f"subjectAltName={','.join(sans)}\nbasicConstraints=critical,CA:FALSE\n"
+                 "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n")
+    run("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-set_serial", str(int.from_bytes(os.urandom(8), "big")),
+        "-days", "30", "-extfile", ext, "-out", cert)
+    with open(cert, "a") as out, open(ca) as ca_fh:
+        out.write(ca_fh.read())  # serve the chain
+    for f in (csr, ext, ca_key):
+        os.unlink(f)
+    return ca, cert, key
 
 
 def common_parser(description: str) -> argparse.ArgumentParser:
@@ -558,7 +575,7 @@ def serve(sim_cls: type[Simulator], description: str, argv: Optional[list[str]] 
         sans = list(args.cert_san)
         if args.host not in ("0.0.0.0", "::", "127.0.0.1", "::1", "localhost"):
             sans.append(args.host)
-        cert, key = make_cert(cert_dir, sans)
+        ca, cert, key = make_cert(cert_dir, sans)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(cert, key)
     sim = sim_cls(args)
@@ -571,7 +588,7 @@ def serve(sim_cls: type[Simulator], description: str, argv: Optional[list[str]] 
     sim.base_url = f"{scheme}://{hostpart}:{port}"
     print(f"LISTENING {hostpart}:{port}", flush=True)
     if ctx:
-        print(f"CERT {os.path.join(cert_dir, 'cert.pem')}", flush=True)
+        print(f"CERT {ca}", flush=True)
 
     def stop(*_):
         threading.Thread(target=server.shutdown, daemon=True).start()
