@@ -189,14 +189,24 @@ def test_faults_drop_fail_write_and_delay(asa):
         t0 = time.monotonic()
         conn.send_command("show curpriv")
         assert time.monotonic() - t0 >= 0.4
-        asa.faults(drop_next=1)
-        with pytest.raises(Exception):
-            conn.send_command("show running-config access-list", read_timeout=2)
     finally:
-        try:
-            conn.disconnect()
-        except Exception:
-            pass
+        conn.disconnect()
+    # a dropped session: the channel closes without any answer
+    client, chan = shell(asa)
+    try:
+        read_until(chan, r"asa-sim> $")
+        asa.faults(drop_next=1)
+        chan.send("show curpriv\n")
+        deadline = time.monotonic() + 5
+        data = b""
+        while not chan.exit_status_ready():
+            assert time.monotonic() < deadline
+            if chan.recv_ready():
+                data += chan.recv(4096)
+            time.sleep(0.01)
+        assert b"Current privilege" not in data and chan.recv_exit_status() == 1
+    finally:
+        client.close()
     # the device is still there for a new session
     conn = connect(asa)
     assert conn.find_prompt() == "asa-sim#"
