@@ -479,6 +479,7 @@ class Session:
         self.buf = b""
         self.hostname = "asa"
         self.username = os.environ.get("USER", "")
+        self.logged_in = False  # reached privilege 15 through `login` rather than `enable`
 
     # ----- I/O -----------------------------------------------------------
     def write(self, text: str) -> None:
@@ -720,6 +721,7 @@ class Session:
         if user is not None and users.get(user.strip()) == pw:
             self.mode = "priv"
             self.username = user.strip()
+            self.logged_in = True
         else:
             self.write("Invalid password\n")
 
@@ -733,7 +735,7 @@ class Session:
         if what == "curpriv":
             t.end()
             level, modes = {"user": (1, "P_UNPR"), "priv": (15, "P_PRIV")}.get(self.mode, (15, "P_CONF"))
-            user = "enable_15" if self.mode != "user" else self.username
+            user = self.username if self.mode == "user" or self.logged_in else "enable_15"
             self.write(f"Username : {user}\nCurrent privilege level : {level}\nCurrent Mode/s : {modes}\n")
             return
         if what == "version":

@@ -168,6 +168,16 @@ def test_pager_more_prompt_and_enable_password(asa):
         assert "<--- More --->" not in out
         chan.send("show curpriv\n")
         assert "Current privilege level : 15" in read_until(chan, r"P_PRIV")
+        # `login` (what netmiko's asa_login does without an enable secret)
+        user, password, _ = creds(asa)
+        chan.send("disable\nlogin\n")
+        read_until(chan, r"Username: $")
+        chan.send(user + "\n")
+        read_until(chan, r"Password: $")
+        chan.send(password + "\n")
+        read_until(chan, r"asa-sim# $")
+        chan.send("show curpriv\n")
+        assert f"Username : {user}" in read_until(chan, r"P_PRIV")
     finally:
         client.close()
 
