@@ -340,41 +340,51 @@ def main() -> None:
     if os.geteuid() != 0:
         print("asa_sim.py needs root: it creates a system user and runs sshd", file=sys.stderr)
         sys.exit(2)
+    def early_exit(*_):
+        raise SystemExit(1)
+
+    # until the admin server runs, SIGTERM unwinds through the clean-up below
+    signal.signal(signal.SIGTERM, early_exit)
+    signal.signal(signal.SIGINT, early_exit)
     password = ensure_user(args.username)
     pw = pwd.getpwnam(args.username)
     workdir = tempfile.mkdtemp(prefix="rampart-asa-sim-")
-    os.chmod(workdir, 0o755)
-    live = os.path.join(workdir, "asa-state.json")
-    if args.state_file:
-        args.state_file = os.path.abspath(args.state_file)
-    admin = AsaAdmin(args, live, password, pw.pw_uid, pw.pw_gid)
-    ssh = SshServer(workdir, args.host, args.port, args.username, live)
+    admin: Optional[AsaAdmin] = None
+    ssh: Optional[SshServer] = None
     server = None
     stop_sync = threading.Event()
-    threading.Thread(target=admin.sync_loop, args=(stop_sync,), daemon=True).start()
     try:
+        os.chmod(workdir, 0o755)
+        live = os.path.join(workdir, "asa-state.json")
+        if args.state_file:
+            args.state_file = os.path.abspath(args.state_file)
+        admin = AsaAdmin(args, live, password, pw.pw_uid, pw.pw_gid)
+        threading.Thread(target=admin.sync_loop, args=(stop_sync,), daemon=True).start()
+        ssh = SshServer(workdir, args.host, args.port, args.username, live)
         ssh.start()
         server = simlib.SimServer((args.host, args.admin_port), simlib.make_handler(admin), None)
-        print(f"LISTENING {args.host}:{ssh.port}", flush=True)
-        print(f"ADMIN {args.host}:{server.server_address[1]}", flush=True)
-        print(f"CREDENTIALS {args.username} {password} {args.enable_password}", flush=True)
 
         def stop(*_):
             threading.Thread(target=server.shutdown, daemon=True).start()
 
+        # handlers first: a client may SIGTERM us as soon as it has read the address
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        watcher = threading.Thread(target=lambda: (ssh.proc.wait(), stop()), daemon=True)
-        watcher.start()
+        print(f"LISTENING {args.host}:{ssh.port}", flush=True)
+        print(f"ADMIN {args.host}:{server.server_address[1]}", flush=True)
+        print(f"CREDENTIALS {args.username} {password} {args.enable_password}", flush=True)
+        sshd = ssh.proc
+        threading.Thread(target=lambda: (sshd.wait(), stop()), daemon=True).start()
         server.serve_forever(poll_interval=0.05)
     finally:
-        ssh.stop()
+        if ssh is not None:
+            ssh.stop()
         stop_sync.set()
-        admin.sync()
-        if server:
+        if admin is not None:
+            admin.sync()
+        if server is not None:
             server.server_close()
         shutil.rmtree(workdir, ignore_errors=True)
-
 
 if __name__ == "__main__":
     main()

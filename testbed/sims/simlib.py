@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import socket
 import ssl
@@ -564,45 +565,52 @@ def serve(sim_cls: type[Simulator], description: str, argv: Optional[list[str]] 
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format=f"%(asctime)s {sim_cls.name}-sim %(levelname)s %(message)s")
-    ctx = None
+
+    def early_exit(*_):
+        raise SystemExit(1)
+
+    # until the server runs, SIGTERM unwinds through the clean-up below
+    signal.signal(signal.SIGTERM, early_exit)
+    signal.signal(signal.SIGINT, early_exit)
     tmpdir = None
-    if not args.plain_http:
-        cert_dir = args.cert_dir
-        if not cert_dir:
-            tmpdir = tempfile.mkdtemp(prefix=f"rampart-{sim_cls.name}-sim-")
-            cert_dir = tmpdir
-        os.makedirs(cert_dir, exist_ok=True)
-        sans = list(args.cert_san)
-        if args.host not in ("0.0.0.0", "::", "127.0.0.1", "::1", "localhost"):
-            sans.append(args.host)
-        ca, cert, key = make_cert(cert_dir, sans)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(cert, key)
-    sim = sim_cls(args)
-    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-    SimServer.address_family = family
-    server = SimServer((args.host, args.port), make_handler(sim), ctx)
-    host, port = server.server_address[:2]
-    scheme = "https" if ctx else "http"
-    hostpart = f"[{host}]" if ":" in host else host
-    sim.base_url = f"{scheme}://{hostpart}:{port}"
-    print(f"LISTENING {hostpart}:{port}", flush=True)
-    if ctx:
-        print(f"CERT {ca}", flush=True)
-
-    def stop(*_):
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    server = None
     try:
+        ctx = None
+        if not args.plain_http:
+            cert_dir = args.cert_dir
+            if not cert_dir:
+                tmpdir = tempfile.mkdtemp(prefix=f"rampart-{sim_cls.name}-sim-")
+                cert_dir = tmpdir
+            os.makedirs(cert_dir, exist_ok=True)
+            sans = list(args.cert_san)
+            if args.host not in ("0.0.0.0", "::", "127.0.0.1", "::1", "localhost"):
+                sans.append(args.host)
+            ca, cert, key = make_cert(cert_dir, sans)
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(cert, key)
+        sim = sim_cls(args)
+        SimServer.address_family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+        server = SimServer((args.host, args.port), make_handler(sim), ctx)
+        host, port = server.server_address[:2]
+        scheme = "https" if ctx else "http"
+        hostpart = f"[{host}]" if ":" in host else host
+        sim.base_url = f"{scheme}://{hostpart}:{port}"
+
+        def stop(*_):
+            threading.Thread(target=server.shutdown, daemon=True).start()
+
+        # handlers first: a client may SIGTERM us as soon as it has read the address
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        print(f"LISTENING {hostpart}:{port}", flush=True)
+        if ctx:
+            print(f"CERT {ca}", flush=True)
         server.serve_forever(poll_interval=0.05)
     finally:
-        server.server_close()
+        if server is not None:
+            server.server_close()
         if tmpdir:
-            for f in os.listdir(tmpdir):
-                os.unlink(os.path.join(tmpdir, f))
-            os.rmdir(tmpdir)
+            shutil.rmtree(tmpdir, ignore_errors=True)
 
 
 def now_ms() -> int:
