@@ -318,9 +318,11 @@ class AsaAdmin(simlib.Simulator):
                 if unknown:
                     return Response(400, {"error": f"unknown fault keys {sorted(unknown)}; known: "
                                                    f"{sorted(FAULT_KEYS)}"})
-                for key in ("fail_next", "delay_ms", "drop_next", "write_fail"):
-                    if key in doc and (not isinstance(doc[key], int) or doc[key] < 0):
+                for key in ("fail_next", "delay_ms", "drop_next", "write_fail", "delay_next"):
+                    if key in doc and (not isinstance(doc[key], int) or isinstance(doc[key], bool) or doc[key] < 0):
                         return Response(400, {"error": f"fault '{key}' must be a non-negative integer"})
+                if "message" in doc and not isinstance(doc["message"], str):
+                    return Response(400, {"error": "fault 'message' must be a string"})
                 with self.device.locked() as st:
                     faults = {} if doc.pop("clear", False) else st.get("faults", {})
                     faults.update(doc)

@@ -168,9 +168,14 @@ class Faults:
         if unknown:
             raise HttpError(400, f"unknown fault keys {sorted(unknown)}; known: "
                                  f"{sorted(self.KNOWN | extra_keys)}")
-        for key in ("fail_next", "delay_ms", "drop_next"):
-            if key in doc and (not isinstance(doc[key], int) or doc[key] < 0):
+        for key in ("fail_next", "delay_ms", "drop_next", "delay_next", "retry_after"):
+            if key in doc and doc[key] is None and key in ("delay_next", "retry_after"):
+                continue
+            if key in doc and (not isinstance(doc[key], int) or isinstance(doc[key], bool) or doc[key] < 0):
                 raise HttpError(400, f"fault '{key}' must be a non-negative integer, got {doc[key]!r}")
+        for key in ("message", "path", "method"):
+            if doc.get(key) is not None and not isinstance(doc[key], str):
+                raise HttpError(400, f"fault '{key}' must be a string, got {doc[key]!r}")
         if "status" in doc and (not isinstance(doc["status"], int) or not 100 <= doc["status"] <= 599):
             raise HttpError(400, f"fault 'status' must be an HTTP status code, got {doc['status']!r}")
         if "path" in doc and doc["path"] is not None:
@@ -180,8 +185,10 @@ class Faults:
                 raise HttpError(400, f"fault 'path' is not a valid regex: {exc}") from exc
         rl = doc.get("rate_limit")
         if rl is not None and "rate_limit" in doc:
-            if not isinstance(rl, dict) or not isinstance(rl.get("rps"), (int, float)) or rl["rps"] <= 0:
-                raise HttpError(400, "fault 'rate_limit' must be {\"rps\": <positive number>} or null")
+            if not isinstance(rl, dict) or not isinstance(rl.get("rps"), (int, float)) or rl["rps"] <= 0 or \
+                    not isinstance(rl.get("retry_after", 1), int) or rl.get("retry_after", 1) < 1:
+                raise HttpError(400, "fault 'rate_limit' must be {\"rps\": <positive number>, "
+                                     "\"retry_after\": <seconds, optional>} or null")
         for key, val in doc.items():
             if key in self.KNOWN:
                 setattr(self, key, val)
@@ -312,6 +319,8 @@ class Simulator:
                         doc = json.loads(req.body or b"{}")
                     except ValueError as exc:
                         return Response(400, {"error": f"malformed JSON: {exc}"})
+                    if not isinstance(doc, dict):
+                        return Response(400, {"error": "fault document must be a JSON object"})
                     try:
                         if doc.get("clear"):
                             self.faults = Faults()
