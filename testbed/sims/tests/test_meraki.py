@@ -220,3 +220,14 @@ def test_state_file_survives_restart_and_reset(start_sim, tmp_path):
     assert d2.appliance.getNetworkApplianceFirewallL7FirewallRules(NET)["rules"][0]["value"] == "example.org"
     sim2.admin("POST", "/_sim/reset")
     assert d2.appliance.getNetworkApplianceFirewallL7FirewallRules(NET)["rules"] == []
+
+
+def test_fault_documents_are_validated(sim):
+    import urllib.error
+    for doc, needle in (({"fail_next": "2"}, "fail_next"), ({"bogus": 1}, "bogus"),
+                        ({"rate_limit": {"rps": 0}}, "rate_limit"), ([1], "JSON object")):
+        with pytest.raises(urllib.error.HTTPError) as exc:
+            sim.admin("POST", "/_sim/faults", doc)
+        assert exc.value.code == 400 and needle in exc.value.read().decode()
+    assert sim.admin("GET", "/_sim/faults")["fail_next"] == 0
+    assert sim.admin("DELETE", "/_sim/faults")["rate_limit"] is None
