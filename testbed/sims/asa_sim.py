@@ -75,7 +75,8 @@ def ensure_user(user: str) -> str:
 
 
 def free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
 
@@ -364,6 +365,7 @@ def main() -> None:
         threading.Thread(target=admin.sync_loop, args=(stop_sync,), daemon=True).start()
         ssh = SshServer(workdir, args.host, args.port, args.username, live)
         ssh.start()
+        simlib.SimServer.address_family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
         server = simlib.SimServer((args.host, args.admin_port), simlib.make_handler(admin), None)
 
         def stop(*_):
@@ -372,8 +374,9 @@ def main() -> None:
         # handlers first: a client may SIGTERM us as soon as it has read the address
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        print(f"LISTENING {args.host}:{ssh.port}", flush=True)
-        print(f"ADMIN {args.host}:{server.server_address[1]}", flush=True)
+        host = f"[{args.host}]" if ":" in args.host else args.host
+        print(f"LISTENING {host}:{ssh.port}", flush=True)
+        print(f"ADMIN {host}:{server.server_address[1]}", flush=True)
         print(f"CREDENTIALS {args.username} {password} {args.enable_password}", flush=True)
         sshd = ssh.proc
         threading.Thread(target=lambda: (sshd.wait(), stop()), daemon=True).start()
