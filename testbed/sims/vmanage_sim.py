@@ -113,6 +113,8 @@ class VManageSim(simlib.Simulator):
         r("PUT", DS + f"/template/device/{UUID}", self.update_device)
         r("DELETE", DS + f"/template/device/{UUID}", self.delete_device)
         r("POST", DS + "/template/device/config/attachfeature", self.attach)
+        r("POST", DS + "/template/device/config/exportcsv", self.export_csv)
+        r("GET", DS + "/device/system/info", self.system_info)
         r("GET", DS + f"/device/action/status/{UUID}", self.action_status)
         r("GET", DS + "/template/policy/definition/data", lambda q: self.list_defs(q))
         r("POST", DS + "/template/policy/definition/data", self.create_def)
@@ -432,16 +434,21 @@ class VManageSim(simlib.Simulator):
                 self.faults.extra["action_fail"] = left
         self.state["actions"][aid] = {
             "summary": {"action": kind, "name": name, "status": "in_progress", "count": {"In progress": len(devices)},
-                        "startTime": int(time.time() * 1000)},
+                        "startTime": str(int(time.time() * 1000)), "userSessionUserName": self.args.username,
+                        "total": len(devices)},
             "data": [{"uuid": d["uuid"], "deviceID": d["deviceId"], "host-name": d["host-name"],
                       "system-ip": d["system-ip"], "status": "In progress", "statusId": "in_progress",
-                      "validity": "valid", "action": kind,
+                      "validity": "valid", "action": kind, "order": n, "site-id": d.get("site-id"),
+                      "currentActivity": f"{name} started",
                       "activity": [f"[{time.strftime('%d-%b-%Y %H:%M:%S UTC', time.gmtime())}] "
-                                   f"{name} started"]} for d in devices],
+                                   f"{name} started"]} for n, d in enumerate(devices)],
             "validation": {"status": "Validation success", "statusId": "validation_success"}}
-        timer = threading.Timer(self.args.action_ms / 1000.0, self.finish_action, (aid, fail, on_done))
-        timer.daemon = True
-        timer.start()
+        if self.args.action_ms <= 0:
+            self.finish_action(aid, fail, on_done)  # done before the answer (lock is re-entrant)
+        else:
+            timer = threading.Timer(self.args.action_ms / 1000.0, self.finish_action, (aid, fail, on_done))
+            timer.daemon = True
+            timer.start()
         return aid
 
     def finish_action(self, aid: str, fail: bool, on_done) -> None:
@@ -458,6 +465,7 @@ class VManageSim(simlib.Simulator):
                     d.update(status="Success", statusId="success")
                     d["activity"].append("Done - Push Feature Template Configuration")
             act["summary"]["status"] = "done"
+            act["summary"]["endTime"] = str(int(time.time() * 1000))
             act["summary"]["count"] = {"Failure" if fail else "Success": len(act["data"])}
             if not fail:
                 on_done()
@@ -510,6 +518,36 @@ class VManageSim(simlib.Simulator):
                                   [dev for _, dev, _ in work], done)
             self.save()
             return {"id": aid}
+
+    def export_csv(self, req):
+        """The variables a device template needs per device (catalystwan's attach reads the columns)."""
+        body = req.obj()
+        with self.lock:
+            t = self.device_tpl(body.get("templateId") if isinstance(body.get("templateId"), str) else "")
+            columns = [{"title": title, "property": prop, "editable": False, "mandatory": True}
+                       for title, prop in (("Status", "csv-status"), ("Chassis Number", "csv-deviceId"),
+                                           ("System IP", "csv-deviceIP"), ("Hostname", "csv-host-name"))]
+            for fid in self.feature_ids(t):
+                ft = self.state["featureTemplates"].get(fid, {})
+                for key, val in (ft.get("templateDefinition") or {}).items():
+                    if isinstance(val, dict) and val.get("vipType") == "variableName":
+                        columns.append({"title": f"{val.get('vipVariableName')}({key})",
+                                        "property": f"/0/{val.get('vipVariableName')}/{key}",
+                                        "editable": True, "mandatory": True})
+            rows = [{"csv-status": "complete", "csv-deviceId": d["uuid"], "csv-deviceIP": d["system-ip"],
+                     "csv-host-name": d["host-name"]} for d in self.state["devices"]
+                    if d["templateId"] == t["templateId"]]
+            return {"header": {"generatedOn": int(time.time() * 1000), "columns": columns}, "data": rows}
+
+    def system_info(self, req):
+        wanted = set(req.query.get("deviceId", []))
+        with self.lock:
+            return {"data": [{"uuid": d["uuid"], "personality": "vedge", "deviceId": d["deviceId"],
+                              "host-name": d["host-name"], "reachability": d["reachability"],
+                              "local-system-ip": d["system-ip"], "system-ip": d["system-ip"],
+                              "device-model": d["deviceModel"], "site-id": d["site-id"], "status": "normal",
+                              "chasisNumber": d["chasisNumber"], "board-serial": d["serialNumber"]}
+                             for d in self.state["devices"] if not wanted or d["deviceId"] in wanted]}
 
     def action_status(self, req):
         with self.lock:

@@ -8,6 +8,7 @@ import warnings
 
 import pytest
 import requests
+from catalystwan.api.task_status_api import Task
 from catalystwan.api.template_api import DeviceTemplate, FeatureTemplate
 from catalystwan.api.templates.models.cisco_banner_model import CiscoBannerModel
 from catalystwan.exceptions import ManagerHTTPError
@@ -109,8 +110,10 @@ def test_attach_and_action_status_polling(sim):
                                                 "csv-host-name": device["host-name"]}]}]}
     action = s.post("/dataservice/template/device/config/attachfeature", json=body).json()
     assert action["id"].startswith("push_feature_template_configuration-")
+    # catalystwan's own task poller parses the action status and sees it succeed
+    result = Task(s, action["id"]).wait_for_completed(timeout_seconds=5, interval_seconds=0.05)
+    assert result.result is True and result.sub_tasks_data[0].status_id == "success"
     status = wait_action(s, action["id"])
-    assert status["seen"][0] == "in_progress"
     assert status["data"][0]["statusId"] == "success" and status["data"][0]["validity"] == "valid"
     templates = s.get("/dataservice/template/device").json()["data"]
     assert templates[0]["devicesAttached"] == 1
@@ -126,9 +129,31 @@ def test_attach_and_action_status_polling(sim):
                                                        "csv-deviceIP": second["system-ip"],
                                                        "csv-host-name": second["host-name"]})
     action = s.post("/dataservice/template/device/config/attachfeature", json=body).json()
+    assert wait_action(s, action["id"])["seen"][0] == "in_progress"
+    failed = Task(s, action["id"]).wait_for_completed(timeout_seconds=5, interval_seconds=0.05)
+    assert failed.result is False
     status = wait_action(s, action["id"])
     assert status["data"][0]["statusId"] == "failure"
     assert sim.state()["devices"][1]["templateId"] is None
+    s.close()
+
+
+def test_catalystwan_high_level_attach(start_sim):
+    # --action-ms 0: the action is done before the answer, so catalystwan's fixed
+    # 5 s polling interval never has to elapse
+    sim = start_sim("vmanage_sim.py", "--action-ms", "0")
+    s = verified_session(sim)
+    devices = s.api.devices.get()
+    assert sorted(d.hostname for d in devices) == ["edge1", "edge2"]
+    s.api.templates.create(CiscoBannerModel(template_name="banner", template_description="", login_banner="hi",
+                                            device_models=["vedge-C8000V"]))
+    s.api.templates.create(DeviceTemplate(template_name="edge", template_description="", device_type="vedge-C8000V",
+                                          general_templates=["banner"]))
+    edge1 = devices.filter(hostname="edge1").single_or_default()
+    assert s.api.templates.attach("edge", edge1) is True
+    state = sim.state()
+    assert state["devices"][0]["template"] == "edge"
+    assert [t["devicesAttached"] for t in state["deviceTemplates"].values()] == [1]
     s.close()
 
 
