@@ -14,7 +14,11 @@ use crate::model::{
 };
 
 pub mod agent;
+pub mod asa;
+pub mod ftd;
 pub mod iosxe;
+pub mod meraki;
+pub mod sdwan;
 
 /// The native form a rendering is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -104,13 +108,10 @@ pub fn compile(
             })?;
         match device.platform {
             crate::model::device::Platform::IosXe => out.extend(iosxe::render(spec, device)?),
-            other => {
-                return Err(CompileError::Unsupported {
-                    platform: other.to_string(),
-                    what: format!("{} services (driver not built yet)", spec.kind()),
-                    field: format!("device {name}"),
-                });
-            }
+            crate::model::device::Platform::MerakiMx => out.extend(meraki::render(spec, device)?),
+            crate::model::device::Platform::Ftd => out.extend(ftd::render(spec, device)?),
+            crate::model::device::Platform::Asa => out.extend(asa::render(spec, device)?),
+            crate::model::device::Platform::SdWan => out.extend(sdwan::render(spec, device)?),
         }
     }
     if let ServiceBody::Firewall(fw) = &spec.body {

@@ -6,6 +6,8 @@
 //! NETCONF.
 
 pub mod error;
+pub mod http;
 pub mod iosxe_driver;
 pub mod netconf;
 pub mod restconf;
+pub mod ssh_cli;

@@ -133,6 +133,10 @@ pub struct EngineConfig {
     pub max_parallel: usize,
     /// Time limit for one device's phase.
     pub device_timeout: Duration,
+    /// PEM CA bundle trusted for REST devices (Meraki, FDM, SD-WAN
+    /// Manager); a device's `rampart.io/ca-file` label overrides it. `None`:
+    /// the public web roots. Verification is never turned off.
+    pub ca_bundle: Option<PathBuf>,
 }
 
 impl Default for EngineConfig {
@@ -145,6 +149,7 @@ impl Default for EngineConfig {
             confirm_timeout: Duration::from_secs(120),
             max_parallel: 16,
             device_timeout: Duration::from_secs(120),
+            ca_bundle: None,
         }
     }
 }
@@ -248,6 +253,23 @@ impl Engine {
         });
         let mut drivers: BTreeMap<Platform, Arc<dyn PlatformDriver>> = BTreeMap::new();
         drivers.insert(Platform::IosXe, Arc::new(iosxe));
+        let rest = |mut s: super::meraki_platform::RestSettings| {
+            s.ca_bundle.clone_from(&config.ca_bundle);
+            s.timeout = config.rpc_timeout;
+            s
+        };
+        drivers.insert(
+            Platform::MerakiMx,
+            Arc::new(super::meraki_platform::MerakiPlatform::new(rest(
+                super::meraki_platform::RestSettings::meraki(),
+            ))),
+        );
+        drivers.insert(
+            Platform::Ftd,
+            Arc::new(super::ftd_platform::FtdPlatform::new(rest(
+                super::ftd_platform::FtdPlatform::default_settings(),
+            ))),
+        );
         Self {
             store,
             config,

@@ -6,12 +6,16 @@
 
 use std::collections::BTreeMap;
 
+pub mod asa_platform;
 pub mod drift;
 pub mod engine;
+pub mod ftd_platform;
 pub mod iosxe;
+pub mod meraki_platform;
 pub mod netconf_platform;
 pub mod participant;
 pub mod platform;
+pub mod sdwan_platform;
 
 pub use engine::{Change, DriftReport, Engine, EngineConfig, EngineError, Planned};
 

@@ -2,3 +2,4 @@
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
 pub mod netconfd;
+pub mod sims;

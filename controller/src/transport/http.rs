@@ -1,0 +1,639 @@
+//! Shared HTTPS pieces for the REST-driven platforms (Meraki Dashboard, FDM,
+//! SD-WAN Manager): one rustls client per device with an explicit trust
+//! anchor, a token-bucket rate limiter shared by everything that talks to
+//! the same rate-limit domain (a Meraki organization, an SD-WAN Manager),
+//! `Retry-After` and jittered exponential backoff with a retry bound,
+//! `Link`-header pagination, and the text form of HTTP edits shown by
+//! dry-run and replayed by the drivers.
+//!
+//! Why reqwest with `rustls-tls` and no default features: it is already the
+//! RESTCONF and JWKS client of the controller (one TLS stack, ring as the
+//! provider, no OpenSSL), and its connection pool keeps one TLS session per
+//! device alive across the calls of a transaction.
+
+use std::{
+    collections::HashMap,
+    path::Path,
+    sync::{Arc, Mutex, OnceLock},
+    time::{Duration, Instant},
+};
+
+use reqwest::{Method, header::HeaderMap};
+use serde_json::Value;
+
+/// Why an HTTP exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// The client could not be built (bad CA file).
+    #[error("HTTP client setup: {reason}")]
+    Setup {
+        /// What is wrong.
+        reason: String,
+    },
+    /// The request never got an answer (connect, TLS, timeout, reset).
+    #[error("{method} {url}: {source}")]
+    Transport {
+        /// HTTP method.
+        method: String,
+        /// Full URL.
+        url: String,
+        /// reqwest's error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// Retries were exhausted on retryable answers.
+    #[error("{method} {url}: gave up after {attempts} attempts: {last}")]
+    Exhausted {
+        /// HTTP method.
+        method: String,
+        /// Full URL.
+        url: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last answer or error.
+        last: String,
+    },
+    /// An edit text did not parse.
+    #[error("edit line {line}: {reason}")]
+    Edit {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Builds a rustls HTTP client. With `ca_file`, that PEM bundle is the only
+/// trust anchor (built-in roots are off); without it the webpki roots apply.
+/// Verification is never disabled.
+///
+/// # Errors
+/// [`HttpError::Setup`] for an unreadable or malformed bundle.
+pub fn client(ca_file: Option<&Path>, timeout: Duration) -> Result<reqwest::Client, HttpError> {
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(4);
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path).map_err(|e| HttpError::Setup {
+            reason: format!("CA bundle {}: {e}", path.display()),
+        })?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| HttpError::Setup {
+            reason: format!("CA bundle {}: {e}", path.display()),
+        })?;
+        if certs.is_empty() {
+            return Err(HttpError::Setup {
+                reason: format!("CA bundle {} holds no certificate", path.display()),
+            });
+        }
+        builder = builder.tls_built_in_root_certs(false);
+        for c in certs {
+            builder = builder.add_root_certificate(c);
+        }
+    }
+    builder.build().map_err(|e| HttpError::Setup {
+        reason: e.to_string(),
+    })
+}
+
+// ===== rate limiting =====
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    stamp: Instant,
+    paused_until: Option<Instant>,
+}
+
+/// A token bucket: at most `burst` requests at once, refilled at `rps` per
+/// second. Waiters reserve their token before sleeping, so concurrent
+/// callers are served in order and the rate is never exceeded.
+#[derive(Debug)]
+pub struct RateLimiter {
+    rps: f64,
+    burst: f64,
+    bucket: Mutex<Bucket>,
+}
+
+impl RateLimiter {
+    /// A full bucket.
+    #[must_use]
+    pub fn new(rps: f64, burst: f64) -> RateLimiter {
+        let burst = burst.max(1.0);
+        RateLimiter {
+            rps: rps.max(0.001),
+            burst,
+            bucket: Mutex::new(Bucket {
+                tokens: burst,
+                stamp: Instant::now(),
+                paused_until: None,
+            }),
+        }
+    }
+
+    /// Requests per second.
+    #[must_use]
+    pub fn rps(&self) -> f64 {
+        self.rps
+    }
+
+    /// How long the caller must wait before sending; the token is taken.
+    fn reserve(&self) -> Duration {
+        let mut b = self
+            .bucket
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(b.stamp).as_secs_f64();
+        b.tokens = (b.tokens + elapsed * self.rps).min(self.burst);
+        b.stamp = now;
+        b.tokens -= 1.0;
+        let mut wait = if b.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-b.tokens / self.rps)
+        };
+        if let Some(p) = b.paused_until {
+            let pause = p.saturating_duration_since(now);
+            if pause.is_zero() {
+                b.paused_until = None;
+            }
+            wait = wait.max(pause);
+        }
+        wait
+    }
+
+    /// Waits for a token.
+    pub async fn acquire(&self) {
+        let wait = self.reserve();
+        if !wait.is_zero() {
+            tracing::debug!(wait_ms = wait.as_millis(), "rate limiter: waiting");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Holds every caller back for `d` (a server said `Retry-After`), and
+    /// empties the bucket so the resumed traffic does not burst.
+    pub fn pause(&self, d: Duration) {
+        let mut b = self
+            .bucket
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let until = Instant::now() + d;
+        b.paused_until = Some(b.paused_until.map_or(until, |p| p.max(until)));
+        b.tokens = b.tokens.min(0.0);
+    }
+}
+
+/// The process-wide limiter of a rate-limit domain (`meraki|<base>|<org>`,
+/// `sdwan|<base>`): every participant, transaction and drift check talking
+/// to the same domain shares it. The first caller's settings win.
+#[must_use]
+pub fn shared_limiter(key: &str, rps: f64, burst: f64) -> Arc<RateLimiter> {
+    static LIMITERS: OnceLock<Mutex<HashMap<String, Arc<RateLimiter>>>> = OnceLock::new();
+    let mut map = LIMITERS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    map.entry(key.to_owned())
+        .or_insert_with(|| Arc::new(RateLimiter::new(rps, burst)))
+        .clone()
+}
+
+// ===== retries =====
+
+/// How often and how long to retry retryable answers (429, 502-504,
+/// transport errors on idempotent requests).
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts in total (first try included).
+    pub max_attempts: u32,
+    /// First backoff.
+    pub base_delay: Duration,
+    /// Backoff ceiling (and ceiling of an honoured `Retry-After`).
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 5,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Exponential backoff for retry `n` (0-based), with "equal jitter":
+    /// between half and all of `base * 2^n`, capped.
+    #[must_use]
+    pub fn backoff(&self, n: u32) -> Duration {
+        let full = self
+            .base_delay
+            .saturating_mul(1u32 << n.min(16))
+            .min(self.max_delay);
+        let half = full / 2;
+        half + full.mul_f64(jitter() * 0.5)
+    }
+}
+
+/// A number in [0, 1) that differs between calls and processes (no RNG
+/// dependency needed for jitter).
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    // 53 random bits make an exactly representable fraction.
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is treated as absent).
+#[must_use]
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// The `rel="next"` target of an RFC 8288 `Link` header.
+#[must_use]
+pub fn next_link(headers: &HeaderMap) -> Option<String> {
+    for value in headers.get_all(reqwest::header::LINK) {
+        let Ok(s) = value.to_str() else { continue };
+        for part in s.split(',') {
+            let mut pieces = part.split(';');
+            let target = pieces.next()?.trim();
+            let is_next = pieces.any(|p| {
+                let p = p.trim().replace(' ', "");
+                p == "rel=next" || p == "rel=\"next\""
+            });
+            if is_next && target.starts_with('<') && target.ends_with('>') {
+                return Some(target[1..target.len() - 1].to_owned());
+            }
+        }
+    }
+    None
+}
+
+/// An answer, read in full.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// Response headers.
+    pub headers: HeaderMap,
+    /// Body text.
+    pub body: String,
+}
+
+impl Reply {
+    /// 2xx.
+    #[must_use]
+    pub fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The body as JSON (`null` when empty or not JSON).
+    #[must_use]
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+/// What to send.
+#[derive(Debug, Clone, Default)]
+pub enum Body {
+    /// No body.
+    #[default]
+    None,
+    /// JSON.
+    Json(Value),
+    /// `application/x-www-form-urlencoded`.
+    Form(Vec<(String, String)>),
+}
+
+/// A REST client for one device: base URL, optional shared limiter, retries.
+#[derive(Debug, Clone)]
+pub struct RestClient {
+    http: reqwest::Client,
+    base: String,
+    limiter: Option<Arc<RateLimiter>>,
+    retry: RetryPolicy,
+}
+
+fn idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE
+    )
+}
+
+impl RestClient {
+    /// A client for `base` (scheme, host, port and API prefix).
+    #[must_use]
+    pub fn new(http: reqwest::Client, base: &str, retry: RetryPolicy) -> RestClient {
+        RestClient {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            limiter: None,
+            retry,
+        }
+    }
+
+    /// Sends every request through `limiter`.
+    pub fn set_limiter(&mut self, limiter: Arc<RateLimiter>) {
+        self.limiter = Some(limiter);
+    }
+
+    /// The base URL.
+    #[must_use]
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// `path` relative to the base, or an absolute URL as given (pagination).
+    #[must_use]
+    pub fn url(&self, path: &str) -> String {
+        if path.starts_with("https://") || path.starts_with("http://") {
+            path.to_owned()
+        } else {
+            format!("{}{path}", self.base)
+        }
+    }
+
+    /// Sends one request, waiting for the limiter, retrying 429 (after
+    /// `Retry-After`, which also pauses the shared limiter) and, for
+    /// idempotent methods, 502/503/504 and transport errors with jittered
+    /// backoff. Any other status is returned as is.
+    ///
+    /// # Errors
+    /// [`HttpError::Transport`] for a non-retryable transport failure,
+    /// [`HttpError::Exhausted`] when retries ran out.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, String)],
+        body: &Body,
+    ) -> Result<Reply, HttpError> {
+        let url = self.url(path);
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            if let Some(l) = &self.limiter {
+                l.acquire().await;
+            }
+            let mut req = self.http.request(method.clone(), &url);
+            for (k, v) in headers {
+                req = req.header(*k, v);
+            }
+            req = match body {
+                Body::None => req,
+                Body::Json(v) => req.json(v),
+                Body::Form(f) => req.form(f),
+            };
+            let outcome = match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let headers = resp.headers().clone();
+                    match resp.text().await {
+                        Ok(body) => Ok(Reply {
+                            status,
+                            headers,
+                            body,
+                        }),
+                        Err(source) => Err(source),
+                    }
+                }
+                Err(source) => Err(source),
+            };
+            let (wait, last) = match outcome {
+                Ok(reply) if reply.status == 429 => {
+                    let ra = retry_after(&reply.headers);
+                    let wait = ra.map_or_else(
+                        || self.retry.backoff(attempt - 1),
+                        |d| d.min(self.retry.max_delay),
+                    );
+                    if let (Some(l), Some(d)) = (&self.limiter, ra) {
+                        l.pause(d.min(self.retry.max_delay));
+                    }
+                    tracing::warn!(%url, attempt, retry_after_ms = wait.as_millis(), "rate limited (429)");
+                    (wait, format!("429 {}", reply.body.trim()))
+                }
+                Ok(reply) if matches!(reply.status, 502..=504) && idempotent(&method) => {
+                    let wait = retry_after(&reply.headers).map_or_else(
+                        || self.retry.backoff(attempt - 1),
+                        |d| d.min(self.retry.max_delay),
+                    );
+                    tracing::warn!(%url, attempt, status = reply.status, "server unavailable, retrying");
+                    (wait, format!("{} {}", reply.status, reply.body.trim()))
+                }
+                Ok(reply) => return Ok(reply),
+                Err(source)
+                    if idempotent(&method)
+                        && (source.is_timeout() || source.is_connect() || source.is_request()) =>
+                {
+                    tracing::warn!(%url, attempt, error = %source, "transport error, retrying");
+                    (self.retry.backoff(attempt - 1), source.to_string())
+                }
+                Err(source) => {
+                    return Err(HttpError::Transport {
+                        method: method.to_string(),
+                        url,
+                        source,
+                    });
+                }
+            };
+            if attempt >= self.retry.max_attempts.max(1) {
+                return Err(HttpError::Exhausted {
+                    method: method.to_string(),
+                    url,
+                    attempts: attempt,
+                    last,
+                });
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+// ===== edits as text =====
+
+/// One HTTP call of an edit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    /// `GET`, `PUT`, `POST`, `DELETE`.
+    pub method: String,
+    /// Path relative to the API base; may hold `{placeholders}` the driver
+    /// resolves (object names standing for ids the device assigns).
+    pub path: String,
+    /// JSON body.
+    pub body: Option<Value>,
+}
+
+impl Call {
+    /// A call with a body.
+    #[must_use]
+    pub fn new(method: &str, path: impl Into<String>, body: Option<Value>) -> Call {
+        Call {
+            method: method.to_owned(),
+            path: path.into(),
+            body,
+        }
+    }
+}
+
+/// Renders calls as text: `METHOD PATH`, then the compact JSON body on the
+/// next line when there is one. `notes` become leading `# ` lines.
+#[must_use]
+pub fn render_calls(notes: &[String], calls: &[Call]) -> String {
+    let mut out = String::new();
+    for n in notes {
+        out.push_str("# ");
+        out.push_str(n);
+        out.push('\n');
+    }
+    for c in calls {
+        out.push_str(&c.method);
+        out.push(' ');
+        out.push_str(&c.path);
+        out.push('\n');
+        if let Some(b) = &c.body {
+            out.push_str(&b.to_string());
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Parses [`render_calls`] text back.
+///
+/// # Errors
+/// [`HttpError::Edit`] naming the line that is not a call or JSON.
+pub fn parse_calls(text: &str) -> Result<Vec<Call>, HttpError> {
+    let mut out: Vec<Call> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if line.starts_with('{') || line.starts_with('[') {
+            let body: Value = serde_json::from_str(line).map_err(|e| HttpError::Edit {
+                line: i + 1,
+                reason: format!("body is not JSON: {e}"),
+            })?;
+            let Some(last) = out.last_mut().filter(|c| c.body.is_none()) else {
+                return Err(HttpError::Edit {
+                    line: i + 1,
+                    reason: "a body must follow a request line".to_owned(),
+                });
+            };
+            last.body = Some(body);
+            continue;
+        }
+        let (method, path) = line.split_once(' ').ok_or_else(|| HttpError::Edit {
+            line: i + 1,
+            reason: format!("expected `METHOD /path`, got {line:?}"),
+        })?;
+        if !matches!(method, "GET" | "PUT" | "POST" | "DELETE") || !path.starts_with('/') {
+            return Err(HttpError::Edit {
+                line: i + 1,
+                reason: format!("expected `METHOD /path`, got {line:?}"),
+            });
+        }
+        out.push(Call::new(method, path.trim(), None));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_header_next_is_found() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            reqwest::header::LINK,
+            "<https://a/x?startingAfter=0>; rel=first, <https://a/x?startingAfter=L_2>; rel=next, <https://a/x?endingBefore=z>; rel=last"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(
+            next_link(&h).as_deref(),
+            Some("https://a/x?startingAfter=L_2")
+        );
+        h.insert(
+            reqwest::header::LINK,
+            "<https://a/x>; rel=\"first\"".parse().unwrap(),
+        );
+        assert_eq!(next_link(&h), None);
+    }
+
+    #[test]
+    fn calls_round_trip_and_bad_lines_are_named() {
+        let calls = vec![
+            Call::new(
+                "PUT",
+                "/networks/N/x",
+                Some(serde_json::json!({"rules": []})),
+            ),
+            Call::new("DELETE", "/object/networks/{name:a}", None),
+        ];
+        let text = render_calls(&["note".to_owned()], &calls);
+        assert_eq!(parse_calls(&text).unwrap(), calls);
+        let err = parse_calls("PUT /a\n{bad\n").unwrap_err().to_string();
+        assert!(err.contains("line 2"), "{err}");
+        let err = parse_calls("FETCH /a\n").unwrap_err().to_string();
+        assert!(err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_and_is_capped() {
+        let p = RetryPolicy {
+            max_attempts: 5,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+        };
+        for n in 0..8 {
+            let d = p.backoff(n);
+            let full = Duration::from_millis(100 * (1 << n)).min(Duration::from_secs(1));
+            assert!(d >= full / 2 && d <= full, "{n}: {d:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn limiter_never_exceeds_its_rate() {
+        let l = Arc::new(RateLimiter::new(20.0, 5.0));
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..15 {
+            let l = l.clone();
+            tasks.push(tokio::spawn(async move {
+                l.acquire().await;
+                Instant::now()
+            }));
+        }
+        let mut times = Vec::new();
+        for t in tasks {
+            times.push(t.await.unwrap().duration_since(start));
+        }
+        times.sort();
+        // 5 at once, then 10 more at 20/s: the last one no sooner than 0.5 s.
+        assert!(times[14] >= Duration::from_millis(480), "{times:?}");
+        assert!(times[4] < Duration::from_millis(100), "{times:?}");
+    }
+}

@@ -1,0 +1,1 @@
+//! SSH CLI transport (being built).

@@ -1,0 +1,1 @@
+//! asa transaction platform (being built).

@@ -1,0 +1,1 @@
+//! sdwan transaction platform (being built).

@@ -1,0 +1,498 @@
+//! The Meraki MX driver against the Dashboard API simulator: apply, read
+//! back, drift and repair, delete (foreign rules kept), atomic action
+//! batches, discovery with `Link` pagination, the shared per-organization
+//! rate limit and `Retry-After`.
+
+mod support;
+
+use std::{
+    collections::BTreeMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use rampart_controller::{
+    model::{
+        DocFormat, SourceDoc, Validator,
+        device::{Device, Platform},
+        spec::{API_VERSION, ServiceSpec},
+    },
+    store::Store,
+    transport::http::{self, Body, RestClient, RetryPolicy, shared_limiter},
+    txn::{
+        Change, Engine, EngineConfig, EngineError,
+        meraki_platform::{MerakiPlatform, RestSettings},
+    },
+};
+use serde_json::{Value, json};
+use support::sims::{Sim, SimKind};
+
+const KEY: &str = "rampart-sim-key";
+const NET1: &str = "L_6468999999000001";
+const NET2: &str = "L_6468999999000002";
+
+struct Lab {
+    sim: Sim,
+    engine: Engine,
+    validator: Validator,
+    inventory: BTreeMap<String, Device>,
+    _dir: tempfile::TempDir,
+}
+
+fn device(name: &str, sim: &Sim, creds: &std::path::Path, labels: &[(&str, &str)]) -> Device {
+    Device {
+        name: name.to_owned(),
+        platform: Platform::MerakiMx,
+        address: sim.base_url(),
+        credentials_ref: format!("file:{}", creds.display()),
+        labels: labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        created_unix: 0,
+    }
+}
+
+impl Lab {
+    fn start(
+        sim_args: &[&str],
+        devices: &[(&str, &[(&str, &str)])],
+        settings: Option<RestSettings>,
+    ) -> Lab {
+        let sim = Sim::start(SimKind::Meraki, sim_args).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let creds = dir.path().join("meraki.key");
+        std::fs::write(&creds, format!("apikey:{KEY}\n")).unwrap();
+        let store = Store::temporary().unwrap();
+        let mut inventory = BTreeMap::new();
+        for (name, labels) in devices {
+            let d = device(name, &sim, &creds, labels);
+            store.put_device(&d, false).unwrap();
+            inventory.insert(d.name.clone(), d);
+        }
+        let mut engine = Engine::new(
+            store,
+            EngineConfig {
+                ca_bundle: sim.cert.clone(),
+                ..EngineConfig::default()
+            },
+        );
+        if let Some(mut s) = settings {
+            s.ca_bundle.clone_from(&sim.cert);
+            engine = engine.with_driver(Platform::MerakiMx, Arc::new(MerakiPlatform::new(s)));
+        }
+        Lab {
+            sim,
+            engine,
+            validator: Validator::new().unwrap(),
+            inventory,
+            _dir: dir,
+        }
+    }
+
+    fn spec(&self, yaml: &str) -> (ServiceSpec, String) {
+        let doc = SourceDoc {
+            text: yaml,
+            format: DocFormat::Yaml,
+            name: "test.yaml",
+        };
+        let mut v = self.validator.validate(&doc, &self.inventory).unwrap();
+        (v.remove(0).spec, API_VERSION.to_owned())
+    }
+
+    async fn apply(&self, yamls: &[&str]) -> Result<(), EngineError> {
+        let planned = self.engine.plan(
+            Change {
+                apply: yamls.iter().map(|y| self.spec(y)).collect(),
+                delete: vec![],
+            },
+            "test",
+        )?;
+        self.engine.execute(planned).await.map(|_| ())
+    }
+
+    fn net(&self, id: &str) -> Value {
+        self.sim.state()["networks"][id].clone()
+    }
+
+    fn client(&self) -> RestClient {
+        let http = http::client(self.sim.cert.as_deref(), Duration::from_secs(10)).unwrap();
+        RestClient::new(
+            http,
+            &format!("{}/api/v1", self.sim.base_url()),
+            RetryPolicy::default(),
+        )
+    }
+}
+
+fn firewall(name: &str, device: &str, direction: &str, port: u16) -> String {
+    format!(
+        "apiVersion: rampart.io/v1
+kind: Firewall
+metadata: {{name: {name}, tenant: acme}}
+spec:
+  defaultAction: deny
+  rules:
+    - {{sequence: 10, action: permit, protocol: tcp, sources: [10.1.0.0/16, 10.2.0.0/16], destinations: [192.0.2.10/32], destinationPorts: [{port}]}}
+    - {{sequence: 20, action: deny, protocol: udp, destinations: [192.0.2.0/24], destinationPorts: ['1000-2000'], log: true}}
+  targets:
+    devices:
+      - {{device: {device}, interface: wan1, direction: {direction}}}
+"
+    )
+}
+
+fn web_lb(device: &str) -> String {
+    format!(
+        "apiVersion: rampart.io/v1
+kind: LoadBalancer
+metadata: {{name: web-lb, tenant: acme}}
+spec:
+  virtualServices:
+    - name: https
+      address: 203.0.113.10
+      protocol: tcp
+      port: 443
+      backends:
+        - {{address: 192.168.10.5, port: 8443, weight: 1}}
+  targets:
+    devices:
+      - {{device: {device}, interface: wan1, direction: ingress}}
+"
+    )
+}
+
+fn comments(rules: &Value) -> Vec<String> {
+    rules
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["comment"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn put_rules(client: &RestClient, net: &str, rules: Value) {
+    let r = client
+        .send(
+            reqwest::Method::PUT,
+            &format!("/networks/{net}/appliance/firewall/l3FirewallRules"),
+            &[("X-Cisco-Meraki-API-Key", KEY.to_owned())],
+            &Body::Json(json!({ "rules": rules })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_read_back_drift_repair_and_delete_keep_foreign_rules() {
+    let lab = Lab::start(
+        &[],
+        &[("mx1", &[("rampart.io/meraki-network", NET1)])],
+        None,
+    );
+    // A rule someone else owns.
+    let foreign = json!({"comment": "ops: allow dns", "policy": "allow", "protocol": "udp",
+        "srcCidr": "Any", "srcPort": "Any", "destCidr": "8.8.8.8/32", "destPort": "53", "syslogEnabled": false});
+    put_rules(&lab.client(), NET1, json!([foreign])).await;
+
+    // Dry-run shows the native calls.
+    let planned = lab
+        .engine
+        .plan(
+            Change {
+                apply: vec![lab.spec(&firewall("web", "mx1", "egress", 443))],
+                delete: vec![],
+            },
+            "test",
+        )
+        .unwrap();
+    let dry = planned.dry_run_renderings();
+    let edit = &dry.iter().find(|r| r.target == "mx1").unwrap().content;
+    assert!(
+        edit.contains("PUT /networks/{networkId}/appliance/firewall/l3FirewallRules"),
+        "{edit}"
+    );
+    assert!(edit.contains("\"destPort\":\"1000-2000\""), "{edit}");
+    lab.engine.execute(planned).await.unwrap();
+
+    let l3 = lab.net(NET1)["l3"]["rules"].clone();
+    let c = comments(&l3);
+    assert_eq!(c.len(), 4, "{l3}");
+    assert!(
+        c[0].starts_with("RPM-acme-web-") && c[0].ends_with("#10"),
+        "{c:?}"
+    );
+    assert!(c[1].ends_with("#20"), "{c:?}");
+    assert_eq!(
+        c[2], "ops: allow dns",
+        "foreign rule kept before the default deny"
+    );
+    assert!(c[3].starts_with("RPM-default deny"), "{c:?}");
+    assert_eq!(l3[0]["srcCidr"], "10.1.0.0/16,10.2.0.0/16");
+    assert_eq!(l3[1]["syslogEnabled"], true);
+
+    let report = lab.engine.check_sync(Some("mx1")).await.unwrap();
+    assert!(
+        report[0].differences.is_empty(),
+        "{:?}",
+        report[0].differences
+    );
+
+    // Out-of-band: someone opens our rule to any port.
+    let mut changed = l3.clone();
+    changed[0]["destPort"] = json!("Any");
+    put_rules(&lab.client(), NET1, changed).await;
+    let report = lab.engine.check_sync(Some("mx1")).await.unwrap();
+    let d = &report[0].differences;
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(d[0].path.contains("/l3[0]/destPort"), "{d:?}");
+    lab.engine.sync_to_device("mx1").await.unwrap();
+    assert!(
+        lab.engine.check_sync(Some("mx1")).await.unwrap()[0]
+            .differences
+            .is_empty()
+    );
+    assert_eq!(lab.net(NET1)["l3"]["rules"][0]["destPort"], "443");
+
+    // Delete: Rampart's rules go, the foreign rule stays.
+    let planned = lab
+        .engine
+        .plan(
+            Change {
+                apply: vec![],
+                delete: vec!["acme/web".to_owned()],
+            },
+            "test",
+        )
+        .unwrap();
+    lab.engine.execute(planned).await.unwrap();
+    assert_eq!(
+        comments(&lab.net(NET1)["l3"]["rules"]),
+        vec!["ops: allow dns"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_resources_go_in_one_atomic_action_batch() {
+    let lab = Lab::start(
+        &[],
+        &[
+            ("mx1", &[("rampart.io/meraki-network", NET1)]),
+            (
+                "mx2",
+                &[
+                    ("rampart.io/meraki-network", NET2),
+                    ("rampart.io/meraki-vpn-mode", "spoke"),
+                    ("rampart.io/meraki-vpn-hubs", NET1),
+                ],
+            ),
+        ],
+        None,
+    );
+    // Firewall (both directions) and port forwarding on mx1: three resources, one batch.
+    lab.apply(&[&firewall("web", "mx1", "both", 443), &web_lb("mx1")])
+        .await
+        .unwrap();
+    let net = lab.net(NET1);
+    assert_eq!(net["l3"]["rules"].as_array().unwrap().len(), 3, "{net}");
+    assert_eq!(
+        net["inbound"]["rules"].as_array().unwrap().len(),
+        3,
+        "{net}"
+    );
+    let pf = &net["portForwarding"]["rules"][0];
+    assert_eq!(pf["lanIp"], "192.168.10.5");
+    assert_eq!(pf["localPort"], "8443");
+    let batches = lab.sim.state()["actionBatches"].clone();
+    let batch = batches
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap()
+        .clone();
+    assert_eq!(batch["actions"].as_array().unwrap().len(), 3, "{batch}");
+    assert_eq!(batch["confirmed"], true);
+    assert_eq!(batch["synchronous"], true);
+
+    // mx2 as a spoke of mx1, which is not a hub: the VPN update fails
+    // inside the batch, so the firewall update in the same batch is not
+    // applied either.
+    let vpn = "apiVersion: rampart.io/v1
+kind: Vpn
+metadata: {name: branch-vpn, tenant: acme}
+spec:
+  tunnels:
+    - {device: mx2, peer: 198.51.100.1, localSubnets: [10.20.0.0/24], remoteSubnets: [10.0.0.0/16], pskRef: 'env:PSK'}
+";
+    let before = lab.net(NET2);
+    let err = lab
+        .apply(&[vpn, &firewall("branch", "mx2", "egress", 22)])
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("mx2") && msg.contains("not configured as a hub"),
+        "{msg}"
+    );
+    assert_eq!(lab.net(NET2), before, "a failed batch changed the network");
+    assert!(lab.engine.store().services().unwrap().len() == 2);
+
+    // mx1 becomes a hub; then the spoke works.
+    let hub_vpn = "apiVersion: rampart.io/v1
+kind: Vpn
+metadata: {name: hub-vpn, tenant: acme}
+spec:
+  tunnels:
+    - {device: mx1, peer: 198.51.100.2, localSubnets: [10.0.0.0/16], remoteSubnets: [10.20.0.0/24], pskRef: 'env:PSK'}
+";
+    lab.apply(&[hub_vpn]).await.unwrap();
+    lab.apply(&[vpn]).await.unwrap();
+    let s2s = lab.net(NET2)["siteToSiteVpn"].clone();
+    assert_eq!(s2s["mode"], "spoke");
+    assert_eq!(s2s["hubs"][0]["hubId"], NET1);
+    assert_eq!(s2s["subnets"][0]["localSubnet"], "10.20.0.0/24");
+    let report = lab.engine.check_sync(None).await.unwrap();
+    assert!(
+        report.iter().all(|r| r.differences.is_empty()),
+        "{report:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_by_name_follows_link_pagination() {
+    let settings = RestSettings {
+        page_size: 3,
+        ..RestSettings::meraki()
+    };
+    let lab = Lab::start(
+        &["--networks", "8"],
+        &[("mx8", &[("rampart.io/meraki-network", "name:Branch 08")])],
+        Some(settings),
+    );
+    lab.apply(&[&firewall("web", "mx8", "egress", 443)])
+        .await
+        .unwrap();
+    let rules = lab.net("L_6468999999000008")["l3"]["rules"].clone();
+    assert!(comments(&rules)[0].starts_with("RPM-acme-web-"), "{rules}");
+    let pages = lab
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| {
+            r["path"]
+                .as_str()
+                .unwrap_or_default()
+                .ends_with("/organizations/549236/networks")
+        })
+        .count();
+    assert_eq!(pages, 3, "8 networks at 3 per page");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_network_and_bad_key_fail_precisely() {
+    let lab = Lab::start(
+        &[],
+        &[("mx1", &[("rampart.io/meraki-network", "name:Nowhere")])],
+        None,
+    );
+    let err = lab
+        .apply(&[&firewall("web", "mx1", "egress", 443)])
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("mx1") && msg.contains("\"name:Nowhere\" is in no organization"),
+        "{msg}"
+    );
+    assert!(lab.engine.store().services().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shared_org_bucket_never_trips_the_limit_and_retry_after_is_honoured() {
+    let sim = Sim::start(SimKind::Meraki, &[]).unwrap();
+    let http = http::client(sim.cert.as_deref(), Duration::from_secs(10)).unwrap();
+    let base = format!("{}/api/v1", sim.base_url());
+    let s = RestSettings::meraki();
+    // 30 requests from 30 tasks (as if from many transactions) on one org.
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..30 {
+        let mut c = RestClient::new(http.clone(), &base, s.retry);
+        c.set_limiter(shared_limiter(
+            &format!("meraki|{base}|549236"),
+            s.rps,
+            s.burst,
+        ));
+        let net = format!("L_64689999990000{:02}", i % 5 + 1);
+        tasks.push(tokio::spawn(async move {
+            c.send(
+                reqwest::Method::GET,
+                &format!("/networks/{net}/appliance/firewall/l3FirewallRules"),
+                &[("X-Cisco-Meraki-API-Key", KEY.to_owned())],
+                &Body::None,
+            )
+            .await
+            .unwrap()
+            .status
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    let elapsed = start.elapsed();
+    let log = sim.requests();
+    let limited = log.iter().filter(|r| r["status"] == 429).count();
+    assert_eq!(limited, 0, "the simulator answered 429 {limited} times");
+    // Burst 5, then 10/s: 25 more requests need at least 2.5 s.
+    assert!(elapsed >= Duration::from_millis(2400), "{elapsed:?}");
+
+    // A 429 with Retry-After: 1 — the retry waits at least that long.
+    sim.fault(json!({"fail_next": 1, "status": 429, "retry_after": 1}));
+    let mut c = RestClient::new(http.clone(), &base, s.retry);
+    c.set_limiter(shared_limiter(
+        &format!("meraki|{base}|549236"),
+        s.rps,
+        s.burst,
+    ));
+    let r = c
+        .send(
+            reqwest::Method::GET,
+            "/organizations/549236/networks",
+            &[("X-Cisco-Meraki-API-Key", KEY.to_owned())],
+            &Body::None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let log = sim.requests();
+    let tail: Vec<&Value> = log.iter().rev().take(2).collect();
+    assert_eq!(tail[1]["status"], 429, "{tail:?}");
+    assert_eq!(tail[0]["status"], 200, "{tail:?}");
+    let gap = tail[0]["t"].as_f64().unwrap() - tail[1]["t"].as_f64().unwrap();
+    assert!(gap >= 0.95, "retried after {gap} s, Retry-After was 1 s");
+
+    // Retries are bounded: a server that keeps answering 503 is given up on.
+    sim.fault(json!({"fail_next": 10, "status": 503}));
+    let c = RestClient::new(
+        http,
+        &base,
+        RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(100),
+        },
+    );
+    let err = c
+        .send(
+            reqwest::Method::GET,
+            "/organizations",
+            &[("X-Cisco-Meraki-API-Key", KEY.to_owned())],
+            &Body::None,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("gave up after 3 attempts"), "{err}");
+}
