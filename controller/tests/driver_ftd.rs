@@ -1,0 +1,432 @@
+//! The FTD driver against the FDM simulator: staged edits then deploy,
+//! shared objects kept while any service uses them, a failed deploy
+//! reported per rule and leaving nothing staged, token expiry in the middle
+//! of a transaction, static NAT, drift.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use rampart_controller::{
+    model::{
+        DocFormat, SourceDoc, Validator,
+        device::{Device, Platform},
+        spec::{API_VERSION, ServiceSpec},
+    },
+    store::Store,
+    txn::{Change, Engine, EngineConfig, EngineError},
+};
+use serde_json::{Value, json};
+use support::sims::{Sim, SimKind};
+
+struct Lab {
+    sim: std::sync::Arc<Sim>,
+    engine: Engine,
+    validator: Validator,
+    inventory: BTreeMap<String, Device>,
+    _dir: tempfile::TempDir,
+}
+
+impl Lab {
+    fn start(sim_args: &[&str]) -> Lab {
+        let sim = std::sync::Arc::new(Sim::start(SimKind::Fdm, sim_args).unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let creds = dir.path().join("fdm");
+        std::fs::write(&creds, "admin:Admin123\n").unwrap();
+        let store = Store::temporary().unwrap();
+        let d = Device {
+            name: "ftd1".to_owned(),
+            platform: Platform::Ftd,
+            address: sim.base_url(),
+            credentials_ref: format!("file:{}", creds.display()),
+            labels: BTreeMap::new(),
+            created_unix: 0,
+        };
+        store.put_device(&d, false).unwrap();
+        let inventory = BTreeMap::from([(d.name.clone(), d)]);
+        let engine = Engine::new(
+            store,
+            EngineConfig {
+                ca_bundle: sim.cert.clone(),
+                ..EngineConfig::default()
+            },
+        );
+        Lab {
+            sim,
+            engine,
+            validator: Validator::new().unwrap(),
+            inventory,
+            _dir: dir,
+        }
+    }
+
+    fn spec(&self, yaml: &str) -> (ServiceSpec, String) {
+        let doc = SourceDoc {
+            text: yaml,
+            format: DocFormat::Yaml,
+            name: "test.yaml",
+        };
+        let mut v = self.validator.validate(&doc, &self.inventory).unwrap();
+        (v.remove(0).spec, API_VERSION.to_owned())
+    }
+
+    async fn run(&self, apply: &[&str], delete: &[&str]) -> Result<(), EngineError> {
+        let planned = self.engine.plan(
+            Change {
+                apply: apply.iter().map(|y| self.spec(y)).collect(),
+                delete: delete.iter().map(|s| (*s).to_owned()).collect(),
+            },
+            "test",
+        )?;
+        self.engine.execute(planned).await.map(|_| ())
+    }
+
+    fn deployed(&self) -> Value {
+        self.sim.state()["deployed"].clone()
+    }
+
+    fn staged(&self) -> Value {
+        self.sim.state()["staged"].clone()
+    }
+}
+
+fn rules(cfg: &Value) -> Vec<Value> {
+    cfg["accessrules"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn names(list: &[Value]) -> Vec<String> {
+    list.iter()
+        .map(|r| r["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn firewall(name: &str, dest: &str, port: u16) -> String {
+    format!(
+        "apiVersion: rampart.io/v1
+kind: Firewall
+metadata: {{name: {name}, tenant: acme}}
+spec:
+  defaultAction: deny
+  rules:
+    - {{sequence: 10, action: permit, protocol: tcp, sources: [10.1.0.0/16], destinations: [{dest}], destinationPorts: [{port}], log: true}}
+    - {{sequence: 20, action: deny, protocol: any, destinations: [198.51.100.0/24]}}
+  targets:
+    devices:
+      - {{device: ftd1, interface: inside_zone, direction: ingress}}
+"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staged_then_deployed_shared_objects_and_drift() {
+    let lab = Lab::start(&["--deploy-queued-ms", "20", "--deploy-ms", "50"]);
+    // Dry-run: FDM calls with names for ids.
+    let planned = lab
+        .engine
+        .plan(
+            Change {
+                apply: vec![lab.spec(&firewall("web", "192.0.2.10/32", 443))],
+                delete: vec![],
+            },
+            "test",
+        )
+        .unwrap();
+    let edit = &planned.dry_run_renderings()[0].content;
+    assert!(edit.contains("POST /object/networks\n{"), "{edit}");
+    assert!(
+        edit.contains("POST /policy/accesspolicies/{policy}/accessrules?at=0"),
+        "{edit}"
+    );
+    lab.engine.execute(planned).await.unwrap();
+
+    let deployed = lab.deployed();
+    let r = rules(&deployed);
+    let n = names(&r);
+    assert_eq!(n.len(), 3, "{n:?}");
+    assert!(
+        n[0].starts_with("RPF-acme-web-") && n[0].ends_with("-10"),
+        "{n:?}"
+    );
+    assert!(n[2].ends_with("-default"), "{n:?}");
+    assert_eq!(r[0]["ruleAction"], "PERMIT");
+    assert_eq!(r[0]["eventLogAction"], "LOG_FLOW_END");
+    assert_eq!(r[0]["sourceZones"][0]["name"], "inside_zone");
+    assert_eq!(r[0]["destinationPorts"][0]["name"], "RPP-tcp-443");
+    assert_eq!(r[2]["ruleAction"], "DENY");
+    let nets = names(deployed["networks"].as_array().unwrap());
+    assert!(nets.contains(&"RPN-192.0.2.10".to_owned()), "{nets:?}");
+    assert!(nets.contains(&"RPN-10.1.0.0_16".to_owned()), "{nets:?}");
+    assert_eq!(lab.deployed(), lab.staged(), "changes left pending");
+    assert!(
+        lab.engine.check_sync(None).await.unwrap()[0]
+            .differences
+            .is_empty()
+    );
+
+    // A second service shares 10.1.0.0/16 and 192.0.2.10.
+    lab.run(&[&firewall("api", "192.0.2.10/32", 8443)], &[])
+        .await
+        .unwrap();
+    assert_eq!(rules(&lab.deployed()).len(), 6);
+    // Deleting the first keeps the shared objects, removes its own port object.
+    lab.run(&[], &["acme/web"]).await.unwrap();
+    let deployed = lab.deployed();
+    let nets = names(deployed["networks"].as_array().unwrap());
+    assert!(nets.contains(&"RPN-10.1.0.0_16".to_owned()), "{nets:?}");
+    let ports = names(deployed["tcpports"].as_array().unwrap());
+    assert_eq!(ports, vec!["RPP-tcp-8443"], "{ports:?}");
+    assert!(
+        names(&rules(&deployed))
+            .iter()
+            .all(|n| n.starts_with("RPF-acme-api-"))
+    );
+    assert!(
+        lab.engine.check_sync(None).await.unwrap()[0]
+            .differences
+            .is_empty()
+    );
+
+    // Out of band: someone flips a rule to DENY (staged only, then deploys).
+    let target = rules(&lab.staged())[0]["name"].as_str().unwrap().to_owned();
+    flip_rule_by_hand(&lab, &target).await;
+    let report = lab.engine.check_sync(None).await.unwrap();
+    let d = &report[0].differences;
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(d[0].path.ends_with("/rules[0]/action"), "{d:?}");
+    lab.engine.sync_to_device("ftd1").await.unwrap();
+    assert!(
+        lab.engine.check_sync(None).await.unwrap()[0]
+            .differences
+            .is_empty()
+    );
+    assert_eq!(rules(&lab.deployed())[0]["ruleAction"], "PERMIT");
+
+    // The last service goes: nothing of Rampart's is left.
+    lab.run(&[], &["acme/api"]).await.unwrap();
+    let deployed = lab.deployed();
+    assert!(rules(&deployed).is_empty());
+    assert_eq!(
+        names(deployed["networks"].as_array().unwrap()),
+        vec!["any-ipv4"]
+    );
+    assert!(deployed["tcpports"].as_array().unwrap().is_empty());
+}
+
+/// Changes a rule's action through the API as an operator would.
+async fn flip_rule_by_hand(lab: &Lab, name: &str) {
+    let http = rampart_controller::transport::http::client(
+        lab.sim.cert.as_deref(),
+        std::time::Duration::from_secs(10),
+    )
+    .unwrap();
+    let base = format!("{}/api/fdm/v6", lab.sim.base_url());
+    let tok: Value = http
+        .post(format!("{base}/fdm/token"))
+        .json(&json!({"grant_type": "password", "username": "admin", "password": "Admin123"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bearer = format!("Bearer {}", tok["access_token"].as_str().unwrap());
+    let policies: Value = http
+        .get(format!("{base}/policy/accesspolicies"))
+        .header("Authorization", &bearer)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let pid = policies["items"][0]["id"].as_str().unwrap().to_owned();
+    let list: Value = http
+        .get(format!(
+            "{base}/policy/accesspolicies/{pid}/accessrules?filter=name:{name}"
+        ))
+        .header("Authorization", &bearer)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut rule = list["items"][0].clone();
+    rule["ruleAction"] = json!("DENY");
+    let id = rule["id"].as_str().unwrap().to_owned();
+    let r = http
+        .put(format!(
+            "{base}/policy/accesspolicies/{pid}/accessrules/{id}"
+        ))
+        .header("Authorization", &bearer)
+        .json(&rule)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let job: Value = http
+        .post(format!("{base}/operational/deploy"))
+        .header("Authorization", &bearer)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let jid = job["id"].as_str().unwrap().to_owned();
+    for _ in 0..100 {
+        let j: Value = http
+            .get(format!("{base}/operational/deploy/{jid}"))
+            .header("Authorization", &bearer)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if j["state"] == "DEPLOYED" {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    }
+    panic!("manual deploy did not finish");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_deploy_is_reported_per_rule_and_unstaged() {
+    let lab = Lab::start(&["--deploy-queued-ms", "20", "--deploy-ms", "50"]);
+    let before = lab.deployed();
+    lab.sim.fault(json!({"deploy_fail": 1}));
+    let err = lab
+        .run(&[&firewall("web", "192.0.2.10/32", 443)], &[])
+        .await
+        .unwrap_err();
+    let EngineError::Devices { failures, .. } = &err else {
+        panic!("{err}")
+    };
+    let f = &failures[0];
+    assert!(f.starts_with("ftd1: deploy: deployment"), "{f}");
+    assert!(
+        f.contains("Access rule 'RPF-acme-web-") && f.contains("failed to deploy"),
+        "{f}"
+    );
+    // Deployed unchanged; the staged edits were reverted (nothing pending of ours).
+    assert_eq!(lab.deployed(), before);
+    let staged = lab.staged();
+    assert!(rules(&staged).is_empty(), "{staged}");
+    assert!(
+        !names(staged["networks"].as_array().unwrap())
+            .iter()
+            .any(|n| n.starts_with("RPN-")),
+        "{staged}"
+    );
+    assert!(lab.engine.store().services().unwrap().is_empty());
+
+    // A validation error at prepare names the field; nothing staged either.
+    let bad = "apiVersion: rampart.io/v1
+kind: Firewall
+metadata: {name: zone, tenant: acme}
+spec:
+  defaultAction: deny
+  rules:
+    - {sequence: 10, action: permit, protocol: tcp, destinationPorts: [22]}
+  targets:
+    devices:
+      - {device: ftd1, interface: no_such_zone, direction: ingress}
+";
+    let err = lab.run(&[bad], &[]).await.unwrap_err().to_string();
+    assert!(
+        err.contains("securityzone \"no_such_zone\" does not exist"),
+        "{err}"
+    );
+    assert!(rules(&lab.staged()).is_empty());
+    let ports = names(lab.staged()["tcpports"].as_array().unwrap());
+    assert!(ports.is_empty(), "{ports:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_expiring_mid_transaction_is_renewed() {
+    let lab = Lab::start(&["--deploy-queued-ms", "20", "--deploy-ms", "50"]);
+    let sim = lab.sim.clone();
+    let Lab {
+        sim: s,
+        engine,
+        validator,
+        inventory,
+        _dir,
+    } = lab;
+    let engine = engine.with_before_commit(move |_| {
+        // Every access token dies between prepare and deploy.
+        sim.fault(json!({"expire_tokens": true}));
+    });
+    let lab = Lab {
+        sim: s,
+        engine,
+        validator,
+        inventory,
+        _dir,
+    };
+    lab.run(&[&firewall("web", "192.0.2.10/32", 443)], &[])
+        .await
+        .unwrap();
+    assert_eq!(rules(&lab.deployed()).len(), 3);
+    let log = lab.sim.requests();
+    let token_calls = log
+        .iter()
+        .filter(|r| {
+            r["path"]
+                .as_str()
+                .unwrap_or_default()
+                .ends_with("/fdm/token")
+        })
+        .count();
+    assert_eq!(token_calls, 2, "login, then one refresh");
+    let denied = log.iter().filter(|r| r["status"] == 401).count();
+    assert_eq!(denied, 1, "exactly one call saw the expired token");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_balancer_becomes_static_nat() {
+    let lab = Lab::start(&["--deploy-queued-ms", "20", "--deploy-ms", "50"]);
+    let lb = "apiVersion: rampart.io/v1
+kind: LoadBalancer
+metadata: {name: web-lb, tenant: acme}
+spec:
+  virtualServices:
+    - {name: https, address: 203.0.113.10, protocol: tcp, port: 443, backends: [{address: 192.168.10.5, weight: 1}]}
+  targets:
+    devices:
+      - {device: ftd1, interface: outside_zone, direction: ingress}
+";
+    lab.run(&[lb], &[]).await.unwrap();
+    let nat = lab.deployed()["objectnatrules"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap()[0]
+        .clone();
+    assert_eq!(nat["natType"], "STATIC");
+    assert_eq!(nat["originalNetwork"]["name"], "RPN-192.168.10.5");
+    assert_eq!(nat["translatedNetwork"]["name"], "RPN-203.0.113.10");
+    assert!(
+        lab.engine.check_sync(None).await.unwrap()[0]
+            .differences
+            .is_empty()
+    );
+    // Two backends cannot be one static NAT: refused at plan time, by field.
+    let two = lb.replace(
+        "backends: [{address: 192.168.10.5, weight: 1}]",
+        "backends: [{address: 192.168.10.5, weight: 1}, {address: 192.168.10.6, weight: 1}]",
+    );
+    let err = lab.run(&[&two], &[]).await.unwrap_err().to_string();
+    assert!(err.contains("spec.virtualServices[0].backends"), "{err}");
+}
