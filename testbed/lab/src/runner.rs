@@ -566,7 +566,13 @@ fn wait_ready(
                     if complete {
                         let info = &mut state.nodes.entry(p.node.clone()).or_default().info;
                         for (k, v) in &lines {
-                            info.insert(k.to_lowercase(), v.clone());
+                            // The password is in lab.env, not in status output.
+                            let v = if k == "CREDENTIALS" {
+                                v.split(' ').next().unwrap_or_default().to_owned()
+                            } else {
+                                v.clone()
+                            };
+                            info.insert(k.to_lowercase(), v);
                         }
                         if *asa {
                             let parts: Vec<&str> = lines["CREDENTIALS"].split(' ').collect();
@@ -733,8 +739,9 @@ fn start_netconf(
     }
     let (_, _, port) = n.device().unwrap_or((Role::NetconfDevice, "iosxe", 830));
     let addr = primary(n);
-    // netconfd's own port only names the socket the subsystem connects to.
-    let ncx_port = 20_000 + (u32::from(port) % 10_000);
+    // netconfd binds no TCP port: `--port` is the SSH port it accepts
+    // sessions for, which netconf-subsystem reports from its sockname.
+    let ncx_port = port;
     let t = dir.display();
     fs::write(
         dir.join("sshd_config"),
