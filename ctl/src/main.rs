@@ -3,34 +3,66 @@
 //! Exit codes, so scripts can branch on them:
 //! 0 success, 1 other error, 2 usage, 3 invalid argument (the spec or a
 //! flag is wrong), 4 not found, 5 conflict (already exists / failed
-//! precondition), 6 rampartd unreachable.
+//! precondition), 6 rampartd unreachable, 7 not authenticated or permission
+//! denied, 8 rate limited (retry later).
+//!
+//! Connection settings come from flags, then the environment, then
+//! `~/.config/rampart/ctl.toml`, then what a local rampartd left in its data
+//! directory (its CA and bootstrap admin token), so on the controller host
+//! `rampartctl get services` just works.
 
-use std::{collections::BTreeMap, io::Read as _, path::PathBuf, process::ExitCode};
+use std::{
+    collections::BTreeMap,
+    io::Read as _,
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use rampart_proto::v1::{
-    self as pb, device_manager_client::DeviceManagerClient,
+    self as pb, access_manager_client::AccessManagerClient, audit_log_client::AuditLogClient,
+    device_manager_client::DeviceManagerClient, secret_manager_client::SecretManagerClient,
     service_manager_client::ServiceManagerClient,
     transaction_manager_client::TransactionManagerClient,
 };
-use tonic::transport::Channel;
+use tonic::{
+    metadata::{Ascii, MetadataValue},
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::{Certificate, ClientTlsConfig, Identity},
+};
 
 mod output;
 
 use output::Output;
 
-/// Manage Rampart services, devices and transactions.
+/// Manage Rampart services, devices, transactions, access and audit.
 #[derive(Debug, Parser)]
 #[command(name = "rampartctl", version, about)]
 struct Cli {
-    /// rampartd's gRPC address.
-    #[arg(
-        long,
-        global = true,
-        env = "RAMPART_SERVER",
-        default_value = "http://127.0.0.1:50051"
-    )]
-    server: String,
+    /// rampartd's gRPC address [default: https://127.0.0.1:50051].
+    #[arg(long, global = true, env = "RAMPART_SERVER")]
+    server: Option<String>,
+    /// CA certificate (PEM) that signed rampartd's certificate.
+    #[arg(long, global = true, env = "RAMPART_CA_CERT")]
+    ca_cert: Option<PathBuf>,
+    /// API token (prefer --token-file: flags show up in `ps`).
+    #[arg(long, global = true, env = "RAMPART_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// File holding the API token.
+    #[arg(long, global = true, env = "RAMPART_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// Client certificate (PEM), to authenticate as a certificate user.
+    #[arg(long, global = true, requires = "key")]
+    cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, global = true, requires = "cert")]
+    key: Option<PathBuf>,
+    /// Talk plaintext to a rampartd running with TLS off (labs only).
+    #[arg(long, global = true)]
+    insecure: bool,
+    /// Config file [default: ~/.config/rampart/ctl.toml].
+    #[arg(long, global = true, env = "RAMPART_CTL_CONFIG")]
+    config: Option<PathBuf>,
     /// Output format.
     #[arg(short, long, global = true, value_enum, default_value_t = Format::Table)]
     output: Format,
@@ -47,6 +79,8 @@ pub enum Format {
     Json,
     /// YAML.
     Yaml,
+    /// One JSON object per line (audit export for a SIEM).
+    Jsonl,
 }
 
 #[derive(Debug, Subcommand)]
@@ -75,6 +109,101 @@ enum Command {
         #[command(subcommand)]
         action: DeviceAction,
     },
+    /// Issue, list and revoke API tokens.
+    Tokens {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+    /// Role bindings of client-certificate users.
+    Users {
+        #[command(subcommand)]
+        action: UserAction,
+    },
+    /// Query the audit log (`-o jsonl` for a SIEM).
+    Audit(AuditArgs),
+    /// Encrypted device credentials.
+    Secrets {
+        #[command(subcommand)]
+        action: SecretAction,
+    },
+    /// Show who rampartd thinks you are.
+    Whoami,
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenAction {
+    /// Issue a token; its secret is printed once.
+    Create {
+        /// A label ("ci", "alice-laptop").
+        #[arg(long)]
+        name: String,
+        /// admin, operator, tenant or viewer.
+        #[arg(long)]
+        role: String,
+        /// Tenant granted (repeatable; "*" for all).
+        #[arg(long = "tenant")]
+        tenants: Vec<String>,
+        /// Lifetime (`24h`, `30d`) or `never`.
+        #[arg(long, default_value = "30d")]
+        ttl: String,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token; it stops working at once.
+    Revoke {
+        /// Token id (`tok-…`).
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserAction {
+    /// Grant a role to a certificate user (its CN or rampart://user/ SAN).
+    Bind {
+        /// User name.
+        name: String,
+        /// admin, operator, tenant or viewer.
+        #[arg(long)]
+        role: String,
+        /// Tenant granted (repeatable; "*" for all).
+        #[arg(long = "tenant")]
+        tenants: Vec<String>,
+    },
+    /// Remove a user's binding.
+    Unbind {
+        /// User name.
+        name: String,
+    },
+    /// List bindings.
+    List,
+}
+
+#[derive(Debug, Args)]
+struct AuditArgs {
+    /// Only records newer than this (`1h`, `7d`) or since a time (RFC 3339).
+    #[arg(long)]
+    since: Option<String>,
+    /// Only records older than this (same forms).
+    #[arg(long)]
+    until: Option<String>,
+    /// Only this user.
+    #[arg(long)]
+    user: Option<String>,
+    /// Only this tenant.
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Only this service (`name` or `tenant/name`).
+    #[arg(long)]
+    service: Option<String>,
+    /// At most this many, newest first.
+    #[arg(long, default_value_t = 1000)]
+    limit: u32,
+}
+
+#[derive(Debug, Subcommand)]
+enum SecretAction {
+    /// Re-encrypt every stored credential under rampartd's current key.
+    Rotate,
 }
 
 #[derive(Debug, Subcommand)]
@@ -152,6 +281,10 @@ struct DeviceAdd {
     /// Credentials reference (`env:VAR`, `file:/path`).
     #[arg(long, default_value = "")]
     credentials: String,
+    /// Secret credentials to store encrypted in rampartd: a YAML/JSON file
+    /// with `username`, `password`, `privateKey`, `apiKey` (any subset).
+    #[arg(long)]
+    credentials_file: Option<PathBuf>,
     /// Label `key=value` (repeatable).
     #[arg(long = "label", short = 'l', value_parser = parse_label)]
     labels: Vec<(String, String)>,
@@ -184,6 +317,8 @@ impl From<tonic::Status> for Failure {
             C::NotFound => 4,
             C::AlreadyExists | C::FailedPrecondition | C::Aborted => 5,
             C::Unavailable => 6,
+            C::Unauthenticated | C::PermissionDenied => 7,
+            C::ResourceExhausted => 8,
             _ => 1,
         };
         Failure {
@@ -223,19 +358,223 @@ fn main() -> ExitCode {
     }
 }
 
-async fn connect(server: &str) -> Result<Channel, Failure> {
-    let endpoint = Channel::from_shared(server.to_owned()).map_err(|e| Failure {
-        code: 3,
-        message: format!("--server {server:?} is not a valid URL: {e}"),
-    })?;
-    endpoint
+/// Adds the bearer token to every call.
+#[derive(Debug, Clone)]
+struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+type Channel = InterceptedService<tonic::transport::Channel, Bearer>;
+
+/// `~/.config/rampart/ctl.toml`: defaults for the connection flags.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct CtlConfig {
+    server: Option<String>,
+    ca_cert: Option<PathBuf>,
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+}
+
+fn usage(message: String) -> Failure {
+    Failure { code: 3, message }
+}
+
+fn env_path(k: &str) -> Option<PathBuf> {
+    std::env::var_os(k)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+fn load_config(explicit: Option<&Path>) -> Result<CtlConfig, Failure> {
+    let path = match explicit {
+        Some(p) => p.to_owned(),
+        None => {
+            let Some(base) =
+                env_path("XDG_CONFIG_HOME").or_else(|| env_path("HOME").map(|h| h.join(".config")))
+            else {
+                return Ok(CtlConfig::default());
+            };
+            let p = base.join("rampart/ctl.toml");
+            if !p.exists() {
+                return Ok(CtlConfig::default());
+            }
+            p
+        }
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| usage(format!("{}: {e}", path.display())))
+}
+
+/// Data directories a local rampartd uses by default (same order as its
+/// own default), for its CA and bootstrap token.
+fn local_data_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    dirs.extend(env_path("RAMPARTD_DATA_DIR"));
+    dirs.extend(env_path("XDG_DATA_HOME").map(|d| d.join("rampart")));
+    dirs.extend(env_path("HOME").map(|h| h.join(".local/share/rampart")));
+    dirs.push(PathBuf::from("/var/lib/rampart"));
+    dirs
+}
+
+fn read_file(path: &Path, what: &str) -> Result<String, Failure> {
+    std::fs::read_to_string(path)
+        .map_err(|e| usage(format!("cannot read {what} {}: {e}", path.display())))
+}
+
+async fn connect(cli: &Cli) -> Result<Channel, Failure> {
+    let cfg = load_config(cli.config.as_deref())?;
+    let mut server = cli
+        .server
+        .clone()
+        .or(cfg.server)
+        .unwrap_or_else(|| "https://127.0.0.1:50051".to_owned());
+    if cli.insecure {
+        if let Some(rest) = server.strip_prefix("https://") {
+            server = format!("http://{rest}");
+        }
+        eprintln!(
+            "warning: --insecure: plaintext to {server}; the token crosses the network in clear"
+        );
+    } else if server.starts_with("http://") {
+        eprintln!("warning: {server} is plaintext; the token crosses the network in clear");
+    }
+    let token = match (&cli.token, &cli.token_file) {
+        (Some(t), _) => Some(t.clone()),
+        (None, Some(f)) => Some(read_file(f, "token file")?),
+        (None, None) => match (cfg.token, cfg.token_file) {
+            (Some(t), _) => Some(t),
+            (None, Some(f)) => Some(read_file(&f, "token file")?),
+            (None, None) if cli.cert.is_none() && cfg.cert.is_none() => local_data_dirs()
+                .into_iter()
+                .find_map(|d| std::fs::read_to_string(d.join("admin.token")).ok()),
+            (None, None) => None,
+        },
+    };
+    let bearer = token
+        .map(|t| {
+            format!("Bearer {}", t.trim())
+                .parse::<MetadataValue<Ascii>>()
+                .map_err(|_| usage("the token contains characters a header cannot carry".into()))
+        })
+        .transpose()?;
+    let mut endpoint = tonic::transport::Channel::from_shared(server.clone())
+        .map_err(|e| usage(format!("--server {server:?} is not a valid URL: {e}")))?;
+    if server.starts_with("https://") {
+        let ca_path = cli.ca_cert.clone().or(cfg.ca_cert).or_else(|| {
+            local_data_dirs()
+                .into_iter()
+                .map(|d| d.join("tls/ca.crt"))
+                .find(|p| p.exists())
+        });
+        let mut tls = ClientTlsConfig::new();
+        match ca_path {
+            Some(p) => {
+                tls = tls.ca_certificate(Certificate::from_pem(read_file(&p, "CA certificate")?));
+            }
+            None => {
+                return Err(usage(
+                    "no CA certificate: pass --ca-cert (or RAMPART_CA_CERT) with rampartd's \
+                     <data_dir>/tls/ca.crt"
+                        .into(),
+                ));
+            }
+        }
+        let (cert, key) = match (&cli.cert, &cli.key) {
+            (Some(c), Some(k)) => (Some(c.clone()), Some(k.clone())),
+            _ => (cfg.cert, cfg.key),
+        };
+        if let (Some(c), Some(k)) = (cert, key) {
+            tls = tls.identity(Identity::from_pem(
+                read_file(&c, "client certificate")?,
+                read_file(&k, "client key")?,
+            ));
+        }
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|e| usage(format!("TLS set-up: {e}")))?;
+    }
+    let channel = endpoint
         .connect_timeout(std::time::Duration::from_secs(5))
         .connect()
         .await
         .map_err(|e| Failure {
             code: 6,
-            message: format!("cannot reach rampartd at {server}: {e}"),
-        })
+            message: format!("cannot reach rampartd at {server}: {}", error_chain(&e)),
+        })?;
+    Ok(InterceptedService::new(channel, Bearer(bearer)))
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// `24h`, `30d`, `never`/`0` (= no expiry) in seconds.
+fn ttl_seconds(s: &str) -> Result<u64, Failure> {
+    if s == "never" || s == "0" {
+        return Ok(0);
+    }
+    humantime::parse_duration(s)
+        .map(|d| d.as_secs().max(1))
+        .map_err(|e| usage(format!("--ttl {s:?}: {e} (use e.g. 24h, 30d or never)")))
+}
+
+/// `1h` (ago) or an RFC 3339 time, as a timestamp.
+fn time_arg(flag: &str, s: &str) -> Result<prost_types::Timestamp, Failure> {
+    let t = match humantime::parse_duration(s) {
+        Ok(d) => std::time::SystemTime::now()
+            .checked_sub(d)
+            .unwrap_or(std::time::UNIX_EPOCH),
+        Err(_) => humantime::parse_rfc3339_weak(s).map_err(|e| {
+            usage(format!(
+                "--{flag} {s:?}: neither a duration (1h) nor a time: {e}"
+            ))
+        })?,
+    };
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    Ok(prost_types::Timestamp {
+        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
+    })
+}
+
+/// A credentials file.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+struct CredentialsFile {
+    username: String,
+    password: String,
+    private_key: String,
+    api_key: String,
+}
+
+fn credentials_file(path: &PathBuf) -> Result<pb::DeviceCredentials, Failure> {
+    let (text, name) = read_input(path)?;
+    let c: CredentialsFile =
+        serde_norway::from_str(&text).map_err(|e| usage(format!("{name}: {e}")))?;
+    Ok(pb::DeviceCredentials {
+        username: c.username,
+        password: c.password,
+        private_key: c.private_key,
+        api_key: c.api_key,
+    })
 }
 
 fn read_input(path: &PathBuf) -> Result<(String, String), Failure> {
@@ -257,7 +596,7 @@ fn read_input(path: &PathBuf) -> Result<(String, String), Failure> {
 
 async fn run(cli: Cli) -> Result<(), Failure> {
     let out = Output::new(cli.output);
-    let channel = connect(&cli.server).await?;
+    let channel = connect(&cli).await?;
     match cli.command {
         Command::Apply { file, dry_run } => {
             let (document, source_name) = read_input(&file)?;
@@ -303,6 +642,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             action: DeviceAction::Add(add),
         } => {
             let replace = add.replace;
+            let credentials = add
+                .credentials_file
+                .as_ref()
+                .map(credentials_file)
+                .transpose()?;
             let devices = match &add.file {
                 Some(file) => inventory_file(file)?,
                 None => vec![device_from_flags(add)?],
@@ -315,6 +659,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     .add_device(pb::AddDeviceRequest {
                         device: Some(device),
                         replace,
+                        credentials: credentials.clone(),
                     })
                     .await
                     .map_err(|s| {
@@ -326,6 +671,124 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 added.push(d);
             }
             out.devices(&added);
+        }
+        Command::Tokens { action } => tokens(channel, action, &out).await?,
+        Command::Users { action } => users(channel, action, &out).await?,
+        Command::Audit(a) => {
+            let req = pb::QueryAuditRequest {
+                since: a
+                    .since
+                    .as_deref()
+                    .map(|s| time_arg("since", s))
+                    .transpose()?,
+                until: a
+                    .until
+                    .as_deref()
+                    .map(|s| time_arg("until", s))
+                    .transpose()?,
+                user: a.user.unwrap_or_default(),
+                tenant: a.tenant.unwrap_or_default(),
+                service: a.service.unwrap_or_default(),
+                limit: a.limit,
+            };
+            let resp = AuditLogClient::new(channel)
+                .query_audit(req)
+                .await?
+                .into_inner();
+            out.audit(&resp.records);
+        }
+        Command::Secrets {
+            action: SecretAction::Rotate,
+        } => {
+            let r = SecretManagerClient::new(channel)
+                .rotate_secrets(pb::RotateSecretsRequest {})
+                .await?
+                .into_inner();
+            out.message(&format!(
+                "re-encrypted {} of {} credential record(s); all are under key {}",
+                r.reencrypted, r.total, r.key_id
+            ));
+        }
+        Command::Whoami => {
+            let w = AccessManagerClient::new(channel)
+                .who_am_i(pb::WhoAmIRequest {})
+                .await?
+                .into_inner();
+            out.whoami(&w);
+        }
+    }
+    Ok(())
+}
+
+async fn tokens(channel: Channel, action: TokenAction, out: &Output) -> Result<(), Failure> {
+    let mut c = AccessManagerClient::new(channel);
+    match action {
+        TokenAction::Create {
+            name,
+            role,
+            tenants,
+            ttl,
+        } => {
+            let req = pb::CreateTokenRequest {
+                name,
+                role,
+                tenants,
+                ttl_seconds: ttl_seconds(&ttl)?,
+            };
+            out.new_token(&c.create_token(req).await?.into_inner());
+        }
+        TokenAction::List => {
+            out.tokens(
+                &c.list_tokens(pb::ListTokensRequest {})
+                    .await?
+                    .into_inner()
+                    .tokens,
+            );
+        }
+        TokenAction::Revoke { id } => {
+            let t = c
+                .revoke_token(pb::RevokeTokenRequest { id })
+                .await?
+                .into_inner();
+            out.message(&format!(
+                "token {} revoked",
+                t.token.map(|t| t.id).unwrap_or_default()
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn users(channel: Channel, action: UserAction, out: &Output) -> Result<(), Failure> {
+    let mut c = AccessManagerClient::new(channel);
+    match action {
+        UserAction::Bind {
+            name,
+            role,
+            tenants,
+        } => {
+            let b = c
+                .bind_user(pb::BindUserRequest {
+                    user: name,
+                    role,
+                    tenants,
+                })
+                .await?
+                .into_inner();
+            out.bindings(&[b]);
+        }
+        UserAction::Unbind { name } => {
+            c.unbind_user(pb::UnbindUserRequest { user: name.clone() })
+                .await?;
+            out.message(&format!("binding of {name} removed"));
+        }
+        UserAction::List => {
+            out.bindings(
+                &c.list_bindings(pb::ListBindingsRequest {})
+                    .await?
+                    .into_inner()
+                    .bindings,
+            );
         }
     }
     Ok(())
@@ -438,6 +901,7 @@ fn device_from_flags(add: DeviceAdd) -> Result<pb::Device, Failure> {
         credentials_ref: add.credentials,
         labels: add.labels.into_iter().collect(),
         created: None,
+        has_credentials: false,
     })
 }
 
@@ -481,6 +945,7 @@ fn inventory_file(path: &PathBuf) -> Result<Vec<pb::Device>, Failure> {
                 credentials_ref: d.credentials_ref,
                 labels: d.labels.into_iter().collect(),
                 created: None,
+                has_credentials: false,
             })
         })
         .collect()

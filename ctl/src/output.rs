@@ -67,6 +67,7 @@ fn device_json(d: &pb::Device) -> Value {
         "platform": platform_word(d.platform),
         "address": d.address,
         "credentialsRef": d.credentials_ref,
+        "hasCredentials": d.has_credentials,
         "labels": d.labels,
         "created": ts(d.created.as_ref()),
     })
@@ -115,6 +116,16 @@ impl Output {
                 println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
             }
             Format::Yaml => print!("{}", serde_norway::to_string(v).unwrap_or_default()),
+            // One compact object per line: arrays are split, anything else
+            // is one line (SIEMs ingest this).
+            Format::Jsonl => match v {
+                Value::Array(items) => {
+                    for item in items {
+                        println!("{}", serde_json::to_string(item).unwrap_or_default());
+                    }
+                }
+                other => println!("{}", serde_json::to_string(other).unwrap_or_default()),
+            },
         }
         true
     }
@@ -289,4 +300,165 @@ impl Output {
             )
         );
     }
+
+    /// The caller's identity.
+    pub fn whoami(&self, w: &pb::WhoAmIResponse) {
+        let v = json!({
+            "user": w.user, "role": w.role, "tenants": w.tenants,
+            "authMethod": w.auth_method, "permissions": w.permissions,
+        });
+        if self.machine(&v) {
+            return;
+        }
+        println!("user:        {}", w.user);
+        println!("role:        {}", w.role);
+        println!("tenants:     {}", w.tenants.join(", "));
+        println!("auth:        {}", w.auth_method);
+        println!("permissions: {}", w.permissions.join(", "));
+    }
+
+    /// A freshly created token: the secret once, on its own line.
+    pub fn new_token(&self, r: &pb::CreateTokenResponse) {
+        let info = r.token.as_ref().map(token_json).unwrap_or(Value::Null);
+        if self.machine(&json!({ "token": info, "secret": r.secret })) {
+            return;
+        }
+        if let Some(t) = &r.token {
+            self.tokens(std::slice::from_ref(t));
+        }
+        println!("{}", r.secret);
+        eprintln!("(the token is shown once; rampartd keeps only its hash)");
+    }
+
+    /// A list of tokens (never their secrets).
+    pub fn tokens(&self, list: &[pb::TokenInfo]) {
+        if self.machine(&Value::Array(list.iter().map(token_json).collect())) {
+            return;
+        }
+        let rows = list
+            .iter()
+            .map(|t| {
+                vec![
+                    t.id.clone(),
+                    t.name.clone(),
+                    t.role.clone(),
+                    t.tenants.join(","),
+                    t.expires
+                        .as_ref()
+                        .map_or_else(|| "never".to_owned(), |e| e.seconds.to_string()),
+                    if t.revoked { "revoked" } else { "active" }.to_owned(),
+                    t.created_by.clone(),
+                ]
+            })
+            .collect();
+        println!(
+            "{}",
+            table(
+                &[
+                    "ID",
+                    "NAME",
+                    "ROLE",
+                    "TENANTS",
+                    "EXPIRES",
+                    "STATE",
+                    "CREATED BY"
+                ],
+                rows
+            )
+        );
+    }
+
+    /// Role bindings of certificate users.
+    pub fn bindings(&self, list: &[pb::RoleBinding]) {
+        let v = Value::Array(
+            list.iter()
+                .map(|b| {
+                    json!({
+                        "user": b.user, "role": b.role, "tenants": b.tenants,
+                        "created": ts(b.created.as_ref()), "createdBy": b.created_by,
+                    })
+                })
+                .collect(),
+        );
+        if self.machine(&v) {
+            return;
+        }
+        let rows = list
+            .iter()
+            .map(|b| {
+                vec![
+                    b.user.clone(),
+                    b.role.clone(),
+                    b.tenants.join(","),
+                    b.created_by.clone(),
+                ]
+            })
+            .collect();
+        println!(
+            "{}",
+            table(&["USER", "ROLE", "TENANTS", "CREATED BY"], rows)
+        );
+    }
+
+    /// Audit records.
+    pub fn audit(&self, list: &[pb::AuditRecord]) {
+        if self.machine(&Value::Array(list.iter().map(audit_json).collect())) {
+            return;
+        }
+        let rows = list
+            .iter()
+            .map(|r| {
+                vec![
+                    r.id.to_string(),
+                    r.time
+                        .as_ref()
+                        .map_or_else(String::new, |t| t.seconds.to_string()),
+                    r.user.clone(),
+                    r.method.clone(),
+                    r.tenant.clone(),
+                    r.service.clone(),
+                    r.code.clone(),
+                    r.transaction_id.clone(),
+                ]
+            })
+            .collect();
+        println!(
+            "{}",
+            table(
+                &[
+                    "ID", "TIME", "USER", "METHOD", "TENANT", "SERVICE", "RESULT", "TXN"
+                ],
+                rows
+            )
+        );
+    }
+}
+
+fn token_json(t: &pb::TokenInfo) -> Value {
+    json!({
+        "id": t.id, "name": t.name, "role": t.role, "tenants": t.tenants,
+        "created": ts(t.created.as_ref()), "expires": ts(t.expires.as_ref()),
+        "revoked": t.revoked, "createdBy": t.created_by,
+    })
+}
+
+fn audit_json(r: &pb::AuditRecord) -> Value {
+    let time = r.time.as_ref().map_or(Value::Null, |t| {
+        json!(i64::from(t.nanos / 1_000_000) + t.seconds * 1000)
+    });
+    json!({
+        "id": r.id,
+        "timeUnixMs": time,
+        "user": r.user,
+        "role": r.role,
+        "auth": r.auth_method,
+        "peer": r.peer,
+        "method": r.method,
+        "tenant": r.tenant,
+        "service": r.service,
+        "request": serde_json::from_str::<Value>(&r.request).unwrap_or(Value::Null),
+        "result": r.code,
+        "message": r.message,
+        "transactionId": r.transaction_id,
+    })
 }

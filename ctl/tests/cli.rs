@@ -1,5 +1,7 @@
 //! rampartctl against a real rampartd on a free loopback port: every
-//! command, every output format, and the documented exit codes.
+//! command, every output format, and the documented exit codes. rampartd
+//! runs as shipped: TLS on with the CA it generates, and rampartctl uses
+//! that CA and the bootstrap admin token from its data directory.
 
 use std::{
     path::{Path, PathBuf},
@@ -10,6 +12,7 @@ use std::{
 struct Daemon {
     child: Child,
     server: String,
+    data: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -45,8 +48,9 @@ fn free_port() -> u16 {
 fn start() -> Daemon {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
+    let data = dir.path().join("data");
     let child = Command::new(rampartd())
-        .args(["--data-dir", dir.path().join("data").to_str().unwrap()])
+        .args(["--data-dir", data.to_str().unwrap()])
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(["--metrics-listen", &format!("127.0.0.1:{}", free_port())])
         .stdout(Stdio::null())
@@ -55,20 +59,44 @@ fn start() -> Daemon {
         .unwrap();
     let d = Daemon {
         child,
-        server: format!("http://127.0.0.1:{port}"),
+        server: format!("https://127.0.0.1:{port}"),
+        data,
         _dir: dir,
     };
     let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+        || !d.data.join("admin.token").exists()
+    {
         assert!(Instant::now() < deadline, "rampartd did not start");
         std::thread::sleep(Duration::from_millis(25));
     }
     d
 }
 
-fn ctl(d: &Daemon, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rampartctl"))
+/// rampartctl pointed at `d` with its CA, and no other configuration
+/// (HOME is the daemon's temp dir, so no ~/.config/rampart/ctl.toml).
+fn ctl_cmd(d: &Daemon) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rampartctl"));
+    c.env_clear()
+        .env("HOME", d.data.parent().unwrap())
         .env("RAMPART_SERVER", &d.server)
+        .env("RAMPART_CA_CERT", d.data.join("tls/ca.crt"));
+    c
+}
+
+/// As the bootstrap admin.
+fn ctl(d: &Daemon, args: &[&str]) -> Output {
+    ctl_cmd(d)
+        .env("RAMPART_TOKEN_FILE", d.data.join("admin.token"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// With a given token.
+fn ctl_as(d: &Daemon, token: &str, args: &[&str]) -> Output {
+    ctl_cmd(d)
+        .env("RAMPART_TOKEN", token)
         .args(args)
         .output()
         .unwrap()
@@ -160,8 +188,8 @@ fn every_command_against_a_real_rampartd() {
         applied.contains("applied txn-") && applied.contains("generation 1"),
         "{applied}"
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rampartctl"))
-        .env("RAMPART_SERVER", &d.server)
+    let mut child = ctl_cmd(&d)
+        .env("RAMPART_TOKEN_FILE", d.data.join("admin.token"))
         .args(["apply", "-f", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -251,6 +279,7 @@ fn unreachable_server_exits_6() {
     let port = free_port();
     let out = Command::new(env!("CARGO_BIN_EXE_rampartctl"))
         .args([
+            "--insecure",
             "--server",
             &format!("http://127.0.0.1:{port}"),
             "get",
@@ -260,4 +289,148 @@ fn unreachable_server_exits_6() {
         .unwrap();
     assert_eq!(out.status.code(), Some(6));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach rampartd"));
+}
+
+fn json_of(out: &Output) -> serde_json::Value {
+    serde_json::from_str(&ok(out)).unwrap()
+}
+
+#[test]
+fn tokens_users_audit_and_secrets_commands() {
+    let d = start();
+    let tmp = tempfile::tempdir().unwrap();
+
+    let me = json_of(&ctl(&d, &["-o", "json", "whoami"]));
+    assert_eq!(me["user"], "bootstrap-admin");
+    assert_eq!(me["role"], "admin");
+
+    // A tenant token, shown once; the listing never shows a secret.
+    let created = json_of(&ctl(
+        &d,
+        &[
+            "-o", "json", "tokens", "create", "--name", "ci", "--role", "tenant", "--tenant",
+            "beta", "--ttl", "24h",
+        ],
+    ));
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    let id = created["token"]["id"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("rpt_"), "{created}");
+    let listed = ok(&ctl(&d, &["-o", "json", "tokens", "list"]));
+    assert!(
+        listed.contains(&id) && !listed.contains(&secret),
+        "{listed}"
+    );
+    let ci = json_of(&ctl_as(&d, &secret, &["-o", "json", "whoami"]));
+    assert_eq!(
+        (ci["role"].as_str(), ci["tenants"][0].as_str()),
+        (Some("tenant"), Some("beta"))
+    );
+
+    // The tenant token cannot manage tokens: exit 7, naming the permission.
+    let denied = ctl_as(&d, &secret, &["tokens", "list"]);
+    assert_eq!(denied.status.code(), Some(7), "{denied:?}");
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("tokens:admin"));
+
+    // A refused mutation (audited below).
+    let refused = ctl_as(&d, &secret, &["devices", "remove", "csr9"]);
+    assert_eq!(refused.status.code(), Some(7), "{refused:?}");
+
+    // Device with secret credentials: stored, flagged, never printed.
+    let creds = tmp.path().join("creds.yaml");
+    std::fs::write(&creds, "username: admin\npassword: Hunter2-CTL-SECRET\n").unwrap();
+    let added = ok(&ctl(
+        &d,
+        &[
+            "-o",
+            "json",
+            "devices",
+            "add",
+            "csr9",
+            "--platform",
+            "iosxe",
+            "--address",
+            "192.0.2.9",
+            "--credentials-file",
+            creds.to_str().unwrap(),
+        ],
+    ));
+    assert!(!added.contains("Hunter2-CTL-SECRET"), "{added}");
+    let v: serde_json::Value = serde_json::from_str(&added).unwrap();
+    assert_eq!(v[0]["hasCredentials"], true, "{added}");
+    let rotated = ok(&ctl(&d, &["secrets", "rotate"]));
+    assert!(rotated.contains("re-encrypted 0 of 1"), "{rotated}");
+
+    // Bindings of certificate users.
+    ok(&ctl(
+        &d,
+        &[
+            "users", "bind", "alice", "--role", "operator", "--tenant", "acme",
+        ],
+    ));
+    let b = json_of(&ctl(&d, &["-o", "json", "users", "list"]));
+    assert_eq!(b[0]["user"], "alice");
+    assert_eq!(
+        ctl(&d, &["users", "bind", "bob", "--role", "root"])
+            .status
+            .code(),
+        Some(3)
+    );
+
+    // Revocation takes effect at once.
+    ok(&ctl(&d, &["tokens", "revoke", &id]));
+    let gone = ctl_as(&d, &secret, &["whoami"]);
+    assert_eq!(gone.status.code(), Some(7));
+    assert!(
+        String::from_utf8_lossy(&gone.stderr).contains("revoked"),
+        "{gone:?}"
+    );
+
+    // The audit log as JSON lines: one object per mutating call.
+    let jsonl = ok(&ctl(&d, &["-o", "jsonl", "audit", "--since", "1h"]));
+    let records: Vec<serde_json::Value> = jsonl
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let methods: Vec<&str> = records
+        .iter()
+        .filter_map(|r| r["method"].as_str())
+        .collect();
+    for m in [
+        "AccessManager/CreateToken",
+        "DeviceManager/AddDevice",
+        "SecretManager/RotateSecrets",
+        "AccessManager/BindUser",
+        "AccessManager/RevokeToken",
+    ] {
+        assert!(methods.contains(&m), "{m} not audited: {methods:?}");
+    }
+    assert!(!jsonl.contains("Hunter2-CTL-SECRET") && !jsonl.contains(&secret));
+    let only_ci = ok(&ctl(&d, &["-o", "json", "audit", "--user", "ci"]));
+    assert!(
+        only_ci.contains("devices:write") && only_ci.contains("PermissionDenied"),
+        "the refused mutation is audited: {only_ci}"
+    );
+}
+
+#[test]
+fn missing_or_bad_credentials_exit_7() {
+    let d = start();
+    // No token anywhere (HOME is empty): Unauthenticated.
+    let out = ctl_cmd(&d).args(["get", "services"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no credentials"));
+    let out = ctl_as(
+        &d,
+        "rpt_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        &["get", "services"],
+    );
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    // Without the CA the server certificate is not trusted: unreachable.
+    let out = Command::new(env!("CARGO_BIN_EXE_rampartctl"))
+        .env_clear()
+        .env("HOME", d.data.parent().unwrap())
+        .args(["--server", &d.server, "get", "services"])
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0), "{out:?}");
 }
