@@ -255,6 +255,39 @@ fn fdm_message(r: &Reply) -> (String, Vec<String>) {
     (format!("HTTP {}: {}", r.status, text.join("; ")), locs)
 }
 
+/// Fields of rules that reference objects.
+const REF_FIELDS: [&str; 8] = [
+    "sourceZones",
+    "destinationZones",
+    "sourceNetworks",
+    "destinationNetworks",
+    "sourcePorts",
+    "destinationPorts",
+    "originalNetwork",
+    "translatedNetwork",
+];
+
+/// A saved object or rule made fit to send again: server fields dropped,
+/// references turned back into names (the objects they named may have been
+/// re-created with new ids meanwhile).
+fn resendable(v: &Value) -> Value {
+    let mut v = strip(v);
+    for f in REF_FIELDS {
+        let Some(field) = v.get_mut(f) else { continue };
+        let to_name = |r: &mut Value| {
+            if let (Some(name), Some(kind)) = (r.get("name").cloned(), r.get("type").cloned()) {
+                *r = json!({"name": name, "type": kind});
+            }
+        };
+        match field {
+            Value::Array(a) => a.iter_mut().for_each(to_name),
+            Value::Object(_) => to_name(field),
+            _ => {}
+        }
+    }
+    v
+}
+
 fn strip(v: &Value) -> Value {
     let mut v = v.clone();
     if let Some(o) = v.as_object_mut() {
@@ -477,17 +510,7 @@ impl FtdParticipant {
 
     /// Replaces `{name, type}` references without ids by `{id, type}`.
     async fn resolve_refs(&self, body: &mut Value, stage: &str) -> Result<(), DeviceError> {
-        let fields = [
-            "sourceZones",
-            "destinationZones",
-            "sourceNetworks",
-            "destinationNetworks",
-            "sourcePorts",
-            "destinationPorts",
-            "originalNetwork",
-            "translatedNetwork",
-        ];
-        for f in fields {
+        for f in REF_FIELDS {
             let Some(v) = body.get_mut(f) else { continue };
             let refs: Vec<&mut Value> = match v {
                 Value::Array(a) => a.iter_mut().collect(),
@@ -630,32 +653,33 @@ impl FtdParticipant {
 
     async fn rollback_staged(&mut self) {
         while let Some(u) = self.undo.pop() {
-            let res = match &u {
-                Undo::Delete(path) => self
-                    .call(Method::DELETE, path, None, "abort")
-                    .await
-                    .map(|_| ()),
-                Undo::Restore(path, old) => match self.call(Method::GET, path, None, "abort").await
-                {
-                    Ok(cur) => {
-                        let mut put = strip(old);
-                        put["id"] = cur["id"].clone();
-                        put["version"] = cur["version"].clone();
-                        self.call(Method::PUT, path, Some(put), "abort")
-                            .await
-                            .map(|_| ())
-                    }
-                    Err(e) => Err(e),
-                },
-                Undo::Recreate(collection, old) => self
-                    .call(Method::POST, collection, Some(strip(old)), "abort")
-                    .await
-                    .map(|_| ()),
-            };
-            if let Err(e) = res {
+            if let Err(e) = self.undo_step(&u).await {
                 tracing::error!(device = self.device, error = %e, step = ?u, "undoing a staged change failed");
             }
         }
+    }
+
+    async fn undo_step(&self, u: &Undo) -> Result<(), DeviceError> {
+        match u {
+            Undo::Delete(path) => {
+                self.call(Method::DELETE, path, None, "abort").await?;
+            }
+            Undo::Restore(path, old) => {
+                let mut put = resendable(old);
+                self.resolve_refs(&mut put, "abort").await?;
+                let cur = self.call(Method::GET, path, None, "abort").await?;
+                put["id"] = cur["id"].clone();
+                put["version"] = cur["version"].clone();
+                self.call(Method::PUT, path, Some(put), "abort").await?;
+            }
+            Undo::Recreate(collection, old) => {
+                let mut body = resendable(old);
+                self.resolve_refs(&mut body, "abort").await?;
+                self.call(Method::POST, collection, Some(body), "abort")
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     /// Deploys and polls the job to its end.
