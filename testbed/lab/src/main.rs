@@ -200,7 +200,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             println!(
                 "take it down: {} down --topology {}",
-                std::env::args().next().unwrap_or_else(|| "rampart-lab".into()),
+                std::env::args()
+                    .next()
+                    .unwrap_or_else(|| "rampart-lab".into()),
                 topology.display()
             );
             Ok(ExitCode::SUCCESS)
@@ -216,7 +218,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 if left.is_empty() {
                     println!("lab {name}: down (nothing running)");
                 } else {
-                    println!("lab {name}: no state file, but leftovers: {}", left.join(", "));
+                    println!(
+                        "lab {name}: no state file, but leftovers: {}",
+                        left.join(", ")
+                    );
                 }
                 return Ok(ExitCode::from(1));
             };
@@ -269,19 +274,38 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 u8::try_from(status.code().unwrap_or(1)).unwrap_or(1),
             ))
         }
-        Cmd::Check { files, inventory: inv } => {
-            let files = if files.is_empty() { vec![topology] } else { files };
+        Cmd::Check {
+            files,
+            inventory: inv,
+        } => {
+            let files = if files.is_empty() {
+                vec![topology]
+            } else {
+                files
+            };
             let inv = inv.map(|p| inventory::load(&p)).transpose()?;
             let mut failed = false;
             for f in &files {
                 match topology::load(f) {
                     Ok(lab) => {
-                        let problems = inv.as_ref().map(|i| inventory::check(&lab, i)).unwrap_or_default();
+                        let problems = inv
+                            .as_ref()
+                            .map(|i| inventory::check(&lab, i))
+                            .unwrap_or_default();
                         if problems.is_empty() {
-                            println!("{}: ok ({} nodes, {} links)", f.display(), lab.nodes.len(), lab.links.len());
+                            println!(
+                                "{}: ok ({} nodes, {} links)",
+                                f.display(),
+                                lab.nodes.len(),
+                                lab.links.len()
+                            );
                         } else {
                             failed = true;
-                            println!("{}: inventory disagrees:\n  {}", f.display(), problems.join("\n  "));
+                            println!(
+                                "{}: inventory disagrees:\n  {}",
+                                f.display(),
+                                problems.join("\n  ")
+                            );
                         }
                     }
                     Err(e) => {
@@ -290,7 +314,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
-            Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+            Ok(if failed {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Cmd::Inventory => {
             let lab = topology::load(&topology)?;

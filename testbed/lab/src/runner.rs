@@ -171,13 +171,14 @@ pub enum UpOutcome {
 /// [`LabError`]; after a failure nothing of the lab remains.
 pub fn up(topology_path: &Path, env: &Env) -> Result<(State, UpOutcome), LabError> {
     let lab = topology::load(topology_path)?;
-    if let Some(state) = State::load(&env.state_file())? {
-        if state.complete && state.spec == lab && status(&state).healthy() {
-            return Ok((state, UpOutcome::AlreadyUp));
-        }
-    }
-    if State::load(&env.state_file()).ok().flatten().is_some() || !leftovers(&lab.name).is_empty()
+    if let Some(state) = State::load(&env.state_file())?
+        && state.complete
+        && state.spec == lab
+        && status(&state).healthy()
     {
+        return Ok((state, UpOutcome::AlreadyUp));
+    }
+    if State::load(&env.state_file()).ok().flatten().is_some() || !leftovers(&lab.name).is_empty() {
         tracing::info!(lab = %lab.name, "removing the previous lab of that name first");
         down(&lab.name, env)?;
     }
@@ -202,7 +203,8 @@ pub fn up(topology_path: &Path, env: &Env) -> Result<(State, UpOutcome), LabErro
 }
 
 fn which(tool: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
 }
 
 fn python() -> PathBuf {
@@ -235,7 +237,11 @@ fn preflight(lab: &Lab, env: &Env) -> Result<(), LabError> {
         ));
     }
     if roles.contains(&Role::NetconfDevice) {
-        for bin in ["/usr/sbin/netconfd", "/usr/sbin/sshd", "/usr/sbin/netconf-subsystem"] {
+        for bin in [
+            "/usr/sbin/netconfd",
+            "/usr/sbin/sshd",
+            "/usr/sbin/netconf-subsystem",
+        ] {
             if !Path::new(bin).is_file() {
                 return Err(missing(bin, "run scripts/install/netconfd.sh"));
             }
@@ -314,10 +320,23 @@ fn build(lab: &Lab, env: &Env, state: &mut State) -> Result<(), LabError> {
     // Links.
     for l in &lab.links {
         let (na, nb) = (ns_name(name, &l.a.node), ns_name(name, &l.b.node));
-        let what = format!("link {}:{} - {}:{}", l.a.node, l.a.interface, l.b.node, l.b.interface);
+        let what = format!(
+            "link {}:{} - {}:{}",
+            l.a.node, l.a.interface, l.b.node, l.b.interface
+        );
         sys::ip(&[
-            "link", "add", &l.a.interface, "netns", &na, "type", "veth", "peer", "name",
-            &l.b.interface, "netns", &nb,
+            "link",
+            "add",
+            &l.a.interface,
+            "netns",
+            &na,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &l.b.interface,
+            "netns",
+            &nb,
         ])
         .map_err(step(&l.a.node, what.clone()))?;
         for (ns, e) in [(&na, &l.a), (&nb, &l.b)] {
@@ -347,13 +366,27 @@ fn build(lab: &Lab, env: &Env, state: &mut State) -> Result<(), LabError> {
             }
         }
         for r in &n.routes {
-            sys::ip_in(&ns, &["route", "replace", &r.dest.to_string(), "via", &r.via.to_string()])
-                .map_err(step(&n.name, format!("route {} via {}", r.dest, r.via)))?;
+            sys::ip_in(
+                &ns,
+                &[
+                    "route",
+                    "replace",
+                    &r.dest.to_string(),
+                    "via",
+                    &r.via.to_string(),
+                ],
+            )
+            .map_err(step(&n.name, format!("route {} via {}", r.dest, r.via)))?;
         }
         if n.forwarding {
             sys::run(
                 "nsenter",
-                &[&format!("--net={}/{ns}", sys::NETNS_DIR), "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"],
+                &[
+                    &format!("--net={}/{ns}", sys::NETNS_DIR),
+                    "sh",
+                    "-c",
+                    "echo 1 > /proc/sys/net/ipv4/ip_forward",
+                ],
             )
             .map_err(step(&n.name, "ip forwarding"))?;
         }
@@ -366,13 +399,18 @@ fn build(lab: &Lab, env: &Env, state: &mut State) -> Result<(), LabError> {
         state.save(&file)?;
         let (host_addr, node_addr) = free_mgmt_subnet(name);
         let ns = ns_name(name, &ctl.name);
-        sys::ip(&["link", "add", &host, "type", "veth", "peer", "name", MGMT_IF, "netns", &ns])
-            .map_err(step(&ctl.name, "management link"))?;
+        sys::ip(&[
+            "link", "add", &host, "type", "veth", "peer", "name", MGMT_IF, "netns", &ns,
+        ])
+        .map_err(step(&ctl.name, "management link"))?;
         sys::ip(&["addr", "add", &format!("{host_addr}/30"), "dev", &host])
             .map_err(step(&ctl.name, "management address (host)"))?;
         sys::ip(&["link", "set", &host, "up"]).map_err(step(&ctl.name, "management link up"))?;
-        sys::ip_in(&ns, &["addr", "add", &format!("{node_addr}/30"), "dev", MGMT_IF])
-            .map_err(step(&ctl.name, "management address (controller)"))?;
+        sys::ip_in(
+            &ns,
+            &["addr", "add", &format!("{node_addr}/30"), "dev", MGMT_IF],
+        )
+        .map_err(step(&ctl.name, "management address (controller)"))?;
         sys::ip_in(&ns, &["link", "set", MGMT_IF, "up"])
             .map_err(step(&ctl.name, "management link up"))?;
         state.mgmt = Some(Mgmt {
@@ -390,8 +428,11 @@ fn build(lab: &Lab, env: &Env, state: &mut State) -> Result<(), LabError> {
     for n in lab.nodes.iter().filter(|n| n.kind == Kind::Linux) {
         let ns = ns_name(name, &n.name);
         for (i, cmd) in n.exec.iter().enumerate() {
-            sys::run("nsenter", &[&format!("--net={}/{ns}", sys::NETNS_DIR), "sh", "-c", cmd])
-                .map_err(step(&n.name, format!("exec[{i}] {cmd:?}")))?;
+            sys::run(
+                "nsenter",
+                &[&format!("--net={}/{ns}", sys::NETNS_DIR), "sh", "-c", cmd],
+            )
+            .map_err(step(&n.name, format!("exec[{i}] {cmd:?}")))?;
         }
     }
 
@@ -499,7 +540,10 @@ fn free_mgmt_subnet(lab: &str) -> (Ipv4Addr, Ipv4Addr) {
             );
         }
     }
-    (Ipv4Addr::new(169, 254, 250, 1), Ipv4Addr::new(169, 254, 250, 2))
+    (
+        Ipv4Addr::new(169, 254, 250, 1),
+        Ipv4Addr::new(169, 254, 250, 2),
+    )
 }
 
 /// A started process waiting to be ready.
@@ -516,7 +560,10 @@ enum Ready {
     /// The simulator printed its start-up lines (`LISTENING`, ...).
     SimLines { asa: bool, cred_var: String },
     /// rampartd: TCP open and its token/CA written.
-    Controller { addr: SocketAddr, files: Vec<PathBuf> },
+    Controller {
+        addr: SocketAddr,
+        files: Vec<PathBuf>,
+    },
 }
 
 fn record(state: &mut State, node: &str, p: &Pending) {
@@ -721,8 +768,11 @@ fn start_netconf(
     }
     let acl_src = env.cisco_yang.join("Cisco-IOS-XE-acl.yang");
     let acl = fs::read_to_string(&acl_src).map_err(io(&acl_src))?;
-    fs::write(yang.join("Cisco-IOS-XE-acl.yang"), acl.replace("{,3}", "{0,3}"))
-        .map_err(io(&yang))?;
+    fs::write(
+        yang.join("Cisco-IOS-XE-acl.yang"),
+        acl.replace("{,3}", "{0,3}"),
+    )
+    .map_err(io(&yang))?;
 
     let password = random_secret();
     let hash = sys::run("openssl", &["passwd", "-6", &password])
@@ -733,7 +783,17 @@ fn start_netconf(
     if !hostkey.exists() {
         sys::run(
             "ssh-keygen",
-            &["-q", "-t", "ed25519", "-N", "", "-C", &n.name, "-f", &hostkey.display().to_string()],
+            &[
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                &n.name,
+                "-f",
+                &hostkey.display().to_string(),
+            ],
         )
         .map_err(step(&n.name, "ssh host key"))?;
     }
@@ -755,14 +815,20 @@ fn start_netconf(
     .map_err(io(&dir))?;
     let host_pub = fs::read_to_string(dir.join("hostkey.pub")).map_err(io(&dir))?;
     let mut parts = host_pub.split_whitespace();
-    let (kt, kb) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    let (kt, kb) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
     let known = if port == 22 {
         format!("{addr} {kt} {kb}\n")
     } else {
         format!("[{addr}]:{port} {kt} {kb}\n")
     };
     fs::write(dir.join("known_hosts"), known).map_err(io(&dir))?;
-    let mods: Vec<String> = NETCONF_MODULES.iter().map(|m| format!("--module={m}")).collect();
+    let mods: Vec<String> = NETCONF_MODULES
+        .iter()
+        .map(|m| format!("--module={m}"))
+        .collect();
     let log = env.log_dir().join(format!("{}-netconfd.log", n.name));
     let ns = ns_name(&lab.name, &n.name);
     let (pid, started) = sys::spawn(
@@ -818,7 +884,11 @@ fn start_sim(
     let addr = primary(n);
     let var = topology::credentials_var(&n.name);
     let mut args = vec![
-        env.root.join("testbed/sims").join(script).display().to_string(),
+        env.root
+            .join("testbed/sims")
+            .join(script)
+            .display()
+            .to_string(),
         "--host".to_owned(),
         addr.to_string(),
         "--port".to_owned(),
@@ -833,18 +903,26 @@ fn start_sim(
         Role::SimMeraki => {
             let key = random_secret();
             args.extend(["--api-key".to_owned(), key.clone()]);
-            args.extend(["--cert-dir".to_owned(), dir.join("tls").display().to_string()]);
+            args.extend([
+                "--cert-dir".to_owned(),
+                dir.join("tls").display().to_string(),
+            ]);
             creds.insert(var.clone(), format!("meraki:{key}"));
         }
         _ => {
             let password = random_secret();
             args.extend(["--username".to_owned(), "admin".to_owned()]);
             args.extend(["--password".to_owned(), password.clone()]);
-            args.extend(["--cert-dir".to_owned(), dir.join("tls").display().to_string()]);
+            args.extend([
+                "--cert-dir".to_owned(),
+                dir.join("tls").display().to_string(),
+            ]);
             creds.insert(var.clone(), format!("admin:{password}"));
         }
     }
-    let log = env.log_dir().join(format!("{}-{}.log", n.name, script.trim_end_matches(".py")));
+    let log = env
+        .log_dir()
+        .join(format!("{}-{}.log", n.name, script.trim_end_matches(".py")));
     let ns = ns_name(&lab.name, &n.name);
     let (pid, started) = sys::spawn(Some(&ns), &python(), &args, &lab_env(lab), &log)
         .map_err(step(&n.name, format!("start {script}")))?;
@@ -884,7 +962,12 @@ fn start_server(lab: &Lab, n: &Node, env: &Env) -> Result<Pending, LabError> {
             log,
         },
         ns,
-        ready: Ready::Tcp(n.http_ports.iter().map(|p| SocketAddr::new(addr, *p)).collect()),
+        ready: Ready::Tcp(
+            n.http_ports
+                .iter()
+                .map(|p| SocketAddr::new(addr, *p))
+                .collect(),
+        ),
     })
 }
 
@@ -1004,7 +1087,8 @@ fn start_agent(
     )
     .map_err(step(&n.name, "start rampart-agent"))?;
     if let Some(s) = state.nodes.get_mut(&n.name) {
-        s.info.insert("policy".to_owned(), policy.display().to_string());
+        s.info
+            .insert("policy".to_owned(), policy.display().to_string());
         s.info.insert(
             "metrics".to_owned(),
             format!("http://{}:{AGENT_METRICS_PORT}/metrics", primary(n)),
@@ -1050,15 +1134,27 @@ fn write_env_file(
     set("RAMPART_LAB_STATE", &env.state_dir.display().to_string());
     if let (Some(ctl), Some(m)) = (lab.controller(), &state.mgmt) {
         let data = env.node_dir(&ctl.name).join("data");
-        set("RAMPART_SERVER", &format!("https://{}:{API_PORT}", m.node_addr));
-        set("RAMPART_CA_CERT", &data.join("tls/ca.crt").display().to_string());
-        set("RAMPART_TOKEN_FILE", &data.join("admin.token").display().to_string());
+        set(
+            "RAMPART_SERVER",
+            &format!("https://{}:{API_PORT}", m.node_addr),
+        );
+        set(
+            "RAMPART_CA_CERT",
+            &data.join("tls/ca.crt").display().to_string(),
+        );
+        set(
+            "RAMPART_TOKEN_FILE",
+            &data.join("admin.token").display().to_string(),
+        );
         set(
             "RAMPART_METRICS_URL",
             &format!("http://{}:{METRICS_PORT}/metrics", m.node_addr),
         );
         if let Some(s) = state.nodes.get_mut(&ctl.name) {
-            s.info.insert("api".to_owned(), format!("https://{}:{API_PORT}", m.node_addr));
+            s.info.insert(
+                "api".to_owned(),
+                format!("https://{}:{API_PORT}", m.node_addr),
+            );
             s.info.insert(
                 "metrics".to_owned(),
                 format!("http://{}:{METRICS_PORT}/metrics", m.node_addr),
@@ -1076,7 +1172,13 @@ fn write_env_file(
         let var: String = n
             .name
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
             .collect();
         set(&format!("RAMPART_NS_{var}"), &ns_name(&lab.name, &n.name));
         if let Some(a) = n.primary_address() {
@@ -1156,7 +1258,11 @@ impl LabStatus {
             }
         );
         if let Some((name, present)) = &self.mgmt {
-            let _ = writeln!(out, "  host link {name}: {}", if *present { "present" } else { "MISSING" });
+            let _ = writeln!(
+                out,
+                "  host link {name}: {}",
+                if *present { "present" } else { "MISSING" }
+            );
         }
         for n in &self.nodes {
             let _ = writeln!(
@@ -1290,10 +1396,18 @@ pub fn down(lab: &str, env: &Env) -> Result<DownReport, LabError> {
     let mut report = DownReport::default();
 
     // Processes first: they hold namespaces and pins.
-    let inodes: BTreeSet<u64> = namespaces.iter().filter_map(|n| sys::netns_inode(n)).collect();
+    let inodes: BTreeSet<u64> = namespaces
+        .iter()
+        .filter_map(|n| sys::netns_inode(n))
+        .collect();
     let mut pids = sys::lab_processes(MARKER, lab, &inodes);
     if let Some(s) = &state {
-        namespaces.extend(s.namespaces.iter().filter(|n| sys::netns_exists(n)).cloned());
+        namespaces.extend(
+            s.namespaces
+                .iter()
+                .filter(|n| sys::netns_exists(n))
+                .cloned(),
+        );
         for p in s.nodes.values().flat_map(|n| &n.processes) {
             if sys::alive(p.pid, p.started) {
                 pids.insert(p.pid);

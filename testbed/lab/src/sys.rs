@@ -388,7 +388,9 @@ pub fn spawn<S: AsRef<OsStr>>(
     let mut cmd = match ns {
         Some(ns) => {
             let mut c = Command::new("nsenter");
-            c.arg(format!("--net={NETNS_DIR}/{ns}")).arg("--").arg(program);
+            c.arg(format!("--net={NETNS_DIR}/{ns}"))
+                .arg("--")
+                .arg(program);
             c
         }
         None => Command::new(program),

@@ -592,7 +592,9 @@ fn inherit(topo: &ClabTopology, node: &ClabNode) -> ClabNode {
     let kind = node
         .kind
         .as_ref()
-        .or(group.and_then(|g| topo.groups.get(g)).and_then(|g| g.kind.as_ref()))
+        .or(group
+            .and_then(|g| topo.groups.get(g))
+            .and_then(|g| g.kind.as_ref()))
         .or(topo.defaults.as_ref().and_then(|d| d.kind.as_ref()));
     if let Some(k) = kind.and_then(|k| topo.kinds.get(k)) {
         layers.push(k);
@@ -934,11 +936,7 @@ fn resolve_node(
     if let Some(gw) = label("rampart.gateway") {
         match gw.trim().parse::<IpAddr>() {
             Ok(via) => {
-                let dest = if via.is_ipv4() {
-                    "0.0.0.0/0"
-                } else {
-                    "::/0"
-                };
+                let dest = if via.is_ipv4() { "0.0.0.0/0" } else { "::/0" };
                 routes.push(Route {
                     dest: dest.parse().unwrap_or_else(|_| IpNet::default()),
                     via,

@@ -55,7 +55,10 @@ impl Lab {
     /// lab's `configs/` are copied next to it for relative paths.
     fn new(tag: &str, yaml: &str) -> Lab {
         let name = unique(tag);
-        let dir = tempfile::Builder::new().prefix("rampart-lab-test-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("rampart-lab-test-")
+            .tempdir()
+            .unwrap();
         let configs = dir.path().join("configs");
         std::fs::create_dir(&configs).unwrap();
         for e in std::fs::read_dir(repo().join("testbed/clab/configs")).unwrap() {
@@ -64,7 +67,11 @@ impl Lab {
         }
         let topology = dir.path().join("lab.clab.yml");
         std::fs::write(&topology, yaml.replace("NAME", &name)).unwrap();
-        Lab { name, dir, topology }
+        Lab {
+            name,
+            dir,
+            topology,
+        }
     }
 
     fn state_dir(&self) -> PathBuf {
@@ -100,20 +107,30 @@ impl Lab {
                 left.push(format!("netns {ns}"));
             }
         }
-        let link = Command::new("ip").args(["link", "show", &format!("rl-{}", self.name)]).output().unwrap();
+        let link = Command::new("ip")
+            .args(["link", "show", &format!("rl-{}", self.name)])
+            .output()
+            .unwrap();
         if link.status.success() {
             left.push(format!("link rl-{}", self.name));
         }
         let marker = format!("{}={}", runner::MARKER, self.name);
         for e in std::fs::read_dir("/proc").unwrap().flatten() {
-            if let Ok(env) = std::fs::read(e.path().join("environ")) {
-                if env.split(|b| *b == 0).any(|kv| kv == marker.as_bytes()) {
-                    let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
-                    let state = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-                    let zombie = state.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z'));
-                    if !zombie {
-                        left.push(format!("process {} {}", e.file_name().to_string_lossy(), comm.trim()));
-                    }
+            let Ok(env) = std::fs::read(e.path().join("environ")) else {
+                continue;
+            };
+            if env.split(|b| *b == 0).any(|kv| kv == marker.as_bytes()) {
+                let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+                let state = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+                let zombie = state
+                    .rsplit_once(") ")
+                    .is_some_and(|(_, r)| r.starts_with('Z'));
+                if !zombie {
+                    left.push(format!(
+                        "process {} {}",
+                        e.file_name().to_string_lossy(),
+                        comm.trim()
+                    ));
                 }
             }
         }
@@ -149,9 +166,12 @@ fn text(o: &Output) -> String {
 /// GET / on `addr` from inside `ns`; the body.
 fn http_get(ns: &str, addr: SocketAddr) -> Result<String, String> {
     sys::in_netns(ns, move || {
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
-        s.set_read_timeout(Some(Duration::from_secs(2))).map_err(|e| e.to_string())?;
-        s.write_all(b"GET / HTTP/1.0\r\n\r\n").map_err(|e| e.to_string())?;
+        let mut s =
+            TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(2)))
+            .map_err(|e| e.to_string())?;
+        s.write_all(b"GET / HTTP/1.0\r\n\r\n")
+            .map_err(|e| e.to_string())?;
         let mut out = String::new();
         s.read_to_string(&mut out).map_err(|e| e.to_string())?;
         Ok(out.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned())
@@ -170,9 +190,15 @@ fn reference_lab_up_status_traffic_down_leaves_nothing() {
     if skip("reference_lab_up_status_traffic_down_leaves_nothing") {
         return;
     }
-    let bin_dir = PathBuf::from(env!("CARGO_BIN_EXE_rampart-lab")).parent().unwrap().to_owned();
+    let bin_dir = PathBuf::from(env!("CARGO_BIN_EXE_rampart-lab"))
+        .parent()
+        .unwrap()
+        .to_owned();
     if !bin_dir.join("rampartd").is_file() {
-        eprintln!("SKIP: reference_lab_up_status_traffic_down_leaves_nothing needs rampartd in {} (cargo build -p rampart-controller)", bin_dir.display());
+        eprintln!(
+            "SKIP: reference_lab_up_status_traffic_down_leaves_nothing needs rampartd in {} (cargo build -p rampart-controller)",
+            bin_dir.display()
+        );
         return;
     }
     let lab = reference("ref");
@@ -185,7 +211,10 @@ fn reference_lab_up_status_traffic_down_leaves_nothing() {
     let out = String::from_utf8_lossy(&up.stdout).into_owned();
     assert!(out.contains(&format!("lab {}: up", lab.name)), "{out}");
     if !bin_dir.join("rampart-agent").is_file() {
-        assert!(out.contains("agent-missing"), "a missing agent is said loudly: {out}");
+        assert!(
+            out.contains("agent-missing"),
+            "a missing agent is said loudly: {out}"
+        );
     }
 
     // status: healthy, exit 0, JSON lists every node with a live process.
@@ -204,15 +233,27 @@ fn reference_lab_up_status_traffic_down_leaves_nothing() {
     // The network: the client reaches host1 directly and the backends
     // through host2 (routing + forwarding), each answering with its name.
     let client = lab.ns("client");
-    assert_eq!(http_get(&client, "10.10.0.31:80".parse().unwrap()).unwrap(), "host1 80\n");
+    assert_eq!(
+        http_get(&client, "10.10.0.31:80".parse().unwrap()).unwrap(),
+        "host1 80\n"
+    );
     for (i, w) in ["web1", "web2", "web3"].iter().enumerate() {
         let addr: SocketAddr = format!("10.10.1.{}:8080", 11 + i).parse().unwrap();
         assert_eq!(http_get(&client, addr).unwrap(), format!("{w} 8080\n"));
     }
     // The devices listen on the inventory's addresses, inside the lab only.
     let ctl = lab.ns("controller");
-    for a in ["10.10.0.21:830", "10.10.0.22:22", "10.10.0.23:443", "10.10.0.24:443", "10.10.0.25:443"] {
-        assert!(sys::tcp_open(&ctl, a.parse().unwrap()), "{a} reachable from the controller");
+    for a in [
+        "10.10.0.21:830",
+        "10.10.0.22:22",
+        "10.10.0.23:443",
+        "10.10.0.24:443",
+        "10.10.0.25:443",
+    ] {
+        assert!(
+            sys::tcp_open(&ctl, a.parse().unwrap()),
+            "{a} reachable from the controller"
+        );
     }
 
     // The env file points at a live, TLS-serving rampartd over the host link.
@@ -225,18 +266,28 @@ fn reference_lab_up_status_traffic_down_leaves_nothing() {
     };
     let server = var("RAMPART_SERVER");
     let api: SocketAddr = server.trim_start_matches("https://").parse().unwrap();
-    assert!(TcpStream::connect_timeout(&api, Duration::from_secs(2)).is_ok(), "{server} from the host");
+    assert!(
+        TcpStream::connect_timeout(&api, Duration::from_secs(2)).is_ok(),
+        "{server} from the host"
+    );
     assert!(Path::new(&var("RAMPART_TOKEN_FILE")).is_file());
     assert!(Path::new(&var("RAMPART_CA_CERT")).is_file());
     let csr = var("CSR1_PASSWORD");
-    assert!(csr.starts_with("rplab:") && csr.len() > 10, "user:secret for csr1");
+    assert!(
+        csr.starts_with("rplab:") && csr.len() > 10,
+        "user:secret for csr1"
+    );
     let inv = rampart_lab::inventory::load(Path::new(&var("RAMPART_INVENTORY"))).unwrap();
     assert_eq!(inv.devices.len(), 5);
 
     // up again: nothing to do.
     let again = lab.run(&["up"]);
     assert!(again.status.success(), "{}", text(&again));
-    assert!(String::from_utf8_lossy(&again.stdout).contains("already up"), "{}", text(&again));
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("already up"),
+        "{}",
+        text(&again)
+    );
 
     // A dead process makes status fail and name it.
     let web2 = nodes.iter().find(|n| n["node"] == "web2").unwrap();
@@ -245,7 +296,11 @@ fn reference_lab_up_status_traffic_down_leaves_nothing() {
     std::thread::sleep(Duration::from_millis(200));
     let st = lab.run(&["status"]);
     assert_eq!(st.status.code(), Some(1), "{}", text(&st));
-    assert!(String::from_utf8_lossy(&st.stdout).contains("DOWN"), "{}", text(&st));
+    assert!(
+        String::from_utf8_lossy(&st.stdout).contains("DOWN"),
+        "{}",
+        text(&st)
+    );
 
     // down: everything goes; down again: nothing to do, exit 0.
     let down = lab.run(&["down"]);
@@ -253,9 +308,18 @@ fn reference_lab_up_status_traffic_down_leaves_nothing() {
     lab.assert_clean("after down");
     let again = lab.run(&["down"]);
     assert!(again.status.success(), "{}", text(&again));
-    assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to remove"), "{}", text(&again));
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("nothing to remove"),
+        "{}",
+        text(&again)
+    );
     let st = lab.run(&["status"]);
-    assert_eq!(st.status.code(), Some(1), "status of a lab that is down: {}", text(&st));
+    assert_eq!(
+        st.status.code(),
+        Some(1),
+        "status of a lab that is down: {}",
+        text(&st)
+    );
 }
 
 fn libc_sigkill() -> i32 {
@@ -294,16 +358,27 @@ fn down_after_a_crash_finds_everything_by_name() {
     let lab = Lab::new("crash", SMALL);
     let up = lab.run(&["up"]);
     assert!(up.status.success(), "up: {}", text(&up));
-    assert_eq!(http_get(&lab.ns("cl"), "10.20.0.6:80".parse().unwrap()).unwrap(), "web 80\n");
+    assert_eq!(
+        http_get(&lab.ns("cl"), "10.20.0.6:80".parse().unwrap()).unwrap(),
+        "web 80\n"
+    );
     assert!(!lab.remains().is_empty());
     // Lose the state file, as after a crash of the runner mid-way.
     std::fs::remove_file(lab.state_dir().join("state.json")).unwrap();
     let st = lab.run(&["status"]);
     assert_eq!(st.status.code(), Some(1), "{}", text(&st));
-    assert!(String::from_utf8_lossy(&st.stdout).contains("leftovers"), "{}", text(&st));
+    assert!(
+        String::from_utf8_lossy(&st.stdout).contains("leftovers"),
+        "{}",
+        text(&st)
+    );
     let down = lab.run(&["down"]);
     assert!(down.status.success(), "down: {}", text(&down));
-    assert!(String::from_utf8_lossy(&down.stdout).contains("4 namespace(s)"), "{}", text(&down));
+    assert!(
+        String::from_utf8_lossy(&down.stdout).contains("4 namespace(s)"),
+        "{}",
+        text(&down)
+    );
     lab.assert_clean("after down without a state file");
 }
 
@@ -315,7 +390,13 @@ fn up_over_a_half_built_lab_starts_clean() {
     let lab = Lab::new("half", SMALL);
     // Debris of an earlier crash: a namespace with the lab's prefix.
     let stale = lab.ns("cl");
-    assert!(Command::new("ip").args(["netns", "add", &stale]).status().unwrap().success());
+    assert!(
+        Command::new("ip")
+            .args(["netns", "add", &stale])
+            .status()
+            .unwrap()
+            .success()
+    );
     let up = lab.run(&["up"]);
     assert!(up.status.success(), "up over debris: {}", text(&up));
     let down = lab.run(&["down"]);
@@ -336,9 +417,15 @@ fn broken_exec_midway_fails_up_and_leaves_nothing() {
     let up = lab.run(&["up"]);
     assert!(!up.status.success(), "up must fail: {}", text(&up));
     let err = String::from_utf8_lossy(&up.stderr);
-    assert!(err.contains("node cl: exec[1]") && err.contains("nosuch0"), "names node, step and command: {err}");
+    assert!(
+        err.contains("node cl: exec[1]") && err.contains("nosuch0"),
+        "names node, step and command: {err}"
+    );
     lab.assert_clean("after a failed up");
-    assert!(!lab.state_dir().join("state.json").exists(), "no state of a lab that does not exist");
+    assert!(
+        !lab.state_dir().join("state.json").exists(),
+        "no state of a lab that does not exist"
+    );
 }
 
 #[test]
@@ -356,7 +443,10 @@ fn process_failing_after_others_started_fails_up_and_leaves_nothing() {
     let up = lab.run(&["up"]);
     assert!(!up.status.success(), "up must fail: {}", text(&up));
     let err = String::from_utf8_lossy(&up.stderr);
-    assert!(err.contains("node mx:") && err.contains("not ready"), "names the node and the process: {err}");
+    assert!(
+        err.contains("node mx:") && err.contains("not ready"),
+        "names the node and the process: {err}"
+    );
     lab.assert_clean("after a failed up");
 }
 
@@ -365,11 +455,17 @@ fn invalid_topology_is_refused_before_anything_is_created() {
     if skip("invalid_topology_is_refused_before_anything_is_created") {
         return;
     }
-    let lab = Lab::new("inval", &SMALL.replace("rampart.role: client", "rampart.role: router"));
+    let lab = Lab::new(
+        "inval",
+        &SMALL.replace("rampart.role: client", "rampart.role: router"),
+    );
     let up = lab.run(&["up"]);
     assert_eq!(up.status.code(), Some(1), "{}", text(&up));
     let err = String::from_utf8_lossy(&up.stderr);
-    assert!(err.contains("topology.nodes.cl.labels.rampart.role: unknown role \"router\""), "{err}");
+    assert!(
+        err.contains("topology.nodes.cl.labels.rampart.role: unknown role \"router\""),
+        "{err}"
+    );
     lab.assert_clean("after a refused topology");
     // down works on a topology that does not validate.
     let down = lab.run(&["down"]);

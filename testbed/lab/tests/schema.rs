@@ -29,7 +29,10 @@ fn topology_files() -> Vec<PathBuf> {
             let p = e.path();
             let name = e.file_name().to_string_lossy().into_owned();
             if p.is_dir() {
-                if !matches!(name.as_str(), "target" | "tools" | ".git" | ".lab" | "node_modules") {
+                if !matches!(
+                    name.as_str(),
+                    "target" | "tools" | ".git" | ".lab" | "node_modules"
+                ) {
                     walk(&p, out);
                 }
             } else if name.ends_with(".clab.yml") || name.ends_with(".clab.yaml") {
@@ -47,16 +50,28 @@ fn topology_files() -> Vec<PathBuf> {
 fn every_topology_validates_and_agrees_with_its_inventory() {
     let files = topology_files();
     assert!(
-        files.iter().any(|f| f.ends_with("testbed/clab/rampart.clab.yml")),
+        files
+            .iter()
+            .any(|f| f.ends_with("testbed/clab/rampart.clab.yml")),
         "the reference lab is found: {files:?}"
     );
     for f in &files {
         let lab = topology::load(f).unwrap_or_else(|e| panic!("{e}"));
         let inv_path = f.with_file_name("inventory.yaml");
-        let inv = inventory::load(&inv_path)
-            .unwrap_or_else(|e| panic!("{}: every topology has an inventory next to it: {e}", f.display()));
+        let inv = inventory::load(&inv_path).unwrap_or_else(|e| {
+            panic!(
+                "{}: every topology has an inventory next to it: {e}",
+                f.display()
+            )
+        });
         let problems = inventory::check(&lab, &inv);
-        assert!(problems.is_empty(), "{} vs {}:\n{}", f.display(), inv_path.display(), problems.join("\n"));
+        assert!(
+            problems.is_empty(),
+            "{} vs {}:\n{}",
+            f.display(),
+            inv_path.display(),
+            problems.join("\n")
+        );
         check_exec_matches_labels(f, &lab);
     }
 }
@@ -70,13 +85,28 @@ fn check_exec_matches_labels(file: &Path, lab: &Lab) {
         for cmd in &n.exec {
             let w: Vec<&str> = cmd.split_whitespace().collect();
             match w.as_slice() {
-                ["ip", "addr", "replace", addr, "dev", dev] => exec_addrs.push(((*dev).to_owned(), (*addr).to_owned())),
+                ["ip", "addr", "replace", addr, "dev", dev] => {
+                    exec_addrs.push(((*dev).to_owned(), (*addr).to_owned()));
+                }
                 ["ip", "route", "replace", dest, "via", via] => {
-                    let dest = if *dest == "default" { "0.0.0.0/0" } else { dest };
+                    let dest = if *dest == "default" {
+                        "0.0.0.0/0"
+                    } else {
+                        dest
+                    };
                     exec_routes.push((dest.to_owned(), (*via).to_owned()));
                 }
-                ["sysctl", "-qw", "net.ipv4.ip_forward=1"] => assert!(n.forwarding, "{}: {} forwards in exec only", file.display(), n.name),
-                _ => panic!("{}: node {}: exec {cmd:?} is not one of the idempotent forms the netns lab also runs", file.display(), n.name),
+                ["sysctl", "-qw", "net.ipv4.ip_forward=1"] => assert!(
+                    n.forwarding,
+                    "{}: {} forwards in exec only",
+                    file.display(),
+                    n.name
+                ),
+                _ => panic!(
+                    "{}: node {}: exec {cmd:?} is not one of the idempotent forms the netns lab also runs",
+                    file.display(),
+                    n.name
+                ),
             }
         }
         let label_addrs: Vec<(String, String)> = n
@@ -84,16 +114,37 @@ fn check_exec_matches_labels(file: &Path, lab: &Lab) {
             .iter()
             .flat_map(|i| i.addresses.iter().map(|a| (i.name.clone(), a.to_string())))
             .collect();
-        let label_routes: Vec<(String, String)> = n.routes.iter().map(|r| (r.dest.to_string(), r.via.to_string())).collect();
-        assert_eq!(exec_addrs, label_addrs, "{}: node {}: exec addresses vs rampart.address labels", file.display(), n.name);
-        assert_eq!(exec_routes, label_routes, "{}: node {}: exec routes vs rampart.gateway/routes labels", file.display(), n.name);
+        let label_routes: Vec<(String, String)> = n
+            .routes
+            .iter()
+            .map(|r| (r.dest.to_string(), r.via.to_string()))
+            .collect();
+        assert_eq!(
+            exec_addrs,
+            label_addrs,
+            "{}: node {}: exec addresses vs rampart.address labels",
+            file.display(),
+            n.name
+        );
+        assert_eq!(
+            exec_routes,
+            label_routes,
+            "{}: node {}: exec routes vs rampart.gateway/routes labels",
+            file.display(),
+            n.name
+        );
     }
 }
 
 #[test]
 fn reference_lab_has_every_platform_and_the_traffic_endpoints() {
     let lab = topology::load(&repo().join("testbed/clab/rampart.clab.yml")).unwrap();
-    let role_of = |name: &str| lab.node(name).unwrap_or_else(|| panic!("node {name}")).roles.clone();
+    let role_of = |name: &str| {
+        lab.node(name)
+            .unwrap_or_else(|| panic!("node {name}"))
+            .roles
+            .clone()
+    };
     assert_eq!(role_of("controller"), [Role::Controller]);
     assert_eq!(role_of("csr1"), [Role::NetconfDevice]);
     assert_eq!(role_of("asa1"), [Role::SimAsa]);
@@ -113,7 +164,11 @@ fn reference_lab_has_every_platform_and_the_traffic_endpoints() {
     // The generated inventory is exactly the shipped one (minus comments).
     let shipped = inventory::load(&repo().join("testbed/clab/inventory.yaml")).unwrap();
     assert_eq!(inventory::from_lab(&lab), shipped);
-    let platforms: Vec<&str> = shipped.devices.iter().map(|d| d.platform.as_str()).collect();
+    let platforms: Vec<&str> = shipped
+        .devices
+        .iter()
+        .map(|d| d.platform.as_str())
+        .collect();
     for p in ["iosxe", "asa", "ftd", "meraki-mx", "sdwan"] {
         assert!(platforms.contains(&p), "platform {p} in {platforms:?}");
     }
@@ -125,24 +180,56 @@ fn startup_configs_enable_management_and_match_the_addresses() {
     let lab = topology::load(&dir.join("rampart.clab.yml")).unwrap();
     let addr = |n: &str| lab.node(n).unwrap().primary_address().unwrap().to_string();
     let csr = std::fs::read_to_string(dir.join("configs/csr1.cfg")).unwrap();
-    for line in ["netconf-yang", "restconf", "ip ssh version 2", "username admin privilege 15", "interface GigabitEthernet2"] {
-        assert!(csr.lines().any(|l| l.trim_start().starts_with(line)), "csr1.cfg has {line:?}");
+    for line in [
+        "netconf-yang",
+        "restconf",
+        "ip ssh version 2",
+        "username admin privilege 15",
+        "interface GigabitEthernet2",
+    ] {
+        assert!(
+            csr.lines().any(|l| l.trim_start().starts_with(line)),
+            "csr1.cfg has {line:?}"
+        );
     }
-    assert!(csr.contains(&format!("ip address {} 255.255.255.0", addr("csr1"))), "csr1.cfg Gi2 address");
+    assert!(
+        csr.contains(&format!("ip address {} 255.255.255.0", addr("csr1"))),
+        "csr1.cfg Gi2 address"
+    );
     let asa = std::fs::read_to_string(dir.join("configs/asa1.cfg")).unwrap();
-    for line in ["enable password", "aaa authentication ssh console LOCAL", "ssh version 2", "ssh 10.10.0.0 255.255.255.0 inside", "username admin"] {
-        assert!(asa.lines().any(|l| l.trim_start().starts_with(line)), "asa1.cfg has {line:?}");
+    for line in [
+        "enable password",
+        "aaa authentication ssh console LOCAL",
+        "ssh version 2",
+        "ssh 10.10.0.0 255.255.255.0 inside",
+        "username admin",
+    ] {
+        assert!(
+            asa.lines().any(|l| l.trim_start().starts_with(line)),
+            "asa1.cfg has {line:?}"
+        );
     }
-    assert!(asa.contains(&format!("ip address {} 255.255.255.0", addr("asa1"))), "asa1.cfg address");
-    let day0: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("configs/ftd1-day0.json")).unwrap()).unwrap();
+    assert!(
+        asa.contains(&format!("ip address {} 255.255.255.0", addr("asa1"))),
+        "asa1.cfg address"
+    );
+    let day0: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("configs/ftd1-day0.json")).unwrap())
+            .unwrap();
     assert_eq!(day0["EULA"], "accept");
-    assert_eq!(day0["ManageLocally"], "Yes", "FDM (local manager) is what Rampart's FTD driver talks to");
+    assert_eq!(
+        day0["ManageLocally"], "Yes",
+        "FDM (local manager) is what Rampart's FTD driver talks to"
+    );
     assert_eq!(day0["Hostname"], "ftd1");
     // The controller's clab environment names every inventory variable.
     let text = std::fs::read_to_string(dir.join("rampart.clab.yml")).unwrap();
     for d in inventory::from_lab(&lab).devices {
         let var = d.credentials_ref.trim_start_matches("env:");
-        assert!(text.contains(&format!("{var}: ")), "controller env sets {var}");
+        assert!(
+            text.contains(&format!("{var}: ")),
+            "controller env sets {var}"
+        );
     }
 }
 
@@ -166,7 +253,14 @@ fn base(extra_nodes: &str, links: &str) -> String {
 fn a_minimal_topology_parses() {
     let lab = topology::parse(&base("", ""), Path::new("ok.clab.yml")).unwrap();
     assert_eq!(lab.nodes.len(), 2);
-    assert_eq!(lab.node("a").unwrap().primary_address().unwrap().to_string(), "10.1.0.1");
+    assert_eq!(
+        lab.node("a")
+            .unwrap()
+            .primary_address()
+            .unwrap()
+            .to_string(),
+        "10.1.0.1"
+    );
 }
 
 #[test]
@@ -174,69 +268,150 @@ fn errors_name_the_node_and_field() {
     let cases: BTreeMap<&str, (String, &str)> = BTreeMap::from([
         (
             "unknown role",
-            (base("    b:\n      kind: linux\n      labels: {rampart.role: router}\n", "    - endpoints: [\"b:eth1\", \"sw:p-b\"]\n"), "topology.nodes.b.labels.rampart.role: unknown role \"router\""),
+            (
+                base(
+                    "    b:\n      kind: linux\n      labels: {rampart.role: router}\n",
+                    "    - endpoints: [\"b:eth1\", \"sw:p-b\"]\n",
+                ),
+                "topology.nodes.b.labels.rampart.role: unknown role \"router\"",
+            ),
         ),
         (
             "bad address",
-            (base("    b:\n      kind: linux\n      labels: {rampart.role: client, rampart.address: 10.1.0.300/24}\n", "    - endpoints: [\"b:eth1\", \"sw:p-b\"]\n"), "topology.nodes.b.labels.rampart.address: \"10.1.0.300/24\""),
+            (
+                base(
+                    "    b:\n      kind: linux\n      labels: {rampart.role: client, rampart.address: 10.1.0.300/24}\n",
+                    "    - endpoints: [\"b:eth1\", \"sw:p-b\"]\n",
+                ),
+                "topology.nodes.b.labels.rampart.address: \"10.1.0.300/24\"",
+            ),
         ),
         (
             "address on a missing interface",
-            (base("    b:\n      kind: linux\n      labels: {rampart.role: client, rampart.address.eth7: 10.1.0.2/24}\n", "    - endpoints: [\"b:eth1\", \"sw:p-b\"]\n"), "topology.nodes.b.labels.rampart.address.eth7: node has no interface eth7"),
+            (
+                base(
+                    "    b:\n      kind: linux\n      labels: {rampart.role: client, rampart.address.eth7: 10.1.0.2/24}\n",
+                    "    - endpoints: [\"b:eth1\", \"sw:p-b\"]\n",
+                ),
+                "topology.nodes.b.labels.rampart.address.eth7: node has no interface eth7",
+            ),
         ),
         (
             "typo in a label",
-            (base("    b:\n      kind: linux\n      labels: {rampart.role: client, rampart.adress: 10.1.0.2/24}\n", "    - endpoints: [\"b:eth1\", \"sw:p-b\"]\n"), "topology.nodes.b.labels.rampart.adress: unknown Rampart label"),
+            (
+                base(
+                    "    b:\n      kind: linux\n      labels: {rampart.role: client, rampart.adress: 10.1.0.2/24}\n",
+                    "    - endpoints: [\"b:eth1\", \"sw:p-b\"]\n",
+                ),
+                "topology.nodes.b.labels.rampart.adress: unknown Rampart label",
+            ),
         ),
         (
             "link to a missing node",
-            (base("", "    - endpoints: [\"ghost:eth1\", \"sw:p-g\"]\n"), "topology.links[1].endpoints[0]: node \"ghost\" is not in topology.nodes"),
+            (
+                base("", "    - endpoints: [\"ghost:eth1\", \"sw:p-g\"]\n"),
+                "topology.links[1].endpoints[0]: node \"ghost\" is not in topology.nodes",
+            ),
         ),
         (
             "interface used twice",
-            (base("", "    - endpoints: [\"a:eth1\", \"sw:p-x\"]\n"), "topology.links[1].endpoints[0]: a:eth1 is already used"),
+            (
+                base("", "    - endpoints: [\"a:eth1\", \"sw:p-x\"]\n"),
+                "topology.links[1].endpoints[0]: a:eth1 is already used",
+            ),
         ),
         (
             "unknown kind",
-            (base("    b:\n      kind: juniper_vmx\n      labels: {rampart.role: client}\n", ""), "topology.nodes.b.kind: \"juniper_vmx\" is not supported"),
+            (
+                base(
+                    "    b:\n      kind: juniper_vmx\n      labels: {rampart.role: client}\n",
+                    "",
+                ),
+                "topology.nodes.b.kind: \"juniper_vmx\" is not supported",
+            ),
         ),
         (
             "unknown node field",
-            (base("    b:\n      kind: linux\n      imagee: debian\n      labels: {rampart.role: client}\n", ""), "topology.nodes.b.imagee: not a containerlab node field"),
+            (
+                base(
+                    "    b:\n      kind: linux\n      imagee: debian\n      labels: {rampart.role: client}\n",
+                    "",
+                ),
+                "topology.nodes.b.imagee: not a containerlab node field",
+            ),
         ),
         (
             "role on the wrong kind",
-            (base("    b:\n      kind: cisco_asav\n      labels: {rampart.role: sim-meraki, rampart.address: 10.1.0.2/24}\n", "    - endpoints: [\"b:eth1\", \"sw:p-b\"]\n"), "role sim-meraki cannot run on kind cisco_asav"),
+            (
+                base(
+                    "    b:\n      kind: cisco_asav\n      labels: {rampart.role: sim-meraki, rampart.address: 10.1.0.2/24}\n",
+                    "    - endpoints: [\"b:eth1\", \"sw:p-b\"]\n",
+                ),
+                "role sim-meraki cannot run on kind cisco_asav",
+            ),
         ),
         (
             "device without address",
-            (base("    b:\n      kind: linux\n      labels: {rampart.role: sim-fdm}\n", ""), "topology.nodes.b.labels.rampart.address: a device needs an address"),
+            (
+                base(
+                    "    b:\n      kind: linux\n      labels: {rampart.role: sim-fdm}\n",
+                    "",
+                ),
+                "topology.nodes.b.labels.rampart.address: a device needs an address",
+            ),
         ),
         (
             "route off-link",
-            (base("    b:\n      kind: linux\n      labels: {rampart.role: client, rampart.address: 10.1.0.2/24, rampart.gateway: 192.0.2.1}\n", "    - endpoints: [\"b:eth1\", \"sw:p-b\"]\n"), "route to 0.0.0.0/0 via 192.0.2.1 is not on a subnet"),
+            (
+                base(
+                    "    b:\n      kind: linux\n      labels: {rampart.role: client, rampart.address: 10.1.0.2/24, rampart.gateway: 192.0.2.1}\n",
+                    "    - endpoints: [\"b:eth1\", \"sw:p-b\"]\n",
+                ),
+                "route to 0.0.0.0/0 via 192.0.2.1 is not on a subnet",
+            ),
         ),
         (
             "duplicate address",
-            (base("    b:\n      kind: linux\n      labels: {rampart.role: client, rampart.address: 10.1.0.1/24}\n", "    - endpoints: [\"b:eth1\", \"sw:p-b\"]\n"), "address 10.1.0.1 is also used by node a"),
+            (
+                base(
+                    "    b:\n      kind: linux\n      labels: {rampart.role: client, rampart.address: 10.1.0.1/24}\n",
+                    "    - endpoints: [\"b:eth1\", \"sw:p-b\"]\n",
+                ),
+                "address 10.1.0.1 is also used by node a",
+            ),
         ),
         (
             "missing role",
-            (base("    b:\n      kind: linux\n", ""), "topology.nodes.b.labels.rampart.role: missing"),
+            (
+                base("    b:\n      kind: linux\n", ""),
+                "topology.nodes.b.labels.rampart.role: missing",
+            ),
         ),
     ]);
     for (case, (yaml, want)) in &cases {
         let got = problems(yaml);
-        assert!(got.iter().any(|p| p.contains(want)), "{case}: want {want:?} in {got:#?}");
+        assert!(
+            got.iter().any(|p| p.contains(want)),
+            "{case}: want {want:?} in {got:#?}"
+        );
     }
     // A lab name that could collide with another lab's prefix.
     let got = problems(&base("", "").replace("name: t1", "name: my-lab"));
-    assert!(got.iter().any(|p| p.starts_with("name: lab name \"my-lab\"")), "{got:?}");
+    assert!(
+        got.iter()
+            .any(|p| p.starts_with("name: lab name \"my-lab\"")),
+        "{got:?}"
+    );
     // Several problems are reported at once.
-    let two = base("    b:\n      kind: linux\n      labels: {rampart.role: router, rampart.adress: x}\n", "");
+    let two = base(
+        "    b:\n      kind: linux\n      labels: {rampart.role: router, rampart.adress: x}\n",
+        "",
+    );
     assert!(problems(&two).len() >= 2, "{:?}", problems(&two));
     // YAML errors carry a line number.
-    let bad = topology::parse("name: t1\ntopology:\n  nodes: [\n", Path::new("y.clab.yml")).unwrap_err().to_string();
+    let bad = topology::parse("name: t1\ntopology:\n  nodes: [\n", Path::new("y.clab.yml"))
+        .unwrap_err()
+        .to_string();
     assert!(bad.contains("y.clab.yml") && bad.contains("line"), "{bad}");
 }
 
@@ -259,7 +434,19 @@ fn inventory_disagreements_are_named() {
         labels: BTreeMap::new(),
     });
     let p = inventory::check(&lab, &inv);
-    assert!(p.iter().any(|x| x == "device fw: platform asa in the inventory, ftd in the topology"), "{p:?}");
-    assert!(p.iter().any(|x| x == "device fw: address 10.1.0.9:8443 in the inventory, 10.1.0.9:443 in the topology"), "{p:?}");
-    assert!(p.iter().any(|x| x == "device a has no device role in the topology"), "{p:?}");
+    assert!(
+        p.iter()
+            .any(|x| x == "device fw: platform asa in the inventory, ftd in the topology"),
+        "{p:?}"
+    );
+    assert!(
+        p.iter().any(|x| x
+            == "device fw: address 10.1.0.9:8443 in the inventory, 10.1.0.9:443 in the topology"),
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .any(|x| x == "device a has no device role in the topology"),
+        "{p:?}"
+    );
 }
