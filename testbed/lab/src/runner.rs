@@ -1415,7 +1415,7 @@ pub fn down(lab: &str, env: &Env) -> Result<DownReport, LabError> {
         }
     }
     report.processes = pids.len();
-    let survivors = sys::stop_all(&pids, Duration::from_secs(3));
+    let survivors = sys::stop_all(&pids, Duration::from_secs(2));
     if !survivors.is_empty() {
         tracing::error!(?survivors, "processes survived SIGKILL");
     }
