@@ -146,6 +146,11 @@ pub struct LimitsConfig {
     pub burst: u32,
     /// Requests handled concurrently; more wait their turn.
     pub max_concurrent_requests: usize,
+    /// Failed authentications per second per client address; beyond it
+    /// the answer is ResourceExhausted and no longer audited.
+    pub auth_failures_per_second: f64,
+    /// Burst of failed authentications per client address.
+    pub auth_failure_burst: u32,
 }
 
 impl Default for LimitsConfig {
@@ -154,6 +159,8 @@ impl Default for LimitsConfig {
             requests_per_second: 50.0,
             burst: 100,
             max_concurrent_requests: 64,
+            auth_failures_per_second: 2.0,
+            auth_failure_burst: 20,
         }
     }
 }
@@ -390,6 +397,17 @@ impl Config {
                 "limits.requests_per_second: {} must be a positive number",
                 self.limits.requests_per_second
             ));
+        }
+        if !(self.limits.auth_failures_per_second > 0.0
+            && self.limits.auth_failures_per_second.is_finite())
+        {
+            errors.push(format!(
+                "limits.auth_failures_per_second: {} must be a positive number",
+                self.limits.auth_failures_per_second
+            ));
+        }
+        if self.limits.auth_failure_burst == 0 {
+            errors.push("limits.auth_failure_burst: must be at least 1".to_owned());
         }
         if self.limits.burst == 0 {
             errors.push("limits.burst: must be at least 1".to_owned());

@@ -54,6 +54,11 @@ pub struct LimitSettings {
     pub burst: u32,
     /// Requests handled at once; more wait.
     pub max_concurrent: usize,
+    /// Failed authentications per second per client address before the
+    /// answer becomes ResourceExhausted (and stops being audited).
+    pub auth_failures_per_second: f64,
+    /// Burst of failed authentications per client address.
+    pub auth_failure_burst: u32,
 }
 
 impl Authenticator {
@@ -64,9 +69,7 @@ impl Authenticator {
             store,
             jwt,
             limiter: RateLimiter::new(limits.requests_per_second, limits.burst),
-            // Failed authentications per client address: a few a second is
-            // plenty for typos, far too few for guessing.
-            failures: RateLimiter::new(2.0, 10),
+            failures: RateLimiter::new(limits.auth_failures_per_second, limits.auth_failure_burst),
             concurrency: Arc::new(Semaphore::new(limits.max_concurrent.max(1))),
         }
     }
@@ -222,18 +225,20 @@ impl Authenticator {
         if rbac::PUBLIC_PREFIXES.iter().any(|p| path.starts_with(p)) {
             return Ok(None);
         }
-        let ip = peer_addr(extensions).map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string());
-        let fail_key = format!("failures:{ip}");
-        if let Err(wait) = self.failures.peek(&fail_key) {
-            return Err((
-                exhausted(&format!("too many failed authentications from {ip}"), wait),
-                None,
-            ));
-        }
         let caller = match self.authenticate(headers, extensions).await {
             Ok(c) => c,
             Err(s) => {
-                let _ = self.failures.check(&fail_key);
+                // Failed authentications are throttled per client address,
+                // without affecting callers that do authenticate from there
+                // (a NAT neighbour sending garbage cannot lock them out).
+                let ip = peer_addr(extensions)
+                    .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string());
+                if let Err(wait) = self.failures.check(&format!("failures:{ip}")) {
+                    return Err((
+                        exhausted(&format!("too many failed authentications from {ip}"), wait),
+                        None,
+                    ));
+                }
                 return Err((s, None));
             }
         };
@@ -400,7 +405,11 @@ where
                         message = status.message(),
                         "request refused by the auth layer"
                     );
-                    if let Some(rule) = rbac::lookup(&path).filter(|r| r.mutating) {
+                    // Throttled floods are not audited: they would only fill
+                    // the disk.
+                    if let Some(rule) = rbac::lookup(&path)
+                        .filter(|r| r.mutating && status.code() != tonic::Code::ResourceExhausted)
+                    {
                         auth.audit_refusal(rule, &status, caller.as_ref(), peer)
                             .await;
                     }
@@ -414,5 +423,8 @@ where
 /// The gRPC code as audit records and metrics name it (`PermissionDenied`).
 #[must_use]
 pub fn code_name(code: tonic::Code) -> String {
-    format!("{code:?}")
+    match code {
+        tonic::Code::Ok => "OK".to_owned(),
+        other => format!("{other:?}"),
+    }
 }

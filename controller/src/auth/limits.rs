@@ -39,26 +39,6 @@ impl RateLimiter {
         }
     }
 
-    /// Whether `key` has a token left, without taking it.
-    ///
-    /// # Errors
-    /// The wait until the next token.
-    pub fn peek(&self, key: &str) -> Result<(), Duration> {
-        let buckets = self
-            .buckets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Some(b) = buckets.get(key) else {
-            return Ok(());
-        };
-        let tokens = (b.tokens + b.at.elapsed().as_secs_f64() * self.rate).min(self.burst);
-        if tokens >= 1.0 {
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - tokens) / self.rate))
-        }
-    }
-
     /// Takes one token for `key`; on refusal returns how long until one is
     /// available.
     ///

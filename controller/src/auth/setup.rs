@@ -179,6 +179,8 @@ pub async fn prepare(
             requests_per_second: config.limits.requests_per_second,
             burst: config.limits.burst,
             max_concurrent: config.limits.max_concurrent_requests,
+            auth_failures_per_second: config.limits.auth_failures_per_second,
+            auth_failure_burst: config.limits.auth_failure_burst,
         },
     );
     Ok(Security {

@@ -62,6 +62,8 @@ pub fn test_config(data: &Path) -> Config {
     let mut config = Config::load(None, &overrides).unwrap();
     config.limits.requests_per_second = 100_000.0;
     config.limits.burst = 100_000;
+    config.limits.auth_failures_per_second = 100_000.0;
+    config.limits.auth_failure_burst = 100_000;
     config
 }
 
