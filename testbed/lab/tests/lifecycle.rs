@@ -280,6 +280,39 @@ fn reference_lab_up_status_traffic_down_leaves_nothing() {
     let inv = rampart_lab::inventory::load(Path::new(&var("RAMPART_INVENTORY"))).unwrap();
     assert_eq!(inv.devices.len(), 5);
 
+    // The devices accept the credentials the env file (and rampartd's
+    // environment) hold, from the controller's namespace, with their real
+    // protocols.
+    netconf_device_enforces_cisco_models(&ctl, "10.10.0.21:830".parse().unwrap(), &csr);
+    asa_cli_logs_in_and_enables(&ctl, &var("ASA1_PASSWORD"), &var("ASA1_ENABLE"));
+    let py = Command::new("nsenter")
+        .arg(format!("--net={}/{ctl}", sys::NETNS_DIR))
+        .args(["/usr/bin/python3", "-c", HTTP_SIMS_CHECK])
+        .envs(
+            [
+                "FTD1_PASSWORD",
+                "FTD1_CA_CERT",
+                "MX1_PASSWORD",
+                "MX1_CA_CERT",
+                "VMANAGE1_PASSWORD",
+                "VMANAGE1_CA_CERT",
+            ]
+            .map(|k| (k, var(k))),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        py.status.success(),
+        "HTTP simulators with the lab credentials: {}",
+        text(&py)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&py.stdout),
+        "fdm token\nmeraki orgs 1\nvmanage session\n",
+        "{}",
+        text(&py)
+    );
+
     // up again: nothing to do.
     let again = lab.run(&["up"]);
     assert!(again.status.success(), "{}", text(&again));
@@ -470,4 +503,141 @@ fn invalid_topology_is_refused_before_anything_is_created() {
     // down works on a topology that does not validate.
     let down = lab.run(&["down"]);
     assert!(down.status.success(), "{}", text(&down));
+}
+
+/// FDM token, Meraki organizations and an SD-WAN Manager session, with the
+/// lab's credentials and each simulator's CA as the only trusted root
+/// (Python's standard library only: a client independent of Rampart).
+const HTTP_SIMS_CHECK: &str = r#"
+import json, os, ssl, urllib.parse, urllib.request
+def ctx(var):
+    return ssl.create_default_context(cafile=os.environ[var])
+u, p = os.environ["FTD1_PASSWORD"].split(":", 1)
+req = urllib.request.Request("https://10.10.0.23/api/fdm/v6/fdm/token",
+    data=json.dumps({"grant_type": "password", "username": u, "password": p}).encode(),
+    headers={"Content-Type": "application/json"})
+assert json.load(urllib.request.urlopen(req, context=ctx("FTD1_CA_CERT"), timeout=5))["access_token"]
+print("fdm token")
+key = os.environ["MX1_PASSWORD"].split(":", 1)[1]
+req = urllib.request.Request("https://10.10.0.24/api/v1/organizations",
+    headers={"X-Cisco-Meraki-API-Key": key})
+orgs = json.load(urllib.request.urlopen(req, context=ctx("MX1_CA_CERT"), timeout=5))
+print("meraki orgs", len(orgs))
+u, p = os.environ["VMANAGE1_PASSWORD"].split(":", 1)
+req = urllib.request.Request("https://10.10.0.25/j_security_check",
+    data=urllib.parse.urlencode({"j_username": u, "j_password": p}).encode())
+r = urllib.request.urlopen(req, context=ctx("VMANAGE1_CA_CERT"), timeout=5)
+assert r.read() == b"" and "JSESSIONID=" in r.headers.get("Set-Cookie", ""), "login refused"
+print("vmanage session")
+"#;
+
+/// Reads from `ch` until `marker` appears; the text read.
+fn read_until(ch: &mut ssh2::Channel, marker: &str) -> String {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !String::from_utf8_lossy(&buf).contains(marker) {
+        assert!(
+            Instant::now() < deadline,
+            "no {marker:?} in {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        match ch.read(&mut chunk) {
+            Ok(0) => panic!(
+                "channel closed before {marker:?}: {:?}",
+                String::from_utf8_lossy(&buf)
+            ),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+fn ssh_session(ns: &str, addr: SocketAddr, user_secret: &str) -> ssh2::Session {
+    let tcp = sys::in_netns(ns, move || {
+        TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+    })
+    .unwrap()
+    .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    let (user, secret) = user_secret.split_once(':').unwrap();
+    let mut sess = ssh2::Session::new().unwrap();
+    sess.set_tcp_stream(tcp);
+    sess.set_timeout(15_000);
+    sess.handshake().unwrap();
+    sess.userauth_password(user, secret)
+        .unwrap_or_else(|e| panic!("{addr} login as {user}: {e}"));
+    sess
+}
+
+/// csr1 speaks NETCONF over SSH with the Cisco models: an ACL edit on the
+/// candidate commits and shows in running; an out-of-range port is refused
+/// by the device's schema.
+fn netconf_device_enforces_cisco_models(ns: &str, addr: SocketAddr, user_secret: &str) {
+    const END: &str = "]]>]]>";
+    let sess = ssh_session(ns, addr, user_secret);
+    let mut ch = sess.channel_session().unwrap();
+    ch.subsystem("netconf").unwrap();
+    let hello = read_until(&mut ch, END);
+    assert!(
+        hello.contains("Cisco-IOS-XE-native"),
+        "Cisco models loaded: {hello}"
+    );
+    assert!(
+        hello.contains("urn:ietf:params:netconf:capability:candidate:1.0"),
+        "{hello}"
+    );
+    // Base 1.0 only, so both sides frame with the end-of-message marker.
+    ch.write_all(
+        format!(
+            "<hello xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\"><capabilities><capability>urn:ietf:params:netconf:base:1.0</capability></capabilities></hello>{END}"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut rpc = |id: u32, body: &str| -> String {
+        let msg = format!(
+            "<rpc message-id=\"{id}\" xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\">{body}</rpc>{END}"
+        );
+        ch.write_all(msg.as_bytes()).unwrap();
+        read_until(&mut ch, END)
+    };
+    let acl = |port: u32| {
+        format!(
+            "<edit-config><target><candidate/></target><config><native xmlns=\"http://cisco.com/ns/yang/Cisco-IOS-XE-native\"><ip><access-list><extended xmlns=\"http://cisco.com/ns/yang/Cisco-IOS-XE-acl\"><name>LAB-CHECK</name><access-list-seq-rule><sequence>10</sequence><ace-rule><action>permit</action><protocol>tcp</protocol><any/><dst-any/><dst-eq>{port}</dst-eq></ace-rule></access-list-seq-rule></extended></access-list></ip></native></config></edit-config>"
+        )
+    };
+    let bad = rpc(2, &acl(70_000));
+    assert!(
+        bad.contains("rpc-error"),
+        "port 70000 refused by the schema: {bad}"
+    );
+    let _ = rpc(3, "<discard-changes/>");
+    let ok = rpc(4, &acl(80));
+    assert!(ok.contains("<ok/>"), "{ok}");
+    let commit = rpc(5, "<commit/>");
+    assert!(commit.contains("<ok/>"), "{commit}");
+    let running = rpc(6, "<get-config><source><running/></source></get-config>");
+    assert!(
+        running.contains("LAB-CHECK") && running.contains("<dst-eq>80</dst-eq>"),
+        "{running}"
+    );
+}
+
+/// asa1's CLI over SSH: log in, enable with the enable password, see the
+/// privileged prompt and the version.
+fn asa_cli_logs_in_and_enables(ns: &str, user_secret: &str, enable: &str) {
+    let sess = ssh_session(ns, "10.10.0.22:22".parse().unwrap(), user_secret);
+    let mut ch = sess.channel_session().unwrap();
+    ch.request_pty("vt100", None, None).unwrap();
+    ch.shell().unwrap();
+    read_until(&mut ch, "asa1>");
+    ch.write_all(b"enable\n").unwrap();
+    read_until(&mut ch, "Password:");
+    ch.write_all(format!("{enable}\n").as_bytes()).unwrap();
+    read_until(&mut ch, "asa1#");
+    ch.write_all(b"show version\n").unwrap();
+    let out = read_until(&mut ch, "asa1#");
+    assert!(out.contains("Adaptive Security Appliance"), "{out}");
 }
