@@ -64,6 +64,48 @@ pub struct Config {
     pub secrets: SecretsConfig,
     /// Per-user rate limits and concurrency.
     pub limits: LimitsConfig,
+    /// How rampartd reaches devices (transactions, drift checks).
+    pub southbound: SouthboundConfig,
+}
+
+/// `[southbound]`
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SouthboundConfig {
+    /// OpenSSH known_hosts file for device host keys (default:
+    /// `<data_dir>/known_hosts`).
+    pub known_hosts: Option<PathBuf>,
+    /// Record unknown device host keys instead of refusing them. Labs only:
+    /// a changed key is still refused.
+    pub trust_on_first_use: bool,
+    /// Connect + SSH handshake + hello, milliseconds.
+    pub connect_timeout_ms: u64,
+    /// One RPC, milliseconds.
+    pub rpc_timeout_ms: u64,
+    /// Confirmed-commit timeout, seconds: how long a device waits for
+    /// rampartd's confirmation before rolling back by itself.
+    pub confirm_timeout_s: u64,
+    /// Devices worked at once within one transaction.
+    pub max_parallel_devices: usize,
+    /// Time limit of one device's phase, milliseconds.
+    pub device_timeout_ms: u64,
+    /// Periodic drift check interval, seconds (0 disables).
+    pub drift_interval_s: u64,
+}
+
+impl Default for SouthboundConfig {
+    fn default() -> Self {
+        Self {
+            known_hosts: None,
+            trust_on_first_use: false,
+            connect_timeout_ms: 10_000,
+            rpc_timeout_ms: 60_000,
+            confirm_timeout_s: 120,
+            max_parallel_devices: 16,
+            device_timeout_ms: 120_000,
+            drift_interval_s: 300,
+        }
+    }
 }
 
 /// `[tls]`
@@ -434,8 +476,16 @@ impl Config {
 
 /// Probes every section and key separately so each problem is reported.
 fn collect_errors(text: &str, table: &toml::Table) -> Vec<String> {
-    const SECTIONS: [&str; 8] = [
-        "api", "metrics", "store", "log", "tls", "auth", "secrets", "limits",
+    const SECTIONS: [&str; 9] = [
+        "api",
+        "metrics",
+        "store",
+        "log",
+        "tls",
+        "auth",
+        "secrets",
+        "limits",
+        "southbound",
     ];
     let mut errors = Vec::new();
     for (section, value) in table {

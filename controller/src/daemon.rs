@@ -16,6 +16,7 @@ use tokio::{net::TcpListener, sync::watch};
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::{
+    txn::{Engine, EngineConfig},
     api::Api,
     config::Config,
     model::{ModelError, Validator},
@@ -29,6 +30,9 @@ pub enum DaemonError {
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Unfinished transactions could not be recovered.
+    #[error("transaction recovery: {0}")]
+    Recovery(#[from] crate::txn::EngineError),
     /// The embedded YANG modules did not load (a build defect).
     #[error("service model: {0}")]
     Model(#[from] ModelError),
@@ -76,7 +80,12 @@ pub async fn run(
     )??);
     let security = crate::auth::setup::prepare(config, &store, &data_dir).await?;
     let metrics = Metrics::new()?;
-    let api = Api::new(store.clone(), validator, metrics.clone());
+    let engine = build_engine(config, &store, &data_dir);
+    let recovered = engine.recover().await?;
+    if recovered > 0 {
+        tracing::warn!(recovered, "finished transactions left pending by a previous run");
+    }
+    let api = Api::new(store.clone(), validator, metrics.clone(), engine.clone());
 
     // One shutdown signal fanned out to both servers.
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -86,6 +95,14 @@ pub async fn run(
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
+    });
+
+    let drift_task = (config.southbound.drift_interval_s > 0).then(|| {
+        tokio::spawn(drift_loop(
+            engine.clone(),
+            metrics.clone(),
+            Duration::from_secs(config.southbound.drift_interval_s),
+        ))
     });
 
     let metrics_task = listeners.metrics.map(|l| {
@@ -145,6 +162,9 @@ pub async fn run(
     if let Some(w) = watchdog {
         w.abort();
     }
+    if let Some(d) = drift_task {
+        d.abort();
+    }
     if let Some(t) = metrics_task {
         match t.await {
             Ok(res) => res?,
@@ -154,6 +174,72 @@ pub async fn run(
     store.flush().await?;
     tracing::info!("rampartd stopped");
     Ok(())
+}
+
+/// The transaction engine with the `[southbound]` settings.
+///
+/// `RAMPARTD_FAULT_PAUSE_BEFORE_COMMIT_MS` (fault injection for crash
+/// tests) makes every transaction wait that long between its prepare and
+/// commit phases, after journaling the commit phase.
+fn build_engine(config: &Config, store: &Store, data_dir: &std::path::Path) -> Engine {
+    let sb = &config.southbound;
+    let engine = Engine::new(
+        store.clone(),
+        EngineConfig {
+            known_hosts: sb.known_hosts.clone().unwrap_or_else(|| data_dir.join("known_hosts")),
+            trust_on_first_use: sb.trust_on_first_use,
+            connect_timeout: Duration::from_millis(sb.connect_timeout_ms),
+            rpc_timeout: Duration::from_millis(sb.rpc_timeout_ms),
+            confirm_timeout: Duration::from_secs(sb.confirm_timeout_s),
+            max_parallel: sb.max_parallel_devices,
+            device_timeout: Duration::from_millis(sb.device_timeout_ms),
+            ..EngineConfig::default()
+        },
+    );
+    let pause = std::env::var("RAMPARTD_FAULT_PAUSE_BEFORE_COMMIT_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok());
+    match pause {
+        Some(ms) => {
+            tracing::warn!(ms, "fault injection: pausing every transaction before commit");
+            engine.with_before_commit(move |t| {
+                tracing::warn!(txn = t.id, ms, "fault injection pause");
+                std::thread::sleep(Duration::from_millis(ms));
+            })
+        }
+        None => engine,
+    }
+}
+
+/// Checks every device Rampart configured for drift, forever.
+async fn drift_loop(engine: Engine, metrics: Metrics, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let devices = match engine.store().synced_devices() {
+            Ok(d) => d.into_keys().collect::<Vec<_>>(),
+            Err(e) => {
+                tracing::warn!(error = %e, "drift check: cannot read the store");
+                continue;
+            }
+        };
+        for device in devices {
+            match engine.check_sync(Some(&device)).await {
+                Ok(reports) => {
+                    let drifted = reports.iter().any(|r| !r.differences.is_empty());
+                    if drifted {
+                        tracing::warn!(device, "drift detected");
+                    }
+                    metrics.set_drift(&device, drifted);
+                }
+                Err(e) => {
+                    tracing::warn!(device, error = %e, "drift check failed");
+                    metrics.drift_error(&device);
+                }
+            }
+        }
+    }
 }
 
 /// Tells systemd (Type=notify) we are ready; a no-op elsewhere.

@@ -10,7 +10,7 @@ use crate::{
         device::{Device, Platform},
     },
     store::{self, StoredService, TxnRecord},
-    txn::Plan,
+    txn::Planned,
 };
 
 fn timestamp_secs(secs: i64) -> Option<prost_types::Timestamp> {
@@ -74,11 +74,12 @@ pub fn rendering_to_pb(r: &Rendering) -> pb::RenderedConfig {
 /// The response to a dry-run: the services as they would be stored
 /// (generation 0: not stored) and every rendering.
 #[must_use]
-pub fn dry_run_response(plan: &Plan) -> pb::ApplyServiceResponse {
+pub fn dry_run_response(plan: &Planned) -> pb::ApplyServiceResponse {
     pb::ApplyServiceResponse {
         services: plan
             .services
             .iter()
+            .filter_map(|(_, new)| new.as_ref())
             .map(|(spec, api_version)| {
                 service_to_pb(&StoredService {
                     spec: spec.clone(),
@@ -91,7 +92,11 @@ pub fn dry_run_response(plan: &Plan) -> pb::ApplyServiceResponse {
             })
             .collect(),
         diagnostics: Vec::new(),
-        rendered: plan.renderings.iter().map(rendering_to_pb).collect(),
+        rendered: plan
+            .dry_run_renderings()
+            .iter()
+            .map(rendering_to_pb)
+            .collect(),
         transaction_id: String::new(),
         dry_run: true,
     }

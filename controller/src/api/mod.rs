@@ -29,7 +29,7 @@ use crate::{
     model::{self, DocFormat, ModelError, SourceDoc, Validator, device::Device, spec::ServiceSpec},
     store::{self, Store, StoreError, StoredService, TxnRecord, TxnState, audit::AuditRecord},
     telemetry::Metrics,
-    txn::{self, TxnError},
+    txn::{self, Change, Engine, EngineError, Planned},
 };
 
 mod access;
@@ -43,16 +43,18 @@ pub struct Api {
     store: Store,
     validator: Arc<Validator>,
     metrics: Metrics,
+    engine: Engine,
 }
 
 impl Api {
     /// Builds the API over a store and a validator.
     #[must_use]
-    pub fn new(store: Store, validator: Arc<Validator>, metrics: Metrics) -> Self {
+    pub fn new(store: Store, validator: Arc<Validator>, metrics: Metrics, engine: Engine) -> Self {
         Self {
             store,
             validator,
             metrics,
+            engine,
         }
     }
 
@@ -122,7 +124,7 @@ impl Api {
 
     /// Validates an apply request and checks the caller may write every
     /// tenant it names, before anything is compiled.
-    async fn plan(&self, req: &pb::ApplyServiceRequest, call: &Call) -> Result<txn::Plan, Status> {
+    async fn plan(&self, req: &pb::ApplyServiceRequest, call: &Call) -> Result<Planned, Status> {
         let inventory = self.store.devices().map_err(store_status)?;
         let validator = self.validator.clone();
         let format = match pb::SpecFormat::try_from(req.format) {
@@ -160,7 +162,13 @@ impl Api {
                 return Err(denied(Permission::ServicesWrite, Some(tenant)));
             }
         }
-        txn::plan(services, &inventory).map_err(txn_status)
+        let change = Change {
+            apply: services,
+            delete: Vec::new(),
+        };
+        self.engine
+            .plan(change, &call.caller.author())
+            .map_err(txn_status)
     }
 }
 
@@ -291,11 +299,41 @@ fn store_status(e: StoreError) -> Status {
     }
 }
 
-fn txn_status(e: TxnError) -> Status {
+/// Maps transaction failures to codes a client can act on: a refused or
+/// failed change is Aborted (nothing changed anywhere), a plan that cannot
+/// be made is FailedPrecondition, an unreachable device Unavailable.
+fn txn_status(e: EngineError) -> Status {
     match e {
-        TxnError::Compile { .. } => Status::failed_precondition(e.to_string()),
-        TxnError::NotFound { .. } => Status::not_found(e.to_string()),
-        TxnError::Store(s) => store_status(s),
+        EngineError::Compile { .. }
+        | EngineError::Conflict { .. }
+        | EngineError::RollbackConflict { .. }
+        | EngineError::NotRollbackable { .. }
+        | EngineError::NoDriver { .. } => Status::failed_precondition(e.to_string()),
+        EngineError::Devices { .. } => Status::aborted(e.to_string()),
+        EngineError::NotFound { .. } => Status::not_found(e.to_string()),
+        EngineError::Device(_) => Status::unavailable(e.to_string()),
+        EngineError::Decode { .. } => Status::internal(e.to_string()),
+        EngineError::Store(s) => store_status(s),
+    }
+}
+
+impl Api {
+    /// Executes a planned transaction and counts its outcome.
+    async fn execute(
+        &self,
+        plan: Planned,
+        operation: &str,
+    ) -> Result<(store::TxnRecord, Vec<store::StoredService>), Status> {
+        match self.engine.execute(plan).await {
+            Ok(done) => {
+                self.metrics.transaction(operation, "committed");
+                Ok(done)
+            }
+            Err(e) => {
+                self.metrics.transaction(operation, "failed");
+                Err(txn_status(e))
+            }
+        }
     }
 }
 
@@ -363,16 +401,12 @@ impl ServiceManager for Api {
             if req.dry_run {
                 return Ok(convert::dry_run_response(&plan));
             }
-            let who = call.caller.author();
             let rendered: Vec<pb::RenderedConfig> = plan
-                .renderings
+                .dry_run_renderings()
                 .iter()
                 .map(convert::rendering_to_pb)
                 .collect();
-            let (txn, stored) = txn::commit_apply(&self.store, plan, &who)
-                .await
-                .map_err(txn_status)?;
-            self.metrics.transaction("apply", "committed");
+            let (txn, stored) = self.execute(plan, "apply").await?;
             call.note(|n| n.transaction = Some(store::txn_display_id(txn.id)));
             Ok(pb::ApplyServiceResponse {
                 services: stored.iter().map(service_to_pb).collect(),
@@ -478,11 +512,15 @@ impl ServiceManager for Api {
             )?;
             let md = &svc.spec.metadata;
             call.note_services(std::iter::once(&svc.spec));
-            let who = call.caller.author();
-            let txn = txn::commit_delete(&self.store, &md.tenant, &md.name, &who)
-                .await
+            let change = Change {
+                apply: Vec::new(),
+                delete: vec![format!("{}/{}", md.tenant, md.name)],
+            };
+            let plan = self
+                .engine
+                .plan(change, &call.caller.author())
                 .map_err(txn_status)?;
-            self.metrics.transaction("delete", "committed");
+            let (txn, _) = self.execute(plan, "delete").await?;
             call.note(|n| n.transaction = Some(store::txn_display_id(txn.id)));
             Ok(pb::DeleteServiceResponse {
                 transaction_id: store::txn_display_id(txn.id),
