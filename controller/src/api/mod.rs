@@ -29,7 +29,7 @@ use crate::{
     model::{self, DocFormat, ModelError, SourceDoc, Validator, device::Device, spec::ServiceSpec},
     store::{self, Store, StoreError, StoredService, TxnRecord, TxnState, audit::AuditRecord},
     telemetry::Metrics,
-    txn::{self, Change, Engine, EngineError, Planned},
+    txn::{Change, Engine, EngineError, Planned},
 };
 
 mod access;
