@@ -202,6 +202,11 @@ impl Enforcer {
         out
     }
 
+    /// Verdict counters of one interface: `(direction, reason, totals)`.
+    pub fn verdicts(&self, interface: &str) -> Option<Vec<(u32, u32, Totals)>> {
+        self.interfaces.get(interface).and_then(|st| st.attached.maps.reason_totals().ok())
+    }
+
     /// Per-interface statistics.
     pub fn stats(&self) -> Vec<(String, IfStats)> {
         let mut out = Vec::new();
