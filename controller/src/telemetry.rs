@@ -66,6 +66,8 @@ pub struct Metrics {
     services: IntGaugeVec,
     devices: IntGaugeVec,
     transactions: IntCounterVec,
+    drift: IntGaugeVec,
+    drift_errors: IntCounterVec,
 }
 
 impl Metrics {
@@ -109,6 +111,19 @@ impl Metrics {
         registry.register(Box::new(services.clone()))?;
         registry.register(Box::new(devices.clone()))?;
         registry.register(Box::new(transactions.clone()))?;
+        let drift = IntGaugeVec::new(
+            Opts::new(
+                "device_drift",
+                "1 when a device's running configuration differs from what Rampart put there",
+            ),
+            &["device"],
+        )?;
+        let drift_errors = IntCounterVec::new(
+            Opts::new("drift_check_errors_total", "Drift checks that could not read the device"),
+            &["device"],
+        )?;
+        registry.register(Box::new(drift.clone()))?;
+        registry.register(Box::new(drift_errors.clone()))?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -121,7 +136,19 @@ impl Metrics {
             services,
             devices,
             transactions,
+            drift,
+            drift_errors,
         })
+    }
+
+    /// Records a drift check result for a device.
+    pub fn set_drift(&self, device: &str, drifted: bool) {
+        self.drift.with_label_values(&[device]).set(i64::from(drifted));
+    }
+
+    /// Counts a drift check that could not read the device.
+    pub fn drift_error(&self, device: &str) {
+        self.drift_errors.with_label_values(&[device]).inc();
     }
 
     /// Records one finished RPC.

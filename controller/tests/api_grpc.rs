@@ -477,27 +477,36 @@ async fn service_calls_transactions_and_metrics() {
     .await
     .unwrap();
     let router = include_str!("../../examples/router.yaml");
-    let mut applied_ok = 4;
-    match svc.apply_service(apply_req(router, false)).await {
-        Ok(_) => {
-            applied_ok += 1;
-            let busy = devs
-                .remove_device(pb::RemoveDeviceRequest {
-                    name: "csr1".into(),
-                })
-                .await
-                .unwrap_err();
-            assert_eq!(busy.code(), Code::FailedPrecondition);
-            assert!(
-                busy.message().contains("acme/edge-rt"),
-                "{}",
-                busy.message()
-            );
-        }
-        // Until the IOS-XE router rendering exists the apply itself is refused,
-        // and must say why.
-        Err(e) => assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}"),
-    }
+    let applied_ok = 4;
+    // csr1 is not reachable (no credentials, nothing listening): the
+    // transaction aborts at prepare, names the device, and stores nothing.
+    let aborted = svc.apply_service(apply_req(router, false)).await.unwrap_err();
+    assert_eq!(aborted.code(), Code::Aborted, "{aborted:?}");
+    assert!(aborted.message().contains("csr1"), "{}", aborted.message());
+    let nf = svc
+        .get_service(pb::GetServiceRequest {
+            name: "edge-rt".into(),
+            tenant: "acme".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(nf.code(), Code::NotFound, "failed apply stored the service");
+    let failed = txns
+        .list_transactions(pb::ListTransactionsRequest {
+            limit: 1,
+            service: "acme/edge-rt".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .transactions;
+    assert_eq!(failed[0].state, pb::TransactionState::Failed as i32);
+    assert!(failed[0].error.contains("csr1"), "{:?}", failed[0]);
+    devs.remove_device(pb::RemoveDeviceRequest {
+        name: "csr1".into(),
+    })
+    .await
+    .expect("a device no stored service uses can be removed");
 
     // Metrics reflect what happened.
     let metrics = http_get(d.metrics, "/metrics").await;
@@ -519,7 +528,11 @@ async fn service_calls_transactions_and_metrics() {
         "{metrics}"
     );
     assert!(
-        metrics.contains(r#"rampart_devices{platform="iosxe"} 1"#),
+        metrics.contains(r#"rampart_devices{platform="iosxe"} 0"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"rampart_transactions_total{operation="apply",state="failed"} 1"#),
         "{metrics}"
     );
     assert!(metrics.contains("rampart_store_size_bytes"), "{metrics}");

@@ -136,7 +136,7 @@ pub struct TxnChange {
 }
 
 /// A journaled transaction.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TxnRecord {
     /// Monotonic id.
     pub id: u64,
@@ -156,6 +156,125 @@ pub struct TxnRecord {
     pub changes: Vec<TxnChange>,
     /// Overall error.
     pub error: Option<String>,
+    /// How far the two-phase protocol got (recovery reads this).
+    #[serde(default)]
+    pub phase: TxnPhase,
+    /// Per-device plan and outcome.
+    #[serde(default)]
+    pub devices: Vec<DeviceTxn>,
+    /// The services' specs before this transaction (`None`: did not exist),
+    /// so it can be rolled back.
+    #[serde(default)]
+    pub prior: Vec<PriorSpec>,
+    /// The transaction this one rolled back.
+    #[serde(default)]
+    pub rollback_of: Option<u64>,
+}
+
+impl TxnRecord {
+    /// The fields a store-only transaction leaves at their defaults.
+    #[must_use]
+    pub fn default_pending() -> Self {
+        Self {
+            id: 0,
+            state: TxnState::Pending,
+            operation: String::new(),
+            services: Vec::new(),
+            author: String::new(),
+            started_unix_ms: 0,
+            finished_unix_ms: None,
+            changes: Vec::new(),
+            error: None,
+            phase: TxnPhase::Planned,
+            devices: Vec::new(),
+            prior: Vec::new(),
+            rollback_of: None,
+        }
+    }
+}
+
+/// Progress of the two-phase protocol, journaled before each step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TxnPhase {
+    /// Planned; no device touched.
+    #[default]
+    Planned,
+    /// Staging on devices (candidate edits, locks).
+    Preparing,
+    /// Committing on devices.
+    Committing,
+    /// Finished (see the state).
+    Done,
+}
+
+/// What happened on one device.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeviceStatus {
+    /// Not touched yet.
+    #[default]
+    Planned,
+    /// Staged in the candidate.
+    Prepared,
+    /// Committed (confirmed or plain).
+    Committed,
+    /// Staging undone.
+    Aborted,
+    /// Restored to its previous configuration after a commit.
+    RolledBack,
+    /// Failed here.
+    Failed,
+}
+
+/// One device's part of a transaction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceTxn {
+    /// Inventory name.
+    pub device: String,
+    /// Platform word.
+    pub platform: String,
+    /// Rampart-owned configuration before (platform-specific JSON).
+    pub prev: serde_json::Value,
+    /// Rampart-owned configuration after.
+    pub next: serde_json::Value,
+    /// Each service's contribution after the transaction.
+    pub contributions: BTreeMap<String, serde_json::Value>,
+    /// The native edit (prev → next).
+    pub edit: String,
+    /// The native inverse edit (next → prev), for compensation.
+    pub inverse: String,
+    /// Outcome.
+    pub status: DeviceStatus,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// YANG paths the device named in its errors.
+    #[serde(default)]
+    pub paths: Vec<String>,
+}
+
+/// A service spec as it was before a transaction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PriorSpec {
+    /// `tenant/name`.
+    pub key: String,
+    /// The spec, or `None` when the service did not exist.
+    pub spec: Option<ServiceSpec>,
+}
+
+/// What Rampart last put on a device: its "synced copy".
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SyncedDevice {
+    /// Each service's contribution (platform-specific JSON).
+    pub contributions: BTreeMap<String, serde_json::Value>,
+    /// The merged Rampart-owned configuration.
+    pub merged: serde_json::Value,
+    /// The transaction that last changed it.
+    pub last_txn: u64,
+    /// Set by `sync --from-device`: the device's own rendering of Rampart's
+    /// objects, accepted as the new baseline for drift checks.
+    #[serde(default)]
+    pub accepted: Option<String>,
 }
 
 /// The store key of a service.
@@ -183,6 +302,7 @@ pub struct Store {
     devices: sled::Tree,
     services: sled::Tree,
     txns: sled::Tree,
+    synced: sled::Tree,
     path: Option<PathBuf>,
     secret_keys: secrets::KeySlot,
 }
@@ -271,6 +391,7 @@ impl Store {
             devices: tree("devices")?,
             services: tree("services")?,
             txns: tree("transactions")?,
+            synced: tree("synced")?,
             db,
             path,
             secret_keys: secrets::KeySlot::default(),
@@ -547,6 +668,130 @@ impl Store {
             if wanted {
                 out.push(t);
             }
+        }
+        Ok(out)
+    }
+}
+
+// ===== synced copies and journaled commits =====
+
+impl Store {
+    /// What Rampart last put on `device`.
+    ///
+    /// # Errors
+    /// Read or decode failures.
+    pub fn synced(&self, device: &str) -> Result<Option<SyncedDevice>, StoreError> {
+        self.synced
+            .get(device.as_bytes())
+            .map_err(io("get synced"))?
+            .map(|b| decode("synced device", device.as_bytes(), &b))
+            .transpose()
+    }
+
+    /// Every device with a synced copy.
+    ///
+    /// # Errors
+    /// Read or decode failures.
+    pub fn synced_devices(&self) -> Result<BTreeMap<String, SyncedDevice>, StoreError> {
+        let mut out = BTreeMap::new();
+        for item in &self.synced {
+            let (k, v) = item.map_err(io("scan synced"))?;
+            out.insert(String::from_utf8_lossy(&k).into_owned(), decode("synced device", &k, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// Overwrites one synced copy (drift acceptance) and flushes.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn put_synced(&self, device: &str, s: &SyncedDevice) -> Result<(), StoreError> {
+        self.synced
+            .insert(device.as_bytes(), encode("synced device", s)?)
+            .map_err(io("put synced"))?;
+        self.flush().await
+    }
+
+    /// Finishes a transaction atomically: the record, the services' new
+    /// desired state (`None` deletes) and the devices' synced copies, then
+    /// flushes. Returns the stored services.
+    ///
+    /// # Errors
+    /// Storage failures; nothing is written then.
+    pub async fn finish_txn(
+        &self,
+        txn: &TxnRecord,
+        services: &[(String, Option<(ServiceSpec, String)>)],
+        synced: &[(String, SyncedDevice)],
+    ) -> Result<Vec<StoredService>, StoreError> {
+        let now = now_unix_ms() / 1000;
+        let txn_bytes = encode("transaction", txn)?;
+        let synced_bytes: Vec<(String, Vec<u8>)> = synced
+            .iter()
+            .map(|(d, s)| encode("synced device", s).map(|b| (d.clone(), b)))
+            .collect::<Result<_, _>>()?;
+        let stored = (&self.services, &self.txns, &self.synced)
+            .transaction(|(svc_tree, txn_tree, sync_tree)| {
+                let mut out = Vec::new();
+                for (key, new) in services {
+                    let Some((spec, api_version)) = new else {
+                        svc_tree.remove(key.as_bytes())?;
+                        continue;
+                    };
+                    let prev: Option<StoredService> = svc_tree
+                        .get(key.as_bytes())?
+                        .map(|b| decode("service", key.as_bytes(), &b))
+                        .transpose()
+                        .map_err(ConflictableTransactionError::Abort)?;
+                    let svc = StoredService {
+                        spec: spec.clone(),
+                        api_version: api_version.clone(),
+                        generation: prev.as_ref().map_or(1, |p| p.generation + 1),
+                        created_unix: prev.as_ref().map_or(now, |p| p.created_unix),
+                        updated_unix: now,
+                        last_transaction: txn.id,
+                    };
+                    let bytes =
+                        encode("service", &svc).map_err(ConflictableTransactionError::Abort)?;
+                    svc_tree.insert(key.as_bytes(), bytes)?;
+                    out.push(svc);
+                }
+                for (device, bytes) in &synced_bytes {
+                    sync_tree.insert(device.as_bytes(), bytes.clone())?;
+                }
+                txn_tree.insert(&txn.id.to_be_bytes(), txn_bytes.clone())?;
+                Ok(out)
+            })
+            .map_err(|e| txn_err("finish transaction", e))?;
+        self.flush().await?;
+        Ok(stored)
+    }
+
+    /// Transactions a crash left unfinished.
+    ///
+    /// # Errors
+    /// Read or decode failures.
+    pub fn unfinished_txns(&self) -> Result<Vec<TxnRecord>, StoreError> {
+        let mut out = Vec::new();
+        for item in &self.txns {
+            let (k, v) = item.map_err(io("scan transactions"))?;
+            let t: TxnRecord = decode("transaction", &k, &v)?;
+            if t.state == TxnState::Pending {
+                out.push(t);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Committed transactions after `id` (oldest first).
+    ///
+    /// # Errors
+    /// Read or decode failures.
+    pub fn txns_after(&self, id: u64) -> Result<Vec<TxnRecord>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.txns.range((id + 1).to_be_bytes()..) {
+            let (k, v) = item.map_err(io("scan transactions"))?;
+            out.push(decode("transaction", &k, &v)?);
         }
         Ok(out)
     }

@@ -266,10 +266,36 @@ fn graft(base: &mut Vec<Node>, extra: Vec<Node>) {
     }
 }
 
+/// What `next` adds or changes relative to `prev`: only those objects are
+/// sent (so an edit never re-sends, or shows in a dry-run, other services'
+/// unchanged objects).
+fn delta(prev: &IosXeConfig, next: &IosXeConfig) -> IosXeConfig {
+    let changed = |n: &[crate::compile::iosxe::Acl], p: &[crate::compile::iosxe::Acl]| {
+        n.iter().filter(|a| !p.contains(a)).cloned().collect::<Vec<_>>()
+    };
+    IosXeConfig {
+        ipv4_acls: changed(&next.ipv4_acls, &prev.ipv4_acls),
+        ipv6_acls: changed(&next.ipv6_acls, &prev.ipv6_acls),
+        interfaces: next
+            .interfaces
+            .iter()
+            .filter(|(id, c)| prev.interfaces.get(*id) != Some(*c))
+            .map(|(id, c)| (id.clone(), c.clone()))
+            .collect(),
+        static_routes: next
+            .static_routes
+            .iter()
+            .filter(|r| !prev.static_routes.contains(r))
+            .cloned()
+            .collect(),
+        bgp: if prev.bgp == next.bgp { None } else { next.bgp.clone() },
+    }
+}
+
 /// The `/native` tree of the edit that moves a device from `prev` to `next`.
 #[must_use]
 pub fn edit_tree(prev: &IosXeConfig, next: &IosXeConfig) -> Node {
-    let mut root = next.to_tree(true);
+    let mut root = delta(prev, next).to_tree(true);
     let mut extra = Vec::new();
     let removed =
         |p: &[crate::compile::iosxe::Acl], n: &[crate::compile::iosxe::Acl]| -> Vec<String> {
