@@ -27,7 +27,9 @@ use tokio::sync::Semaphore;
 use super::{
     drift::Difference,
     netconf_platform::{IosXePlatform, NetconfSettings},
-    platform::{Committed, Conflict, DeviceError, Participant, PlatformDriver},
+    platform::{
+        Committed, Conflict, DeviceError, Participant, PlatformDriver, with_stored_credentials,
+    },
 };
 use crate::{
     compile::{self, CompileError, Format, Rendering},
@@ -270,6 +272,25 @@ impl Engine {
                 super::ftd_platform::FtdPlatform::default_settings(),
             ))),
         );
+        drivers.insert(
+            Platform::SdWan,
+            Arc::new(super::sdwan_platform::SdWanPlatform::new(rest(
+                super::sdwan_platform::SdWanPlatform::default_settings(),
+            ))),
+        );
+        drivers.insert(
+            Platform::Asa,
+            Arc::new(super::asa_platform::AsaPlatform::new(
+                super::asa_platform::AsaSettings {
+                    host_key: crate::transport::netconf::HostKeyPolicy {
+                        known_hosts: config.known_hosts.clone(),
+                        trust_on_first_use: config.trust_on_first_use,
+                    },
+                    connect_timeout: config.connect_timeout,
+                    command_timeout: config.rpc_timeout,
+                },
+            )),
+        );
         Self {
             store,
             config,
@@ -326,9 +347,26 @@ impl Engine {
         let device = inventory
             .get(name)
             .ok_or_else(|| not_found(format!("device {name}")))?;
-        Ok(self.driver(device)?.connect(device).await?)
+        self.connect_device(device).await
     }
 
+    /// Connects with the device's stored credentials when it has any.
+    async fn connect_device(&self, device: &Device) -> Result<Box<dyn Participant>, EngineError> {
+        let stored = self.store.device_credentials(&device.name).map_err(|e| {
+            EngineError::Device(DeviceError {
+                device: device.name.clone(),
+                stage: "credentials".to_owned(),
+                message: e.to_string(),
+                paths: Vec::new(),
+            })
+        })?;
+        let stored = stored.map(|s| {
+            let secret = if s.password.is_empty() { s.api_key.clone() } else { s.password.clone() };
+            (s.username.clone(), secret)
+        });
+        let driver = self.driver(device)?;
+        Ok(with_stored_credentials(stored, driver.connect(device)).await?)
+    }
     // ===== plan =====
 
     /// Plans a change against the inventory and the synced copies. Pure
@@ -906,7 +944,7 @@ impl Engine {
                 .get(&name)
                 .ok_or_else(|| not_found(format!("device {name}")))?;
             let driver = self.driver(device)?;
-            let actual = driver.connect(device).await?.read().await?;
+            let actual = self.connect_device(device).await?.read().await?;
             let differences = driver
                 .drift(&synced.merged, synced.accepted.as_deref(), &actual)
                 .map_err(|message| EngineError::Decode {

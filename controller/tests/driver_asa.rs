@@ -1,0 +1,312 @@
+//! The ASA driver against the ASA simulator (real OpenSSH, emulated CLI):
+//! apply with object-groups, hitless update, read-back and drift, a refused
+//! line reverted, a failed `write memory` reverted, the CLI session's banner,
+//! pager and enable handling. Needs root (the simulator runs sshd).
+
+mod support;
+
+use std::{collections::BTreeMap, time::Duration};
+
+use rampart_controller::{
+    model::{
+        DocFormat, SourceDoc, Validator,
+        device::{Device, Platform},
+        spec::{API_VERSION, ServiceSpec},
+    },
+    store::Store,
+    transport::{
+        netconf::HostKeyPolicy,
+        ssh_cli::{CliConfig, CliSession},
+    },
+    txn::{Change, Engine, EngineConfig, EngineError},
+};
+use serde_json::{Value, json};
+use support::sims::{Sim, SimKind};
+
+struct Lab {
+    sim: Sim,
+    engine: Engine,
+    validator: Validator,
+    inventory: BTreeMap<String, Device>,
+    dir: tempfile::TempDir,
+}
+
+impl Lab {
+    fn start(args: &[&str], enable_override: Option<&str>) -> Option<Lab> {
+        let sim = Sim::start(SimKind::Asa, args)?;
+        let (user, pass, enable) = sim.credentials.clone().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let creds = dir.path().join("asa");
+        std::fs::write(
+            &creds,
+            format!("{user}:{pass}:{}\n", enable_override.unwrap_or(&enable)),
+        )
+        .unwrap();
+        let store = Store::temporary().unwrap();
+        let d = Device {
+            name: "asa1".to_owned(),
+            platform: Platform::Asa,
+            address: sim.listen.clone(),
+            credentials_ref: format!("file:{}", creds.display()),
+            labels: BTreeMap::new(),
+            created_unix: 0,
+        };
+        store.put_device(&d, false).unwrap();
+        let engine = Engine::new(
+            store,
+            EngineConfig {
+                known_hosts: dir.path().join("known_hosts"),
+                trust_on_first_use: true,
+                ..EngineConfig::default()
+            },
+        );
+        Some(Lab {
+            sim,
+            engine,
+            validator: Validator::new().unwrap(),
+            inventory: BTreeMap::from([(d.name.clone(), d)]),
+            dir,
+        })
+    }
+
+    fn spec(&self, yaml: &str) -> (ServiceSpec, String) {
+        let doc = SourceDoc {
+            text: yaml,
+            format: DocFormat::Yaml,
+            name: "test.yaml",
+        };
+        let mut v = self.validator.validate(&doc, &self.inventory).unwrap();
+        (v.remove(0).spec, API_VERSION.to_owned())
+    }
+
+    async fn run(&self, apply: &[&str], delete: &[&str]) -> Result<(), EngineError> {
+        let planned = self.engine.plan(
+            Change {
+                apply: apply.iter().map(|y| self.spec(y)).collect(),
+                delete: delete.iter().map(|s| (*s).to_owned()).collect(),
+            },
+            "test",
+        )?;
+        self.engine.execute(planned).await.map(|_| ())
+    }
+
+    fn running(&self) -> Value {
+        self.sim.state()["running"].clone()
+    }
+
+    fn cli(&self) -> CliConfig {
+        let (user, pass, enable) = self.sim.credentials.clone().unwrap();
+        CliConfig {
+            host: "127.0.0.1".to_owned(),
+            port: self.sim.port(),
+            username: user,
+            password: pass,
+            enable_password: Some(enable),
+            host_key: HostKeyPolicy {
+                known_hosts: self.dir.path().join("known_hosts_cli"),
+                trust_on_first_use: true,
+            },
+            connect_timeout: Duration::from_secs(10),
+            command_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+fn firewall(port: u16, interface: &str) -> String {
+    format!(
+        "apiVersion: rampart.io/v1
+kind: Firewall
+metadata: {{name: web, tenant: acme}}
+spec:
+  defaultAction: deny
+  rules:
+    - {{sequence: 10, action: permit, protocol: tcp, sources: [10.1.0.0/16, 10.2.0.5/32], destinations: [192.0.2.10/32], destinationPorts: [{port}, 8080], description: web servers}}
+    - {{sequence: 20, action: permit, protocol: udp, destinations: [192.0.2.53/32], destinationPorts: [53], log: true}}
+  targets:
+    devices:
+      - {{device: asa1, interface: {interface}, direction: ingress}}
+"
+    )
+}
+
+fn rampart_acls(running: &Value) -> Vec<String> {
+    running["access_lists"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| k.starts_with("RPA-"))
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_update_drift_and_delete() {
+    let Some(lab) = Lab::start(&[], None) else {
+        return;
+    };
+    let planned = lab
+        .engine
+        .plan(
+            Change {
+                apply: vec![lab.spec(&firewall(443, "inside"))],
+                delete: vec![],
+            },
+            "test",
+        )
+        .unwrap();
+    let dry = &planned.dry_run_renderings()[0].content;
+    assert!(
+        dry.contains(" network-object 10.1.0.0 255.255.0.0\n"),
+        "{dry}"
+    );
+    assert!(dry.contains(" port-object eq 443\n"), "{dry}");
+    assert!(dry.contains("access-group RPA-acme-web-"), "{dry}");
+    lab.engine.execute(planned).await.unwrap();
+
+    let state = lab.sim.state();
+    let running = &state["running"];
+    let acls = rampart_acls(running);
+    assert_eq!(acls.len(), 1, "{running}");
+    let aces = running["access_lists"][&acls[0]].as_array().unwrap();
+    assert_eq!(aces.len(), 4, "{aces:?}");
+    assert_eq!(aces[0], "remark web servers");
+    assert!(
+        aces[1]
+            .as_str()
+            .unwrap()
+            .starts_with("extended permit tcp object-group RPG-"),
+        "{aces:?}"
+    );
+    assert_eq!(aces[3], "extended deny ip any4 any4");
+    assert!(
+        running["access_groups"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"acl": acls[0], "dir": "in", "interface": "inside"}))
+    );
+    assert!(
+        state["write_count"].as_u64().unwrap() >= 1,
+        "no write memory"
+    );
+    assert_eq!(state["startup"]["access_lists"], running["access_lists"]);
+    let report = lab.engine.check_sync(None).await.unwrap();
+    assert!(report[0].differences.is_empty(), "{report:?}");
+
+    // Update: a new ACL is bound, the old one and its unused group removed.
+    lab.run(&[&firewall(8443, "inside")], &[]).await.unwrap();
+    let running = lab.running();
+    let now = rampart_acls(&running);
+    assert_eq!(now.len(), 1);
+    assert_ne!(now, acls, "content change must rename the ACL");
+    let groups: Vec<&String> = running["object_groups"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert_eq!(
+        groups.len(),
+        2,
+        "one network, one service group: {groups:?}"
+    );
+    assert!(
+        lab.engine.check_sync(None).await.unwrap()[0]
+            .differences
+            .is_empty()
+    );
+
+    // Out of band: an operator adds a line to Rampart's ACL.
+    let acl = now[0].clone();
+    let cfg = lab.cli();
+    let line = format!("access-list {acl} line 1 extended permit ip any4 any4");
+    tokio::task::spawn_blocking(move || {
+        let mut s = CliSession::connect(&cfg).unwrap();
+        s.run("configure terminal").unwrap();
+        s.run(&line).unwrap();
+        s.run("end").unwrap();
+    })
+    .await
+    .unwrap();
+    let report = lab.engine.check_sync(None).await.unwrap();
+    let d = &report[0].differences;
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(d[0].path.contains("extended permit ip any4 any4"), "{d:?}");
+
+    // Delete: nothing of Rampart's remains, the default config is intact.
+    lab.run(&[], &["acme/web"]).await.unwrap();
+    let running = lab.running();
+    assert!(rampart_acls(&running).is_empty(), "{running}");
+    assert!(
+        running["object_groups"].as_object().unwrap().is_empty(),
+        "{running}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_line_and_failed_write_are_reverted() {
+    let Some(lab) = Lab::start(&[], None) else {
+        return;
+    };
+    let before = lab.running();
+    // The binding names an interface the ASA lacks: the ACL and groups typed
+    // before it are removed again.
+    let err = lab
+        .run(&[&firewall(443, "nosuchif")], &[])
+        .await
+        .unwrap_err();
+    let EngineError::Devices { failures, .. } = &err else {
+        panic!("{err}")
+    };
+    assert!(failures[0].starts_with("asa1: configure"), "{failures:?}");
+    assert!(
+        failures[0].contains("access-group RPA-acme-web-") && failures[0].contains("ERROR"),
+        "{failures:?}"
+    );
+    assert_eq!(lab.running(), before, "partial configuration left behind");
+
+    // write memory fails: the change is taken out of the running configuration.
+    lab.sim.fault(json!({"write_fail": 1}));
+    let err = lab.run(&[&firewall(443, "inside")], &[]).await.unwrap_err();
+    assert!(err.to_string().contains("asa1: write memory"), "{err}");
+    let running = lab.running();
+    assert!(rampart_acls(&running).is_empty(), "{running}");
+    assert!(lab.engine.store().services().unwrap().is_empty());
+
+    // Without faults it goes through.
+    lab.run(&[&firewall(443, "inside")], &[]).await.unwrap();
+    assert_eq!(rampart_acls(&lab.running()).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn banner_pager_and_enable_are_handled() {
+    let banner = "*** Authorized access only> violators prosecuted #\nasa-fake> is not a prompt";
+    let Some(lab) = Lab::start(&["--banner", banner], Some("wrong-enable")) else {
+        return;
+    };
+    let cfg = lab.cli();
+    let out = tokio::task::spawn_blocking(move || {
+        let mut s = CliSession::connect(&cfg).unwrap();
+        assert!(s.privileged(), "{}", s.prompt());
+        let full = s.run("show running-config").unwrap();
+        s.run("terminal pager 5").unwrap();
+        let paged = s.run("show running-config").unwrap();
+        let refused = s.run("show running-config access-list nosuch extra words");
+        (full, paged, refused.is_err())
+    })
+    .await
+    .unwrap();
+    assert!(out.0.lines().count() > 10, "{}", out.0);
+    assert_eq!(out.0, out.1, "pager pages were not followed");
+    assert!(!out.1.contains("More"), "{}", out.1);
+    assert!(out.2, "an invalid command must be refused");
+
+    // The inventory's enable password is wrong: connect fails precisely.
+    let err = lab
+        .run(&[&firewall(443, "inside")], &[])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("asa1") && err.contains("enable password was refused"),
+        "{err}"
+    );
+}
