@@ -121,6 +121,21 @@ async fn call(ch: &Authed, path: &str) -> Result<(), Status> {
                 .get_transaction(pb::GetTransactionRequest::default())
                 .await,
         ),
+        "/rampart.v1.TransactionManager/Rollback" => unit(
+            TransactionManagerClient::new(ch)
+                .rollback(pb::RollbackRequest::default())
+                .await,
+        ),
+        "/rampart.v1.TransactionManager/CheckSync" => unit(
+            TransactionManagerClient::new(ch)
+                .check_sync(pb::CheckSyncRequest::default())
+                .await,
+        ),
+        "/rampart.v1.TransactionManager/Sync" => unit(
+            TransactionManagerClient::new(ch)
+                .sync(pb::SyncRequest::default())
+                .await,
+        ),
         "/rampart.v1.AccessManager/WhoAmI" => unit(
             AccessManagerClient::new(ch)
                 .who_am_i(pb::WhoAmIRequest {})

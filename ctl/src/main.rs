@@ -4,7 +4,7 @@
 //! 0 success, 1 other error, 2 usage, 3 invalid argument (the spec or a
 //! flag is wrong), 4 not found, 5 conflict (already exists / failed
 //! precondition), 6 rampartd unreachable, 7 not authenticated or permission
-//! denied, 8 rate limited (retry later).
+//! denied, 8 rate limited (retry later), 9 `check-sync` found drift.
 //!
 //! Connection settings come from flags, then the environment, then
 //! `~/.config/rampart/ctl.toml`, then what a local rampartd left in its data
@@ -128,6 +128,32 @@ enum Command {
     },
     /// Show who rampartd thinks you are.
     Whoami,
+    /// Undo a committed transaction (refused when later ones changed the
+    /// same services).
+    Rollback {
+        /// Transaction id (`txn-N`).
+        id: String,
+        /// Show the changes only.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Compare devices' running configuration with what Rampart put there
+    /// (exit code 9 when any device drifted).
+    CheckSync {
+        /// One device (default: every device Rampart configured).
+        device: Option<String>,
+    },
+    /// Resolve drift on a device.
+    Sync {
+        /// Device name.
+        device: String,
+        /// Re-deploy Rampart's intended configuration.
+        #[arg(long, conflicts_with = "from_device", required_unless_present = "from_device")]
+        to_device: bool,
+        /// Accept the device's configuration as the new baseline.
+        #[arg(long)]
+        from_device: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -618,6 +644,49 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             out.apply(&resp);
         }
         Command::Get { what } => get(channel, what, &out).await?,
+        Command::Rollback { id, dry_run } => {
+            let t = TransactionManagerClient::new(channel)
+                .rollback(pb::RollbackRequest { id, dry_run })
+                .await?
+                .into_inner();
+            out.transaction(&t);
+        }
+        Command::CheckSync { device } => {
+            let resp = TransactionManagerClient::new(channel)
+                .check_sync(pb::CheckSyncRequest {
+                    device: device.unwrap_or_default(),
+                })
+                .await?
+                .into_inner();
+            out.check_sync(&resp);
+            if resp.devices.iter().any(|d| !d.in_sync) {
+                return Err(Failure {
+                    code: 9,
+                    message: "drift detected".to_owned(),
+                });
+            }
+        }
+        Command::Sync {
+            device,
+            to_device,
+            from_device: _,
+        } => {
+            let direction = if to_device {
+                pb::sync_request::Direction::ToDevice
+            } else {
+                pb::sync_request::Direction::FromDevice
+            };
+            TransactionManagerClient::new(channel)
+                .sync(pb::SyncRequest {
+                    device: device.clone(),
+                    direction: direction as i32,
+                })
+                .await?;
+            out.message(&format!(
+                "{device} synced {}",
+                if to_device { "to the device" } else { "from the device" }
+            ));
+        }
         Command::Delete {
             what: DeleteWhat::Service { name, tenant },
         } => {

@@ -248,6 +248,37 @@ impl Output {
         );
     }
 
+    /// Drift reports, one line per difference.
+    pub fn check_sync(&self, r: &pb::CheckSyncResponse) {
+        let v = Value::Array(
+            r.devices
+                .iter()
+                .map(|d| {
+                    json!({
+                        "device": d.device,
+                        "inSync": d.in_sync,
+                        "differences": d.differences.iter()
+                            .map(|x| json!({"path": x.path, "what": x.what}))
+                            .collect::<Vec<_>>(),
+                    })
+                })
+                .collect(),
+        );
+        if self.machine(&v) {
+            return;
+        }
+        for d in &r.devices {
+            if d.in_sync {
+                println!("{}: in sync", d.device);
+            } else {
+                println!("{}: DRIFTED ({} differences)", d.device, d.differences.len());
+                for x in &d.differences {
+                    println!("  {}: {}", x.path, x.what);
+                }
+            }
+        }
+    }
+
     /// One transaction with its changes.
     pub fn transaction(&self, t: &pb::Transaction) {
         if self.machine(&txn_json(t)) {

@@ -735,6 +735,131 @@ impl TransactionManager for Api {
         })
         .await
     }
+
+    async fn rollback(
+        &self,
+        request: Request<pb::RollbackRequest>,
+    ) -> Result<Response<pb::Transaction>, Status> {
+        let summary = json!({"id": request.get_ref().id, "dry_run": request.get_ref().dry_run});
+        let call = Self::call(&request, "TransactionManager/Rollback", summary)?;
+        let req = request.into_inner();
+        self.observe(&call, async {
+            let raw = required(&req.id, "id")?;
+            let id = store::parse_txn_id(raw).ok_or_else(|| {
+                Status::invalid_argument(format!("id: {raw:?} is not a transaction id (txn-N)"))
+            })?;
+            let foreign = || {
+                Status::permission_denied(format!(
+                    "permission denied: services:write on the services of transaction {raw} \
+                     is not granted to you"
+                ))
+            };
+            let writable = |t: &TxnRecord| {
+                t.services.iter().all(|s| {
+                    s.split_once('/').is_some_and(|(tenant, _)| {
+                        call.caller.may(Permission::ServicesWrite, tenant)
+                    })
+                })
+            };
+            match self.store.txn(id).map_err(store_status)? {
+                Some(t) if writable(&t) => {}
+                Some(_) => return Err(foreign()),
+                None if call.caller.tenants != Tenants::All => return Err(foreign()),
+                None => return Err(Status::not_found(format!("transaction {raw} not found"))),
+            }
+            let author = call.caller.author();
+            if req.dry_run {
+                let plan = self.engine.plan_rollback(id, &author).map_err(txn_status)?;
+                let mut out = convert::txn_to_pb(&plan.record);
+                out.changes = plan
+                    .dry_run_renderings()
+                    .iter()
+                    .map(|r| pb::DeviceChange {
+                        target: r.target.clone(),
+                        platform: r.platform.clone(),
+                        format: r.format.as_str().to_owned(),
+                        content: r.content.clone(),
+                        error: String::new(),
+                    })
+                    .collect();
+                return Ok(out);
+            }
+            match self.engine.rollback(id, &author).await {
+                Ok(record) => {
+                    self.metrics.transaction("rollback", "committed");
+                    call.note(|n| n.transaction = Some(store::txn_display_id(record.id)));
+                    Ok(convert::txn_to_pb(&record))
+                }
+                Err(e) => {
+                    self.metrics.transaction("rollback", "failed");
+                    Err(txn_status(e))
+                }
+            }
+        })
+        .await
+    }
+
+    async fn check_sync(
+        &self,
+        request: Request<pb::CheckSyncRequest>,
+    ) -> Result<Response<pb::CheckSyncResponse>, Status> {
+        let call = Self::call(&request, "TransactionManager/CheckSync", json!(null))?;
+        let req = request.into_inner();
+        self.observe(&call, async {
+            let only = (!req.device.is_empty()).then_some(req.device.as_str());
+            let reports = self.engine.check_sync(only).await.map_err(txn_status)?;
+            for r in &reports {
+                self.metrics.set_drift(&r.device, !r.differences.is_empty());
+            }
+            Ok(pb::CheckSyncResponse {
+                devices: reports
+                    .into_iter()
+                    .map(|r| pb::DeviceSync {
+                        in_sync: r.differences.is_empty(),
+                        differences: r
+                            .differences
+                            .into_iter()
+                            .map(|d| pb::DriftItem {
+                                path: d.path,
+                                what: d.what,
+                            })
+                            .collect(),
+                        device: r.device,
+                    })
+                    .collect(),
+            })
+        })
+        .await
+    }
+
+    async fn sync(
+        &self,
+        request: Request<pb::SyncRequest>,
+    ) -> Result<Response<pb::SyncResponse>, Status> {
+        let summary = json!({"device": request.get_ref().device, "direction": request.get_ref().direction});
+        let call = Self::call(&request, "TransactionManager/Sync", summary)?;
+        let req = request.into_inner();
+        self.observe(&call, async {
+            let device = required(&req.device, "device")?;
+            match pb::sync_request::Direction::try_from(req.direction) {
+                Ok(pb::sync_request::Direction::ToDevice) => {
+                    self.engine.sync_to_device(device).await
+                }
+                Ok(pb::sync_request::Direction::FromDevice) => {
+                    self.engine.sync_from_device(device).await
+                }
+                _ => {
+                    return Err(Status::invalid_argument(
+                        "direction: required, to-device or from-device",
+                    ));
+                }
+            }
+            .map_err(txn_status)?;
+            tracing::info!(device, direction = req.direction, "device synced");
+            Ok(pb::SyncResponse {})
+        })
+        .await
+    }
 }
 
 impl Api {

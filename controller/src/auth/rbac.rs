@@ -85,6 +85,25 @@ pub const METHODS: &[MethodRule] = &[
         Permission::TransactionsRead,
         false,
     ),
+    // Tenant scoping in the handler: every service of the transaction must
+    // be writable by the caller.
+    rule(
+        "/rampart.v1.TransactionManager/Rollback",
+        Permission::ServicesWrite,
+        true,
+    ),
+    // Drift reports name objects of every tenant on a device: device
+    // administrators only.
+    rule(
+        "/rampart.v1.TransactionManager/CheckSync",
+        Permission::DevicesWrite,
+        false,
+    ),
+    rule(
+        "/rampart.v1.TransactionManager/Sync",
+        Permission::DevicesWrite,
+        true,
+    ),
     rule(
         "/rampart.v1.AccessManager/WhoAmI",
         Permission::Authenticated,

@@ -91,7 +91,12 @@ pub async fn issue(
         id: t.id.clone(),
         name: name.to_owned(),
         role: role.as_str().to_owned(),
-        tenants: tenants.to_vec(),
+        // An admin's scope is every tenant; say so in listings.
+        tenants: if role == super::Role::Admin && tenants.is_empty() {
+            vec!["*".to_owned()]
+        } else {
+            tenants.to_vec()
+        },
         created_unix: now,
         expires_unix: ttl
             .map(|d| now.saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))),
