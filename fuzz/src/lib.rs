@@ -1,78 +1,23 @@
 //! The controller's pure NETCONF parsing code, compiled on its own (the same
 //! source files, included by path) so fuzzing does not build the whole
 //! controller with sanitizers.
-#![allow(missing_docs, reason = "re-exported controller modules carry their own docs")]
+#![allow(
+    missing_docs,
+    reason = "the included controller modules carry their own docs"
+)]
 
+#[path = "../../controller/src/transport/netconf/framing.rs"]
+pub mod framing;
+#[path = "../../controller/src/transport/error.rs"]
+pub mod nc_error;
+#[path = "../../controller/src/transport/netconf/reply.rs"]
+pub mod reply;
+
+/// The module path `reply.rs` imports its error types from.
 pub mod transport {
-    #[path = "../../../controller/src/transport/error.rs"]
-    pub mod error;
-    pub mod netconf {
-        #[path = "../../../../controller/src/transport/netconf/framing.rs"]
-        pub mod framing;
-        #[path = "../../../../controller/src/transport/netconf/reply.rs"]
-        pub mod reply;
-    }
+    pub use super::nc_error as error;
 }
 
-use transport::netconf::framing::{FrameDecoder, Framing, FramingError};
+pub mod checks;
 
-/// Decodes `stream` fed in pieces whose sizes come from `cuts`, returning
-/// the messages and the first error.
-pub fn decode(framing: Framing, limit: usize, stream: &[u8], cuts: &[u8]) -> (Vec<Vec<u8>>, Option<FramingError>) {
-    let mut d = FrameDecoder::new(framing, limit);
-    let mut out = Vec::new();
-    let mut rest = stream;
-    let mut cut = cuts.iter().cycle();
-    while !rest.is_empty() {
-        let n = if cuts.is_empty() { rest.len() } else { (usize::from(*cut.next().unwrap_or(&0)) % 64 + 1).min(rest.len()) };
-        d.push(&rest[..n]);
-        rest = &rest[n..];
-        loop {
-            match d.next_message() {
-                Ok(Some(m)) => out.push(m),
-                Ok(None) => break,
-                Err(e) => return (out, Some(e)),
-            }
-        }
-    }
-    (out, None)
-}
-
-/// The framing invariant: feeding bytes in any pieces gives the same
-/// messages and the same error as feeding them at once, and no message
-/// exceeds the limit.
-pub fn check_framing(data: &[u8]) {
-    let Some((&head, rest)) = data.split_first() else { return };
-    let framing = if head & 1 == 0 { Framing::Chunked } else { Framing::EndOfMessage };
-    let limit = if head & 2 == 0 { 1 << 20 } else { 64 };
-    let split = rest.len() / 8;
-    let (cuts, stream) = rest.split_at(split);
-    let whole = decode(framing, limit, stream, &[]);
-    let pieces = decode(framing, limit, stream, cuts);
-    assert!(whole.0.iter().all(|m| m.len() <= limit), "message over the limit");
-    match (&whole.1, &pieces.1) {
-        (None, None) => assert_eq!(whole.0, pieces.0, "split changed the messages"),
-        (Some(a), Some(b)) => {
-            assert_eq!(std::mem::discriminant(a), std::mem::discriminant(b), "split changed the error");
-            assert_eq!(whole.0, pieces.0);
-        }
-        // A too-big error may surface earlier in one feed order than in the
-        // other only for end-of-message framing, where the limit applies to
-        // the buffered prefix; both must then still agree on what came first.
-        (a, b) => {
-            let too_big = |e: &Option<FramingError>| matches!(e, Some(FramingError::TooBig { .. }));
-            assert!(too_big(a) || too_big(b), "one order failed, the other did not: {a:?} / {b:?}");
-        }
-    }
-}
-
-/// The parsers never panic and round-trip what they accept.
-pub fn check_reply(data: &[u8]) {
-    use transport::netconf::reply;
-    if let Ok(r) = reply::parse_reply(data) {
-        // Whatever was accepted is consistent: fatal errors are a subset.
-        assert!(r.fatal_errors().count() <= r.errors.len());
-    }
-    let _ = reply::parse_hello(data);
-    let _ = reply::parse_restconf_errors(data);
-}
+pub use checks::{check_framing, check_reply};
