@@ -480,7 +480,10 @@ async fn service_calls_transactions_and_metrics() {
     let applied_ok = 4;
     // csr1 is not reachable (no credentials, nothing listening): the
     // transaction aborts at prepare, names the device, and stores nothing.
-    let aborted = svc.apply_service(apply_req(router, false)).await.unwrap_err();
+    let aborted = svc
+        .apply_service(apply_req(router, false))
+        .await
+        .unwrap_err();
     assert_eq!(aborted.code(), Code::Aborted, "{aborted:?}");
     assert!(aborted.message().contains("csr1"), "{}", aborted.message());
     let nf = svc

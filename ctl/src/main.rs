@@ -148,7 +148,11 @@ enum Command {
         /// Device name.
         device: String,
         /// Re-deploy Rampart's intended configuration.
-        #[arg(long, conflicts_with = "from_device", required_unless_present = "from_device")]
+        #[arg(
+            long,
+            conflicts_with = "from_device",
+            required_unless_present = "from_device"
+        )]
         to_device: bool,
         /// Accept the device's configuration as the new baseline.
         #[arg(long)]
@@ -684,7 +688,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .await?;
             out.message(&format!(
                 "{device} synced {}",
-                if to_device { "to the device" } else { "from the device" }
+                if to_device {
+                    "to the device"
+                } else {
+                    "from the device"
+                }
             ));
         }
         Command::Delete {

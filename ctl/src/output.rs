@@ -271,7 +271,11 @@ impl Output {
             if d.in_sync {
                 println!("{}: in sync", d.device);
             } else {
-                println!("{}: DRIFTED ({} differences)", d.device, d.differences.len());
+                println!(
+                    "{}: DRIFTED ({} differences)",
+                    d.device,
+                    d.differences.len()
+                );
                 for x in &d.differences {
                     println!("  {}: {}", x.path, x.what);
                 }

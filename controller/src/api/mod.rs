@@ -836,7 +836,8 @@ impl TransactionManager for Api {
         &self,
         request: Request<pb::SyncRequest>,
     ) -> Result<Response<pb::SyncResponse>, Status> {
-        let summary = json!({"device": request.get_ref().device, "direction": request.get_ref().direction});
+        let summary =
+            json!({"device": request.get_ref().device, "direction": request.get_ref().direction});
         let call = Self::call(&request, "TransactionManager/Sync", summary)?;
         let req = request.into_inner();
         self.observe(&call, async {
