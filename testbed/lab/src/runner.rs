@@ -548,6 +548,7 @@ fn free_mgmt_subnet(lab: &str) -> (Ipv4Addr, Ipv4Addr) {
 
 /// A started process waiting to be ready.
 struct Pending {
+    child: std::process::Child,
     node: String,
     proc: Proc,
     ns: String,
@@ -587,15 +588,18 @@ fn wait_ready(
 ) -> Result<(), LabError> {
     let deadline = Instant::now() + env.ready_timeout;
     while !pending.is_empty() {
-        sys::reap();
         let mut i = 0;
         while i < pending.len() {
+            let exited = pending[i].child.try_wait().ok().flatten();
             let p = &pending[i];
-            if !sys::alive(p.proc.pid, p.proc.started) {
+            if exited.is_some() || !sys::alive(p.proc.pid, p.proc.started) {
                 return Err(LabError::NotReady {
                     node: p.node.clone(),
                     process: p.proc.name.clone(),
-                    reason: "it exited".to_owned(),
+                    reason: match exited {
+                        Some(status) => format!("it exited ({status})"),
+                        None => "it is gone".to_owned(),
+                    },
                     log: p.proc.log.display().to_string(),
                     tail: tail(&p.proc.log, 30),
                 });
@@ -831,7 +835,7 @@ fn start_netconf(
         .collect();
     let log = env.log_dir().join(format!("{}-netconfd.log", n.name));
     let ns = ns_name(&lab.name, &n.name);
-    let (pid, started) = sys::spawn(
+    let (pid, started, child) = sys::spawn(
         Some(&ns),
         Path::new("/usr/bin/unshare"),
         &[
@@ -853,6 +857,7 @@ fn start_netconf(
         format!("{NETCONF_USER}:{password}"),
     );
     Ok(Pending {
+        child,
         node: n.name.clone(),
         proc: Proc {
             name: "netconfd+sshd".to_owned(),
@@ -924,9 +929,10 @@ fn start_sim(
         .log_dir()
         .join(format!("{}-{}.log", n.name, script.trim_end_matches(".py")));
     let ns = ns_name(&lab.name, &n.name);
-    let (pid, started) = sys::spawn(Some(&ns), &python(), &args, &lab_env(lab), &log)
+    let (pid, started, child) = sys::spawn(Some(&ns), &python(), &args, &lab_env(lab), &log)
         .map_err(step(&n.name, format!("start {script}")))?;
     Ok(Pending {
+        child,
         node: n.name.clone(),
         proc: Proc {
             name: script.trim_end_matches(".py").to_owned(),
@@ -950,10 +956,11 @@ fn start_server(lab: &Lab, n: &Node, env: &Env) -> Result<Pending, LabError> {
     }
     let log = env.log_dir().join(format!("{}-http.log", n.name));
     let ns = ns_name(&lab.name, &n.name);
-    let (pid, started) = sys::spawn(Some(&ns), &me, &args, &lab_env(lab), &log)
+    let (pid, started, child) = sys::spawn(Some(&ns), &me, &args, &lab_env(lab), &log)
         .map_err(step(&n.name, "start the HTTP server"))?;
     let addr = primary(n);
     Ok(Pending {
+        child,
         node: n.name.clone(),
         proc: Proc {
             name: "http-server".to_owned(),
@@ -1014,7 +1021,7 @@ fn start_controller(
     penv.extend(creds.iter().map(|(k, v)| (k.clone(), v.clone())));
     let log = env.log_dir().join(format!("{}-rampartd.log", n.name));
     let ns = ns_name(&lab.name, &n.name);
-    let (pid, started) = sys::spawn(
+    let (pid, started, child) = sys::spawn(
         Some(&ns),
         &env.bin_dir.join("rampartd"),
         &["--config".to_owned(), config.display().to_string()],
@@ -1023,6 +1030,7 @@ fn start_controller(
     )
     .map_err(step(&n.name, "start rampartd"))?;
     Ok(Pending {
+        child,
         node: n.name.clone(),
         proc: Proc {
             name: "rampartd".to_owned(),
@@ -1070,7 +1078,7 @@ fn start_agent(
     state.save(&env.state_file())?;
     let log = env.log_dir().join(format!("{}-agent.log", n.name));
     let ns = ns_name(&lab.name, &n.name);
-    let (pid, started) = sys::spawn(
+    let (pid, started, child) = sys::spawn(
         Some(&ns),
         &bin,
         &[
@@ -1095,6 +1103,7 @@ fn start_agent(
         );
     }
     Ok(Some(Pending {
+        child,
         node: n.name.clone(),
         proc: Proc {
             name: "rampart-agent".to_owned(),

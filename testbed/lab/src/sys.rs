@@ -374,7 +374,7 @@ pub fn spawn<S: AsRef<OsStr>>(
     args: &[S],
     env: &[(String, String)],
     log: &Path,
-) -> Result<(u32, u64), SysError> {
+) -> Result<(u32, u64, std::process::Child), SysError> {
     let open = || {
         fs::OpenOptions::new()
             .create(true)
@@ -406,10 +406,10 @@ pub fn spawn<S: AsRef<OsStr>>(
         source,
     })?;
     let pid = child.id();
-    // The child outlives the runner; dropping the handle does not wait.
-    drop(child);
     let started = start_time(pid).unwrap_or(0);
-    Ok((pid, started))
+    // The child outlives the runner: the handle is only used to learn its
+    // exit status while the runner waits for it to become ready.
+    Ok((pid, started, child))
 }
 
 /// Reaps exited children of the runner (processes it started and that
