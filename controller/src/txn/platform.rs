@@ -111,12 +111,32 @@ pub trait PlatformDriver: Send + Sync {
     ) -> Result<Vec<Difference>, String>;
 }
 
-/// Resolves a device's `credentials_ref` to `(user, secret)`:
-/// `env:VAR` or `file:PATH` holding `user:secret` (first line).
+tokio::task_local! {
+    /// Credentials decrypted from the store for the device being connected
+    /// (set by the engine around `PlatformDriver::connect`).
+    static STORED: Option<(String, String)>;
+}
+
+/// Runs `f` with `stored` as the credentials [`resolve_credentials`] returns
+/// (the engine decrypts them from the store; drivers never see the store).
+pub async fn with_stored_credentials<F: std::future::Future>(
+    stored: Option<(String, String)>,
+    f: F,
+) -> F::Output {
+    STORED.scope(stored, f).await
+}
+
+/// Resolves a device's credentials to `(user, secret)`: the credentials
+/// stored (encrypted) for it when there are any, else its
+/// `credentials_ref`: `env:VAR` or `file:PATH` holding `user:secret`
+/// (first line).
 ///
 /// # Errors
 /// [`DeviceError`] at stage `credentials` saying what is wrong.
 pub fn resolve_credentials(device: &Device) -> Result<(String, String), DeviceError> {
+    if let Ok(Some(stored)) = STORED.try_with(Clone::clone) {
+        return Ok(stored);
+    }
     let fail = |message: String| DeviceError {
         device: device.name.clone(),
         stage: "credentials".to_owned(),
