@@ -490,7 +490,7 @@ pub fn render(spec: &ServiceSpec, device: &Device) -> Result<Vec<Rendering>, Com
         content: render_calls(
             &[
                 format!("Meraki Dashboard API v1, network {network}"),
-                "rules whose comment/name does not start with RPM- are kept after Rampart's"
+                "rules whose comment/name does not start with RPM- are kept (after Rampart's rules, before its default deny)"
                     .to_owned(),
             ],
             &c.calls(),
