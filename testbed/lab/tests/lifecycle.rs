@@ -313,6 +313,15 @@ fn reference_lab_up_status_traffic_down_leaves_nothing() {
         text(&py)
     );
 
+    // Filtering on a lab host: host1's agent denies tcp/8080 on eth1, the
+    // client still gets port 80, the rule counts its hits, and the agent's
+    // objects are pinned under the lab's bpffs directory (removed by down).
+    if bin_dir.join("rampart-agent").is_file() {
+        host1_agent_filters(&lab, &var("RAMPART_POLICY_HOST1"));
+    } else {
+        eprintln!("NOTE: rampart-agent is not built; the filtering part of this test did not run");
+    }
+
     // up again: nothing to do.
     let again = lab.run(&["up"]);
     assert!(again.status.success(), "{}", text(&again));
@@ -640,4 +649,52 @@ fn asa_cli_logs_in_and_enables(ns: &str, user_secret: &str, enable: &str) {
     ch.write_all(b"show version\n").unwrap();
     let out = read_until(&mut ch, "asa1#");
     assert!(out.contains("Adaptive Security Appliance"), "{out}");
+}
+
+const HOST1_POLICY: &str = "version: 2
+interfaces:
+  - interface: eth1
+    direction: ingress
+    default_action: permit
+    rules:
+      - {sequence: 10, action: deny, protocol: 6, destination_ports: [{first: 8080, last: 8080}], tenant: lab, service: web}
+";
+
+fn host1_agent_filters(lab: &Lab, policy: &str) {
+    std::fs::write(policy, HOST1_POLICY).unwrap();
+    let client = lab.ns("client");
+    let host1 = lab.ns("host1");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    // The agent polls its policy file; wait until 8080 is dropped.
+    while http_get(&client, "10.10.0.31:8080".parse().unwrap()).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "host1 never started dropping tcp/8080"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        http_get(&client, "10.10.0.31:80".parse().unwrap()).unwrap(),
+        "host1 80\n"
+    );
+    let metrics = sys::in_netns(&host1, || {
+        let mut s = TcpStream::connect("127.0.0.1:9469").unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    })
+    .unwrap();
+    let hits = metrics
+        .lines()
+        .find(|l| l.starts_with("rampart_rule_packets_total{") && l.contains("rule=\"10\""))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(
+        hits.is_some_and(|h| h >= 1),
+        "rule 10 hits on host1:\n{metrics}"
+    );
+    let pins = runner::bpf_root(&lab.name).join("host1");
+    let pinned = std::fs::read_dir(&pins).map(|d| d.count()).unwrap_or(0);
+    assert!(pinned > 0, "agent objects pinned under {}", pins.display());
 }
