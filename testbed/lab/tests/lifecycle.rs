@@ -695,6 +695,6 @@ fn host1_agent_filters(lab: &Lab, policy: &str) {
         "rule 10 hits on host1:\n{metrics}"
     );
     let pins = runner::bpf_root(&lab.name).join("host1");
-    let pinned = std::fs::read_dir(&pins).map(|d| d.count()).unwrap_or(0);
+    let pinned = std::fs::read_dir(&pins).map(Iterator::count).unwrap_or(0);
     assert!(pinned > 0, "agent objects pinned under {}", pins.display());
 }
