@@ -117,6 +117,7 @@ fn lab_name(path: &Path) -> anyhow::Result<String> {
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let n: NameOnly = serde_norway::from_str(&text)
         .with_context(|| format!("{}: no lab name", path.display()))?;
+    topology::check_lab_name(&n.name).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     Ok(n.name)
 }
 
@@ -162,18 +163,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .and_then(|p| p.parent().map(Path::to_path_buf))
             .unwrap_or_else(|| root.join("target/debug"))
     });
-    let env_for = |lab: &str| Env {
-        root: root.clone(),
-        bin_dir: bin_dir.clone(),
-        cisco_yang: cli
-            .vendor_yang
-            .clone()
-            .unwrap_or_else(|| root.join("../shared/yang/cisco-xe-16.9.3")),
-        state_dir: cli
-            .state_dir
-            .clone()
-            .unwrap_or_else(|| root.join(".lab").join(lab)),
-        ready_timeout: Duration::from_secs(cli.ready_timeout),
+    let env_for = |lab: &str| -> anyhow::Result<Env> {
+        topology::check_lab_name(lab).map_err(|e| anyhow::anyhow!(e))?;
+        Ok(Env {
+            root: root.clone(),
+            bin_dir: bin_dir.clone(),
+            cisco_yang: cli
+                .vendor_yang
+                .clone()
+                .unwrap_or_else(|| root.join("../shared/yang/cisco-xe-16.9.3")),
+            state_dir: cli
+                .state_dir
+                .clone()
+                .unwrap_or_else(|| root.join(".lab").join(lab)),
+            ready_timeout: Duration::from_secs(cli.ready_timeout),
+        })
     };
     let need_root = |what: &str| -> anyhow::Result<()> {
         if !is_root() {
@@ -185,7 +189,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Up => {
             need_root("up")?;
             let name = lab_name(&topology)?;
-            let env = env_for(&name);
+            let env = env_for(&name)?;
+            let _lock = sys::lock(&env.state_dir.join(".lock"))?;
             let (state, outcome) = runner::up(&topology, &env)?;
             let st = runner::status(&state);
             print!("{}", st.render());
@@ -212,7 +217,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some(l) => l,
                 None => lab_name(&topology)?,
             };
-            let env = env_for(&name);
+            let env = env_for(&name)?;
             let Some(state) = State::load(&env.state_dir.join("state.json"))? else {
                 let left = runner::leftovers(&name);
                 if left.is_empty() {
@@ -243,7 +248,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some(l) => l,
                 None => lab_name(&topology)?,
             };
-            let env = env_for(&name);
+            let env = env_for(&name)?;
+            let _lock = sys::lock(&env.state_dir.join(".lock"))?;
             let r = runner::down(&name, &env)?;
             if r.nothing() {
                 println!("lab {name}: nothing to remove");

@@ -440,3 +440,39 @@ pub fn remove_tree(path: &Path) -> Result<(), SysError> {
         }),
     }
 }
+
+/// Takes an exclusive lock on `path` (created if needed), waiting for
+/// another holder; held until the returned file is dropped. Serialises
+/// `up` and `down` of one lab between concurrent runners.
+///
+/// # Errors
+/// [`SysError::Io`] when the file cannot be opened or locked.
+pub fn lock(path: &Path) -> Result<fs::File, SysError> {
+    use std::os::fd::AsRawFd as _;
+    let io = |source| SysError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(io)?;
+    }
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(io)?;
+    // SAFETY: flock(2) on an fd we own.
+    #[allow(unsafe_code, reason = "flock(2) has no safe wrapper in std")]
+    let busy = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0;
+    if busy {
+        tracing::warn!(lock = %path.display(), "another rampart-lab is working on this lab; waiting");
+        // SAFETY: as above, blocking.
+        #[allow(unsafe_code, reason = "flock(2) has no safe wrapper in std")]
+        let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+        if r != 0 {
+            return Err(io(std::io::Error::last_os_error()));
+        }
+    }
+    Ok(file)
+}
