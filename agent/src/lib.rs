@@ -10,6 +10,7 @@
 pub mod config;
 pub mod daemon;
 pub mod enforcer;
+pub mod lb;
 pub mod loader;
 pub mod maps;
 pub mod metrics;

@@ -16,6 +16,8 @@
 
 #![no_std]
 
+pub mod lb;
+
 /// Maximum number of rules per interface and direction.
 pub const MAX_RULES: usize = 10_240;
 /// Number of 64-bit words in a rule bitmap.

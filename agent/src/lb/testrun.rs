@@ -1,0 +1,64 @@
+//! Runs the load balancer's programs on hand-made packets with
+//! `BPF_PROG_TEST_RUN`: the fixture tests check the encapsulated output
+//! byte by byte, with real maps written by [`Balancer::apply`].
+
+use std::{
+    path::Path,
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use aya::programs::{TestRun, TestRunOptions, Xdp};
+
+use super::maps::{Balancer, LbMapsError, LbOptions, LbProgram};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// One program run: verdict and the packet as the program left it.
+#[derive(Debug)]
+pub struct Run {
+    /// XDP verdict.
+    pub verdict: u32,
+    /// Output packet.
+    pub data: Vec<u8>,
+}
+
+/// Loads the object (unattached) under a fresh pin directory of
+/// `bpffs_root`; the directory goes away with the balancer.
+pub fn harness(bpffs_root: &Path, opts: LbOptions) -> Result<Balancer, LbMapsError> {
+    let dir = bpffs_root.join(format!(
+        "rampart-lb-testrun-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    Balancer::load(&dir, opts)
+}
+
+impl Balancer {
+    /// Runs `program` once on `packet`.
+    pub fn test_run(&mut self, program: LbProgram, packet: &[u8]) -> Result<Run, LbMapsError> {
+        let name = match program {
+            LbProgram::Balancer => "rampart_lb",
+            LbProgram::Decap => "rampart_lb_decap",
+        };
+        let prog: &mut Xdp = self
+            .ebpf_mut()
+            .program_mut(name)
+            .and_then(|p| p.try_into().ok())
+            .expect("object has both programs");
+        // Room for the largest encapsulation (40 bytes) on top.
+        let mut out = vec![0u8; packet.len() + 256];
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(packet);
+        opts.data_out = Some(&mut out);
+        let r = prog.test_run(opts).map_err(|e| LbMapsError::Program {
+            what: "test run",
+            interface: String::new(),
+            source: Box::new(e),
+        })?;
+        out.truncate(r.data_size_out as usize);
+        Ok(Run {
+            verdict: r.return_value,
+            data: out,
+        })
+    }
+}
