@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "rampart/v1/management.proto",
         "rampart/v1/policy.proto",
+        "rampart/v1/agent.proto",
     ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");

@@ -66,6 +66,41 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// How rampartd reaches devices (transactions, drift checks).
     pub southbound: SouthboundConfig,
+    /// Host agents: enrollment, policy distribution, health.
+    pub agents: AgentsConfig,
+}
+
+/// `[agents]`: the host-agent port (its own listener, TLS always on; see
+/// `docs/fleet.md`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentsConfig {
+    /// Listen address of the agent port; unset: no agents are served.
+    pub listen: Option<SocketAddr>,
+    /// An agent silent this long is marked stale.
+    pub stale_after_s: u64,
+    /// Lifetime of agent certificates (agents renew at two thirds).
+    pub cert_ttl_s: u64,
+    /// How often desired host policies are recomputed and pushed.
+    pub refresh_ms: u64,
+    /// Extra SANs of the agent port's server certificate.
+    pub extra_sans: Vec<String>,
+    /// Where fleet metrics (`rampart_fleet_*`) are served as `/metrics`;
+    /// unset: not served.
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+impl Default for AgentsConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            stale_after_s: 15,
+            cert_ttl_s: 30 * 86_400,
+            refresh_ms: 1000,
+            extra_sans: Vec::new(),
+            metrics_listen: None,
+        }
+    }
 }
 
 /// `[southbound]`
@@ -457,6 +492,26 @@ impl Config {
         if self.limits.max_concurrent_requests == 0 {
             errors.push("limits.max_concurrent_requests: must be at least 1".to_owned());
         }
+        if self.agents.stale_after_s == 0 {
+            errors.push("agents.stale_after_s: must be at least 1".to_owned());
+        }
+        if self.agents.cert_ttl_s < 60 {
+            errors.push(format!(
+                "agents.cert_ttl_s: {} is too short (minimum 60)",
+                self.agents.cert_ttl_s
+            ));
+        }
+        if self.agents.refresh_ms < 10 {
+            errors.push("agents.refresh_ms: must be at least 10".to_owned());
+        }
+        if let Some(a) = self.agents.listen
+            && a.port() != 0
+            && a == self.api.listen
+        {
+            errors.push(format!(
+                "agents.listen: {a} is also api.listen; the agent port needs its own socket"
+            ));
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             errors.push(format!(
                 "log.level: {:?} is not a valid filter: {e}",
@@ -476,7 +531,7 @@ impl Config {
 
 /// Probes every section and key separately so each problem is reported.
 fn collect_errors(text: &str, table: &toml::Table) -> Vec<String> {
-    const SECTIONS: [&str; 9] = [
+    const SECTIONS: [&str; 10] = [
         "api",
         "metrics",
         "store",
@@ -486,6 +541,7 @@ fn collect_errors(text: &str, table: &toml::Table) -> Vec<String> {
         "secrets",
         "limits",
         "southbound",
+        "agents",
     ];
     let mut errors = Vec::new();
     for (section, value) in table {

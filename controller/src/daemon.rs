@@ -9,6 +9,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 use rampart_proto::v1::{
     FILE_DESCRIPTOR_SET, access_manager_server::AccessManagerServer,
     audit_log_server::AuditLogServer, device_manager_server::DeviceManagerServer,
+    fleet_manager_server::FleetManagerServer,
     secret_manager_server::SecretManagerServer, service_manager_server::ServiceManagerServer,
     transaction_manager_server::TransactionManagerServer,
 };
@@ -48,6 +49,9 @@ pub enum DaemonError {
     /// TLS, tokens, secrets key or JWT set-up failed.
     #[error(transparent)]
     Security(#[from] crate::auth::setup::SetupError),
+    /// The host-agent fleet (CA, agent port) could not start.
+    #[error("agents: {0}")]
+    Fleet(#[from] crate::fleet::FleetError),
 }
 
 /// Listeners the daemon serves on; bound by the caller.
@@ -86,6 +90,11 @@ pub async fn run(
         tracing::warn!(recovered, "finished transactions left pending by a previous run");
     }
     let api = Api::new(store.clone(), validator, metrics.clone(), engine.clone());
+    let fleet = crate::fleet::Fleet::new(
+        store.clone(),
+        config.agents.clone(),
+        &data_dir.join("tls"),
+    )?;
 
     // One shutdown signal fanned out to both servers.
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -104,6 +113,8 @@ pub async fn run(
             Duration::from_secs(config.southbound.drift_interval_s),
         ))
     });
+
+    let fleet_tasks = crate::fleet::start(&fleet, &config.agents, &data_dir, wait(stop_rx.clone())).await?;
 
     let metrics_task = listeners.metrics.map(|l| {
         let addr = l.local_addr().ok();
@@ -155,6 +166,7 @@ pub async fn run(
         .add_service(AccessManagerServer::new(api.clone()).max_decoding_message_size(max))
         .add_service(AuditLogServer::new(api.clone()).max_decoding_message_size(max))
         .add_service(SecretManagerServer::new(api).max_decoding_message_size(max))
+        .add_service(FleetManagerServer::new(crate::fleet::manager::FleetApi(fleet)))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.api), wait(stop_rx))
         .await?;
 
@@ -164,6 +176,9 @@ pub async fn run(
     }
     if let Some(d) = drift_task {
         d.abort();
+    }
+    for t in fleet_tasks {
+        t.abort();
     }
     if let Some(t) = metrics_task {
         match t.await {

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod compile;
 pub mod config;
 pub mod daemon;
+pub mod fleet;
 pub mod model;
 pub mod store;
 pub mod telemetry;

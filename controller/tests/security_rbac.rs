@@ -14,7 +14,8 @@ use rampart_controller::{
 };
 use rampart_proto::v1::{
     self as pb, access_manager_client::AccessManagerClient, audit_log_client::AuditLogClient,
-    device_manager_client::DeviceManagerClient, secret_manager_client::SecretManagerClient,
+    device_manager_client::DeviceManagerClient, fleet_manager_client::FleetManagerClient,
+    secret_manager_client::SecretManagerClient,
     service_manager_client::ServiceManagerClient,
     transaction_manager_client::TransactionManagerClient,
 };
@@ -179,6 +180,31 @@ async fn call(ch: &Authed, path: &str) -> Result<(), Status> {
         "/rampart.v1.SecretManager/RotateSecrets" => unit(
             SecretManagerClient::new(ch)
                 .rotate_secrets(pb::RotateSecretsRequest {})
+                .await,
+        ),
+        "/rampart.v1.FleetManager/ListAgents" => unit(
+            FleetManagerClient::new(ch)
+                .list_agents(pb::ListAgentsRequest {})
+                .await,
+        ),
+        "/rampart.v1.FleetManager/CreateEnrollToken" => unit(
+            FleetManagerClient::new(ch)
+                .create_enroll_token(pb::CreateEnrollTokenRequest::default())
+                .await,
+        ),
+        "/rampart.v1.FleetManager/RevokeAgent" => unit(
+            FleetManagerClient::new(ch)
+                .revoke_agent(pb::RevokeAgentRequest {
+                    agent_id: "no-such-agent".into(),
+                })
+                .await,
+        ),
+        "/rampart.v1.FleetManager/GetServiceCounters" => unit(
+            FleetManagerClient::new(ch)
+                .get_service_counters(pb::GetServiceCountersRequest {
+                    tenant: "acme".into(),
+                    service: "web".into(),
+                })
                 .await,
         ),
         other => panic!("no test call for {other}: add one (the RBAC table grew)"),

@@ -149,6 +149,27 @@ pub const METHODS: &[MethodRule] = &[
         Permission::SecretsAdmin,
         true,
     ),
+    // Host agents are inventory, like devices.
+    rule(
+        "/rampart.v1.FleetManager/ListAgents",
+        Permission::DevicesRead,
+        false,
+    ),
+    rule(
+        "/rampart.v1.FleetManager/CreateEnrollToken",
+        Permission::DevicesWrite,
+        true,
+    ),
+    rule(
+        "/rampart.v1.FleetManager/RevokeAgent",
+        Permission::DevicesWrite,
+        true,
+    ),
+    rule(
+        "/rampart.v1.FleetManager/GetServiceCounters",
+        Permission::ServicesRead,
+        false,
+    ),
 ];
 
 /// Services reachable without credentials: health checks only (load

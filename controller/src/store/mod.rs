@@ -19,6 +19,7 @@ use sled::{
 
 pub mod access;
 pub mod audit;
+pub mod fleet;
 pub mod secrets;
 
 use crate::{
