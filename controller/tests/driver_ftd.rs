@@ -430,3 +430,40 @@ spec:
     let err = lab.run(&[&two], &[]).await.unwrap_err().to_string();
     assert!(err.contains("spec.virtualServices[0].backends"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_is_respected_and_retry_after_honoured() {
+    use rampart_controller::txn::ftd_platform::FtdPlatform;
+    let mut lab = Lab::start(&["--deploy-queued-ms", "20", "--deploy-ms", "50"]);
+    // The device allows 8 requests/s; the driver is configured for it.
+    lab.sim
+        .fault(json!({"rate_limit": {"rps": 8, "retry_after": 1}}));
+    let settings = rampart_controller::txn::meraki_platform::RestSettings {
+        ca_bundle: lab.sim.cert.clone(),
+        rps: 8.0,
+        burst: 4.0,
+        ..FtdPlatform::default_settings()
+    };
+    lab.engine = lab.engine.clone().with_driver(
+        Platform::Ftd,
+        std::sync::Arc::new(FtdPlatform::new(settings)),
+    );
+    lab.run(&[&firewall("web", "192.0.2.10/32", 443)], &[])
+        .await
+        .unwrap();
+    let log = lab.sim.requests();
+    assert!(log.len() > 20, "{} requests", log.len());
+    let limited = log.iter().filter(|r| r["status"] == 429).count();
+    assert_eq!(limited, 0, "requests over the device's limit");
+
+    // An injected 429 with Retry-After: 1 is waited out, then retried.
+    lab.sim
+        .fault(json!({"clear": true, "fail_next": 1, "status": 429, "retry_after": 1}));
+    lab.run(&[], &["acme/web"]).await.unwrap();
+    let log = lab.sim.requests();
+    let i = log.iter().position(|r| r["status"] == 429).unwrap();
+    let gap = log[i + 1]["t"].as_f64().unwrap() - log[i]["t"].as_f64().unwrap();
+    assert!(gap >= 0.95, "retried after {gap} s");
+    assert_eq!(log[i + 1]["path"], log[i]["path"]);
+    assert!(rules(&lab.deployed()).is_empty());
+}

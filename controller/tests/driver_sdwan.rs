@@ -344,3 +344,36 @@ spec:
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_is_respected_and_retry_after_honoured() {
+    use rampart_controller::txn::{meraki_platform::RestSettings, sdwan_platform::SdWanPlatform};
+    let mut lab = Lab::start(false);
+    lab.sim
+        .fault(json!({"rate_limit": {"rps": 10, "retry_after": 1}}));
+    let settings = RestSettings {
+        ca_bundle: lab.sim.cert.clone(),
+        rps: 10.0,
+        burst: 5.0,
+        ..SdWanPlatform::default_settings()
+    };
+    lab.engine = lab.engine.clone().with_driver(
+        Platform::SdWan,
+        std::sync::Arc::new(SdWanPlatform::new(settings)),
+    );
+    lab.run(&[&sdwan("wan", "mpls")], &[]).await.unwrap();
+    let log = lab.sim.requests();
+    assert!(log.len() > 10, "{} requests", log.len());
+    assert_eq!(log.iter().filter(|r| r["status"] == 429).count(), 0);
+
+    lab.sim
+        .fault(json!({"clear": true, "fail_next": 1, "status": 429, "retry_after": 1}));
+    lab.run(&[&sdwan("wan", "biz-internet")], &[])
+        .await
+        .unwrap();
+    let log = lab.sim.requests();
+    let i = log.iter().position(|r| r["status"] == 429).unwrap();
+    let gap = log[i + 1]["t"].as_f64().unwrap() - log[i]["t"].as_f64().unwrap();
+    assert!(gap >= 0.95, "retried after {gap} s");
+    assert!(lab.policies()[0].1);
+}
