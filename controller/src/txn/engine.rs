@@ -361,7 +361,11 @@ impl Engine {
             })
         })?;
         let stored = stored.map(|s| {
-            let secret = if s.password.is_empty() { s.api_key.clone() } else { s.password.clone() };
+            let secret = if s.password.is_empty() {
+                s.api_key.clone()
+            } else {
+                s.password.clone()
+            };
             (s.username.clone(), secret)
         });
         let driver = self.driver(device)?;
@@ -831,8 +835,9 @@ impl Engine {
     // ===== recovery, rollback =====
 
     /// Finishes transactions a crash left pending: nothing committed yet →
-    /// failed; commit phase reached → every device restored with its
-    /// inverse edit (idempotent), then recorded as failed.
+    /// failed; commit phase reached → every device that holds the change is
+    /// restored with its inverse edit, then the transaction is recorded as
+    /// failed.
     ///
     /// # Errors
     /// Store failures.
@@ -843,8 +848,9 @@ impl Engine {
         for mut t in pending {
             let reason = if t.phase == TxnPhase::Committing {
                 for d in &mut t.devices {
-                    match self.compensate(&inventory, &d.device, &d.inverse).await {
-                        Ok(()) => d.status = DeviceStatus::RolledBack,
+                    match self.restore_if_committed(&inventory, d).await {
+                        Ok(true) => d.status = DeviceStatus::RolledBack,
+                        Ok(false) => d.status = DeviceStatus::Aborted,
                         Err(e) => d.error = Some(format!("NOT RESTORED (run check-sync): {e}")),
                     }
                 }
@@ -865,6 +871,34 @@ impl Engine {
             self.store.put_txn(&t).await?;
         }
         Ok(n)
+    }
+
+    /// Replays a device's inverse edit if the device holds the transaction's
+    /// result; a device whose commit never happened (or rolled itself back)
+    /// is left alone. Returns whether it was restored.
+    async fn restore_if_committed(
+        &self,
+        inventory: &BTreeMap<String, Device>,
+        d: &DeviceTxn,
+    ) -> Result<bool, EngineError> {
+        let device = inventory
+            .get(&d.device)
+            .ok_or_else(|| not_found(format!("device {}", d.device)))?;
+        let driver = self.driver(device)?;
+        let mut p = self.connect_device(device).await?;
+        let actual = p.read().await?;
+        let at_next = driver
+            .drift(&d.next, None, &actual)
+            .map_err(|message| EngineError::Decode {
+                what: format!("device {} reply", d.device),
+                message,
+            })?
+            .is_empty();
+        if !at_next {
+            return Ok(false);
+        }
+        p.apply_now(&d.inverse).await?;
+        Ok(true)
     }
 
     /// Plans undoing committed transaction `id`: its services go back to
