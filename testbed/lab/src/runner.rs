@@ -186,7 +186,22 @@ pub fn up(topology_path: &Path, env: &Env) -> Result<(State, UpOutcome), LabErro
     fs::create_dir_all(env.log_dir()).map_err(io(&env.log_dir()))?;
     let mut state = State::new(&lab, topology_path);
     state.save(&env.state_file())?;
-    match build(&lab, env, &mut state) {
+    // A bug must not leave a half-built lab behind either.
+    let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        build(&lab, env, &mut state)
+    }))
+    .unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_default();
+        Err(LabError::Missing {
+            what: "a working runner".to_owned(),
+            hint: format!("rampart-lab panicked ({what}); please report it"),
+        })
+    });
+    match built {
         Ok(()) => {
             state.complete = true;
             state.save(&env.state_file())?;
@@ -492,6 +507,16 @@ fn build(lab: &Lab, env: &Env, state: &mut State) -> Result<(), LabError> {
 
     // Inventory and env file.
     let inv = inventory::from_lab(lab);
+    // One PEM bundle of every HTTPS simulator's throw-away CA, for
+    // rampartd's REST drivers (see docs/lab.md: not yet configurable there).
+    let mut bundle = String::new();
+    for s in state.nodes.values() {
+        if let Some(cert) = s.info.get("cert") {
+            bundle.push_str(&fs::read_to_string(cert).map_err(io(Path::new(cert)))?);
+        }
+    }
+    let bundle_path = env.state_dir.join("sims-ca.pem");
+    fs::write(&bundle_path, bundle).map_err(io(&bundle_path))?;
     let inv_path = env.state_dir.join("inventory.yaml");
     inventory::write(
         &inv_path,
@@ -517,6 +542,11 @@ fn build(lab: &Lab, env: &Env, state: &mut State) -> Result<(), LabError> {
 /// the lab name (stable across runs), skipping subnets already in use.
 fn free_mgmt_subnet(lab: &str) -> (Ipv4Addr, Ipv4Addr) {
     let used = sys::ip(&["-o", "-4", "addr", "show"]).unwrap_or_default();
+    mgmt_subnet(lab, &used)
+}
+
+/// [`free_mgmt_subnet`] given `ip -o -4 addr show`'s output.
+fn mgmt_subnet(lab: &str, used: &str) -> (Ipv4Addr, Ipv4Addr) {
     let mut h: u32 = 2_166_136_261;
     for b in lab.bytes() {
         h = (h ^ u32::from(b)).wrapping_mul(16_777_619);
@@ -532,7 +562,7 @@ fn free_mgmt_subnet(lab: &str) -> (Ipv4Addr, Ipv4Addr) {
             continue;
         };
         let net = format!("169.254.{third}.");
-        let taken = (base..base + 4).any(|o| used.contains(&format!("inet {net}{o}/")));
+        let taken = (0..4u8).any(|o| used.contains(&format!("inet {net}{}/", base + o)));
         if !taken {
             return (
                 Ipv4Addr::new(169, 254, third, base + 1),
@@ -628,11 +658,8 @@ fn wait_ready(
                         if *asa {
                             let parts: Vec<&str> = lines["CREDENTIALS"].split(' ').collect();
                             if let [user, pass, enable] = parts[..] {
-                                creds.insert(cred_var.clone(), format!("{user}:{pass}"));
-                                extra.insert(
-                                    cred_var.replace("_PASSWORD", "_ENABLE"),
-                                    enable.to_owned(),
-                                );
+                                // rampartd's ASA driver reads user:password:enable.
+                                creds.insert(cred_var.clone(), format!("{user}:{pass}:{enable}"));
                             }
                         }
                         if let Some(cert) = lines.get("CERT") {
@@ -978,6 +1005,52 @@ fn start_server(lab: &Lab, n: &Node, env: &Env) -> Result<Pending, LabError> {
     })
 }
 
+/// The OpenSSH `known_hosts` lines of the lab's SSH devices: the key
+/// `up` generated for each NETCONF device, and each ASA simulator's key read
+/// with `ssh-keyscan` from inside the lab. rampartd checks host keys
+/// strictly against it (no trust on first use).
+fn known_hosts(lab: &Lab) -> Result<String, LabError> {
+    let mut out = String::new();
+    for n in &lab.nodes {
+        if n.has(Role::NetconfDevice) {
+            let f = run_dir(&lab.name).join(&n.name).join("known_hosts");
+            out.push_str(&fs::read_to_string(&f).map_err(io(&f))?);
+        }
+        if n.has(Role::SimAsa) {
+            let (_, _, port) = n.device().unwrap_or((Role::SimAsa, "asa", 22));
+            let ns = ns_name(&lab.name, &n.name);
+            let scan = sys::run(
+                "nsenter",
+                &[
+                    &format!("--net={}/{ns}", sys::NETNS_DIR),
+                    "ssh-keyscan",
+                    "-T",
+                    "5",
+                    "-p",
+                    &port.to_string(),
+                    &primary(n).to_string(),
+                ],
+            )
+            .map_err(step(&n.name, "read the SSH host key (ssh-keyscan)"))?;
+            if !scan
+                .lines()
+                .any(|l| !l.starts_with('#') && !l.trim().is_empty())
+            {
+                return Err(LabError::Step {
+                    node: n.name.clone(),
+                    step: "read the SSH host key".to_owned(),
+                    source: SysError::Failed {
+                        command: "ssh-keyscan".to_owned(),
+                        stderr: "no key returned".to_owned(),
+                    },
+                });
+            }
+            out.push_str(&scan);
+        }
+    }
+    Ok(out)
+}
+
 /// rampartd's API port in the lab.
 pub const API_PORT: u16 = 50051;
 /// rampartd's metrics port in the lab.
@@ -995,6 +1068,9 @@ fn start_controller(
     let dir = env.node_dir(&n.name);
     let data = dir.join("data");
     fs::create_dir_all(&data).map_err(io(&data))?;
+    // `[southbound] known_hosts` defaults to <data_dir>/known_hosts.
+    let kh = data.join("known_hosts");
+    fs::write(&kh, known_hosts(lab)?).map_err(io(&kh))?;
     let mut sans: Vec<String> = n
         .interfaces
         .iter()
@@ -1173,6 +1249,10 @@ fn write_env_file(
     set(
         "RAMPART_INVENTORY",
         &env.state_dir.join("inventory.yaml").display().to_string(),
+    );
+    set(
+        "RAMPART_SIMS_CA_BUNDLE",
+        &env.state_dir.join("sims-ca.pem").display().to_string(),
     );
     for (k, v) in creds.iter().chain(extra) {
         set(k, v);
@@ -1480,5 +1560,36 @@ pub fn down(lab: &str, env: &Env) -> Result<DownReport, LabError> {
             lab: lab.to_owned(),
             left: left.join(", "),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mgmt_subnets_are_aligned_link_local_and_skip_used_ones() {
+        for i in 0..20_000u32 {
+            let name = format!("l{i:x}");
+            let (host, node) = mgmt_subnet(&name, "");
+            let (h, n) = (host.octets(), node.octets());
+            assert_eq!(h[..2], [169, 254], "{name}: {host}");
+            assert_eq!(h[..3], n[..3], "{name}: same /24");
+            assert_eq!(h[3] % 4, 1, "{name}: host is .1 of its /30");
+            assert_eq!(n[3], h[3] + 1, "{name}");
+            assert!(h[2] != 169 && h[2] != 254 && h[2] != 0, "{name}: {host}");
+        }
+        let (host, _) = mgmt_subnet("lab", "");
+        let busy = format!(
+            "2: eth0    inet {}/30 scope link eth0",
+            Ipv4Addr::from(u32::from(host) - 1)
+        );
+        let (other, _) = mgmt_subnet("lab", &busy);
+        assert_ne!(host, other, "a subnet in use is skipped");
+        assert_eq!(
+            mgmt_subnet("lab", ""),
+            mgmt_subnet("lab", ""),
+            "stable per name"
+        );
     }
 }

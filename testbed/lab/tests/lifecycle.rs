@@ -284,7 +284,24 @@ fn reference_lab_up_status_traffic_down_leaves_nothing() {
     // environment) hold, from the controller's namespace, with their real
     // protocols.
     netconf_device_enforces_cisco_models(&ctl, "10.10.0.21:830".parse().unwrap(), &csr);
-    asa_cli_logs_in_and_enables(&ctl, &var("ASA1_PASSWORD"), &var("ASA1_ENABLE"));
+    asa_cli_logs_in_and_enables(&ctl, &var("ASA1_PASSWORD"));
+    // rampartd gets strict host keys for both SSH devices.
+    let kh = std::fs::read_to_string(
+        Path::new(&var("RAMPART_TOKEN_FILE")).with_file_name("known_hosts"),
+    )
+    .unwrap();
+    assert!(
+        kh.lines()
+            .any(|l| l.starts_with("[10.10.0.21]:830 ssh-ed25519 ")),
+        "{kh}"
+    );
+    assert!(kh.lines().any(|l| l.starts_with("10.10.0.22 ")), "{kh}");
+    let bundle = std::fs::read_to_string(var("RAMPART_SIMS_CA_BUNDLE")).unwrap();
+    assert_eq!(
+        bundle.matches("-----BEGIN CERTIFICATE-----").count(),
+        3,
+        "ftd1, mx1, vmanage1 CAs in the bundle"
+    );
     let py = Command::new("nsenter")
         .arg(format!("--net={}/{ctl}", sys::NETNS_DIR))
         .args(["/usr/bin/python3", "-c", HTTP_SIMS_CHECK])
@@ -636,8 +653,10 @@ fn netconf_device_enforces_cisco_models(ns: &str, addr: SocketAddr, user_secret:
 
 /// asa1's CLI over SSH: log in, enable with the enable password, see the
 /// privileged prompt and the version.
-fn asa_cli_logs_in_and_enables(ns: &str, user_secret: &str, enable: &str) {
-    let sess = ssh_session(ns, "10.10.0.22:22".parse().unwrap(), user_secret);
+fn asa_cli_logs_in_and_enables(ns: &str, creds: &str) {
+    // user:password:enable, as rampartd's ASA driver reads it.
+    let (user_password, enable) = creds.rsplit_once(':').unwrap();
+    let sess = ssh_session(ns, "10.10.0.22:22".parse().unwrap(), user_password);
     let mut ch = sess.channel_session().unwrap();
     ch.request_pty("vt100", None, None).unwrap();
     ch.shell().unwrap();
