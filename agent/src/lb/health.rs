@@ -188,6 +188,55 @@ impl BackendHealth {
     }
 }
 
+/// Probes a set of backends and keeps their up/down state.
+#[derive(Debug)]
+pub struct HealthMonitor {
+    spec: HealthSpec,
+    states: Vec<(SocketAddr, BackendHealth)>,
+    /// Probes that failed so far (for metrics).
+    pub failed_probes: u64,
+}
+
+impl HealthMonitor {
+    /// Monitors `targets` (all start up).
+    pub fn new(spec: HealthSpec, targets: impl IntoIterator<Item = SocketAddr>) -> Self {
+        Self {
+            spec,
+            states: targets
+                .into_iter()
+                .map(|t| (t, BackendHealth::default()))
+                .collect(),
+            failed_probes: 0,
+        }
+    }
+
+    /// The thresholds and timing in use.
+    pub fn spec(&self) -> &HealthSpec {
+        &self.spec
+    }
+
+    /// Probes every target once; returns the transitions `(target, up)`.
+    /// Call every `spec().interval`.
+    pub fn tick(&mut self) -> Vec<(SocketAddr, bool)> {
+        let mut out = Vec::new();
+        for (t, h) in &mut self.states {
+            let r = probe(*t, &self.spec.check, self.spec.timeout);
+            if r.is_err() {
+                self.failed_probes += 1;
+            }
+            if let Some(up) = h.record(*t, &r, &self.spec) {
+                out.push((*t, up));
+            }
+        }
+        out
+    }
+
+    /// Current state of each target.
+    pub fn states(&self) -> impl Iterator<Item = (SocketAddr, bool)> + '_ {
+        self.states.iter().map(|(t, h)| (*t, h.up))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -591,6 +591,13 @@ impl Balancer {
         self.flows.keys().filter(Result::is_ok).count()
     }
 
+    /// Forgets every established flow (operator flush; tests measuring
+    /// Maglev alone). Returns how many entries were removed.
+    pub fn clear_flows(&mut self) -> usize {
+        let keys: Vec<FlowKey> = self.flows.keys().filter_map(Result::ok).collect();
+        keys.iter().filter(|k| self.flows.remove(k).is_ok()).count()
+    }
+
     /// Flow-table capacity.
     pub fn flow_capacity(&self) -> u32 {
         self.opts.flow_max.max(1024)
