@@ -264,7 +264,7 @@ async fn refused_line_and_failed_write_are_reverted() {
     assert_eq!(lab.running(), before, "partial configuration left behind");
 
     // write memory fails: the change is taken out of the running configuration.
-    lab.sim.fault(json!({"write_fail": 1}));
+    lab.sim.fault(&json!({"write_fail": 1}));
     let err = lab.run(&[&firewall(443, "inside")], &[]).await.unwrap_err();
     assert!(err.to_string().contains("asa1: write memory"), "{err}");
     let running = lab.running();

@@ -197,7 +197,7 @@ async fn a_fault_on_one_platform_rolls_back_all_three() {
     let csr_before = lab.csr_running();
 
     // 1. FTD's deploy fails in the commit phase.
-    lab.fdm.fault(json!({"deploy_fail": 1}));
+    lab.fdm.fault(&json!({"deploy_fail": 1}));
     let err = lab.apply(&firewall(443)).await.unwrap_err();
     let EngineError::Devices { txn, failures } = &err else {
         panic!("{err}")
@@ -216,7 +216,7 @@ async fn a_fault_on_one_platform_rolls_back_all_three() {
 
     // 2. Meraki refuses the commit.
     lab.meraki.fault(
-        json!({"fail_next": 1, "status": 400, "message": "injected refusal",
+        &json!({"fail_next": 1, "status": 400, "message": "injected refusal",
         "method": "PUT", "path": "l3FirewallRules"}),
     );
     let err = lab.apply(&firewall(443)).await.unwrap_err();
@@ -245,7 +245,7 @@ async fn a_fault_on_one_platform_rolls_back_all_three() {
     );
 
     // 4. An update where FTD fails: the others go back to port 443, not to empty.
-    lab.fdm.fault(json!({"deploy_fail": 1}));
+    lab.fdm.fault(&json!({"deploy_fail": 1}));
     let before = (lab.csr_running(), lab.meraki_rules());
     let err = lab.apply(&firewall(8443)).await.unwrap_err();
     assert!(err.to_string().contains("ftd1"), "{err}");

@@ -304,7 +304,7 @@ async fn flip_rule_by_hand(lab: &Lab, name: &str) {
 async fn failed_deploy_is_reported_per_rule_and_unstaged() {
     let lab = Lab::start(&["--deploy-queued-ms", "20", "--deploy-ms", "50"]);
     let before = lab.deployed();
-    lab.sim.fault(json!({"deploy_fail": 1}));
+    lab.sim.fault(&json!({"deploy_fail": 1}));
     let err = lab
         .run(&[&firewall("web", "192.0.2.10/32", 443)], &[])
         .await
@@ -365,7 +365,7 @@ async fn token_expiring_mid_transaction_is_renewed() {
     } = lab;
     let engine = engine.with_before_commit(move |_| {
         // Every access token dies between prepare and deploy.
-        sim.fault(json!({"expire_tokens": true}));
+        sim.fault(&json!({"expire_tokens": true}));
     });
     let lab = Lab {
         sim: s,
@@ -437,7 +437,7 @@ async fn rate_limit_is_respected_and_retry_after_honoured() {
     let mut lab = Lab::start(&["--deploy-queued-ms", "20", "--deploy-ms", "50"]);
     // The device allows 8 requests/s; the driver is configured for it.
     lab.sim
-        .fault(json!({"rate_limit": {"rps": 8, "retry_after": 1}}));
+        .fault(&json!({"rate_limit": {"rps": 8, "retry_after": 1}}));
     let settings = rampart_controller::txn::meraki_platform::RestSettings {
         ca_bundle: lab.sim.cert.clone(),
         rps: 8.0,
@@ -458,7 +458,7 @@ async fn rate_limit_is_respected_and_retry_after_honoured() {
 
     // An injected 429 with Retry-After: 1 is waited out, then retried.
     lab.sim
-        .fault(json!({"clear": true, "fail_next": 1, "status": 429, "retry_after": 1}));
+        .fault(&json!({"clear": true, "fail_next": 1, "status": 429, "retry_after": 1}));
     lab.run(&[], &["acme/web"]).await.unwrap();
     let log = lab.sim.requests();
     let i = log.iter().position(|r| r["status"] == 429).unwrap();

@@ -449,7 +449,7 @@ async fn shared_org_bucket_never_trips_the_limit_and_retry_after_is_honoured() {
     assert!(elapsed >= Duration::from_millis(2400), "{elapsed:?}");
 
     // A 429 with Retry-After: 1 — the retry waits at least that long.
-    sim.fault(json!({"fail_next": 1, "status": 429, "retry_after": 1}));
+    sim.fault(&json!({"fail_next": 1, "status": 429, "retry_after": 1}));
     let mut c = RestClient::new(http.clone(), &base, s.retry);
     c.set_limiter(shared_limiter(
         &format!("meraki|{base}|549236"),
@@ -474,7 +474,7 @@ async fn shared_org_bucket_never_trips_the_limit_and_retry_after_is_honoured() {
     assert!(gap >= 0.95, "retried after {gap} s, Retry-After was 1 s");
 
     // Retries are bounded: a server that keeps answering 503 is given up on.
-    sim.fault(json!({"fail_next": 10, "status": 503}));
+    sim.fault(&json!({"fail_next": 10, "status": 503}));
     let c = RestClient::new(
         http,
         &base,

@@ -56,7 +56,7 @@ impl Lab {
             let s = sim.clone();
             engine = engine.with_before_commit(move |_| {
                 // Every session dies between prepare and activation.
-                s.fault(json!({"expire_sessions": true}));
+                s.fault(&json!({"expire_sessions": true}));
             });
         }
         Lab {
@@ -270,7 +270,7 @@ async fn failed_activation_keeps_the_previous_policy() {
     lab.run(&[&sdwan("wan", "mpls")], &[]).await.unwrap();
     let before = lab.policies();
     let defs_before = lab.definitions().len();
-    lab.sim.fault(json!({"action_fail": 1}));
+    lab.sim.fault(&json!({"action_fail": 1}));
     let err = lab
         .run(&[&sdwan("wan", "biz-internet")], &[])
         .await
@@ -350,7 +350,7 @@ async fn rate_limit_is_respected_and_retry_after_honoured() {
     use rampart_controller::txn::{meraki_platform::RestSettings, sdwan_platform::SdWanPlatform};
     let mut lab = Lab::start(false);
     lab.sim
-        .fault(json!({"rate_limit": {"rps": 10, "retry_after": 1}}));
+        .fault(&json!({"rate_limit": {"rps": 10, "retry_after": 1}}));
     let settings = RestSettings {
         ca_bundle: lab.sim.cert.clone(),
         rps: 10.0,
@@ -367,7 +367,7 @@ async fn rate_limit_is_respected_and_retry_after_honoured() {
     assert_eq!(log.iter().filter(|r| r["status"] == 429).count(), 0);
 
     lab.sim
-        .fault(json!({"clear": true, "fail_next": 1, "status": 429, "retry_after": 1}));
+        .fault(&json!({"clear": true, "fail_next": 1, "status": 429, "retry_after": 1}));
     lab.run(&[&sdwan("wan", "biz-internet")], &[])
         .await
         .unwrap();

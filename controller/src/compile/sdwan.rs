@@ -232,7 +232,7 @@ fn policy(spec: &ServiceSpec, s: &SdWanSpec, device: &Device) -> Result<SdWanCon
     let mut sites: Vec<u32> = s
         .sites
         .iter()
-        .filter(|site| site.devices.iter().any(|d| *d == device.name))
+        .filter(|site| site.devices.contains(&device.name))
         .map(|site| site.site_id)
         .collect();
     sites.sort_unstable();

@@ -254,7 +254,7 @@ fn merge_configs(contributions: &BTreeMap<String, Value>) -> Result<MerakiConfig
         for pf in c.port_forwarding {
             let key = (pf.protocol.clone(), pf.public_port.clone());
             if let Some(owner) = pf_owner.get(&key) {
-                if out.port_forwarding.iter().any(|p| *p == pf) {
+                if out.port_forwarding.contains(&pf) {
                     continue;
                 }
                 return Err(conflict(

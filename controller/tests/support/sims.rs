@@ -218,8 +218,8 @@ impl Sim {
     ///
     /// # Panics
     /// When the simulator refuses the fault document.
-    pub fn fault(&self, doc: serde_json::Value) {
-        let (status, body) = self.admin_call("POST", "/_sim/faults", Some(&doc));
+    pub fn fault(&self, doc: &serde_json::Value) {
+        let (status, body) = self.admin_call("POST", "/_sim/faults", Some(doc));
         assert_eq!(status, 200, "fault {doc} refused: {body}");
     }
 
