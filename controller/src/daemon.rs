@@ -114,7 +114,8 @@ pub async fn run(
         ))
     });
 
-    let fleet_tasks = crate::fleet::start(&fleet, &config.agents, &data_dir, wait(stop_rx.clone())).await?;
+    let fleet_tasks =
+        crate::fleet::start(&fleet, &config.agents, &data_dir, wait(stop_rx.clone())).await?;
 
     let metrics_task = listeners.metrics.map(|l| {
         let addr = l.local_addr().ok();
@@ -166,7 +167,9 @@ pub async fn run(
         .add_service(AccessManagerServer::new(api.clone()).max_decoding_message_size(max))
         .add_service(AuditLogServer::new(api.clone()).max_decoding_message_size(max))
         .add_service(SecretManagerServer::new(api).max_decoding_message_size(max))
-        .add_service(FleetManagerServer::new(crate::fleet::manager::FleetApi(fleet)))
+        .add_service(FleetManagerServer::new(crate::fleet::manager::FleetApi(
+            fleet.clone(),
+        )))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.api), wait(stop_rx))
         .await?;
 
@@ -177,9 +180,7 @@ pub async fn run(
     if let Some(d) = drift_task {
         d.abort();
     }
-    for t in fleet_tasks {
-        t.abort();
-    }
+    crate::fleet::stop(&fleet, fleet_tasks).await;
     if let Some(t) = metrics_task {
         match t.await {
             Ok(res) => res?,

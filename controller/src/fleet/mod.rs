@@ -108,6 +108,8 @@ struct Inner {
     last_seen: Mutex<HashMap<String, i64>>,
     metrics: FleetMetrics,
     next_conn: AtomicU64,
+    /// Set at shutdown: sessions end so the agent port can drain.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 /// The fleet: cheap to clone, shared by the agent port, the management API
@@ -194,6 +196,7 @@ impl Fleet {
             last_seen: Mutex::default(),
             metrics: FleetMetrics::new()?,
             next_conn: AtomicU64::new(1),
+            closing: tokio::sync::watch::Sender::new(false),
         })))
     }
 
@@ -484,6 +487,23 @@ impl Fleet {
         );
         self.push_if_needed(&rec, None);
         Ok((conn, rx))
+    }
+
+    /// Resolves once [`close`](Self::close) was called.
+    pub async fn closed(&self) {
+        let mut rx = self.0.closing.subscribe();
+        let _ = rx.wait_for(|c| *c).await;
+    }
+
+    /// Ends every session (agents keep enforcing and reconnect later) so
+    /// the agent port drains at shutdown.
+    pub fn close(&self) {
+        self.0.closing.send_replace(true);
+        let drained: Vec<_> = lock(&self.0.sessions).drain().collect();
+        for (_, s) in drained {
+            let _ =
+                s.tx.try_send(Err(Status::unavailable("rampartd is shutting down")));
+        }
     }
 
     /// Ends session `conn` of `id` (if still the current one).
@@ -915,4 +935,23 @@ pub async fn start(
         }));
     }
     Ok(tasks)
+}
+
+/// Stops what [`start`] started: sessions closed, the agent port drained
+/// (5 s at most), every task finished, so the store can close.
+pub async fn stop(fleet: &Fleet, tasks: Vec<tokio::task::JoinHandle<()>>) {
+    fleet.close();
+    for (i, t) in tasks.into_iter().enumerate() {
+        // The first task is the refresh loop: it never ends by itself.
+        if i == 0 {
+            t.abort();
+        }
+        let abort = t.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(5), t)
+            .await
+            .is_err()
+        {
+            abort.abort();
+        }
+    }
 }

@@ -85,7 +85,11 @@ impl AgentService for AgentSvc {
         let id = rec.id.clone();
         tokio::spawn(async move {
             loop {
-                match inbound.next().await {
+                let next = tokio::select! {
+                    () = fleet.closed() => None,
+                    m = inbound.next() => m,
+                };
+                match next {
                     Some(Ok(msg)) => {
                         if !fleet.is_current(&id, conn) {
                             break;
