@@ -12,10 +12,11 @@ pub mod daemon;
 pub mod enforcer;
 pub mod lb;
 pub mod loader;
+pub mod managed;
 pub mod maps;
 pub mod metrics;
-pub mod policy;
 pub mod packet;
+pub mod policy;
 pub mod sys;
 pub mod testrun;
 

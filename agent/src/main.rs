@@ -21,7 +21,11 @@ use rampart_agent::{
 };
 
 #[derive(Parser)]
-#[command(name = "rampart-agent", version, about = "Rampart host firewall agent (XDP/TC eBPF)")]
+#[command(
+    name = "rampart-agent",
+    version,
+    about = "Rampart host firewall agent (XDP/TC eBPF)"
+)]
 struct Cli {
     /// Agent configuration (TOML).
     #[arg(long, global = true, env = "RAMPART_AGENT_CONFIG")]
@@ -39,11 +43,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Enforce a policy file (standalone mode), reloading it on change.
+    /// Enforce a policy file (standalone mode), reloading it on change, or
+    /// the policy rampartd pushes (managed mode: `--controller`).
     Run {
-        /// `HostPolicy` as YAML or JSON.
-        #[arg(long)]
-        policy: PathBuf,
+        /// `HostPolicy` as YAML or JSON (standalone mode).
+        #[arg(long, required_unless_present = "controller", conflicts_with = "controller")]
+        policy: Option<PathBuf>,
+        /// Managed mode.
+        #[command(flatten)]
+        managed: rampart_agent::managed::ManagedArgs,
         /// Prometheus listen address (overrides the config).
         #[arg(long)]
         metrics_listen: Option<SocketAddr>,
@@ -71,13 +79,21 @@ enum Cmd {
 }
 
 fn enter_netns(ns: &str) -> anyhow::Result<()> {
-    let path = if ns.contains('/') { PathBuf::from(ns) } else { Path::new("/run/netns").join(ns) };
+    let path = if ns.contains('/') {
+        PathBuf::from(ns)
+    } else {
+        Path::new("/run/netns").join(ns)
+    };
     let f = std::fs::File::open(&path).with_context(|| format!("open netns {}", path.display()))?;
     // SAFETY: setns on a valid fd; called before any thread exists.
     #[allow(unsafe_code, reason = "setns(2) before the runtime starts")]
     let r = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) };
     if r != 0 {
-        bail!("setns {}: {}", path.display(), std::io::Error::last_os_error());
+        bail!(
+            "setns {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        );
     }
     Ok(())
 }
@@ -100,9 +116,17 @@ fn main() -> anyhow::Result<()> {
     if let Some(p) = cli.pin_root {
         cfg.pin_root = p;
     }
-    let layout = PinLayout { root: cfg.pin_root.clone() };
+    let layout = PinLayout {
+        root: cfg.pin_root.clone(),
+    };
     match cli.cmd {
-        Cmd::Run { policy, metrics_listen, xdp_mode, conntrack_max } => {
+        Cmd::Run {
+            policy,
+            managed,
+            metrics_listen,
+            xdp_mode,
+            conntrack_max,
+        } => {
             if let Some(a) = metrics_listen {
                 cfg.metrics_listen = a;
             }
@@ -119,14 +143,22 @@ fn main() -> anyhow::Result<()> {
                 .context("tokio runtime")?;
             rt.block_on(async move {
                 let shutdown = async {
-                    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                        .expect("SIGTERM handler");
+                    let mut term =
+                        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                            .expect("SIGTERM handler");
                     tokio::select! {
                         _ = tokio::signal::ctrl_c() => {}
                         _ = term.recv() => {}
                     }
                 };
-                daemon::run(cfg, policy, shutdown).await
+                match (managed.config(), policy) {
+                    (Some(m), _) => {
+                        rampart_agent::managed::enforcer_dataplane::run_daemon(cfg, m, shutdown)
+                            .await
+                    }
+                    (None, Some(policy)) => Ok(daemon::run(cfg, policy, shutdown).await?),
+                    (None, None) => Err(anyhow::anyhow!("give --policy FILE or --controller URL")),
+                }
             })?;
         }
         Cmd::Detach { interface } => {
@@ -180,8 +212,15 @@ fn main() -> anyhow::Result<()> {
         Cmd::Check { policy } => {
             let p = rampart_agent::policy::load_file(&policy)?;
             let c = rampart_agent::policy::compile(&p, &|n| loader::ifindex(n).is_some())?;
-            let n: usize = c.interfaces.iter().map(|i| i.ingress.rules.len() + i.egress.rules.len()).sum();
-            println!("{}", serde_json::json!({ "ok": true, "interfaces": c.interfaces.len(), "rules": n }));
+            let n: usize = c
+                .interfaces
+                .iter()
+                .map(|i| i.ingress.rules.len() + i.egress.rules.len())
+                .sum();
+            println!(
+                "{}",
+                serde_json::json!({ "ok": true, "interfaces": c.interfaces.len(), "rules": n })
+            );
         }
     }
     Ok(())
