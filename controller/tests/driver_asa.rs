@@ -230,6 +230,16 @@ async fn apply_update_drift_and_delete() {
     let d = &report[0].differences;
     assert_eq!(d.len(), 1, "{d:?}");
     assert!(d[0].path.contains("extended permit ip any4 any4"), "{d:?}");
+    // Repair: the ACL is rewritten exactly, binding included.
+    lab.engine.sync_to_device("asa1").await.unwrap();
+    let report = lab.engine.check_sync(None).await.unwrap();
+    assert!(report[0].differences.is_empty(), "{report:?}");
+    assert!(
+        lab.running()["access_groups"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"acl": acl, "dir": "in", "interface": "inside"}))
+    );
 
     // Delete: nothing of Rampart's remains, the default config is intact.
     lab.run(&[], &["acme/web"]).await.unwrap();

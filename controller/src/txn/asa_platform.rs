@@ -297,6 +297,54 @@ impl PlatformDriver for AsaPlatform {
     }
 }
 
+/// Adapts an edit to what the device holds: an ACL the edit writes in full
+/// that already exists (a repair after an out-of-band change, or a replay)
+/// is skipped when identical and cleared first when not, so the result is
+/// exactly the edit's ACL rather than a mix of old and new entries.
+fn reconcile(lines: Vec<String>, device: &AsaConfig) -> Vec<String> {
+    let mut written: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut cleared: Vec<String> = Vec::new();
+    for l in &lines {
+        if let Some(name) = l.strip_prefix("clear configure access-list ") {
+            cleared.push(name.trim().to_owned());
+        } else if let Some(rest) = l.strip_prefix("access-list ")
+            && let Some((name, entry)) = rest.split_once(' ')
+        {
+            written
+                .entry(name.to_owned())
+                .or_default()
+                .push(normalise(entry));
+        }
+    }
+    let mut out = Vec::with_capacity(lines.len());
+    let mut handled: Vec<&str> = Vec::new();
+    for l in &lines {
+        let name = l
+            .strip_prefix("access-list ")
+            .and_then(|r| r.split_once(' '))
+            .map(|(n, _)| n);
+        let Some(name) = name else {
+            out.push(l.clone());
+            continue;
+        };
+        let existing = device.acls.iter().find(|a| a.name == name);
+        match existing {
+            Some(a) if !cleared.iter().any(|c| c == name) => {
+                if a.entries == written[name] {
+                    continue; // identical: nothing to type
+                }
+                if !handled.contains(&name) {
+                    handled.push(name);
+                    out.push(format!("clear configure access-list {name}"));
+                }
+                out.push(l.clone());
+            }
+            _ => out.push(l.clone()),
+        }
+    }
+    out
+}
+
 /// One ASA taking part in a transaction.
 pub struct AsaParticipant {
     device: String,
@@ -474,8 +522,9 @@ impl AsaParticipant {
             ));
         }
         let running = self.running("prepare").await?;
-        self.snapshot = Some(parse_running(&running));
-        self.staged = lines;
+        let snapshot = parse_running(&running);
+        self.staged = reconcile(lines, &snapshot);
+        self.snapshot = Some(snapshot);
         Ok(())
     }
 
