@@ -21,8 +21,8 @@ use std::{
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use rampart_proto::v1::{
     self as pb, access_manager_client::AccessManagerClient, audit_log_client::AuditLogClient,
-    device_manager_client::DeviceManagerClient, secret_manager_client::SecretManagerClient,
-    service_manager_client::ServiceManagerClient,
+    device_manager_client::DeviceManagerClient, fleet_manager_client::FleetManagerClient,
+    secret_manager_client::SecretManagerClient, service_manager_client::ServiceManagerClient,
     transaction_manager_client::TransactionManagerClient,
 };
 use tonic::{
@@ -128,6 +128,11 @@ enum Command {
     },
     /// Show who rampartd thinks you are.
     Whoami,
+    /// Host agents: list (default), enrollment tokens, revocation.
+    Agents {
+        #[command(subcommand)]
+        action: Option<AgentAction>,
+    },
     /// Undo a committed transaction (refused when later ones changed the
     /// same services).
     Rollback {
@@ -157,6 +162,35 @@ enum Command {
         /// Accept the device's configuration as the new baseline.
         #[arg(long)]
         from_device: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AgentAction {
+    /// List agents with state, desired/applied policy versions, last error.
+    List,
+    /// One-time enrollment tokens.
+    Token {
+        #[command(subcommand)]
+        action: AgentTokenAction,
+    },
+    /// Revoke an agent: its session is closed and it is refused from now on.
+    Revoke {
+        /// Agent id (`rampartctl agents`).
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AgentTokenAction {
+    /// Create a single-use enrollment token; printed once.
+    Create {
+        /// Lifetime (`1h`, `7d`).
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+        /// Label given to the enrolled agent, `key=value` (repeatable).
+        #[arg(long = "label", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
     },
 }
 
@@ -793,6 +827,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .into_inner();
             out.whoami(&w);
         }
+        Command::Agents { action } => agents(channel, action, &out).await?,
     }
     Ok(())
 }
@@ -882,11 +917,20 @@ async fn get(channel: Channel, what: GetWhat, out: &Output) -> Result<(), Failur
                 name,
                 tenant: tenant.unwrap_or_default(),
             };
-            let s = ServiceManagerClient::new(channel)
+            let s = ServiceManagerClient::new(channel.clone())
                 .get_service(req)
                 .await?
                 .into_inner();
             out.service(&s);
+            // Hits per rule from host agents (empty for device-only services).
+            let hits = FleetManagerClient::new(channel)
+                .get_service_counters(pb::GetServiceCountersRequest {
+                    tenant: s.tenant.clone(),
+                    service: s.name.clone(),
+                })
+                .await?
+                .into_inner();
+            out.rule_hits(&hits.rules);
         }
         GetWhat::Services {
             name: None,
@@ -1026,4 +1070,42 @@ fn inventory_file(path: &PathBuf) -> Result<Vec<pb::Device>, Failure> {
             })
         })
         .collect()
+}
+
+async fn agents(
+    channel: Channel,
+    action: Option<AgentAction>,
+    out: &Output,
+) -> Result<(), Failure> {
+    let mut c = FleetManagerClient::new(channel);
+    match action.unwrap_or(AgentAction::List) {
+        AgentAction::List => {
+            let r = c.list_agents(pb::ListAgentsRequest {}).await?.into_inner();
+            out.agents(&r.agents);
+        }
+        AgentAction::Token {
+            action: AgentTokenAction::Create { ttl, labels },
+        } => {
+            let ttl_secs = ttl_seconds(&ttl)?;
+            if ttl_secs == 0 {
+                return Err(usage("--ttl: enrollment tokens always expire".to_owned()));
+            }
+            let r = c
+                .create_enroll_token(pb::CreateEnrollTokenRequest {
+                    ttl_secs,
+                    labels: labels.into_iter().collect(),
+                })
+                .await?
+                .into_inner();
+            out.enroll_token(&r);
+        }
+        AgentAction::Revoke { id } => {
+            c.revoke_agent(pb::RevokeAgentRequest {
+                agent_id: id.clone(),
+            })
+            .await?;
+            out.message(&format!("agent {id} revoked"));
+        }
+    }
+    Ok(())
 }

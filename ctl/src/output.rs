@@ -130,6 +130,88 @@ impl Output {
         true
     }
 
+    /// Host agents.
+    pub fn agents(&self, list: &[pb::AgentInfo]) {
+        let v = Value::Array(
+            list.iter()
+                .map(|a| {
+                    json!({
+                        "agentId": a.agent_id,
+                        "hostname": a.hostname,
+                        "labels": a.labels,
+                        "state": a.state,
+                        "desiredVersion": a.desired_version,
+                        "appliedVersion": a.applied_version,
+                        "lastSeenMs": a.last_seen_ms,
+                        "lastError": a.last_error,
+                        "certNotAfter": a.cert_not_after,
+                    })
+                })
+                .collect(),
+        );
+        if self.machine(&v) {
+            return;
+        }
+        let rows = list
+            .iter()
+            .map(|a| {
+                let mut l: Vec<String> = a.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                l.sort();
+                vec![
+                    a.agent_id.clone(),
+                    a.hostname.clone(),
+                    a.state.clone(),
+                    format!("{}/{}", a.applied_version, a.desired_version),
+                    l.join(","),
+                    a.last_error.clone(),
+                ]
+            })
+            .collect();
+        println!(
+            "{}",
+            table(
+                &[
+                    "ID",
+                    "HOST",
+                    "STATE",
+                    "APPLIED/DESIRED",
+                    "LABELS",
+                    "LAST ERROR"
+                ],
+                rows
+            )
+        );
+    }
+
+    /// A new enrollment token (shown once).
+    pub fn enroll_token(&self, r: &pb::CreateEnrollTokenResponse) {
+        if self.machine(&json!({ "token": r.token, "expiresMs": r.expires_ms })) {
+            return;
+        }
+        println!("{}", r.token);
+        eprintln!("(single-use; rampartd keeps only its hash)");
+    }
+
+    /// Hits per rule aggregated from host agents.
+    pub fn rule_hits(&self, rules: &[pb::RuleHits]) {
+        if rules.is_empty() || !matches!(self.format, Format::Table) {
+            return;
+        }
+        let rows = rules
+            .iter()
+            .map(|r| {
+                vec![
+                    r.sequence.to_string(),
+                    r.packets.to_string(),
+                    r.bytes.to_string(),
+                    r.agents.to_string(),
+                ]
+            })
+            .collect();
+        println!("hits per rule (host agents):");
+        println!("{}", table(&["RULE", "PACKETS", "BYTES", "AGENTS"], rows));
+    }
+
     /// A one-line confirmation.
     pub fn message(&self, text: &str) {
         if !self.machine(&json!({ "message": text })) {
