@@ -68,10 +68,12 @@ fn reload(state: &SharedState, path: &Path, last: &mut Option<Vec<u8>>, stop: &A
         return;
     }
     *last = Some(bytes);
-    let result = policy::load_file(path).map_err(crate::enforcer::ApplyError::from).and_then(|p| {
-        let mut s = lock(state);
-        s.enforcer.apply(&p)
-    });
+    let result = policy::load_file(path)
+        .map_err(crate::enforcer::ApplyError::from)
+        .and_then(|p| {
+            let mut s = lock(state);
+            s.enforcer.apply(&p)
+        });
     let mut s = lock(state);
     match result {
         Ok(()) => {
@@ -144,7 +146,9 @@ pub async fn run(
     policy_path: PathBuf,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
-    let layout = PinLayout { root: cfg.pin_root.clone() };
+    let layout = PinLayout {
+        root: cfg.pin_root.clone(),
+    };
     loader::ensure_bpffs(&layout.root)?;
     let opts = AttachOptions {
         conntrack_max: cfg.conntrack_max,
@@ -158,8 +162,10 @@ pub async fn run(
         info!(interfaces = ?adopted, "adopted pinned enforcement");
     }
     let stop = Arc::new(AtomicBool::new(false));
-    let state: SharedState =
-        Arc::new(Mutex::new(Shared { enforcer, counters: DaemonCounters::default() }));
+    let state: SharedState = Arc::new(Mutex::new(Shared {
+        enforcer,
+        counters: DaemonCounters::default(),
+    }));
     {
         let mut s = lock(&state);
         for (iface, rb) in s.enforcer.take_log_buffers() {
@@ -179,12 +185,19 @@ pub async fn run(
         .unwrap_or_default();
     }
 
-    let listener = tokio::net::TcpListener::bind(cfg.metrics_listen).await.map_err(|source| {
-        DaemonError::Listen { addr: cfg.metrics_listen.to_string(), source }
-    })?;
-    let addr = listener.local_addr().map_or_else(|_| cfg.metrics_listen.to_string(), |a| a.to_string());
+    let listener = tokio::net::TcpListener::bind(cfg.metrics_listen)
+        .await
+        .map_err(|source| DaemonError::Listen {
+            addr: cfg.metrics_listen.to_string(),
+            source,
+        })?;
+    let addr = listener
+        .local_addr()
+        .map_or_else(|_| cfg.metrics_listen.to_string(), |a| a.to_string());
     info!(metrics = %addr, policy = %policy_path.display(), "rampart-agent running");
-    let app = Router::new().route("/metrics", get(metrics_handler)).with_state(state.clone());
+    let app = Router::new()
+        .route("/metrics", get(metrics_handler))
+        .with_state(state.clone());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app)

@@ -19,10 +19,10 @@ use crate::{
 pub enum ApplyError {
     /// The policy was refused; nothing changed.
     #[error("policy refused: {0}")]
-    Policy(#[from] PolicyError),
+    Policy(Box<PolicyError>),
     /// Attaching to an interface failed; nothing changed.
     #[error("attach failed: {0}")]
-    Loader(#[from] LoaderError),
+    Loader(Box<LoaderError>),
     /// Writing maps failed (the interface keeps its previous generation).
     #[error("map update on {interface} failed: {source}")]
     Maps {
@@ -30,8 +30,20 @@ pub enum ApplyError {
         interface: String,
         /// Error.
         #[source]
-        source: MapsError,
+        source: Box<MapsError>,
     },
+}
+
+impl From<PolicyError> for ApplyError {
+    fn from(e: PolicyError) -> Self {
+        Self::Policy(Box::new(e))
+    }
+}
+
+impl From<LoaderError> for ApplyError {
+    fn from(e: LoaderError) -> Self {
+        Self::Loader(Box::new(e))
+    }
 }
 
 /// Counter key of one rule.
@@ -76,7 +88,13 @@ pub struct Enforcer {
 impl Enforcer {
     /// An enforcer that pins under `layout`.
     pub fn new(layout: PinLayout, opts: AttachOptions) -> Self {
-        Self { layout, opts, interfaces: BTreeMap::new(), carry: HashMap::new(), version: None }
+        Self {
+            layout,
+            opts,
+            interfaces: BTreeMap::new(),
+            carry: HashMap::new(),
+            version: None,
+        }
     }
 
     /// Adopts every interface already pinned under the root (so metrics
@@ -88,7 +106,13 @@ impl Enforcer {
             }
             match loader::attach(&self.layout, &name, &self.opts) {
                 Ok(a) => {
-                    self.interfaces.insert(name, IfState { attached: a, labels: Default::default() });
+                    self.interfaces.insert(
+                        name,
+                        IfState {
+                            attached: a,
+                            labels: Default::default(),
+                        },
+                    );
                 }
                 Err(e) => warn!(interface = %name, error = %e, "cannot adopt pinned interface"),
             }
@@ -116,16 +140,28 @@ impl Enforcer {
         let mut fresh = Vec::new();
         for i in &compiled.interfaces {
             if !self.interfaces.contains_key(&i.name) {
-                fresh.push((i.name.clone(), loader::attach(&self.layout, &i.name, &opts)?));
+                fresh.push((
+                    i.name.clone(),
+                    loader::attach(&self.layout, &i.name, &opts)?,
+                ));
             }
         }
         for (name, attached) in fresh {
-            self.interfaces.insert(name, IfState { attached, labels: Default::default() });
+            self.interfaces.insert(
+                name,
+                IfState {
+                    attached,
+                    labels: Default::default(),
+                },
+            );
         }
         for i in &compiled.interfaces {
             let st = self.interfaces.get_mut(&i.name).expect("attached above");
             let maps = &st.attached.maps;
-            let err = |source| ApplyError::Maps { interface: i.name.clone(), source };
+            let err = |source: MapsError| ApplyError::Maps {
+                interface: i.name.clone(),
+                source: Box::new(source),
+            };
             let next = 1 - maps.generation().map_err(err)?;
             // Fold the counters of the tables about to be overwritten.
             for dir in 0..2u32 {
@@ -134,7 +170,9 @@ impl Enforcer {
                 if labels.is_empty() {
                     continue;
                 }
-                let totals = maps.rule_totals(next * 2 + dir, labels.len()).map_err(err)?;
+                let totals = maps
+                    .rule_totals(next * 2 + dir, labels.len())
+                    .map_err(err)?;
                 for (l, tot) in labels.into_iter().zip(totals) {
                     let c = self.carry.entry((i.name.clone(), dir, l)).or_default();
                     c.packets += tot.packets;
@@ -156,9 +194,17 @@ impl Enforcer {
             );
         }
         // Interfaces no longer in the policy lose enforcement.
-        let keep: Vec<&str> = compiled.interfaces.iter().map(|i| i.name.as_str()).collect();
-        let gone: Vec<String> =
-            self.interfaces.keys().filter(|n| !keep.contains(&n.as_str())).cloned().collect();
+        let keep: Vec<&str> = compiled
+            .interfaces
+            .iter()
+            .map(|i| i.name.as_str())
+            .collect();
+        let gone: Vec<String> = self
+            .interfaces
+            .keys()
+            .filter(|n| !keep.contains(&n.as_str()))
+            .cloned()
+            .collect();
         for name in gone {
             self.interfaces.remove(&name);
             if let Err(e) = loader::detach(&self.layout, &name) {
@@ -204,7 +250,9 @@ impl Enforcer {
 
     /// Verdict counters of one interface: `(direction, reason, totals)`.
     pub fn verdicts(&self, interface: &str) -> Option<Vec<(u32, u32, Totals)>> {
-        self.interfaces.get(interface).and_then(|st| st.attached.maps.reason_totals().ok())
+        self.interfaces
+            .get(interface)
+            .and_then(|st| st.attached.maps.reason_totals().ok())
     }
 
     /// Per-interface statistics.

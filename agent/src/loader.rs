@@ -124,7 +124,11 @@ pub struct AttachOptions {
 
 impl Default for AttachOptions {
     fn default() -> Self {
-        Self { conntrack_max: 65_536, xdp_mode: XdpModePref::Auto, timeouts: Timeouts::default() }
+        Self {
+            conntrack_max: 65_536,
+            xdp_mode: XdpModePref::Auto,
+            timeouts: Timeouts::default(),
+        }
     }
 }
 
@@ -143,7 +147,9 @@ impl PinLayout {
 
     /// Interfaces that have a pin directory.
     pub fn interfaces(&self) -> Vec<String> {
-        let Ok(rd) = std::fs::read_dir(&self.root) else { return Vec::new() };
+        let Ok(rd) = std::fs::read_dir(&self.root) else {
+            return Vec::new();
+        };
         let mut v: Vec<String> = rd
             .filter_map(Result::ok)
             .filter(|e| e.path().is_dir())
@@ -167,11 +173,16 @@ pub struct Attached {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LoaderError + '_ {
-    move |source| LoaderError::Io { path: path.display().to_string(), source }
+    move |source| LoaderError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 fn is_bpffs(path: &Path) -> bool {
-    let Ok(c) = CString::new(path.as_os_str().as_encoded_bytes()) else { return false };
+    let Ok(c) = CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
     // SAFETY: statfs writes into the zeroed struct we own.
     #[allow(unsafe_code, reason = "statfs(2)")]
     let (r, st) = unsafe {
@@ -191,7 +202,13 @@ fn mount_default_bpffs() {
     // SAFETY: constant C strings; mount(2) has no memory preconditions.
     #[allow(unsafe_code, reason = "mount(2)")]
     let r = unsafe {
-        libc::mount(c"bpf".as_ptr(), c"/sys/fs/bpf".as_ptr(), c"bpf".as_ptr(), 0, std::ptr::null())
+        libc::mount(
+            c"bpf".as_ptr(),
+            c"/sys/fs/bpf".as_ptr(),
+            c"bpf".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
     };
     if r == 0 {
         info!("mounted bpffs on /sys/fs/bpf");
@@ -208,7 +225,9 @@ pub fn ensure_bpffs(path: &Path) -> Result<(), LoaderError> {
     }
     std::fs::create_dir_all(path).map_err(io_err(path))?;
     if !is_bpffs(path) {
-        return Err(LoaderError::NotBpffs { path: path.display().to_string() });
+        return Err(LoaderError::NotBpffs {
+            path: path.display().to_string(),
+        });
     }
     Ok(())
 }
@@ -231,11 +250,20 @@ fn obj_get(path: &Path) -> Option<OwnedFd> {
         file_flags: u32,
     }
     let c = CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
-    let mut a = Attr { pathname: c.as_ptr() as u64, bpf_fd: 0, file_flags: 0 };
+    let mut a = Attr {
+        pathname: c.as_ptr() as u64,
+        bpf_fd: 0,
+        file_flags: 0,
+    };
     // SAFETY: attr references a live C string.
     #[allow(unsafe_code, reason = "bpf(BPF_OBJ_GET)")]
     let fd = unsafe {
-        libc::syscall(libc::SYS_bpf, 7, std::ptr::from_mut(&mut a), std::mem::size_of::<Attr>())
+        libc::syscall(
+            libc::SYS_bpf,
+            7,
+            std::ptr::from_mut(&mut a),
+            std::mem::size_of::<Attr>(),
+        )
     };
     if fd < 0 {
         return None;
@@ -247,7 +275,9 @@ fn obj_get(path: &Path) -> Option<OwnedFd> {
 
 /// True if a pinned link exists and is still attached to `ifindex`.
 fn live_link(path: &Path, ifindex: u32) -> bool {
-    let Some(fd) = obj_get(path) else { return false };
+    let Some(fd) = obj_get(path) else {
+        return false;
+    };
     matches!(sys::link_ifindex(fd.as_fd()), Ok(i) if i == ifindex)
 }
 
@@ -258,23 +288,40 @@ pub fn load_object(dir: &Path, interface: &str, conntrack_max: u32) -> Result<Eb
         .default_map_pin_directory(dir)
         .map_max_entries("CONNTRACK", max)
         .load(crate::EBPF_OBJECT)
-        .map_err(|e| LoaderError::Load { interface: interface.to_string(), source: Box::new(e) })
+        .map_err(|e| LoaderError::Load {
+            interface: interface.to_string(),
+            source: Box::new(e),
+        })
 }
 
 fn prog_err<'a>(
     what: &'static str,
     interface: &'a str,
 ) -> impl FnOnce(aya::programs::ProgramError) -> LoaderError + 'a {
-    move |e| LoaderError::Program { what, interface: interface.to_string(), source: Box::new(e) }
+    move |e| LoaderError::Program {
+        what,
+        interface: interface.to_string(),
+        source: Box::new(e),
+    }
 }
 
 fn pin_err<'a>(what: &'static str, interface: &'a str) -> impl FnOnce(String) -> LoaderError + 'a {
-    move |reason| LoaderError::Pin { what, interface: interface.to_string(), reason }
+    move |reason| LoaderError::Pin {
+        what,
+        interface: interface.to_string(),
+        reason,
+    }
 }
 
 /// Attaches (or adopts) the firewall on `interface`.
-pub fn attach(layout: &PinLayout, interface: &str, opts: &AttachOptions) -> Result<Attached, LoaderError> {
-    let idx = ifindex(interface).ok_or_else(|| LoaderError::NoInterface { interface: interface.to_string() })?;
+pub fn attach(
+    layout: &PinLayout,
+    interface: &str,
+    opts: &AttachOptions,
+) -> Result<Attached, LoaderError> {
+    let idx = ifindex(interface).ok_or_else(|| LoaderError::NoInterface {
+        interface: interface.to_string(),
+    })?;
     ensure_bpffs(&layout.root)?;
     let dir = layout.dir(interface);
     std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
@@ -287,8 +334,17 @@ pub fn attach(layout: &PinLayout, interface: &str, opts: &AttachOptions) -> Resu
     if have_xdp && have_tc && maps_pinned {
         let maps = FwMaps::from_pins(&dir)?;
         maps.set_timeouts(&opts.timeouts)?;
-        info!(interface, generation = maps.generation()?, "adopted pinned firewall state");
-        return Ok(Attached { interface: interface.to_string(), maps, adopted: true, xdp_mode: "adopted" });
+        info!(
+            interface,
+            generation = maps.generation()?,
+            "adopted pinned firewall state"
+        );
+        return Ok(Attached {
+            interface: interface.to_string(),
+            maps,
+            adopted: true,
+            xdp_mode: "adopted",
+        });
     }
 
     let mut ebpf = load_object(&dir, interface, opts.conntrack_max)?;
@@ -321,14 +377,22 @@ pub fn attach(layout: &PinLayout, interface: &str, opts: &AttachOptions) -> Resu
             }
         }
         let Some(link_id) = link_id else {
-            return Err(prog_err("attach xdp", interface)(last.expect("at least one mode tried")));
+            return Err(prog_err("attach xdp", interface)(
+                last.expect("at least one mode tried"),
+            ));
         };
-        let link = prog.take_link(link_id).map_err(prog_err("take xdp link", interface))?;
-        let fd_link = FdLink::try_from(link).map_err(|e| pin_err("xdp link", interface)(e.to_string()))?;
-        fd_link.pin(&xdp_link).map_err(|e| pin_err("xdp link", interface)(e.to_string()))?;
+        let link = prog
+            .take_link(link_id)
+            .map_err(prog_err("take xdp link", interface))?;
+        let fd_link =
+            FdLink::try_from(link).map_err(|e| pin_err("xdp link", interface)(e.to_string()))?;
+        fd_link
+            .pin(&xdp_link)
+            .map_err(|e| pin_err("xdp link", interface)(e.to_string()))?;
         let pp = dir.join("prog_xdp");
         let _ = std::fs::remove_file(&pp);
-        prog.pin(&pp).map_err(|e| pin_err("xdp program", interface)(e.to_string()))?;
+        prog.pin(&pp)
+            .map_err(|e| pin_err("xdp program", interface)(e.to_string()))?;
     }
     if !have_tc {
         let _ = std::fs::remove_file(&tc_link);
@@ -337,18 +401,36 @@ pub fn attach(layout: &PinLayout, interface: &str, opts: &AttachOptions) -> Resu
             .and_then(|p| p.try_into().ok())
             .ok_or_else(|| pin_err("tc program", interface)("missing from object".into()))?;
         prog.load().map_err(prog_err("load tc", interface))?;
-        let link_id = prog.attach(interface, TcAttachType::Egress).map_err(prog_err("attach tc egress", interface))?;
-        let link = prog.take_link(link_id).map_err(prog_err("take tc link", interface))?;
-        let fd_link = FdLink::try_from(link).map_err(|e| pin_err("tc link (TCX needed)", interface)(e.to_string()))?;
-        fd_link.pin(&tc_link).map_err(|e| pin_err("tc link", interface)(e.to_string()))?;
+        let link_id = prog
+            .attach(interface, TcAttachType::Egress)
+            .map_err(prog_err("attach tc egress", interface))?;
+        let link = prog
+            .take_link(link_id)
+            .map_err(prog_err("take tc link", interface))?;
+        let fd_link = FdLink::try_from(link)
+            .map_err(|e| pin_err("tc link (TCX needed)", interface)(e.to_string()))?;
+        fd_link
+            .pin(&tc_link)
+            .map_err(|e| pin_err("tc link", interface)(e.to_string()))?;
         let pp = dir.join("prog_tc");
         let _ = std::fs::remove_file(&pp);
-        prog.pin(&pp).map_err(|e| pin_err("tc program", interface)(e.to_string()))?;
+        prog.pin(&pp)
+            .map_err(|e| pin_err("tc program", interface)(e.to_string()))?;
     }
     let maps = FwMaps::from_ebpf(&mut ebpf)?;
     maps.set_timeouts(&opts.timeouts)?;
-    info!(interface, xdp_mode = mode, partial_adopt = have_xdp || have_tc, "firewall attached and pinned");
-    Ok(Attached { interface: interface.to_string(), maps, adopted: false, xdp_mode: mode })
+    info!(
+        interface,
+        xdp_mode = mode,
+        partial_adopt = have_xdp || have_tc,
+        "firewall attached and pinned"
+    );
+    Ok(Attached {
+        interface: interface.to_string(),
+        maps,
+        adopted: false,
+        xdp_mode: mode,
+    })
 }
 
 /// Removes enforcement from `interface`: unpins links, programs and maps.
@@ -358,7 +440,10 @@ pub fn detach(layout: &PinLayout, interface: &str) -> Result<(), LoaderError> {
     if !dir.exists() {
         return Ok(());
     }
-    for name in ["link_xdp", "link_tc", "prog_xdp", "prog_tc"].iter().chain(MAP_NAMES.iter()) {
+    for name in ["link_xdp", "link_tc", "prog_xdp", "prog_tc"]
+        .iter()
+        .chain(MAP_NAMES.iter())
+    {
         let p = dir.join(name);
         if p.exists() {
             if name.starts_with("link_") {

@@ -47,7 +47,11 @@ enum Cmd {
     /// the policy rampartd pushes (managed mode: `--controller`).
     Run {
         /// `HostPolicy` as YAML or JSON (standalone mode).
-        #[arg(long, required_unless_present = "controller", conflicts_with = "controller")]
+        #[arg(
+            long,
+            required_unless_present = "controller",
+            conflicts_with = "controller"
+        )]
         policy: Option<PathBuf>,
         /// Managed mode.
         #[command(flatten)]

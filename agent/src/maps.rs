@@ -14,8 +14,8 @@ use std::{
 
 use aya::maps::MapData;
 use rampart_common::{
-    BITMAP_WORDS, Bitmap, CLASS_NO_L4, CLASS_TABLE_SHIFT, Config, Counter, CtKey, LPM_HEADER_BITS,
-    LpmData, MAX_RULES, PORTS, PROTOS, TableMeta, ct_stat, reason,
+    BITMAP_WORDS, CLASS_NO_L4, CLASS_TABLE_SHIFT, Config, Counter, CtKey, LPM_HEADER_BITS, LpmData,
+    MAX_RULES, PORTS, PROTOS, TableMeta, ct_stat, reason,
 };
 use thiserror::Error;
 
@@ -149,7 +149,10 @@ impl FwMaps {
     pub fn from_ebpf(ebpf: &mut aya::Ebpf) -> Result<Self, MapsError> {
         let mut maps = Vec::new();
         for name in MAP_NAMES {
-            let map = ebpf.take_map(name).and_then(into_data).ok_or(MapsError::Missing { name })?;
+            let map = ebpf
+                .take_map(name)
+                .and_then(into_data)
+                .ok_or(MapsError::Missing { name })?;
             maps.push((name, map));
         }
         Self::with(maps)
@@ -170,7 +173,8 @@ impl FwMaps {
     }
 
     fn with(maps: Vec<(&'static str, MapData)>) -> Result<Self, MapsError> {
-        let ncpus = aya::util::nr_cpus().map_err(|(what, e)| MapsError::Cpus(format!("{what}: {e}")))?;
+        let ncpus =
+            aya::util::nr_cpus().map_err(|(what, e)| MapsError::Cpus(format!("{what}: {e}")))?;
         Ok(Self { maps, ncpus })
     }
 
@@ -191,14 +195,22 @@ impl FwMaps {
     /// Reads `CONFIG`.
     pub fn config(&self) -> Result<Config, MapsError> {
         let mut buf = vec![0u8; std::mem::size_of::<Config>()];
-        sys::lookup_elem(self.fd("CONFIG"), &0u32.to_ne_bytes(), &mut buf)
-            .map_err(|source| MapsError::Sys { map: "CONFIG", source })?;
+        sys::lookup_elem(self.fd("CONFIG"), &0u32.to_ne_bytes(), &mut buf).map_err(|source| {
+            MapsError::Sys {
+                map: "CONFIG",
+                source,
+            }
+        })?;
         Ok(from_bytes(&buf))
     }
 
     fn set_config(&self, c: &Config) -> Result<(), MapsError> {
-        sys::update_elem(self.fd("CONFIG"), &0u32.to_ne_bytes(), bytes_of(c))
-            .map_err(|source| MapsError::Sys { map: "CONFIG", source })
+        sys::update_elem(self.fd("CONFIG"), &0u32.to_ne_bytes(), bytes_of(c)).map_err(|source| {
+            MapsError::Sys {
+                map: "CONFIG",
+                source,
+            }
+        })
     }
 
     /// Writes the conntrack timeouts, keeping the active generation.
@@ -221,8 +233,12 @@ impl FwMaps {
     /// Metadata of one table.
     pub fn table_meta(&self, table: u32) -> Result<TableMeta, MapsError> {
         let mut buf = vec![0u8; std::mem::size_of::<TableMeta>()];
-        sys::lookup_elem(self.fd("TABLE_META"), &table.to_ne_bytes(), &mut buf)
-            .map_err(|source| MapsError::Sys { map: "TABLE_META", source })?;
+        sys::lookup_elem(self.fd("TABLE_META"), &table.to_ne_bytes(), &mut buf).map_err(
+            |source| MapsError::Sys {
+                map: "TABLE_META",
+                source,
+            },
+        )?;
         Ok(from_bytes(&buf))
     }
 
@@ -254,11 +270,17 @@ impl FwMaps {
             }
         }
         let fd = self.fd("CLASSES");
-        let keys = sys::keys(fd, 4).map_err(|source| MapsError::Sys { map: "CLASSES", source })?;
+        let keys = sys::keys(fd, 4).map_err(|source| MapsError::Sys {
+            map: "CLASSES",
+            source,
+        })?;
         for k in keys {
             let id = u32::from_ne_bytes([k[0], k[1], k[2], k[3]]);
             if tables.contains(&(id >> CLASS_TABLE_SHIFT)) {
-                sys::delete_elem(fd, &k).map_err(|source| MapsError::Sys { map: "CLASSES", source })?;
+                sys::delete_elem(fd, &k).map_err(|source| MapsError::Sys {
+                    map: "CLASSES",
+                    source,
+                })?;
             }
         }
         Ok(())
@@ -267,7 +289,10 @@ impl FwMaps {
     fn write_table(&self, table: u32, t: &CompiledTable) -> Result<(), MapsError> {
         let err = |map: &'static str| move |source| MapsError::Sys { map, source };
         // Invalidate first, so a half-written table is never "valid".
-        let meta = TableMeta { valid: 0, ..Default::default() };
+        let meta = TableMeta {
+            valid: 0,
+            ..Default::default()
+        };
         sys::update_elem(self.fd("TABLE_META"), &table.to_ne_bytes(), bytes_of(&meta))
             .map_err(err("TABLE_META"))?;
 
@@ -280,40 +305,69 @@ impl FwMaps {
         }
 
         // Protocol bitmaps: 256 slots in one batch.
-        let keys: Vec<u32> = (0..PROTOS as u32).map(|p| table * PROTOS as u32 + p).collect();
-        let vals: Vec<Bitmap> = t.proto.iter().map(|b| **b).collect();
-        sys::update_batch(self.fd("PROTO_BM"), bytes_of_slice(&keys), bytes_of_slice(&vals), keys.len())
-            .map_err(err("PROTO_BM"))?;
+        let keys: Vec<u32> = (0..PROTOS as u32)
+            .map(|p| table * PROTOS as u32 + p)
+            .collect();
+        let vals = &t.proto;
+        sys::update_batch(
+            self.fd("PROTO_BM"),
+            bytes_of_slice(&keys),
+            bytes_of_slice(vals),
+            keys.len(),
+        )
+        .map_err(err("PROTO_BM"))?;
 
         // Classes, then the port arrays that point at them.
         let base = table << CLASS_TABLE_SHIFT;
         let class_keys: Vec<u32> = (0..t.classes.len() as u32).map(|i| base | i).collect();
-        let class_vals: Vec<Bitmap> = t.classes.iter().map(|b| **b).collect();
+        let class_vals = &t.classes;
         sys::update_batch(
             self.fd("CLASSES"),
             bytes_of_slice(&class_keys),
-            bytes_of_slice(&class_vals),
+            bytes_of_slice(class_vals),
             class_keys.len(),
         )
         .map_err(err("CLASSES"))?;
-        sys::update_elem(self.fd("CLASSES"), &(base | CLASS_NO_L4).to_ne_bytes(), bytes_of(t.no_l4.as_ref()))
-            .map_err(err("CLASSES"))?;
-        let port_keys: Vec<u32> = (0..PORTS as u32).map(|p| table * PORTS as u32 + p).collect();
+        sys::update_elem(
+            self.fd("CLASSES"),
+            &(base | CLASS_NO_L4).to_ne_bytes(),
+            bytes_of(t.no_l4.as_ref()),
+        )
+        .map_err(err("CLASSES"))?;
+        let port_keys: Vec<u32> = (0..PORTS as u32)
+            .map(|p| table * PORTS as u32 + p)
+            .collect();
         for (map, ports) in [("SPORT_CLASS", &t.sport), ("DPORT_CLASS", &t.dport)] {
             let vals: Vec<u32> = ports.iter().map(|c| base | c).collect();
-            sys::update_batch(self.fd(map), bytes_of_slice(&port_keys), bytes_of_slice(&vals), PORTS)
-                .map_err(err(map))?;
+            sys::update_batch(
+                self.fd(map),
+                bytes_of_slice(&port_keys),
+                bytes_of_slice(&vals),
+                PORTS,
+            )
+            .map_err(err(map))?;
         }
 
         // Rule infos, and zeroed counters for the rule slots.
         if !t.rules.is_empty() {
-            let keys: Vec<u32> =
-                (0..t.rules.len() as u32).map(|i| table * MAX_RULES as u32 + i).collect();
-            sys::update_batch(self.fd("RULES"), bytes_of_slice(&keys), bytes_of_slice(&t.rules), keys.len())
-                .map_err(err("RULES"))?;
+            let keys: Vec<u32> = (0..t.rules.len() as u32)
+                .map(|i| table * MAX_RULES as u32 + i)
+                .collect();
+            sys::update_batch(
+                self.fd("RULES"),
+                bytes_of_slice(&keys),
+                bytes_of_slice(&t.rules),
+                keys.len(),
+            )
+            .map_err(err("RULES"))?;
             let zero = vec![0u8; keys.len() * self.ncpus * std::mem::size_of::<Counter>()];
-            sys::update_batch(self.fd("RULE_COUNTERS"), bytes_of_slice(&keys), &zero, keys.len())
-                .map_err(err("RULE_COUNTERS"))?;
+            sys::update_batch(
+                self.fd("RULE_COUNTERS"),
+                bytes_of_slice(&keys),
+                &zero,
+                keys.len(),
+            )
+            .map_err(err("RULE_COUNTERS"))?;
         }
 
         let meta = TableMeta {
@@ -327,7 +381,12 @@ impl FwMaps {
             .map_err(err("TABLE_META"))
     }
 
-    fn percpu_sum(&self, map: &'static str, key: u32, value_size: usize) -> Result<Vec<u64>, MapsError> {
+    fn percpu_sum(
+        &self,
+        map: &'static str,
+        key: u32,
+        value_size: usize,
+    ) -> Result<Vec<u64>, MapsError> {
         let stride = value_size.div_ceil(8) * 8;
         let mut buf = vec![0u8; stride * self.ncpus];
         sys::lookup_elem(self.fd(map), &key.to_ne_bytes(), &mut buf)
@@ -352,7 +411,10 @@ impl FwMaps {
                     table * MAX_RULES as u32 + i,
                     std::mem::size_of::<Counter>(),
                 )?;
-                Ok(Totals { packets: v[0], bytes: v[1] })
+                Ok(Totals {
+                    packets: v[0],
+                    bytes: v[1],
+                })
             })
             .collect()
     }
@@ -362,8 +424,19 @@ impl FwMaps {
         let mut out = Vec::new();
         for dir in 0..2 {
             for r in 0..reason::COUNT {
-                let v = self.percpu_sum("REASONS", dir * reason::COUNT + r, std::mem::size_of::<Counter>())?;
-                out.push((dir, r, Totals { packets: v[0], bytes: v[1] }));
+                let v = self.percpu_sum(
+                    "REASONS",
+                    dir * reason::COUNT + r,
+                    std::mem::size_of::<Counter>(),
+                )?;
+                out.push((
+                    dir,
+                    r,
+                    Totals {
+                        packets: v[0],
+                        bytes: v[1],
+                    },
+                ));
             }
         }
         Ok(out)
@@ -380,8 +453,12 @@ impl FwMaps {
 
     /// Current number of conntrack entries (walks the table).
     pub fn ct_entries(&self) -> Result<u64, MapsError> {
-        sys::count_keys(self.fd("CONNTRACK"), std::mem::size_of::<CtKey>())
-            .map_err(|source| MapsError::Sys { map: "CONNTRACK", source })
+        sys::count_keys(self.fd("CONNTRACK"), std::mem::size_of::<CtKey>()).map_err(|source| {
+            MapsError::Sys {
+                map: "CONNTRACK",
+                source,
+            }
+        })
     }
 
     /// Entries in use per fill-level-relevant map, with capacity.
@@ -392,7 +469,8 @@ impl FwMaps {
             ("DST_LPM", std::mem::size_of::<LpmKeyRaw>(), 131_072),
             ("CLASSES", 4, 262_144),
         ] {
-            let n = sys::count_keys(self.fd(map), key_size).map_err(|source| MapsError::Sys { map, source })?;
+            let n = sys::count_keys(self.fd(map), key_size)
+                .map_err(|source| MapsError::Sys { map, source })?;
             out.push((map, n, cap));
         }
         Ok(out)

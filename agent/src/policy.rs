@@ -107,7 +107,9 @@ pub enum PolicyError {
         sequence: u32,
     },
     /// A prefix that does not parse or has host bits set.
-    #[error("interface {interface:?} rule {sequence}: {field} {value:?} is not a valid prefix: {reason}")]
+    #[error(
+        "interface {interface:?} rule {sequence}: {field} {value:?} is not a valid prefix: {reason}"
+    )]
     InvalidPrefix {
         /// Name.
         interface: String,
@@ -121,7 +123,9 @@ pub enum PolicyError {
         reason: String,
     },
     /// Protocol number above 255.
-    #[error("interface {interface:?} rule {sequence}: protocol {protocol} is not an IP protocol number (0-255)")]
+    #[error(
+        "interface {interface:?} rule {sequence}: protocol {protocol} is not an IP protocol number (0-255)"
+    )]
     InvalidProtocol {
         /// Name.
         interface: String,
@@ -131,7 +135,9 @@ pub enum PolicyError {
         protocol: u32,
     },
     /// Ports on a rule whose protocol has none.
-    #[error("interface {interface:?} rule {sequence}: {field} need protocol 6 (tcp) or 17 (udp), not {protocol}")]
+    #[error(
+        "interface {interface:?} rule {sequence}: {field} need protocol 6 (tcp) or 17 (udp), not {protocol}"
+    )]
     PortsNeedTcpUdp {
         /// Name.
         interface: String,
@@ -143,7 +149,9 @@ pub enum PolicyError {
         protocol: u32,
     },
     /// `first > last` or a port above 65535.
-    #[error("interface {interface:?} rule {sequence}: {field} range {first}-{last} is invalid (0 <= first <= last <= 65535)")]
+    #[error(
+        "interface {interface:?} rule {sequence}: {field} range {first}-{last} is invalid (0 <= first <= last <= 65535)"
+    )]
     InvalidPortRange {
         /// Name.
         interface: String,
@@ -157,7 +165,9 @@ pub enum PolicyError {
         last: u32,
     },
     /// ICMP type/code on a non-ICMP rule, or above 255.
-    #[error("interface {interface:?} rule {sequence}: {field} {value} needs protocol 1 (icmp) or 58 (icmpv6) and a value 0-255")]
+    #[error(
+        "interface {interface:?} rule {sequence}: {field} {value} needs protocol 1 (icmp) or 58 (icmpv6) and a value 0-255"
+    )]
     InvalidIcmp {
         /// Name.
         interface: String,
@@ -169,7 +179,9 @@ pub enum PolicyError {
         value: u32,
     },
     /// The classifier tables would overflow.
-    #[error("interface {interface:?} {direction}: {what} ({count}) exceeds the dataplane limit {max}")]
+    #[error(
+        "interface {interface:?} {direction}: {what} ({count}) exceeds the dataplane limit {max}"
+    )]
     Capacity {
         /// Name.
         interface: String,
@@ -219,13 +231,13 @@ pub struct CompiledTable {
     /// Destination prefix bitmaps.
     pub dst: Vec<(Prefix, Box<Bitmap>)>,
     /// Bitmap per protocol number (256).
-    pub proto: Vec<Box<Bitmap>>,
+    pub proto: Vec<Bitmap>,
     /// Class index per source port / ICMP type (65536).
     pub sport: Vec<u32>,
     /// Class index per destination port / ICMP code (65536).
     pub dport: Vec<u32>,
     /// Bitmap per class index.
-    pub classes: Vec<Box<Bitmap>>,
+    pub classes: Vec<Bitmap>,
     /// Rules that constrain no L4 field (for non-first fragments).
     pub no_l4: Box<Bitmap>,
     /// Some deny rule drops established flows.
@@ -264,12 +276,19 @@ pub fn load_file(path: &Path) -> Result<HostPolicy, PolicyError> {
     } else {
         serde_norway::from_str::<HostPolicy>(&text).map_err(|e| e.to_string())
     };
-    parsed.map_err(|reason| PolicyError::Parse { path: path.display().to_string(), reason })
+    parsed.map_err(|reason| PolicyError::Parse {
+        path: path.display().to_string(),
+        reason,
+    })
 }
 
 /// An empty bitmap.
 pub fn empty_bitmap() -> Box<Bitmap> {
-    Box::new(Bitmap { lo: 0, hi: 0, words: [0; BITMAP_WORDS] })
+    Box::new(Bitmap {
+        lo: 0,
+        hi: 0,
+        words: [0; BITMAP_WORDS],
+    })
 }
 
 fn set_bit(b: &mut Bitmap, i: usize) {
@@ -296,6 +315,9 @@ const fn dir_name(d: usize) -> &'static str {
     if d == 0 { "ingress" } else { "egress" }
 }
 
+/// Per interface: (default action, rules) for ingress and egress.
+type DirSlots<'a> = [Option<(u8, Vec<&'a FirewallRule>)>; 2];
+
 /// Validates and compiles `policy`. `interface_exists` answers whether a
 /// name is a network interface here (injected so tests need no real ones).
 pub fn compile(
@@ -303,7 +325,7 @@ pub fn compile(
     interface_exists: &dyn Fn(&str) -> bool,
 ) -> Result<CompiledPolicy, PolicyError> {
     // Interface name -> [ingress, egress] (default action, rules).
-    let mut per_if: BTreeMap<String, [Option<(u8, Vec<&FirewallRule>)>; 2]> = BTreeMap::new();
+    let mut per_if: BTreeMap<String, DirSlots<'_>> = BTreeMap::new();
     for (index, ip) in policy.interfaces.iter().enumerate() {
         if ip.interface.is_empty() {
             return Err(PolicyError::EmptyInterface { index });
@@ -348,9 +370,17 @@ pub fn compile(
         let egress = egress.unwrap_or((ACTION_PERMIT, Vec::new()));
         let ingress = compile_table(&name, 0, ingress.0, ingress.1)?;
         let egress = compile_table(&name, 1, egress.0, egress.1)?;
-        interfaces.push(CompiledInterface { name, ingress, egress });
+        interfaces.push(CompiledInterface {
+            name,
+            ingress,
+            egress,
+        });
     }
-    Ok(CompiledPolicy { version: policy.version, conntrack_max: policy.conntrack_max, interfaces })
+    Ok(CompiledPolicy {
+        version: policy.version,
+        conntrack_max: policy.conntrack_max,
+        interfaces,
+    })
 }
 
 /// A rule after validation, in the compiler's terms.
@@ -379,10 +409,15 @@ fn parse_prefix(
     let net = if value.contains('/') {
         IpNet::from_str(value).map_err(|e| err(e.to_string()))?
     } else {
-        IpAddr::from_str(value).map(IpNet::from).map_err(|e| err(e.to_string()))?
+        IpAddr::from_str(value)
+            .map(IpNet::from)
+            .map_err(|e| err(e.to_string()))?
     };
     if net.trunc() != net {
-        return Err(err(format!("host bits are set (the network is {})", net.trunc())));
+        return Err(err(format!(
+            "host bits are set (the network is {})",
+            net.trunc()
+        )));
     }
     let mut addr = [0u8; 16];
     let family = match net.network() {
@@ -395,7 +430,11 @@ fn parse_prefix(
             6
         }
     };
-    Ok(Prefix { family, len: net.prefix_len(), addr })
+    Ok(Prefix {
+        family,
+        len: net.prefix_len(),
+        addr,
+    })
 }
 
 fn port_ranges(
@@ -460,7 +499,10 @@ fn icmp_field(
 }
 
 fn normalize(interface: &str, r: &FirewallRule) -> Result<Norm, PolicyError> {
-    if !matches!(Action::try_from(r.action), Ok(Action::Permit | Action::Deny)) {
+    if !matches!(
+        Action::try_from(r.action),
+        Ok(Action::Permit | Action::Deny)
+    ) {
         return Err(PolicyError::ActionUnspecified {
             interface: interface.to_string(),
             sequence: r.sequence,
@@ -487,7 +529,13 @@ fn normalize(interface: &str, r: &FirewallRule) -> Result<Norm, PolicyError> {
     let dp = port_ranges(interface, r, "destination_ports", &r.destination_ports)?;
     let it = icmp_field(interface, r, "icmp_type", r.icmp_type)?;
     let ic = icmp_field(interface, r, "icmp_code", r.icmp_code)?;
-    Ok(Norm { sources, destinations, protocol, sport: sp.or(it), dport: dp.or(ic) })
+    Ok(Norm {
+        sources,
+        destinations,
+        protocol,
+        sport: sp.or(it),
+        dport: dp.or(ic),
+    })
 }
 
 fn compile_table(
@@ -505,13 +553,20 @@ fn compile_table(
             });
         }
     }
-    let norms = rules.iter().map(|r| normalize(interface, r)).collect::<Result<Vec<_>, _>>()?;
+    let norms = rules
+        .iter()
+        .map(|r| normalize(interface, r))
+        .collect::<Result<Vec<_>, _>>()?;
     let infos = rules
         .iter()
         .map(|r| RuleInfo {
             sequence: r.sequence,
             log_sample: r.log_sample,
-            action: if r.action == Action::Permit as i32 { ACTION_PERMIT } else { ACTION_DENY },
+            action: if r.action == Action::Permit as i32 {
+                ACTION_PERMIT
+            } else {
+                ACTION_DENY
+            },
             flags: if r.drop_established && r.action == Action::Deny as i32 {
                 RULE_DROP_ESTABLISHED
             } else {
@@ -581,14 +636,21 @@ fn compile_table(
 fn mask(addr: &[u8; 16], len: u8) -> [u8; 16] {
     let v = u128::from_be_bytes(*addr);
     let keep = u32::from(len);
-    let m = if keep == 0 { 0 } else { u128::MAX << (128 - keep) };
+    let m = if keep == 0 {
+        0
+    } else {
+        u128::MAX << (128 - keep)
+    };
     (v & m).to_be_bytes()
 }
 
 /// For one address field: every distinct prefix (plus a /0 root per family)
 /// with the bitmap of rules whose set for that field covers it: wildcard
 /// rules, and rules with an equal or shorter covering prefix.
-fn prefix_dimension(norms: &[Norm], field: impl Fn(&Norm) -> &Vec<Prefix>) -> Vec<(Prefix, Box<Bitmap>)> {
+fn prefix_dimension(
+    norms: &[Norm],
+    field: impl Fn(&Norm) -> &Vec<Prefix>,
+) -> Vec<(Prefix, Box<Bitmap>)> {
     let mut out = Vec::new();
     for family in [4u8, 6] {
         let mut own: HashMap<(u8, [u8; 16]), Vec<usize>> = HashMap::new();
@@ -624,7 +686,10 @@ fn prefix_dimension(norms: &[Norm], field: impl Fn(&Norm) -> &Vec<Prefix>) -> Ve
                     break;
                 }
             }
-            let mut b = done.get(&parent.unwrap_or(root_key)).cloned().unwrap_or_else(empty_bitmap);
+            let mut b = done
+                .get(&parent.unwrap_or(root_key))
+                .cloned()
+                .unwrap_or_else(empty_bitmap);
             for &i in &own[&key] {
                 set_bit(&mut b, i);
             }
@@ -638,7 +703,7 @@ fn prefix_dimension(norms: &[Norm], field: impl Fn(&Norm) -> &Vec<Prefix>) -> Ve
     out
 }
 
-fn proto_dimension(norms: &[Norm]) -> Vec<Box<Bitmap>> {
+fn proto_dimension(norms: &[Norm]) -> Vec<Bitmap> {
     let mut any = empty_bitmap();
     let mut per: HashMap<u8, Vec<usize>> = HashMap::new();
     for (i, n) in norms.iter().enumerate() {
@@ -657,7 +722,7 @@ fn proto_dimension(norms: &[Norm]) -> Vec<Box<Bitmap>> {
                 }
             }
             finalize(&mut b);
-            b
+            *b
         })
         .collect()
 }
@@ -668,7 +733,7 @@ fn proto_dimension(norms: &[Norm]) -> Vec<Box<Bitmap>> {
 fn port_dimension<'n>(
     norms: &'n [Norm],
     field: impl Fn(&'n Norm) -> Option<&'n [(u16, u16)]>,
-    classes: &mut Vec<Box<Bitmap>>,
+    classes: &mut Vec<Bitmap>,
     ids: &mut HashMap<Vec<u64>, u32>,
 ) -> Vec<u32> {
     let mut wildcard = empty_bitmap();
@@ -706,7 +771,11 @@ fn port_dimension<'n>(
         for &i in starts {
             *counts.entry(i).or_default() += 1;
         }
-        let end = bounds.get(k + 1).copied().unwrap_or(port_count).min(port_count);
+        let end = bounds
+            .get(k + 1)
+            .copied()
+            .unwrap_or(port_count)
+            .min(port_count);
         let mut b = wildcard.clone();
         for &i in counts.keys() {
             set_bit(&mut b, i);
@@ -717,7 +786,7 @@ fn port_dimension<'n>(
             None => {
                 let id = u32::try_from(classes.len()).unwrap_or(u32::MAX);
                 ids.insert(b.words.to_vec(), id);
-                classes.push(b);
+                classes.push(*b);
                 id
             }
         };
@@ -735,7 +804,11 @@ mod tests {
     use super::*;
 
     fn rule(seq: u32, action: Action) -> FirewallRule {
-        FirewallRule { sequence: seq, action: action as i32, ..Default::default() }
+        FirewallRule {
+            sequence: seq,
+            action: action as i32,
+            ..Default::default()
+        }
     }
 
     fn policy(rules: Vec<FirewallRule>) -> HostPolicy {
@@ -768,10 +841,21 @@ mod tests {
         let c = rule(30, Action::Permit);
         let p = compile(&policy(vec![c, b, a]), &yes).unwrap();
         let t = &p.interfaces[0].ingress;
-        assert_eq!(t.rules.iter().map(|r| r.sequence).collect::<Vec<_>>(), vec![10, 20, 30]);
-        let find = |len: u8| t.src.iter().find(|(p, _)| p.family == 4 && p.len == len).unwrap();
+        assert_eq!(
+            t.rules.iter().map(|r| r.sequence).collect::<Vec<_>>(),
+            vec![10, 20, 30]
+        );
+        let find = |len: u8| {
+            t.src
+                .iter()
+                .find(|(p, _)| p.family == 4 && p.len == len)
+                .unwrap()
+        };
         let (_, b16) = find(16);
-        assert!(has(b16, 0) && has(b16, 1) && has(b16, 2), "/16 is covered by /8 and wildcard");
+        assert!(
+            has(b16, 0) && has(b16, 1) && has(b16, 2),
+            "/16 is covered by /8 and wildcard"
+        );
         let (_, b8) = find(8);
         assert!(has(b8, 0) && !has(b8, 1) && has(b8, 2));
         let (_, root) = find(0);
@@ -783,10 +867,16 @@ mod tests {
     fn port_ranges_split_into_classes() {
         let mut a = rule(1, Action::Permit);
         a.protocol = 6;
-        a.destination_ports = vec![PortRange { first: 80, last: 90 }];
+        a.destination_ports = vec![PortRange {
+            first: 80,
+            last: 90,
+        }];
         let mut b = rule(2, Action::Permit);
         b.protocol = 6;
-        b.destination_ports = vec![PortRange { first: 85, last: 85 }];
+        b.destination_ports = vec![PortRange {
+            first: 85,
+            last: 85,
+        }];
         let p = compile(&policy(vec![a, b]), &yes).unwrap();
         let t = &p.interfaces[0].ingress;
         let cls = |port: usize| &t.classes[t.dport[port] as usize];
@@ -807,38 +897,79 @@ mod tests {
         let mut r = rule(5, Action::Deny);
         r.sources = vec!["10.0.0.300/8".into()];
         let e = compile(&policy(vec![r]), &yes).err().unwrap();
-        assert!(matches!(&e, PolicyError::InvalidPrefix { sequence: 5, field: "sources", .. }), "{e}");
+        assert!(
+            matches!(
+                &e,
+                PolicyError::InvalidPrefix {
+                    sequence: 5,
+                    field: "sources",
+                    ..
+                }
+            ),
+            "{e}"
+        );
 
         let mut r = rule(5, Action::Deny);
         r.destinations = vec!["10.0.0.1/8".into()];
         let e = compile(&policy(vec![r]), &yes).err().unwrap();
         assert!(e.to_string().contains("host bits"), "{e}");
 
-        let e = compile(&policy(vec![rule(1, Action::Deny)]), &|_| false).err().unwrap();
-        assert_eq!(e, PolicyError::UnknownInterface { interface: "eth0".into() });
+        let e = compile(&policy(vec![rule(1, Action::Deny)]), &|_| false)
+            .err()
+            .unwrap();
+        assert_eq!(
+            e,
+            PolicyError::UnknownInterface {
+                interface: "eth0".into()
+            }
+        );
 
-        let rules = (0..=MAX_RULES as u32).map(|i| rule(i, Action::Deny)).collect();
+        let rules = (0..=MAX_RULES as u32)
+            .map(|i| rule(i, Action::Deny))
+            .collect();
         let e = compile(&policy(rules), &yes).err().unwrap();
         assert!(matches!(e, PolicyError::TooManyRules { count, .. } if count == MAX_RULES + 1));
 
-        let e = compile(&policy(vec![rule(1, Action::Deny), rule(1, Action::Permit)]), &yes)
-            .err()
-            .unwrap();
-        assert!(matches!(e, PolicyError::DuplicateSequence { sequence: 1, .. }));
+        let e = compile(
+            &policy(vec![rule(1, Action::Deny), rule(1, Action::Permit)]),
+            &yes,
+        )
+        .err()
+        .unwrap();
+        assert!(matches!(
+            e,
+            PolicyError::DuplicateSequence { sequence: 1, .. }
+        ));
 
         let mut r = rule(7, Action::Deny);
         r.destination_ports = vec![PortRange { first: 1, last: 2 }];
         let e = compile(&policy(vec![r]), &yes).err().unwrap();
-        assert!(matches!(e, PolicyError::PortsNeedTcpUdp { sequence: 7, .. }));
+        assert!(matches!(
+            e,
+            PolicyError::PortsNeedTcpUdp { sequence: 7, .. }
+        ));
 
         let mut r = rule(8, Action::Deny);
         r.protocol = 17;
         r.destination_ports = vec![PortRange { first: 9, last: 2 }];
         let e = compile(&policy(vec![r]), &yes).err().unwrap();
-        assert!(matches!(e, PolicyError::InvalidPortRange { sequence: 8, first: 9, last: 2, .. }));
+        assert!(matches!(
+            e,
+            PolicyError::InvalidPortRange {
+                sequence: 8,
+                first: 9,
+                last: 2,
+                ..
+            }
+        ));
 
-        let e = compile(&policy(vec![rule(9, Action::Unspecified)]), &yes).err().unwrap();
-        assert!(matches!(e, PolicyError::ActionUnspecified { sequence: 9, .. }));
+        let e = compile(&policy(vec![rule(9, Action::Unspecified)]), &yes)
+            .err()
+            .unwrap();
+        assert!(matches!(
+            e,
+            PolicyError::ActionUnspecified { sequence: 9, .. }
+        ));
     }
 
     #[test]
@@ -848,7 +979,10 @@ mod tests {
                 let mut r = rule(i, Action::Deny);
                 r.protocol = 17;
                 r.sources = vec![format!("10.{}.{}.{}/32", i >> 16, (i >> 8) & 255, i & 255)];
-                r.destination_ports = vec![PortRange { first: i % 60_000, last: i % 60_000 + 1 }];
+                r.destination_ports = vec![PortRange {
+                    first: i % 60_000,
+                    last: i % 60_000 + 1,
+                }];
                 r
             })
             .collect();

@@ -77,7 +77,10 @@ fn bpf<T>(cmd: libc::c_long, attr: &mut T, name: &'static str) -> Result<libc::c
         )
     };
     if r < 0 {
-        Err(SysError::Bpf { command: name, source: io::Error::last_os_error() })
+        Err(SysError::Bpf {
+            command: name,
+            source: io::Error::last_os_error(),
+        })
     } else {
         Ok(r)
     }
@@ -100,7 +103,11 @@ pub fn update_elem(fd: BorrowedFd<'_>, key: &[u8], value: &[u8]) -> Result<(), S
 
 /// Deletes one element; a missing key is not an error.
 pub fn delete_elem(fd: BorrowedFd<'_>, key: &[u8]) -> Result<(), SysError> {
-    let mut a = ElemAttr { map_fd: fd_u32(fd), key: key.as_ptr() as u64, ..Default::default() };
+    let mut a = ElemAttr {
+        map_fd: fd_u32(fd),
+        key: key.as_ptr() as u64,
+        ..Default::default()
+    };
     match bpf(BPF_MAP_DELETE_ELEM, &mut a, "MAP_DELETE_ELEM") {
         Err(SysError::Bpf { source, .. }) if source.raw_os_error() == Some(libc::ENOENT) => Ok(()),
         r => r.map(|_| ()),
@@ -117,7 +124,9 @@ pub fn lookup_elem(fd: BorrowedFd<'_>, key: &[u8], value: &mut [u8]) -> Result<b
     };
     match bpf(BPF_MAP_LOOKUP_ELEM, &mut a, "MAP_LOOKUP_ELEM") {
         Ok(_) => Ok(true),
-        Err(SysError::Bpf { source, .. }) if source.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        Err(SysError::Bpf { source, .. }) if source.raw_os_error() == Some(libc::ENOENT) => {
+            Ok(false)
+        }
         Err(e) => Err(e),
     }
 }
@@ -202,10 +211,17 @@ pub fn update_batch(
         match r {
             Ok(_) => done += n as usize,
             Err(SysError::Bpf { source, .. })
-                if matches!(source.raw_os_error(), Some(libc::EINVAL | libc::EOPNOTSUPP | 524)) =>
+                if matches!(
+                    source.raw_os_error(),
+                    Some(libc::EINVAL | libc::EOPNOTSUPP | 524)
+                ) =>
             {
                 for i in done..count {
-                    update_elem(fd, &keys[i * ks..(i + 1) * ks], &values[i * vs..(i + 1) * vs])?;
+                    update_elem(
+                        fd,
+                        &keys[i * ks..(i + 1) * ks],
+                        &values[i * vs..(i + 1) * vs],
+                    )?;
                 }
                 return Ok(());
             }
@@ -245,7 +261,9 @@ pub fn link_ifindex(fd: BorrowedFd<'_>) -> Result<u32, SysError> {
 /// Views a plain `#[repr(C)]` value as bytes.
 pub fn bytes_of<T: aya::Pod>(v: &T) -> &[u8] {
     // SAFETY: Pod types have no invalid bit patterns and we only read.
-    unsafe { std::slice::from_raw_parts(std::ptr::from_ref(v).cast::<u8>(), std::mem::size_of::<T>()) }
+    unsafe {
+        std::slice::from_raw_parts(std::ptr::from_ref(v).cast::<u8>(), std::mem::size_of::<T>())
+    }
 }
 
 /// Views a slice of plain values as bytes.
@@ -256,7 +274,10 @@ pub fn bytes_of_slice<T: aya::Pod>(v: &[T]) -> &[u8] {
 
 /// Reads a plain value from the start of `b` (which must be long enough).
 pub fn from_bytes<T: aya::Pod>(b: &[u8]) -> T {
-    assert!(b.len() >= std::mem::size_of::<T>(), "buffer shorter than the value");
+    assert!(
+        b.len() >= std::mem::size_of::<T>(),
+        "buffer shorter than the value"
+    );
     // SAFETY: length checked; Pod accepts any bit pattern.
     unsafe { std::ptr::read_unaligned(b.as_ptr().cast::<T>()) }
 }

@@ -79,7 +79,12 @@ impl Harness {
         // Removes the directory if loading fails below.
         let guard = DirGuard(dir.clone());
         let mut ebpf = loader::load_object(&dir, "test-run", 4096)?;
-        let run_err = |what| move |e| TestRunError::Program { what, source: Box::new(e) };
+        let run_err = |what| {
+            move |e| TestRunError::Program {
+                what,
+                source: Box::new(e),
+            }
+        };
         let xdp: &mut Xdp = ebpf
             .program_mut("rampart_xdp")
             .and_then(|p| p.try_into().ok())
@@ -100,7 +105,10 @@ impl Harness {
     /// interface's tables.
     pub fn apply(&self, policy: &HostPolicy) -> Result<u32, TestRunError> {
         let compiled = policy::compile(policy, &|_| true)?;
-        let i = compiled.interfaces.first().ok_or(TestRunError::NoInterface)?;
+        let i = compiled
+            .interfaces
+            .first()
+            .ok_or(TestRunError::NoInterface)?;
         Ok(self.maps.apply(&i.ingress, &i.egress)?)
     }
 
@@ -118,9 +126,10 @@ impl Harness {
             .expect("object has rampart_tc");
         let mut opts = TestRunOptions::new();
         opts.data_in = Some(packet);
-        let r = prog
-            .test_run(opts)
-            .map_err(|e| TestRunError::Program { what: "tc test run", source: Box::new(e) })?;
+        let r = prog.test_run(opts).map_err(|e| TestRunError::Program {
+            what: "tc test run",
+            source: Box::new(e),
+        })?;
         Ok(r.return_value)
     }
 
@@ -135,9 +144,10 @@ impl Harness {
         let mut opts = TestRunOptions::new();
         opts.data_in = Some(packet);
         opts.repeat = repeat;
-        let r = prog
-            .test_run(opts)
-            .map_err(|e| TestRunError::Program { what: "xdp test run", source: Box::new(e) })?;
+        let r = prog.test_run(opts).map_err(|e| TestRunError::Program {
+            what: "xdp test run",
+            source: Box::new(e),
+        })?;
         Ok((r.return_value, r.duration))
     }
 }

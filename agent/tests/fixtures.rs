@@ -30,7 +30,11 @@ fn harness() -> Harness {
 }
 
 fn r(seq: u32, action: Action) -> FirewallRule {
-    FirewallRule { sequence: seq, action: action as i32, ..Default::default() }
+    FirewallRule {
+        sequence: seq,
+        action: action as i32,
+        ..Default::default()
+    }
 }
 
 fn ports(first: u32, last: u32) -> Vec<PortRange> {
@@ -129,69 +133,244 @@ struct Case {
 }
 
 fn case(what: &'static str, packet: Vec<u8>, verdict: u32) -> Case {
-    Case { what, packet, verdict }
+    Case {
+        what,
+        packet,
+        verdict,
+    }
 }
 
-#[allow(clippy::too_many_lines, reason = "one table of fixtures reads best in one place")]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one table of fixtures reads best in one place"
+)]
 fn ingress_cases() -> Vec<Case> {
     let a = v4("10.1.2.3");
     let web = v4("192.0.2.10");
     let tcp22 = p::tcp(40000, 22, SYN);
     let mut cases = vec![
-        case("tcp 22 from 10/8 to 192.0.2.10 -> rule 20 permit", p::ipv4(a, web, TCP, &tcp22), XDP_PASS),
-        case("tcp 22 from 10.66/16 -> rule 10 deny first", p::ipv4(v4("10.66.1.1"), web, TCP, &tcp22), XDP_DROP),
-        case("tcp 23 from 10/8 -> no rule, default deny", p::ipv4(a, web, TCP, &p::tcp(40000, 23, SYN)), XDP_DROP),
-        case("tcp 22 from 11.0.0.1 -> source outside prefix", p::ipv4(v4("11.0.0.1"), web, TCP, &tcp22), XDP_DROP),
-        case("tcp 22 to 192.0.2.11 -> destination outside prefix", p::ipv4(a, v4("192.0.2.11"), TCP, &tcp22), XDP_DROP),
-        case("udp 22 (protocol mismatch with rule 20)", p::ipv4(a, web, UDP, &p::udp(40000, 22, 4)), XDP_DROP),
-        case("udp 5000 from sport 2000 -> rule 30", p::ipv4(v4("8.8.8.8"), web, UDP, &p::udp(2000, 5000, 4)), XDP_PASS),
-        case("udp 5100 (range end) -> rule 30", p::ipv4(v4("8.8.8.8"), web, UDP, &p::udp(2000, 5100, 4)), XDP_PASS),
-        case("udp 5101 (past range) -> default deny", p::ipv4(v4("8.8.8.8"), web, UDP, &p::udp(2000, 5101, 4)), XDP_DROP),
-        case("udp 5050 -> rule 30 shadows deny 35", p::ipv4(v4("8.8.8.8"), web, UDP, &p::udp(2000, 5050, 4)), XDP_PASS),
-        case("udp 5000 from sport 53 (< 1024) -> default deny", p::ipv4(v4("8.8.8.8"), web, UDP, &p::udp(53, 5000, 4)), XDP_DROP),
-        case("icmp echo request -> rule 40", p::ipv4(v4("8.8.8.8"), web, ICMP, &p::icmp(8, 0, 7)), XDP_PASS),
-        case("icmp echo request code 1 -> code mismatch", p::ipv4(v4("8.8.8.8"), web, ICMP, &p::icmp(8, 1, 8)), XDP_DROP),
-        case("icmp timestamp (type 13) -> default deny", p::ipv4(v4("8.8.8.8"), web, ICMP, &p::icmp(13, 0, 7)), XDP_DROP),
-        case("gre from anywhere -> rule 80 (protocol only)", p::ipv4(v4("8.8.8.8"), web, 47, &[0u8; 8]), XDP_PASS),
+        case(
+            "tcp 22 from 10/8 to 192.0.2.10 -> rule 20 permit",
+            p::ipv4(a, web, TCP, &tcp22),
+            XDP_PASS,
+        ),
+        case(
+            "tcp 22 from 10.66/16 -> rule 10 deny first",
+            p::ipv4(v4("10.66.1.1"), web, TCP, &tcp22),
+            XDP_DROP,
+        ),
+        case(
+            "tcp 23 from 10/8 -> no rule, default deny",
+            p::ipv4(a, web, TCP, &p::tcp(40000, 23, SYN)),
+            XDP_DROP,
+        ),
+        case(
+            "tcp 22 from 11.0.0.1 -> source outside prefix",
+            p::ipv4(v4("11.0.0.1"), web, TCP, &tcp22),
+            XDP_DROP,
+        ),
+        case(
+            "tcp 22 to 192.0.2.11 -> destination outside prefix",
+            p::ipv4(a, v4("192.0.2.11"), TCP, &tcp22),
+            XDP_DROP,
+        ),
+        case(
+            "udp 22 (protocol mismatch with rule 20)",
+            p::ipv4(a, web, UDP, &p::udp(40000, 22, 4)),
+            XDP_DROP,
+        ),
+        case(
+            "udp 5000 from sport 2000 -> rule 30",
+            p::ipv4(v4("8.8.8.8"), web, UDP, &p::udp(2000, 5000, 4)),
+            XDP_PASS,
+        ),
+        case(
+            "udp 5100 (range end) -> rule 30",
+            p::ipv4(v4("8.8.8.8"), web, UDP, &p::udp(2000, 5100, 4)),
+            XDP_PASS,
+        ),
+        case(
+            "udp 5101 (past range) -> default deny",
+            p::ipv4(v4("8.8.8.8"), web, UDP, &p::udp(2000, 5101, 4)),
+            XDP_DROP,
+        ),
+        case(
+            "udp 5050 -> rule 30 shadows deny 35",
+            p::ipv4(v4("8.8.8.8"), web, UDP, &p::udp(2000, 5050, 4)),
+            XDP_PASS,
+        ),
+        case(
+            "udp 5000 from sport 53 (< 1024) -> default deny",
+            p::ipv4(v4("8.8.8.8"), web, UDP, &p::udp(53, 5000, 4)),
+            XDP_DROP,
+        ),
+        case(
+            "icmp echo request -> rule 40",
+            p::ipv4(v4("8.8.8.8"), web, ICMP, &p::icmp(8, 0, 7)),
+            XDP_PASS,
+        ),
+        case(
+            "icmp echo request code 1 -> code mismatch",
+            p::ipv4(v4("8.8.8.8"), web, ICMP, &p::icmp(8, 1, 8)),
+            XDP_DROP,
+        ),
+        case(
+            "icmp timestamp (type 13) -> default deny",
+            p::ipv4(v4("8.8.8.8"), web, ICMP, &p::icmp(13, 0, 7)),
+            XDP_DROP,
+        ),
+        case(
+            "gre from anywhere -> rule 80 (protocol only)",
+            p::ipv4(v4("8.8.8.8"), web, 47, &[0u8; 8]),
+            XDP_PASS,
+        ),
         case("arp is never filtered", p::arp(), XDP_PASS),
         // IPv6.
-        case("icmpv6 echo from 2001:db8:1::5 -> rule 50", p::ipv6(v6("2001:db8:1::5"), v6("2001:db8:ff::1"), ICMPV6, &p::icmp(128, 0, 9)), XDP_PASS),
-        case("icmpv6 echo from 2001:db8:2::5 -> default deny", p::ipv6(v6("2001:db8:2::5"), v6("2001:db8:ff::1"), ICMPV6, &p::icmp(128, 0, 9)), XDP_DROP),
-        case("icmpv4 type 128 is not icmpv6", p::ipv4(v4("8.8.8.8"), web, ICMP, &p::icmp(128, 0, 7)), XDP_DROP),
-        case("tcp6 443 to 2001:db8:ff::1 -> rule 60", p::ipv6(v6("2001:db8:9::1"), v6("2001:db8:ff::1"), TCP, &p::tcp(40000, 443, SYN)), XDP_PASS),
-        case("tcp6 443 to ::2 -> default deny", p::ipv6(v6("2001:db8:9::1"), v6("2001:db8:ff::2"), TCP, &p::tcp(40000, 443, SYN)), XDP_DROP),
+        case(
+            "icmpv6 echo from 2001:db8:1::5 -> rule 50",
+            p::ipv6(
+                v6("2001:db8:1::5"),
+                v6("2001:db8:ff::1"),
+                ICMPV6,
+                &p::icmp(128, 0, 9),
+            ),
+            XDP_PASS,
+        ),
+        case(
+            "icmpv6 echo from 2001:db8:2::5 -> default deny",
+            p::ipv6(
+                v6("2001:db8:2::5"),
+                v6("2001:db8:ff::1"),
+                ICMPV6,
+                &p::icmp(128, 0, 9),
+            ),
+            XDP_DROP,
+        ),
+        case(
+            "icmpv4 type 128 is not icmpv6",
+            p::ipv4(v4("8.8.8.8"), web, ICMP, &p::icmp(128, 0, 7)),
+            XDP_DROP,
+        ),
+        case(
+            "tcp6 443 to 2001:db8:ff::1 -> rule 60",
+            p::ipv6(
+                v6("2001:db8:9::1"),
+                v6("2001:db8:ff::1"),
+                TCP,
+                &p::tcp(40000, 443, SYN),
+            ),
+            XDP_PASS,
+        ),
+        case(
+            "tcp6 443 to ::2 -> default deny",
+            p::ipv6(
+                v6("2001:db8:9::1"),
+                v6("2001:db8:ff::2"),
+                TCP,
+                &p::tcp(40000, 443, SYN),
+            ),
+            XDP_DROP,
+        ),
         case(
             "tcp6 443 behind hop-by-hop + destination options -> rule 60",
-            p::ipv6_ext(v6("2001:db8:9::1"), v6("2001:db8:ff::1"), 0, &[p::ext_opts(60), p::ext_opts(TCP)].concat(), &p::tcp(40000, 443, SYN)),
+            p::ipv6_ext(
+                v6("2001:db8:9::1"),
+                v6("2001:db8:ff::1"),
+                0,
+                &[p::ext_opts(60), p::ext_opts(TCP)].concat(),
+                &p::tcp(40000, 443, SYN),
+            ),
             XDP_PASS,
         ),
         case(
             "tcp6 444 behind extension headers -> default deny",
-            p::ipv6_ext(v6("2001:db8:9::1"), v6("2001:db8:ff::1"), 0, &p::ext_opts(TCP), &p::tcp(40000, 444, SYN)),
+            p::ipv6_ext(
+                v6("2001:db8:9::1"),
+                v6("2001:db8:ff::1"),
+                0,
+                &p::ext_opts(TCP),
+                &p::tcp(40000, 444, SYN),
+            ),
             XDP_DROP,
         ),
         // VLAN.
-        case("802.1Q tagged tcp 22 -> rule 20", p::vlan(&p::ipv4(a, web, TCP, &tcp22), 100, false), XDP_PASS),
-        case("802.1Q tagged tcp 23 -> default deny", p::vlan(&p::ipv4(a, web, TCP, &p::tcp(1, 23, SYN)), 100, false), XDP_DROP),
         case(
-            "QinQ tagged udp 5000 -> rule 30",
-            p::vlan(&p::vlan(&p::ipv4(v4("8.8.8.8"), web, UDP, &p::udp(2000, 5000, 4)), 10, false), 20, true),
+            "802.1Q tagged tcp 22 -> rule 20",
+            p::vlan(&p::ipv4(a, web, TCP, &tcp22), 100, false),
             XDP_PASS,
         ),
-        case("QinQ tagged icmpv6 from 2001:db8:1::1", p::vlan(&p::vlan(&p::ipv6(v6("2001:db8:1::1"), v6("::1"), ICMPV6, &p::icmp(128, 0, 1)), 10, false), 20, true), XDP_PASS),
+        case(
+            "802.1Q tagged tcp 23 -> default deny",
+            p::vlan(&p::ipv4(a, web, TCP, &p::tcp(1, 23, SYN)), 100, false),
+            XDP_DROP,
+        ),
+        case(
+            "QinQ tagged udp 5000 -> rule 30",
+            p::vlan(
+                &p::vlan(
+                    &p::ipv4(v4("8.8.8.8"), web, UDP, &p::udp(2000, 5000, 4)),
+                    10,
+                    false,
+                ),
+                20,
+                true,
+            ),
+            XDP_PASS,
+        ),
+        case(
+            "QinQ tagged icmpv6 from 2001:db8:1::1",
+            p::vlan(
+                &p::vlan(
+                    &p::ipv6(v6("2001:db8:1::1"), v6("::1"), ICMPV6, &p::icmp(128, 0, 1)),
+                    10,
+                    false,
+                ),
+                20,
+                true,
+            ),
+            XDP_PASS,
+        ),
         // Fragments.
-        case("ipv4 first fragment (MF) with tcp 22 header -> rule 20", p::ipv4_frag(a, web, TCP, 0x2000, &tcp22), XDP_PASS),
-        case("ipv4 non-first fragment tcp -> only L4-free rules; none -> deny", p::ipv4_frag(a, web, TCP, 0x0010, &[0u8; 16]), XDP_DROP),
-        case("ipv4 non-first fragment from 198.51.100.7 -> rule 70 (no L4 fields)", p::ipv4_frag(v4("198.51.100.7"), web, UDP, 0x0010, &[0u8; 16]), XDP_PASS),
-        case("ipv4 non-first fragment of udp 5000 is not matched by port rule 30", p::ipv4_frag(v4("8.8.8.8"), web, UDP, 0x0004, &p::udp(2000, 5000, 8)), XDP_DROP),
+        case(
+            "ipv4 first fragment (MF) with tcp 22 header -> rule 20",
+            p::ipv4_frag(a, web, TCP, 0x2000, &tcp22),
+            XDP_PASS,
+        ),
+        case(
+            "ipv4 non-first fragment tcp -> only L4-free rules; none -> deny",
+            p::ipv4_frag(a, web, TCP, 0x0010, &[0u8; 16]),
+            XDP_DROP,
+        ),
+        case(
+            "ipv4 non-first fragment from 198.51.100.7 -> rule 70 (no L4 fields)",
+            p::ipv4_frag(v4("198.51.100.7"), web, UDP, 0x0010, &[0u8; 16]),
+            XDP_PASS,
+        ),
+        case(
+            "ipv4 non-first fragment of udp 5000 is not matched by port rule 30",
+            p::ipv4_frag(v4("8.8.8.8"), web, UDP, 0x0004, &p::udp(2000, 5000, 8)),
+            XDP_DROP,
+        ),
         case(
             "ipv6 first fragment of tcp 443 -> rule 60",
-            p::ipv6_ext(v6("2001:db8:9::1"), v6("2001:db8:ff::1"), 44, &p::ext_frag(TCP, 0, true), &p::tcp(40000, 443, SYN)),
+            p::ipv6_ext(
+                v6("2001:db8:9::1"),
+                v6("2001:db8:ff::1"),
+                44,
+                &p::ext_frag(TCP, 0, true),
+                &p::tcp(40000, 443, SYN),
+            ),
             XDP_PASS,
         ),
         case(
             "ipv6 non-first fragment of tcp -> deny (L4 unknown)",
-            p::ipv6_ext(v6("2001:db8:9::1"), v6("2001:db8:ff::1"), 44, &p::ext_frag(TCP, 8, false), &[0u8; 16]),
+            p::ipv6_ext(
+                v6("2001:db8:9::1"),
+                v6("2001:db8:ff::1"),
+                44,
+                &p::ext_frag(TCP, 8, false),
+                &[0u8; 16],
+            ),
             XDP_DROP,
         ),
     ];
@@ -199,48 +378,113 @@ fn ingress_cases() -> Vec<Case> {
     let good = p::ipv4(a, web, TCP, &tcp22);
     let mut bad_ihl = good.clone();
     bad_ihl[14] = 0x44;
-    cases.push(case("ipv4 IHL 4 (< 5) -> malformed drop", bad_ihl, XDP_DROP));
+    cases.push(case(
+        "ipv4 IHL 4 (< 5) -> malformed drop",
+        bad_ihl,
+        XDP_DROP,
+    ));
     let mut big_ihl = good.clone();
     big_ihl[14] = 0x4f;
-    cases.push(case("ipv4 IHL 15 beyond the datagram -> malformed drop", big_ihl, XDP_DROP));
+    cases.push(case(
+        "ipv4 IHL 15 beyond the datagram -> malformed drop",
+        big_ihl,
+        XDP_DROP,
+    ));
     let mut ver = good.clone();
     ver[14] = 0x65;
-    cases.push(case("ethertype ipv4 with version 6 -> malformed drop", ver, XDP_DROP));
-    cases.push(case("truncated ipv4 header (frame ends at 30 bytes)", good[..30].to_vec(), XDP_DROP));
-    cases.push(case("truncated tcp header (10 of 20 bytes)", {
-        let mut t = p::ipv4(a, web, TCP, &tcp22[..10]);
-        // Consistent total length, but the TCP header itself is short.
-        t.truncate(14 + 20 + 10);
-        t
-    }, XDP_DROP));
+    cases.push(case(
+        "ethertype ipv4 with version 6 -> malformed drop",
+        ver,
+        XDP_DROP,
+    ));
+    cases.push(case(
+        "truncated ipv4 header (frame ends at 30 bytes)",
+        good[..30].to_vec(),
+        XDP_DROP,
+    ));
+    cases.push(case(
+        "truncated tcp header (10 of 20 bytes)",
+        {
+            let mut t = p::ipv4(a, web, TCP, &tcp22[..10]);
+            // Consistent total length, but the TCP header itself is short.
+            t.truncate(14 + 20 + 10);
+            t
+        },
+        XDP_DROP,
+    ));
     let mut doff = good.clone();
     doff[14 + 20 + 12] = 0x40;
-    cases.push(case("tcp data offset 4 (< 5) -> malformed drop", doff, XDP_DROP));
+    cases.push(case(
+        "tcp data offset 4 (< 5) -> malformed drop",
+        doff,
+        XDP_DROP,
+    ));
     let mut tot = good.clone();
     tot[16..18].copy_from_slice(&1500u16.to_be_bytes());
-    cases.push(case("ipv4 total length beyond the frame -> malformed drop", tot, XDP_DROP));
+    cases.push(case(
+        "ipv4 total length beyond the frame -> malformed drop",
+        tot,
+        XDP_DROP,
+    ));
     let mut tot_small = good.clone();
     tot_small[16..18].copy_from_slice(&10u16.to_be_bytes());
-    cases.push(case("ipv4 total length < header length -> malformed drop", tot_small, XDP_DROP));
-    cases.push(case("udp header cut to 4 bytes", p::ipv4(v4("8.8.8.8"), web, UDP, &p::udp(2000, 5000, 0)[..4]), XDP_DROP));
-    cases.push(case("ethernet header only, ethertype ipv4", good[..14].to_vec(), XDP_DROP));
-    let v6good = p::ipv6(v6("2001:db8:9::1"), v6("2001:db8:ff::1"), TCP, &p::tcp(40000, 443, SYN));
-    cases.push(case("truncated ipv6 header", v6good[..40].to_vec(), XDP_DROP));
+    cases.push(case(
+        "ipv4 total length < header length -> malformed drop",
+        tot_small,
+        XDP_DROP,
+    ));
+    cases.push(case(
+        "udp header cut to 4 bytes",
+        p::ipv4(v4("8.8.8.8"), web, UDP, &p::udp(2000, 5000, 0)[..4]),
+        XDP_DROP,
+    ));
+    cases.push(case(
+        "ethernet header only, ethertype ipv4",
+        good[..14].to_vec(),
+        XDP_DROP,
+    ));
+    let v6good = p::ipv6(
+        v6("2001:db8:9::1"),
+        v6("2001:db8:ff::1"),
+        TCP,
+        &p::tcp(40000, 443, SYN),
+    );
+    cases.push(case(
+        "truncated ipv6 header",
+        v6good[..40].to_vec(),
+        XDP_DROP,
+    ));
     let mut plen = v6good.clone();
     plen[18..20].copy_from_slice(&2000u16.to_be_bytes());
     cases.push(case("ipv6 payload length beyond the frame", plen, XDP_DROP));
     let nine: Vec<u8> = (0..9).flat_map(|_| p::ext_opts(60)).collect();
     cases.push(case(
         "ipv6 chain of 9 extension headers (limit 8) -> malformed drop",
-        p::ipv6_ext(v6("2001:db8:1::1"), v6("::1"), 60, &nine, &p::icmp(128, 0, 1)),
+        p::ipv6_ext(
+            v6("2001:db8:1::1"),
+            v6("::1"),
+            60,
+            &nine,
+            &p::icmp(128, 0, 1),
+        ),
         XDP_DROP,
     ));
     cases.push(case(
         "ipv6 extension header claiming more bytes than the packet",
-        p::ipv6_ext(v6("2001:db8:1::1"), v6("::1"), 0, &[60, 200, 0, 0, 0, 0, 0, 0], &[]),
+        p::ipv6_ext(
+            v6("2001:db8:1::1"),
+            v6("::1"),
+            0,
+            &[60, 200, 0, 0, 0, 0, 0, 0],
+            &[],
+        ),
         XDP_DROP,
     ));
-    cases.push(case("vlan tag with truncated inner ethertype", p::vlan(&p::arp(), 5, false)[..16].to_vec(), XDP_DROP));
+    cases.push(case(
+        "vlan tag with truncated inner ethertype",
+        p::vlan(&p::arp(), 5, false)[..16].to_vec(),
+        XDP_DROP,
+    ));
     cases
 }
 
@@ -253,12 +497,18 @@ fn xdp_ingress_fixtures() {
     h.apply(&policy()).expect("apply fixture policy");
     let mut failures = Vec::new();
     for c in ingress_cases() {
-        let got = h.xdp(&c.packet).unwrap_or_else(|e| panic!("{}: {e}", c.what));
+        let got = h
+            .xdp(&c.packet)
+            .unwrap_or_else(|e| panic!("{}: {e}", c.what));
         if got != c.verdict {
             failures.push(format!("{}: expected {}, got {got}", c.what, c.verdict));
         }
     }
-    assert!(failures.is_empty(), "fixture failures:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "fixture failures:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -270,19 +520,46 @@ fn tc_egress_fixtures() {
     h.apply(&policy()).unwrap();
     let a = v4("192.0.2.10");
     let cases = [
-        case("udp 53 out -> egress rule 1 deny", p::ipv4(a, v4("9.9.9.9"), UDP, &p::udp(3333, 53, 8)), TC_DROP),
-        case("udp 54 out -> default permit", p::ipv4(a, v4("9.9.9.9"), UDP, &p::udp(3333, 54, 8)), TC_PASS),
-        case("tcp 53 out -> default permit", p::ipv4(a, v4("9.9.9.9"), TCP, &p::tcp(3333, 53, SYN)), TC_PASS),
-        case("udp6 53 out -> deny", p::ipv6(v6("2001:db8::1"), v6("2001:db8::53"), UDP, &p::udp(3333, 53, 8)), TC_DROP),
+        case(
+            "udp 53 out -> egress rule 1 deny",
+            p::ipv4(a, v4("9.9.9.9"), UDP, &p::udp(3333, 53, 8)),
+            TC_DROP,
+        ),
+        case(
+            "udp 54 out -> default permit",
+            p::ipv4(a, v4("9.9.9.9"), UDP, &p::udp(3333, 54, 8)),
+            TC_PASS,
+        ),
+        case(
+            "tcp 53 out -> default permit",
+            p::ipv4(a, v4("9.9.9.9"), TCP, &p::tcp(3333, 53, SYN)),
+            TC_PASS,
+        ),
+        case(
+            "udp6 53 out -> deny",
+            p::ipv6(
+                v6("2001:db8::1"),
+                v6("2001:db8::53"),
+                UDP,
+                &p::udp(3333, 53, 8),
+            ),
+            TC_DROP,
+        ),
         case("non-IP out -> pass", vec![0u8; 20], TC_PASS),
-        case("ipv4 with IHL 4 out -> drop", {
-            let mut x = p::ipv4(a, v4("9.9.9.9"), UDP, &p::udp(1, 54, 8));
-            x[14] = 0x44;
-            x
-        }, TC_DROP),
+        case(
+            "ipv4 with IHL 4 out -> drop",
+            {
+                let mut x = p::ipv4(a, v4("9.9.9.9"), UDP, &p::udp(1, 54, 8));
+                x[14] = 0x44;
+                x
+            },
+            TC_DROP,
+        ),
     ];
     for c in cases {
-        let got = h.tc(&c.packet).unwrap_or_else(|e| panic!("{}: {e}", c.what));
+        let got = h
+            .tc(&c.packet)
+            .unwrap_or_else(|e| panic!("{}: {e}", c.what));
         assert_eq!(got, c.verdict, "{}", c.what);
     }
 }
@@ -309,24 +586,49 @@ fn conntrack_lets_replies_in_and_drop_established_cuts_them() {
     let other = p::ipv4(peer, me, TCP, &p::tcp(81, 45000, SYN | ACK));
     assert_eq!(h.xdp(&other).unwrap(), XDP_DROP);
     // UDP and ICMP echo are tracked too.
-    assert_eq!(h.tc(&p::ipv4(me, peer, UDP, &p::udp(4000, 4001, 4))).unwrap(), TC_PASS);
-    assert_eq!(h.xdp(&p::ipv4(peer, me, UDP, &p::udp(4001, 4000, 4))).unwrap(), XDP_PASS);
-    assert_eq!(h.tc(&p::ipv4(me, peer, ICMP, &p::icmp(8, 0, 77))).unwrap(), TC_PASS);
-    assert_eq!(h.xdp(&p::ipv4(peer, me, ICMP, &p::icmp(0, 0, 77))).unwrap(), XDP_PASS);
-    assert_eq!(h.xdp(&p::ipv4(peer, me, ICMP, &p::icmp(0, 0, 78))).unwrap(), XDP_DROP);
+    assert_eq!(
+        h.tc(&p::ipv4(me, peer, UDP, &p::udp(4000, 4001, 4)))
+            .unwrap(),
+        TC_PASS
+    );
+    assert_eq!(
+        h.xdp(&p::ipv4(peer, me, UDP, &p::udp(4001, 4000, 4)))
+            .unwrap(),
+        XDP_PASS
+    );
+    assert_eq!(
+        h.tc(&p::ipv4(me, peer, ICMP, &p::icmp(8, 0, 77))).unwrap(),
+        TC_PASS
+    );
+    assert_eq!(
+        h.xdp(&p::ipv4(peer, me, ICMP, &p::icmp(0, 0, 77))).unwrap(),
+        XDP_PASS
+    );
+    assert_eq!(
+        h.xdp(&p::ipv4(peer, me, ICMP, &p::icmp(0, 0, 78))).unwrap(),
+        XDP_DROP
+    );
 
     // A plain deny rule for the peer does not cut the established flow ...
     let mut deny = r(1, Action::Deny);
     deny.sources = vec!["203.0.113.0/24".into()];
     pol.interfaces[0].rules.push(deny.clone());
     h.apply(&pol).unwrap();
-    assert_eq!(h.xdp(&reply).unwrap(), XDP_PASS, "established flow survives a plain deny");
+    assert_eq!(
+        h.xdp(&reply).unwrap(),
+        XDP_PASS,
+        "established flow survives a plain deny"
+    );
     // ... one with drop_established does.
     pol.interfaces[0].rules.retain(|x| x.sequence != 1);
     deny.drop_established = true;
     pol.interfaces[0].rules.push(deny);
     h.apply(&pol).unwrap();
-    assert_eq!(h.xdp(&reply).unwrap(), XDP_DROP, "drop_established cuts the flow");
+    assert_eq!(
+        h.xdp(&reply).unwrap(),
+        XDP_DROP,
+        "drop_established cuts the flow"
+    );
 }
 
 #[test]
@@ -345,20 +647,39 @@ fn tcp_rst_closes_the_flow() {
     let me = v4("192.0.2.10");
     let peer = v4("203.0.113.9");
     let reply = p::ipv4(peer, me, TCP, &p::tcp(80, 45001, ACK));
-    assert_eq!(h.tc(&p::ipv4(me, peer, TCP, &p::tcp(45001, 80, SYN))).unwrap(), TC_PASS);
+    assert_eq!(
+        h.tc(&p::ipv4(me, peer, TCP, &p::tcp(45001, 80, SYN)))
+            .unwrap(),
+        TC_PASS
+    );
     assert_eq!(h.xdp(&reply).unwrap(), XDP_PASS);
-    assert_eq!(h.tc(&p::ipv4(me, peer, TCP, &p::tcp(45001, 80, RST))).unwrap(), TC_PASS);
+    assert_eq!(
+        h.tc(&p::ipv4(me, peer, TCP, &p::tcp(45001, 80, RST)))
+            .unwrap(),
+        TC_PASS
+    );
     std::thread::sleep(std::time::Duration::from_millis(5));
     assert_eq!(h.xdp(&reply).unwrap(), XDP_DROP, "closed flow expired");
     // FIN from both sides closes too.
-    assert_eq!(h.tc(&p::ipv4(me, peer, TCP, &p::tcp(45002, 80, SYN))).unwrap(), TC_PASS);
+    assert_eq!(
+        h.tc(&p::ipv4(me, peer, TCP, &p::tcp(45002, 80, SYN)))
+            .unwrap(),
+        TC_PASS
+    );
     let r2 = p::ipv4(peer, me, TCP, &p::tcp(80, 45002, ACK | FIN));
     assert_eq!(h.xdp(&r2).unwrap(), XDP_PASS);
-    assert_eq!(h.tc(&p::ipv4(me, peer, TCP, &p::tcp(45002, 80, ACK | FIN))).unwrap(), TC_PASS);
+    assert_eq!(
+        h.tc(&p::ipv4(me, peer, TCP, &p::tcp(45002, 80, ACK | FIN)))
+            .unwrap(),
+        TC_PASS
+    );
     std::thread::sleep(std::time::Duration::from_millis(5));
     assert_eq!(h.xdp(&r2).unwrap(), XDP_DROP, "FIN/FIN flow expired");
     let stats = h.maps.ct_stats().unwrap();
-    assert!(stats[rampart_common::ct_stat::CLOSED as usize] >= 2, "{stats:?}");
+    assert!(
+        stats[rampart_common::ct_stat::CLOSED as usize] >= 2,
+        "{stats:?}"
+    );
 }
 
 #[test]
@@ -369,9 +690,21 @@ fn ten_thousand_rules_match_last_and_counters_count() {
     let mut h = harness();
     let rules: Vec<_> = (0..10_000u32)
         .map(|i| {
-            let mut x = r(i, if i == 9_999 { Action::Deny } else { Action::Permit });
+            let mut x = r(
+                i,
+                if i == 9_999 {
+                    Action::Deny
+                } else {
+                    Action::Permit
+                },
+            );
             x.protocol = 17;
-            x.sources = vec![format!("10.{}.{}.{}/32", 100 + (i >> 16), (i >> 8) & 255, i & 255)];
+            x.sources = vec![format!(
+                "10.{}.{}.{}/32",
+                100 + (i >> 16),
+                (i >> 8) & 255,
+                i & 255
+            )];
             x
         })
         .collect();
@@ -391,10 +724,17 @@ fn ten_thousand_rules_match_last_and_counters_count() {
     let i = &compiled.interfaces[0];
     let g = h.maps.apply(&i.ingress, &i.egress).unwrap();
     let took = t0.elapsed();
-    eprintln!("10,000 rules: compile {:?}, write+switch {:?}", t1 - t0, t1.elapsed());
+    eprintln!(
+        "10,000 rules: compile {:?}, write+switch {:?}",
+        t1 - t0,
+        t1.elapsed()
+    );
     // Debug builds compile ~10x slower than the agent's release build.
     let budget = if cfg!(debug_assertions) { 5 } else { 1 };
-    assert!(took < std::time::Duration::from_secs(budget), "apply took {took:?}");
+    assert!(
+        took < std::time::Duration::from_secs(budget),
+        "apply took {took:?}"
+    );
     let last = p::ipv4(v4("10.100.39.15"), v4("192.0.2.1"), UDP, &p::udp(1, 2, 4));
     for _ in 0..3 {
         assert_eq!(h.xdp(&last).unwrap(), XDP_DROP, "rule 9999 denies");

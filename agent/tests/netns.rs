@@ -37,7 +37,10 @@ interfaces:
 }
 
 fn metric(text: &str, prefix: &str) -> Option<u64> {
-    text.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
 }
 
 #[test]
@@ -58,8 +61,14 @@ fn allowed_denied_stateful_metrics_and_hot_reload() {
     assert!(topo.udp_c_to_s(C_IP, 9000, 20) >= 18, "udp 9000 permitted");
     assert_eq!(topo.udp_c_to_s(C_IP, 9001, 20), 0, "udp 9001 denied");
     assert!(topo.ping(true), "icmp echo request permitted");
-    assert!(topo.tcp_s_to_c(7000), "replies of a flow S opened come back (conntrack)");
-    assert!(topo.ping(false), "echo replies of S's ping come back (conntrack)");
+    assert!(
+        topo.tcp_s_to_c(7000),
+        "replies of a flow S opened come back (conntrack)"
+    );
+    assert!(
+        topo.ping(false),
+        "echo replies of S's ping come back (conntrack)"
+    );
 
     let m = scrape(&topo.s, mport);
     let hits = metric(
@@ -67,15 +76,27 @@ fn allowed_denied_stateful_metrics_and_hot_reload() {
         r#"rampart_rule_packets_total{direction="ingress",interface="vs",rule="10",service="web",tenant="acme"}"#,
     );
     // Only the SYN matches the rule; the rest of the flow is "established".
-    assert!(hits.is_some_and(|h| h >= 1), "rule 10 hits in metrics:\n{m}");
+    assert!(
+        hits.is_some_and(|h| h >= 1),
+        "rule 10 hits in metrics:\n{m}"
+    );
     assert!(
         metric(&m, r#"rampart_verdict_packets_total{direction="ingress",interface="vs",reason="drop_default"}"#)
             .is_some_and(|v| v >= 20),
         "default drops counted:\n{m}"
     );
-    assert!(metric(&m, r#"rampart_conntrack_entries{interface="vs"}"#).is_some_and(|v| v >= 1), "{m}");
-    assert!(m.contains(r#"rampart_program_attached{hook="xdp",interface="vs""#), "{m}");
-    assert!(metric(&m, "rampart_policy_version").is_some_and(|v| v == 1), "{m}");
+    assert!(
+        metric(&m, r#"rampart_conntrack_entries{interface="vs"}"#).is_some_and(|v| v >= 1),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"rampart_program_attached{hook="xdp",interface="vs""#),
+        "{m}"
+    );
+    assert!(
+        metric(&m, "rampart_policy_version").is_some_and(|v| v == 1),
+        "{m}"
+    );
 
     // Hot reload: 8081 becomes permitted.
     let extra = "      - {sequence: 40, action: permit, protocol: 6, destination_ports: [{first: 8081, last: 8081}]}\n";
@@ -87,18 +108,28 @@ fn allowed_denied_stateful_metrics_and_hot_reload() {
     let bad = "      - {sequence: 50, action: deny, sources: [\"10.0.0.300/8\"]}\n";
     std::fs::write(&pol, policy_yaml(3, &format!("{extra}{bad}"))).unwrap();
     agent.wait_for("policy not applied", 1);
-    assert!(agent.log.lock().unwrap().contains("10.0.0.300/8"), "error names the bad prefix");
+    assert!(
+        agent.log.lock().unwrap().contains("10.0.0.300/8"),
+        "error names the bad prefix"
+    );
     let mut unknown = policy_yaml(4, extra);
     unknown = unknown.replace("interface: vs", "interface: nosuch0");
     std::fs::write(&pol, unknown).unwrap();
     agent.wait_for("policy not applied", 2);
-    assert!(agent.log.lock().unwrap().contains("nosuch0"), "error names the interface");
+    assert!(
+        agent.log.lock().unwrap().contains("nosuch0"),
+        "error names the interface"
+    );
     assert!(topo.tcp_c_to_s(8081), "policy v2 still enforced");
     assert!(!topo.tcp_c_to_s(8082), "and still denies what v2 denies");
 }
 
 /// Receives UDP on S:`ports` until stopped; records (port, arrival time).
-fn udp_sink(topo: &Topo, ports: &[u16], stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<(u16, Instant, std::net::IpAddr)>> {
+fn udp_sink(
+    topo: &Topo,
+    ports: &[u16],
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<Vec<(u16, Instant, std::net::IpAddr)>> {
     let ports = ports.to_vec();
     Topo::in_ns(&topo.s, move || {
         let socks: Vec<(u16, UdpSocket)> = ports
@@ -128,11 +159,18 @@ fn udp_sink(topo: &Topo, ports: &[u16], stop: Arc<AtomicBool>) -> std::thread::J
 }
 
 /// Sends to each (source, port) flow in turn until stopped.
-fn udp_source(topo: &Topo, flows: &[(&'static str, u16)], stop: Arc<AtomicBool>, sent: Arc<AtomicU64>) -> std::thread::JoinHandle<()> {
+fn udp_source(
+    topo: &Topo,
+    flows: &[(&'static str, u16)],
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+) -> std::thread::JoinHandle<()> {
     let flows = flows.to_vec();
     Topo::in_ns(&topo.c, move || {
-        let socks: Vec<(UdpSocket, u16)> =
-            flows.iter().map(|(src, p)| (UdpSocket::bind((*src, 0)).unwrap(), *p)).collect();
+        let socks: Vec<(UdpSocket, u16)> = flows
+            .iter()
+            .map(|(src, p)| (UdpSocket::bind((*src, 0)).unwrap(), *p))
+            .collect();
         while !stop.load(Ordering::Relaxed) {
             for (s, p) in &socks {
                 let _ = s.send_to(b"x", (S_IP, *p));
@@ -158,7 +196,12 @@ fn kill9_keeps_enforcing_restart_adopts_detach_cleans() {
     let stop = Arc::new(AtomicBool::new(false));
     let sink = udp_sink(&topo, &[9000, 9001], stop.clone());
     let sent = Arc::new(AtomicU64::new(0));
-    let src = udp_source(&topo, &[(C_IP, 9000), (C_IP, 9001)], stop.clone(), sent.clone());
+    let src = udp_source(
+        &topo,
+        &[(C_IP, 9000), (C_IP, 9001)],
+        stop.clone(),
+        sent.clone(),
+    );
     std::thread::sleep(Duration::from_millis(300));
     let killed_at = Instant::now();
     agent.kill9();
@@ -172,20 +215,46 @@ fn kill9_keeps_enforcing_restart_adopts_detach_cleans() {
     let got = sink.join().unwrap();
 
     let denied = got.iter().filter(|(p, _, _)| *p == 9001).count();
-    assert_eq!(denied, 0, "no denied packet passed while the agent was dead or restarting");
-    let allowed: Vec<Instant> = got.iter().filter(|(p, _, _)| *p == 9000).map(|(_, t, _)| *t).collect();
-    let during_kill = allowed.iter().filter(|t| **t > killed_at && **t < killed_at + Duration::from_millis(500)).count();
-    assert!(during_kill > 50, "allowed traffic kept flowing while the agent was dead ({during_kill})");
+    assert_eq!(
+        denied, 0,
+        "no denied packet passed while the agent was dead or restarting"
+    );
+    let allowed: Vec<Instant> = got
+        .iter()
+        .filter(|(p, _, _)| *p == 9000)
+        .map(|(_, t, _)| *t)
+        .collect();
+    let during_kill = allowed
+        .iter()
+        .filter(|t| **t > killed_at && **t < killed_at + Duration::from_millis(500))
+        .count();
+    assert!(
+        during_kill > 50,
+        "allowed traffic kept flowing while the agent was dead ({during_kill})"
+    );
     let max_gap = allowed.windows(2).map(|w| w[1] - w[0]).max().unwrap();
-    assert!(max_gap < Duration::from_millis(100), "no enforcement gap: max gap {max_gap:?}");
-    eprintln!("sent {} packets, {} allowed received, max gap {max_gap:?}", sent.load(Ordering::Relaxed), allowed.len());
+    assert!(
+        max_gap < Duration::from_millis(100),
+        "no enforcement gap: max gap {max_gap:?}"
+    );
+    eprintln!(
+        "sent {} packets, {} allowed received, max gap {max_gap:?}",
+        sent.load(Ordering::Relaxed),
+        allowed.len()
+    );
 
     // Exactly one XDP program and one TCX egress program on the interface.
-    let link = std::process::Command::new("ip").args(["-n", &topo.s, "-d", "link", "show", "vs"]).output().unwrap();
+    let link = std::process::Command::new("ip")
+        .args(["-n", &topo.s, "-d", "link", "show", "vs"])
+        .output()
+        .unwrap();
     let link = String::from_utf8_lossy(&link.stdout).to_string();
     assert_eq!(link.matches("prog/xdp").count(), 1, "{link}");
     let tcx = Topo::in_ns(&topo.s, || {
-        aya::programs::SchedClassifier::query_tcx("vs", aya::programs::TcAttachType::Egress).unwrap().1.len()
+        aya::programs::SchedClassifier::query_tcx("vs", aya::programs::TcAttachType::Egress)
+            .unwrap()
+            .1
+            .len()
     })
     .join()
     .unwrap();
@@ -199,17 +268,33 @@ fn kill9_keeps_enforcing_restart_adopts_detach_cleans() {
         .arg("detach")
         .output()
         .unwrap();
-    assert!(out.status.success(), "detach: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "detach: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!topo.pin_root.exists(), "pin root removed");
-    let link = std::process::Command::new("ip").args(["-n", &topo.s, "-d", "link", "show", "vs"]).output().unwrap();
-    assert!(!String::from_utf8_lossy(&link.stdout).contains("prog/xdp"), "xdp detached");
+    let link = std::process::Command::new("ip")
+        .args(["-n", &topo.s, "-d", "link", "show", "vs"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&link.stdout).contains("prog/xdp"),
+        "xdp detached"
+    );
     let tcx = Topo::in_ns(&topo.s, || {
-        aya::programs::SchedClassifier::query_tcx("vs", aya::programs::TcAttachType::Egress).unwrap().1.len()
+        aya::programs::SchedClassifier::query_tcx("vs", aya::programs::TcAttachType::Egress)
+            .unwrap()
+            .1
+            .len()
     })
     .join()
     .unwrap();
     assert_eq!(tcx, 0, "tcx detached");
-    assert!(topo.udp_c_to_s(C_IP, 9001, 10) >= 9, "no filtering after detach");
+    assert!(
+        topo.udp_c_to_s(C_IP, 9001, 10) >= 9,
+        "no filtering after detach"
+    );
 }
 
 #[test]
@@ -221,9 +306,15 @@ fn live_policy_swap_never_mixes_generations() {
     // A permits .3 -> 9000, B permits .1 -> 9001. A packet .3 -> 9001 or
     // .1 -> 9000 is permitted by neither, but would be by a mix of A's
     // source bitmap and B's port bitmap (or the reverse): the canaries.
-    let a = policy(r#"[{sequence: 1, action: permit, protocol: 17, sources: ["10.200.0.3/32"], destination_ports: [{first: 9000, last: 9000}]}]"#);
-    let b = policy(r#"[{sequence: 1, action: permit, protocol: 17, sources: ["10.200.0.1/32"], destination_ports: [{first: 9001, last: 9001}]}]"#);
-    let layout = PinLayout { root: topo.pin_root.clone() };
+    let a = policy(
+        r#"[{sequence: 1, action: permit, protocol: 17, sources: ["10.200.0.3/32"], destination_ports: [{first: 9000, last: 9000}]}]"#,
+    );
+    let b = policy(
+        r#"[{sequence: 1, action: permit, protocol: 17, sources: ["10.200.0.1/32"], destination_ports: [{first: 9001, last: 9001}]}]"#,
+    );
+    let layout = PinLayout {
+        root: topo.pin_root.clone(),
+    };
     let enf = Arc::new(Mutex::new(None::<Enforcer>));
     {
         let (enf, layout, a) = (enf.clone(), layout.clone(), a.clone());
@@ -238,7 +329,12 @@ fn live_policy_swap_never_mixes_generations() {
     let stop = Arc::new(AtomicBool::new(false));
     let sink = udp_sink(&topo, &[9000, 9001], stop.clone());
     let sent = Arc::new(AtomicU64::new(0));
-    let src = udp_source(&topo, &[(C_IP2, 9000), (C_IP, 9001), (C_IP2, 9001), (C_IP, 9000)], stop.clone(), sent.clone());
+    let src = udp_source(
+        &topo,
+        &[(C_IP2, 9000), (C_IP, 9001), (C_IP2, 9001), (C_IP, 9000)],
+        stop.clone(),
+        sent.clone(),
+    );
     let swaps = 200;
     let t0 = Instant::now();
     {
@@ -262,15 +358,41 @@ fn live_policy_swap_never_mixes_generations() {
     for (p, _, ip) in &got {
         *by_flow.entry((ip.to_string(), *p)).or_default() += 1;
     }
-    eprintln!("{swaps} swaps in {took:?}, sent {}, received {by_flow:?}", sent.load(Ordering::Relaxed));
-    assert_eq!(by_flow.get(&(C_IP2.to_string(), 9001)).copied().unwrap_or(0), 0, "canary .3->9001 passed: generations mixed");
-    assert_eq!(by_flow.get(&(C_IP.to_string(), 9000)).copied().unwrap_or(0), 0, "canary .1->9000 passed: generations mixed");
-    assert!(by_flow.get(&(C_IP2.to_string(), 9000)).copied().unwrap_or(0) > 0, "A's flow passed");
-    assert!(by_flow.get(&(C_IP.to_string(), 9001)).copied().unwrap_or(0) > 0, "B's flow passed");
+    eprintln!(
+        "{swaps} swaps in {took:?}, sent {}, received {by_flow:?}",
+        sent.load(Ordering::Relaxed)
+    );
+    assert_eq!(
+        by_flow
+            .get(&(C_IP2.to_string(), 9001))
+            .copied()
+            .unwrap_or(0),
+        0,
+        "canary .3->9001 passed: generations mixed"
+    );
+    assert_eq!(
+        by_flow.get(&(C_IP.to_string(), 9000)).copied().unwrap_or(0),
+        0,
+        "canary .1->9000 passed: generations mixed"
+    );
+    assert!(
+        by_flow
+            .get(&(C_IP2.to_string(), 9000))
+            .copied()
+            .unwrap_or(0)
+            > 0,
+        "A's flow passed"
+    );
+    assert!(
+        by_flow.get(&(C_IP.to_string(), 9001)).copied().unwrap_or(0) > 0,
+        "B's flow passed"
+    );
     drop(enf);
 }
 
 fn policy(rules: &str) -> HostPolicy {
-    let y = format!("version: 1\ninterfaces:\n  - interface: vs\n    direction: ingress\n    default_action: deny\n    rules: {rules}\n");
+    let y = format!(
+        "version: 1\ninterfaces:\n  - interface: vs\n    direction: ingress\n    default_action: deny\n    rules: {rules}\n"
+    );
     serde_norway::from_str(&y).unwrap()
 }

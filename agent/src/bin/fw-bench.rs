@@ -42,7 +42,11 @@ struct Args {
     #[arg(long, default_value_t = 3.0)]
     seconds: f64,
     /// Filters to measure.
-    #[arg(long, value_delimiter = ',', default_value = "rampart,iptables,nft,nftset")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "rampart,iptables,nft,nftset"
+    )]
     filters: Vec<String>,
     /// trafgen send modes: `ring` (default zero-copy TX_RING) and/or
     /// `sendto` (`-t 0`, one send per packet).
@@ -91,7 +95,9 @@ impl Bed {
         };
         ip(&["netns", "add", &b.g])?;
         ip(&["netns", "add", &b.r])?;
-        ip(&["-n", &b.g, "link", "add", "g0", "type", "veth", "peer", "name", "r0", "netns", &b.r])?;
+        ip(&[
+            "-n", &b.g, "link", "add", "g0", "type", "veth", "peer", "name", "r0", "netns", &b.r,
+        ])?;
         ip(&["-n", &b.g, "addr", "add", "10.201.0.1/24", "dev", "g0"])?;
         ip(&["-n", &b.r, "addr", "add", "10.201.0.2/24", "dev", "r0"])?;
         for (ns, dev) in [(&b.g, "g0"), (&b.r, "r0")] {
@@ -102,13 +108,17 @@ impl Bed {
     }
 
     fn in_r(&self, args: &[&str]) -> anyhow::Result<String> {
-        run(Command::new("ip").args(["netns", "exec", &self.r]).args(args))
+        run(Command::new("ip")
+            .args(["netns", "exec", &self.r])
+            .args(args))
     }
 }
 
 impl Drop for Bed {
     fn drop(&mut self) {
-        let _ = loader::detach_all(&PinLayout { root: self.pins.clone() });
+        let _ = loader::detach_all(&PinLayout {
+            root: self.pins.clone(),
+        });
         let _ = Command::new("ip").args(["netns", "del", &self.g]).status();
         let _ = Command::new("ip").args(["netns", "del", &self.r]).status();
     }
@@ -207,8 +217,16 @@ impl Filter for Rampart {
         "rampart-xdp"
     }
     fn install(&mut self, bed: &Bed, n: usize) -> anyhow::Result<()> {
-        let opts = AttachOptions { xdp_mode: XdpModePref::Native, ..Default::default() };
-        let mut e = Enforcer::new(PinLayout { root: bed.pins.clone() }, opts);
+        let opts = AttachOptions {
+            xdp_mode: XdpModePref::Native,
+            ..Default::default()
+        };
+        let mut e = Enforcer::new(
+            PinLayout {
+                root: bed.pins.clone(),
+            },
+            opts,
+        );
         e.apply(&rampart_policy(n))?;
         self.0 = Some(e);
         Ok(())
@@ -216,11 +234,16 @@ impl Filter for Rampart {
     fn hits(&self, _: &Bed) -> anyhow::Result<u64> {
         let e = self.0.as_ref().context("installed")?;
         let v = e.verdicts("r0").context("r0 attached")?;
-        Ok(v.iter().filter(|(d, r, _)| *d == 0 && *r == reason::DROP_RULE).map(|(_, _, t)| t.packets).sum())
+        Ok(v.iter()
+            .filter(|(d, r, _)| *d == 0 && *r == reason::DROP_RULE)
+            .map(|(_, _, t)| t.packets)
+            .sum())
     }
     fn remove(&mut self, bed: &Bed) -> anyhow::Result<()> {
         self.0 = None;
-        loader::detach_all(&PinLayout { root: bed.pins.clone() })?;
+        loader::detach_all(&PinLayout {
+            root: bed.pins.clone(),
+        })?;
         Ok(())
     }
 }
@@ -232,17 +255,36 @@ impl Filter for Iptables {
         "iptables"
     }
     fn install(&mut self, bed: &Bed, n: usize) -> anyhow::Result<()> {
-        let mut s = String::from("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n");
+        let mut s = String::from(
+            "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n",
+        );
         for i in 0..n.saturating_sub(1) {
-            let _ = writeln!(s, "-A INPUT -s {}/32 -p udp --dport 9 -j DROP", nonmatching(i));
+            let _ = writeln!(
+                s,
+                "-A INPUT -s {}/32 -p udp --dport 9 -j DROP",
+                nonmatching(i)
+            );
         }
         let _ = writeln!(s, "-A INPUT -s {SRC}/32 -p udp --dport 9 -j DROP\nCOMMIT");
         restore(bed, &["iptables-legacy-restore"], &s)
     }
     fn hits(&self, bed: &Bed) -> anyhow::Result<u64> {
-        let out = bed.in_r(&["iptables-legacy", "-t", "filter", "-L", "INPUT", "-v", "-x", "-n"])?;
+        let out = bed.in_r(&[
+            "iptables-legacy",
+            "-t",
+            "filter",
+            "-L",
+            "INPUT",
+            "-v",
+            "-x",
+            "-n",
+        ])?;
         let last = out.lines().last().context("rules listed")?;
-        Ok(last.split_whitespace().next().context("pkts column")?.parse()?)
+        Ok(last
+            .split_whitespace()
+            .next()
+            .context("pkts column")?
+            .parse()?)
     }
     fn remove(&mut self, bed: &Bed) -> anyhow::Result<()> {
         bed.in_r(&["iptables-legacy", "-F", "INPUT"]).map(|_| ())
@@ -272,7 +314,10 @@ impl Filter for Nft {
             for i in 0..n.saturating_sub(1) {
                 let _ = writeln!(s, "  ip saddr {} udp dport 9 drop", nonmatching(i));
             }
-            let _ = writeln!(s, "  ip saddr {SRC} udp dport 9 counter name hits drop\n }}\n}}");
+            let _ = writeln!(
+                s,
+                "  ip saddr {SRC} udp dport 9 counter name hits drop\n }}\n}}"
+            );
         }
         restore(bed, &["nft", "-f", "-"], &s)
     }
@@ -282,7 +327,8 @@ impl Filter for Nft {
         Ok(p.split_whitespace().next().context("number")?.parse()?)
     }
     fn remove(&mut self, bed: &Bed) -> anyhow::Result<()> {
-        bed.in_r(&["nft", "delete", "table", "ip", "fwb"]).map(|_| ())
+        bed.in_r(&["nft", "delete", "table", "ip", "fwb"])
+            .map(|_| ())
     }
 }
 
@@ -293,7 +339,11 @@ fn restore(bed: &Bed, cmd: &[&str], input: &str) -> anyhow::Result<()> {
         .stdin(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
-    child.stdin.take().context("stdin")?.write_all(input.as_bytes())?;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(input.as_bytes())?;
     let out = child.wait_with_output()?;
     if !out.status.success() {
         bail!("{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
@@ -310,9 +360,15 @@ fn measure(bed: &Bed, f: &dyn Filter, cfg: &Path, secs: f64, mode: &str) -> anyh
     let c2 = f.hits(bed)?;
     let dt = t1.elapsed().as_secs_f64();
     if c2 <= c1 {
-        bail!("{}: no packets matched the last rule (trafgen not sending?)", f.name());
+        bail!(
+            "{}: no packets matched the last rule (trafgen not sending?)",
+            f.name()
+        );
     }
-    #[allow(clippy::cast_precision_loss, reason = "packet counts are far below 2^52")]
+    #[allow(
+        clippy::cast_precision_loss,
+        reason = "packet counts are far below 2^52"
+    )]
     Ok((c2 - c1) as f64 / dt)
 }
 
@@ -329,7 +385,12 @@ fn enter(ns: &str) -> anyhow::Result<()> {
 
 fn testrun_costs(rules: &[usize], repeat: u32) -> anyhow::Result<Vec<(usize, f64)>> {
     let mut h = Harness::new(Path::new("/sys/fs/bpf"))?;
-    let pkt = packet::ipv4(SRC.parse()?, DST.parse()?, packet::UDP, &packet::udp(4000, 9, 18));
+    let pkt = packet::ipv4(
+        SRC.parse()?,
+        DST.parse()?,
+        packet::UDP,
+        &packet::udp(4000, 9, 18),
+    );
     let mut out = Vec::new();
     for &n in rules {
         h.apply(&rampart_policy(n))?;
@@ -359,13 +420,19 @@ fn main() -> anyhow::Result<()> {
     let bed = Bed::new()?;
     let mac = {
         let out = ip(&["-n", &bed.r, "link", "show", "r0"])?;
-        out.split("link/ether ").nth(1).and_then(|s| s.split_whitespace().next()).context("r0 mac")?.to_string()
+        out.split("link/ether ")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .context("r0 mac")?
+            .to_string()
     };
     let cfg = std::env::temp_dir().join(format!("fwb-{}-udp64.cfg", std::process::id()));
     // 64-byte frames (60 + FCS): 14 eth + 20 ip + 8 udp + 18 payload.
     std::fs::write(
         &cfg,
-        format!("{{ eth(da={mac}), ipv4(saddr={SRC}, daddr={DST}), udp(sp=4000, dp=9), fill(0x00, 18) }}\n"),
+        format!(
+            "{{ eth(da={mac}), ipv4(saddr={SRC}, daddr={DST}), udp(sp=4000, dp=9), fill(0x00, 18) }}\n"
+        ),
     )?;
     // Rampart's loader runs in this thread: it must see r0.
     enter(&bed.r)?;
@@ -382,8 +449,10 @@ fn main() -> anyhow::Result<()> {
     }
     let mut md = String::new();
     for mode in &args.modes {
-        let mut results: Vec<(String, Vec<(usize, f64)>)> =
-            filters.iter().map(|f| (f.name().to_string(), Vec::new())).collect();
+        let mut results: Vec<(String, Vec<(usize, f64)>)> = filters
+            .iter()
+            .map(|f| (f.name().to_string(), Vec::new()))
+            .collect();
         for &n in &args.rules {
             for (i, f) in filters.iter_mut().enumerate() {
                 let t0 = Instant::now();
@@ -398,7 +467,10 @@ fn main() -> anyhow::Result<()> {
                         continue;
                     }
                 };
-                println!("[{mode}] {:<13} rules={n:>6}  {pps:>10.0} pps   (setup {setup:.2?})", f.name());
+                println!(
+                    "[{mode}] {:<13} rules={n:>6}  {pps:>10.0} pps   (setup {setup:.2?})",
+                    f.name()
+                );
                 results[i].1.push((n, pps));
             }
         }
@@ -410,7 +482,8 @@ fn main() -> anyhow::Result<()> {
                 "{}-{mode}.svg",
                 p.file_stem().and_then(|s| s.to_str()).unwrap_or("bench")
             ));
-            std::fs::write(&p, svg(&results, mode)).with_context(|| format!("write {}", p.display()))?;
+            std::fs::write(&p, svg(&results, mode))
+                .with_context(|| format!("write {}", p.display()))?;
         }
     }
     md.push_str(&costs_md(&args, &costs));
@@ -423,17 +496,33 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn get(results: &[(String, Vec<(usize, f64)>)], name: &str, n: usize) -> Option<f64> {
-    results.iter().find(|(f, _)| f == name)?.1.iter().find(|(k, _)| *k == n).map(|(_, v)| *v)
+    results
+        .iter()
+        .find(|(f, _)| f == name)?
+        .1
+        .iter()
+        .find(|(k, _)| *k == n)
+        .map(|(_, v)| *v)
 }
 
 fn markdown(args: &Args, results: &[(String, Vec<(usize, f64)>)]) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "| rules | {} |", results.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(" | "));
+    let _ = writeln!(
+        s,
+        "| rules | {} |",
+        results
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
     let _ = writeln!(s, "|---:|{}", "---:|".repeat(results.len()));
     for &n in &args.rules {
         let cells: Vec<String> = results
             .iter()
-            .map(|(name, _)| get(results, name, n).map_or("-".into(), |v| format!("{:.0}k", v / 1000.0)))
+            .map(|(name, _)| {
+                get(results, name, n).map_or("-".into(), |v| format!("{:.0}k", v / 1000.0))
+            })
             .collect();
         let _ = writeln!(s, "| {n} | {} |", cells.join(" | "));
     }
@@ -441,17 +530,28 @@ fn markdown(args: &Args, results: &[(String, Vec<(usize, f64)>)]) -> String {
     let min = args.rules.iter().copied().min().unwrap_or(0);
     if let Some(r) = get(results, "rampart-xdp", max) {
         let _ = writeln!(s, "\nAt {max} rules:");
-        for (other, target) in [("iptables", 100.0), ("nftables", 75.0), ("nftables-set", 0.9)] {
+        for (other, target) in [
+            ("iptables", 100.0),
+            ("nftables", 75.0),
+            ("nftables-set", 0.9),
+        ] {
             if let Some(o) = get(results, other, max) {
                 let ratio = r / o;
                 let ok = if ratio >= target { "met" } else { "NOT met" };
-                let _ = writeln!(s, "- rampart / {other} = {ratio:.1}x (target >= {target}x: {ok})");
+                let _ = writeln!(
+                    s,
+                    "- rampart / {other} = {ratio:.1}x (target >= {target}x: {ok})"
+                );
             }
         }
         if let Some(r1) = get(results, "rampart-xdp", min) {
             let ratio = r / r1;
             let ok = if ratio >= 0.8 { "met" } else { "NOT met" };
-            let _ = writeln!(s, "- rampart {max} rules / {min} rule = {:.0}% (target >= 80%: {ok})", ratio * 100.0);
+            let _ = writeln!(
+                s,
+                "- rampart {max} rules / {min} rule = {:.0}% (target >= 80%: {ok})",
+                ratio * 100.0
+            );
         }
     }
     s
@@ -459,7 +559,11 @@ fn markdown(args: &Args, results: &[(String, Vec<(usize, f64)>)]) -> String {
 
 fn costs_md(args: &Args, costs: &[(usize, f64)]) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "### XDP program cost (BPF_PROG_TEST_RUN, {} repeats, matching rule last)\n", args.repeat);
+    let _ = writeln!(
+        s,
+        "### XDP program cost (BPF_PROG_TEST_RUN, {} repeats, matching rule last)\n",
+        args.repeat
+    );
     let _ = writeln!(s, "| rules | ns/packet |\n|---:|---:|");
     for (n, ns) in costs {
         let _ = writeln!(s, "| {n} | {ns:.1} |");
@@ -469,37 +573,96 @@ fn costs_md(args: &Args, costs: &[(usize, f64)]) -> String {
 
 fn svg(results: &[(String, Vec<(usize, f64)>)], mode: &str) -> String {
     let (w, h, l, r, t, b) = (720.0, 420.0, 80.0, 170.0, 30.0, 50.0);
-    let xs: Vec<f64> = results.iter().flat_map(|(_, v)| v.iter().map(|(n, _)| (*n as f64).max(1.0).log10())).collect();
+    let xs: Vec<f64> = results
+        .iter()
+        .flat_map(|(_, v)| v.iter().map(|(n, _)| (*n as f64).max(1.0).log10()))
+        .collect();
     let xmax = xs.iter().copied().fold(1.0, f64::max);
-    let ymax = results.iter().flat_map(|(_, v)| v.iter().map(|(_, p)| *p)).fold(1.0, f64::max) * 1.1;
+    let ymax = results
+        .iter()
+        .flat_map(|(_, v)| v.iter().map(|(_, p)| *p))
+        .fold(1.0, f64::max)
+        * 1.1;
     let px = |n: usize| l + ((n as f64).max(1.0).log10() / xmax) * (w - l - r);
     let py = |v: f64| t + (1.0 - v / ymax) * (h - t - b);
     let colors = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e"];
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
     );
-    let _ = writeln!(s, "<text x=\"{}\" y=\"18\" text-anchor=\"middle\">Packets/s filtered vs rule count (matching rule last, trafgen {mode})</text>", (w - r + l) / 2.0);
-    let _ = writeln!(s, "<line x1=\"{l}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>", h - b, w - r, h - b);
-    let _ = writeln!(s, "<line x1=\"{l}\" y1=\"{t}\" x2=\"{l}\" y2=\"{}\" stroke=\"black\"/>", h - b);
+    let _ = writeln!(
+        s,
+        "<text x=\"{}\" y=\"18\" text-anchor=\"middle\">Packets/s filtered vs rule count (matching rule last, trafgen {mode})</text>",
+        (w - r + l) / 2.0
+    );
+    let _ = writeln!(
+        s,
+        "<line x1=\"{l}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>",
+        h - b,
+        w - r,
+        h - b
+    );
+    let _ = writeln!(
+        s,
+        "<line x1=\"{l}\" y1=\"{t}\" x2=\"{l}\" y2=\"{}\" stroke=\"black\"/>",
+        h - b
+    );
     for k in 0..=5 {
         let v = ymax * f64::from(k) / 5.0;
-        let _ = writeln!(s, "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{:.0}k</text><line x1=\"{l}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#eee\"/>", l - 6.0, py(v) + 4.0, v / 1000.0, py(v), w - r, py(v));
+        let _ = writeln!(
+            s,
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{:.0}k</text><line x1=\"{l}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#eee\"/>",
+            l - 6.0,
+            py(v) + 4.0,
+            v / 1000.0,
+            py(v),
+            w - r,
+            py(v)
+        );
     }
     for n in [1usize, 10, 100, 1000, 10_000] {
         if (n as f64).log10() <= xmax + 1e-9 {
-            let _ = writeln!(s, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{n}</text>", px(n), h - b + 18.0);
+            let _ = writeln!(
+                s,
+                "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{n}</text>",
+                px(n),
+                h - b + 18.0
+            );
         }
     }
-    let _ = writeln!(s, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">rules (log scale)</text>", (w - r + l) / 2.0, h - 10.0);
+    let _ = writeln!(
+        s,
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">rules (log scale)</text>",
+        (w - r + l) / 2.0,
+        h - 10.0
+    );
     for (i, (name, pts)) in results.iter().enumerate() {
         let c = colors[i % colors.len()];
-        let path: Vec<String> = pts.iter().map(|(n, v)| format!("{:.1},{:.1}", px(*n), py(*v))).collect();
-        let _ = writeln!(s, "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2\" points=\"{}\"/>", path.join(" "));
+        let path: Vec<String> = pts
+            .iter()
+            .map(|(n, v)| format!("{:.1},{:.1}", px(*n), py(*v)))
+            .collect();
+        let _ = writeln!(
+            s,
+            "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2\" points=\"{}\"/>",
+            path.join(" ")
+        );
         for (n, v) in pts {
-            let _ = writeln!(s, "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{c}\"/>", px(*n), py(*v));
+            let _ = writeln!(
+                s,
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{c}\"/>",
+                px(*n),
+                py(*v)
+            );
         }
         let ly = t + 20.0 + 20.0 * i as f64;
-        let _ = writeln!(s, "<line x1=\"{}\" y1=\"{ly}\" x2=\"{}\" y2=\"{ly}\" stroke=\"{c}\" stroke-width=\"2\"/><text x=\"{}\" y=\"{}\">{name}</text>", w - r + 15.0, w - r + 40.0, w - r + 45.0, ly + 4.0);
+        let _ = writeln!(
+            s,
+            "<line x1=\"{}\" y1=\"{ly}\" x2=\"{}\" y2=\"{ly}\" stroke=\"{c}\" stroke-width=\"2\"/><text x=\"{}\" y=\"{}\">{name}</text>",
+            w - r + 15.0,
+            w - r + 40.0,
+            w - r + 45.0,
+            ly + 4.0
+        );
     }
     s.push_str("</svg>\n");
     s

@@ -43,8 +43,15 @@ pub fn skip_unless_root(test: &str) -> bool {
 }
 
 fn sh(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().expect("spawn command");
-    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .expect("spawn command");
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Two namespaces `c` and `s` joined by veth `vc`/`vs`, plus a pin root.
@@ -62,11 +69,21 @@ impl Topo {
         let c = format!("rpc-{id}");
         let s = format!("rps-{id}");
         let pin_root = PathBuf::from(format!("/sys/fs/bpf/rampart-test-{id}"));
-        let t = Self { c: c.clone(), s: s.clone(), iface: "vs".into(), pin_root };
+        let t = Self {
+            c: c.clone(),
+            s: s.clone(),
+            iface: "vs".into(),
+            pin_root,
+        };
         sh(&["ip", "netns", "add", &c]);
         sh(&["ip", "netns", "add", &s]);
-        sh(&["ip", "-n", &c, "link", "add", "vc", "type", "veth", "peer", "name", "vs", "netns", &s]);
-        for (ns, dev, ip, ip6) in [(&c, "vc", "10.200.0.1/24", "fd00:200::1/64"), (&s, "vs", "10.200.0.2/24", "fd00:200::2/64")] {
+        sh(&[
+            "ip", "-n", &c, "link", "add", "vc", "type", "veth", "peer", "name", "vs", "netns", &s,
+        ]);
+        for (ns, dev, ip, ip6) in [
+            (&c, "vc", "10.200.0.1/24", "fd00:200::1/64"),
+            (&s, "vs", "10.200.0.2/24", "fd00:200::2/64"),
+        ] {
             sh(&["ip", "-n", ns, "addr", "add", ip, "dev", dev]);
             sh(&["ip", "-n", ns, "addr", "add", ip6, "dev", dev, "nodad"]);
             sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
@@ -77,7 +94,10 @@ impl Topo {
     }
 
     /// Runs `f` on a thread inside namespace `ns`.
-    pub fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> std::thread::JoinHandle<T> {
+    pub fn in_ns<T: Send + 'static>(
+        ns: &str,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
         let path = format!("/run/netns/{ns}");
         std::thread::spawn(move || {
             let fd = std::fs::File::open(&path).expect("open netns");
@@ -101,7 +121,11 @@ impl Topo {
     }
 
     pub fn ping(&self, from_c: bool) -> bool {
-        let (ns, dst) = if from_c { (&self.c, S_IP) } else { (&self.s, C_IP) };
+        let (ns, dst) = if from_c {
+            (&self.c, S_IP)
+        } else {
+            (&self.s, C_IP)
+        };
         self.exec(ns, &["ping", "-c", "1", "-W", "1", dst])
     }
 
@@ -122,7 +146,8 @@ impl Topo {
         let (tx, rx) = mpsc::channel();
         let server = Self::in_ns(&self.s, move || {
             let sock = UdpSocket::bind((S_IP, port)).expect("bind udp");
-            sock.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+            sock.set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
             tx.send(()).unwrap();
             let mut got = 0;
             let mut buf = [0u8; 64];
@@ -167,8 +192,11 @@ fn tcp_between(server_ns: &str, server_ip: &'static str, client_ns: &str, port: 
     rx.recv().unwrap();
     let ok = Topo::in_ns(client_ns, move || {
         let addr: SocketAddr = format!("{server_ip}:{port}").parse().unwrap();
-        let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(700)) else { return false };
-        s.set_read_timeout(Some(Duration::from_millis(700))).unwrap();
+        let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(700)) else {
+            return false;
+        };
+        s.set_read_timeout(Some(Duration::from_millis(700)))
+            .unwrap();
         let mut b = [0u8; 1];
         s.write_all(b"k").is_ok() && s.read_exact(&mut b).is_ok() && b[0] == b'k'
     })
@@ -180,7 +208,9 @@ fn tcp_between(server_ns: &str, server_ip: &'static str, client_ns: &str, port: 
 
 impl Drop for Topo {
     fn drop(&mut self) {
-        let layout = rampart_agent::loader::PinLayout { root: self.pin_root.clone() };
+        let layout = rampart_agent::loader::PinLayout {
+            root: self.pin_root.clone(),
+        };
         let _ = rampart_agent::loader::detach_all(&layout);
         let _ = std::fs::remove_dir_all(&self.pin_root);
         for ns in [&self.c, &self.s] {
@@ -230,7 +260,10 @@ impl Agent {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("agent never logged {needle:?} x{count}; log:\n{}", self.log.lock().unwrap());
+        panic!(
+            "agent never logged {needle:?} x{count}; log:\n{}",
+            self.log.lock().unwrap()
+        );
     }
 
     pub fn kill9(&mut self) {
@@ -249,7 +282,8 @@ impl Drop for Agent {
 pub fn scrape(ns: &str, port: u16) -> String {
     Topo::in_ns(ns, move || {
         let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect metrics");
-        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+            .unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         out

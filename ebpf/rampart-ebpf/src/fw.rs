@@ -47,7 +47,8 @@ static DPORT_CLASS: Array<u32> = Array::pinned((TABLES * PORTS) as u32, 0);
 /// Port-class id -> bitmap. Port ranges collapse into few classes, so the
 /// 64k-entry port arrays hold 4-byte ids instead of 1 KiB bitmaps.
 #[map]
-static CLASSES: HashMap<u32, Bitmap> = HashMap::pinned(262_144, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
+static CLASSES: HashMap<u32, Bitmap> =
+    HashMap::pinned(262_144, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
 /// `table * MAX_RULES + rule index` -> action, flags, sequence.
 #[map]
 static RULES: Array<RuleInfo> = Array::pinned((TABLES * MAX_RULES) as u32, 0);
@@ -220,7 +221,11 @@ fn decide(start: usize, end: usize, dir: u32, len: u64) -> bool {
     if action == ACTION_PERMIT {
         count_reason(
             dir,
-            if rule_idx.is_some() { reason::PASS_RULE } else { reason::PASS_DEFAULT },
+            if rule_idx.is_some() {
+                reason::PASS_RULE
+            } else {
+                reason::PASS_DEFAULT
+            },
             len,
         );
         if track {
@@ -230,7 +235,11 @@ fn decide(start: usize, end: usize, dir: u32, len: u64) -> bool {
     } else {
         count_reason(
             dir,
-            if rule_idx.is_some() { reason::DROP_RULE } else { reason::DROP_DEFAULT },
+            if rule_idx.is_some() {
+                reason::DROP_RULE
+            } else {
+                reason::DROP_DEFAULT
+            },
             len,
         );
         false
@@ -254,7 +263,8 @@ fn timeout(cfg: &Config, proto: u8, state: u8) -> u64 {
 /// this packet's source is the `lo` endpoint.
 #[inline(always)]
 fn ct_key(pkt: &Pkt) -> (CtKey, bool) {
-    let src_first = (pkt.src[0], pkt.src[1], pkt.ct_sport) <= (pkt.dst[0], pkt.dst[1], pkt.ct_dport);
+    let src_first =
+        (pkt.src[0], pkt.src[1], pkt.ct_sport) <= (pkt.dst[0], pkt.dst[1], pkt.ct_dport);
     let (lo, hi, plo, phi) = if src_first {
         (pkt.src, pkt.dst, pkt.ct_sport, pkt.ct_dport)
     } else {
@@ -374,10 +384,18 @@ fn log_event(pkt: &Pkt, info: &RuleInfo, dir: u32) {
 
 #[inline(always)]
 fn lpm_key(table: u32, pkt: &Pkt, addr: [u64; 2]) -> Key<LpmData> {
-    let (family, bits) = if pkt.family == 4 { (FAMILY_V4, 32) } else { (FAMILY_V6, 128) };
+    let (family, bits) = if pkt.family == 4 {
+        (FAMILY_V4, 32)
+    } else {
+        (FAMILY_V6, 128)
+    };
     Key::new(
         LPM_HEADER_BITS + bits,
-        LpmData { table: table.to_be_bytes(), family: family.to_be_bytes(), addr: as_bytes(addr) },
+        LpmData {
+            table: table.to_be_bytes(),
+            family: family.to_be_bytes(),
+            addr: as_bytes(addr),
+        },
     )
 }
 
@@ -424,7 +442,10 @@ pub extern "C" fn rampart_first_common(
     // (comparing a constant counter against unknown bounds instead makes it
     // track every bound range separately).
     let lo = max(max(max(a.lo, b.lo), max(c.lo, d.lo)), e.lo) as usize;
-    let hi = min(min(min(min(a.hi, b.hi), min(c.hi, d.hi)), e.hi), BITMAP_WORDS as u32) as usize;
+    let hi = min(
+        min(min(min(a.hi, b.hi), min(c.hi, d.hi)), e.hi),
+        BITMAP_WORDS as u32,
+    ) as usize;
     let mut w = lo;
     while w < hi {
         // The index goes through memory so LLVM cannot turn the indexing

@@ -9,7 +9,10 @@
 
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
-#![allow(unsafe_code, reason = "eBPF programs read packet memory through raw pointers")]
+#![allow(
+    unsafe_code,
+    reason = "eBPF programs read packet memory through raw pointers"
+)]
 
 #[cfg(target_arch = "bpf")]
 mod fw;

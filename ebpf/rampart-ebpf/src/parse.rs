@@ -105,7 +105,11 @@ fn read<T: Copy>(start: usize, end: usize, off: usize) -> Result<T, Malformed> {
 /// datagram, whose end offset is `limit`.
 #[inline(always)]
 fn within(needed: usize, limit: usize) -> Result<(), Malformed> {
-    if needed > limit { Err(Malformed) } else { Ok(()) }
+    if needed > limit {
+        Err(Malformed)
+    } else {
+        Ok(())
+    }
 }
 
 #[inline(always)]
@@ -313,7 +317,11 @@ fn parse_l4(
             let ty = c[0];
             pkt.cls_sport = u16::from(ty);
             pkt.cls_dport = u16::from(c[1]);
-            let echo = if v6 { ty == 128 || ty == 129 } else { ty == 8 || ty == 0 };
+            let echo = if v6 {
+                ty == 128 || ty == 129
+            } else {
+                ty == 8 || ty == 0
+            };
             if echo {
                 within(off + 8, limit)?;
                 let e: [u8; 8] = read(start, end, off)?;
