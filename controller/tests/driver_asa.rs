@@ -320,3 +320,46 @@ async fn banner_pager_and_enable_are_handled() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_dropped_mid_commit_is_reported_and_state_kept() {
+    let Some(mut lab) = Lab::start(&[], None) else {
+        return;
+    };
+    lab.run(&[&firewall(443, "inside")], &[]).await.unwrap();
+    let before = lab.running();
+    let admin = std::sync::Arc::new(std::sync::Mutex::new(Some(lab.sim.admin.clone())));
+    let a = admin.clone();
+    lab.engine = lab.engine.clone().with_before_commit(move |_| {
+        // The SSH channel closes on the next command (`configure terminal`).
+        if let Some(addr) = a.lock().unwrap().take() {
+            let body = r#"{"drop_next": 1}"#;
+            let req = format!(
+                "POST /_sim/faults HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            std::io::Write::write_all(&mut s, req.as_bytes()).unwrap();
+            let mut out = String::new();
+            std::io::Read::read_to_string(&mut s, &mut out).unwrap();
+            assert!(out.starts_with("HTTP/1.1 200") || out.starts_with("HTTP/1.0 200"), "{out}");
+        }
+    });
+    let err = lab
+        .run(&[&firewall(8443, "inside")], &[])
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("asa1: configure") && msg.contains("closed the session"),
+        "{msg}"
+    );
+    // The participant logged in again to check and restore: the device
+    // still holds the previous version, and it reads back in sync.
+    assert_eq!(lab.running(), before);
+    assert!(
+        lab.engine.check_sync(None).await.unwrap()[0]
+            .differences
+            .is_empty()
+    );
+}

@@ -348,6 +348,8 @@ fn reconcile(lines: Vec<String>, device: &AsaConfig) -> Vec<String> {
 /// One ASA taking part in a transaction.
 pub struct AsaParticipant {
     device: String,
+    /// Kept to log in again when the session died (revert needs a session).
+    config: CliConfig,
     session: Option<CliSession>,
     staged: Vec<String>,
     snapshot: Option<AsaConfig>,
@@ -406,12 +408,14 @@ impl AsaParticipant {
             command_timeout: settings.command_timeout,
         };
         let name = device.name.clone();
-        let session = tokio::task::spawn_blocking(move || CliSession::connect(&cfg))
+        let login = cfg.clone();
+        let session = tokio::task::spawn_blocking(move || CliSession::connect(&login))
             .await
             .map_err(|e| dev_err(&name, "connect", e.to_string(), None))?
             .map_err(|e| cli_err(&name, "connect", &e))?;
         Ok(AsaParticipant {
             device: device.name.clone(),
+            config: cfg,
             session: Some(session),
             staged: Vec::new(),
             snapshot: None,
@@ -425,19 +429,29 @@ impl AsaParticipant {
         stage: &str,
         f: impl FnOnce(&mut CliSession) -> Result<T, CliError> + Send + 'static,
     ) -> Result<T, DeviceError> {
-        let mut s = self
-            .session
-            .take()
-            .ok_or_else(|| dev_err(&self.device, stage, "the session is gone".to_owned(), None))?;
+        let session = self.session.take();
+        let config = self.config.clone();
+        let device = self.device.clone();
         let (s, res) = tokio::task::spawn_blocking(move || {
+            let mut s = match session {
+                Some(s) => s,
+                None => {
+                    // The previous session died: log in again.
+                    tracing::info!(device, "ASA session lost; reconnecting");
+                    match CliSession::connect(&config) {
+                        Ok(s) => s,
+                        Err(e) => return (None, Err(e)),
+                    }
+                }
+            };
             let r = f(&mut s);
-            (s, r)
+            (Some(s), r)
         })
         .await
         .map_err(|e| dev_err(&self.device, stage, e.to_string(), None))?;
         match &res {
             Err(CliError::Closed { .. } | CliError::Io { .. } | CliError::Timeout { .. }) => {}
-            _ => self.session = Some(s),
+            _ => self.session = s,
         }
         res.map_err(|e| cli_err(&self.device, stage, &e))
     }
