@@ -622,6 +622,7 @@ fn netconf_device_enforces_cisco_models(ns: &str, addr: SocketAddr, user_secret:
         .as_bytes(),
     )
     .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
     let mut rpc = |id: u32, body: &str| -> String {
         let msg = format!(
             "<rpc message-id=\"{id}\" xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\">{body}</rpc>{END}"
@@ -716,4 +717,159 @@ fn host1_agent_filters(lab: &Lab, policy: &str) {
     let pins = runner::bpf_root(&lab.name).join("host1");
     let pinned = std::fs::read_dir(&pins).map(Iterator::count).unwrap_or(0);
     assert!(pinned > 0, "agent objects pinned under {}", pins.display());
+}
+
+/// `<get-config>` of running on a NETCONF device, as text.
+fn netconf_running(ns: &str, addr: SocketAddr, user_secret: &str) -> String {
+    const END: &str = "]]>]]>";
+    let sess = ssh_session(ns, addr, user_secret);
+    let mut ch = sess.channel_session().unwrap();
+    ch.subsystem("netconf").unwrap();
+    read_until(&mut ch, END);
+    ch.write_all(
+        format!(
+            "<hello xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\"><capabilities><capability>urn:ietf:params:netconf:base:1.0</capability></capabilities></hello>{END}"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    // A separate message, a moment later: netconfd drops an <rpc> that
+    // arrives in the same read as the client's <hello>.
+    std::thread::sleep(Duration::from_millis(50));
+    ch.write_all(
+        format!(
+            "<rpc message-id=\"1\" xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\"><get-config><source><running/></source></get-config></rpc>{END}"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    read_until(&mut ch, END)
+}
+
+const MINI_FW: &str = "apiVersion: rampart.io/v1
+kind: Firewall
+metadata: {name: lab-fw, tenant: lab}
+spec:
+  defaultAction: deny
+  rules:
+    - {sequence: 10, action: permit, protocol: tcp, destinations: [10.30.0.31/32], destinationPorts: [PORTS]}
+  targets:
+    devices:
+      - {device: csr1, interface: GigabitEthernet2, direction: ingress}
+";
+
+/// The demo's device half, unattended: the mini lab, the inventory
+/// registered with rampartctl, a vFirewall dry-run then applied to csr1 (the
+/// device's running config holds the ACL), a second version applied and
+/// rolled back (running is the first version again), the service deleted
+/// (the ACL is gone).
+#[test]
+fn controller_applies_and_rolls_back_on_the_lab_device() {
+    if skip("controller_applies_and_rolls_back_on_the_lab_device") {
+        return;
+    }
+    let bin_dir = PathBuf::from(env!("CARGO_BIN_EXE_rampart-lab"))
+        .parent()
+        .unwrap()
+        .to_owned();
+    for b in ["rampartd", "rampartctl"] {
+        if !bin_dir.join(b).is_file() {
+            eprintln!(
+                "SKIP: controller_applies_and_rolls_back_on_the_lab_device needs {b} in {} (cargo build -p rampart-controller -p rampartctl)",
+                bin_dir.display()
+            );
+            return;
+        }
+    }
+    let yaml =
+        std::fs::read_to_string(repo().join("testbed/topologies/mini/mini.clab.yml")).unwrap();
+    let lab = Lab::new("e2e", &yaml.replacen("name: mini\n", "name: NAME\n", 1));
+    let up = lab.run(&["up"]);
+    assert!(up.status.success(), "up: {}", text(&up));
+    let env_text = std::fs::read_to_string(lab.state_dir().join("lab.env")).unwrap();
+    let env: Vec<(String, String)> = env_text
+        .lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.trim_matches('\'').to_owned()))
+        .collect();
+    let var = |k: &str| {
+        env.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    let ctl = |args: &[&str], stdin: Option<&str>| -> Output {
+        let mut cmd = Command::new(bin_dir.join("rampartctl"));
+        cmd.args(args)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        cmd.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let mut input = child.stdin.take().unwrap();
+        input
+            .write_all(stdin.unwrap_or_default().as_bytes())
+            .unwrap();
+        drop(input);
+        child.wait_with_output().unwrap()
+    };
+    let add = ctl(&["devices", "add", "-f", &var("RAMPART_INVENTORY")], None);
+    assert!(add.status.success(), "devices add: {}", text(&add));
+
+    let ns = lab.ns("controller");
+    let csr: SocketAddr = "10.30.0.21:830".parse().unwrap();
+    let creds = var("CSR1_PASSWORD");
+    let running = || netconf_running(&ns, csr, &creds);
+    assert!(!running().contains("RP4-lab-lab_fw"), "clean device first");
+
+    let v1 = MINI_FW.replace("PORTS", "80");
+    let dry = ctl(&["apply", "-f", "-", "--dry-run"], Some(&v1));
+    assert!(dry.status.success(), "dry-run: {}", text(&dry));
+    assert!(
+        String::from_utf8_lossy(&dry.stdout).contains("<dst-eq>80</dst-eq>"),
+        "dry-run shows the device XML: {}",
+        text(&dry)
+    );
+    assert!(
+        !running().contains("RP4-lab-lab_fw"),
+        "a dry-run changes nothing"
+    );
+
+    let apply = ctl(&["apply", "-f", "-"], Some(&v1));
+    assert!(apply.status.success(), "apply: {}", text(&apply));
+    let r1 = running();
+    assert!(
+        r1.contains("RP4-lab-lab_fw") && r1.contains("<dst-eq>80</dst-eq>"),
+        "csr1 holds the ACL:\n{r1}"
+    );
+
+    let v2 = MINI_FW.replace("PORTS", "80, 443");
+    let apply2 = ctl(&["apply", "-f", "-"], Some(&v2));
+    assert!(apply2.status.success(), "apply v2: {}", text(&apply2));
+    let out = String::from_utf8_lossy(&apply2.stdout).into_owned();
+    let txn = out
+        .split_whitespace()
+        .find(|w| w.starts_with("txn-"))
+        .unwrap_or_else(|| panic!("a transaction id in {out}"))
+        .to_owned();
+    assert!(
+        running().contains("<dst-eq>443</dst-eq>"),
+        "v2 on the device"
+    );
+    let rb = ctl(&["rollback", &txn], None);
+    assert!(rb.status.success(), "rollback {txn}: {}", text(&rb));
+    let back = running();
+    assert!(
+        back.contains("<dst-eq>80</dst-eq>") && !back.contains("<dst-eq>443</dst-eq>"),
+        "rollback restored v1:\n{back}"
+    );
+
+    let del = ctl(&["delete", "service", "lab-fw", "--tenant", "lab"], None);
+    assert!(del.status.success(), "delete: {}", text(&del));
+    assert!(!running().contains("RP4-lab-lab_fw"), "the ACL is gone");
+
+    let down = lab.run(&["down"]);
+    assert!(down.status.success(), "{}", text(&down));
+    lab.assert_clean("after down");
 }
