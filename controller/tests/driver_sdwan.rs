@@ -377,3 +377,77 @@ async fn rate_limit_is_respected_and_retry_after_honoured() {
     assert!(gap >= 0.95, "retried after {gap} s");
     assert!(lab.policies()[0].1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn templates_attached_with_action_polling() {
+    use rampart_controller::txn::{
+        meraki_platform::RestSettings,
+        sdwan_platform::{SdWanParticipant, SdWanPlatform},
+    };
+    let lab = Lab::start(false);
+    let settings = RestSettings {
+        ca_bundle: lab.sim.cert.clone(),
+        poll_interval: std::time::Duration::from_millis(50),
+        ..SdWanPlatform::default_settings()
+    };
+    let p = SdWanParticipant::connect(&lab.inventory["vmanage1"], &settings)
+        .await
+        .unwrap();
+    let feature = json!({
+        "templateName": "RPS-banner", "templateDescription": "Rampart banner",
+        "templateType": "cisco_banner", "deviceType": ["vedge-C8000V"],
+        "templateMinVersion": "15.0.0", "factoryDefault": false,
+        "templateDefinition": {"login": {"vipObjectType": "object", "vipType": "constant", "vipValue": "Rampart lab"}},
+    });
+    let fid = p.ensure_feature_template(&feature).await.unwrap();
+    assert_eq!(
+        p.ensure_feature_template(&feature).await.unwrap(),
+        fid,
+        "idempotent"
+    );
+    let device = json!({
+        "templateName": "RPS-edge", "templateDescription": "Rampart edge",
+        "deviceType": "vedge-C8000V", "configType": "template", "factoryDefault": false,
+        "policyId": "", "featureTemplateUidRange": [],
+        "generalTemplates": [{"templateId": fid, "templateType": "cisco_banner"}],
+    });
+    let did = p.ensure_device_template(&device).await.unwrap();
+    p.attach_device_template(&did, &["edge1"]).await.unwrap();
+    let st = lab.sim.state();
+    let edge1 = st["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["host-name"] == "edge1")
+        .unwrap();
+    assert_eq!(edge1["templateId"], did);
+
+    // A failed push names the device; the attachment is not recorded.
+    lab.sim.fault(&json!({"action_fail": 1}));
+    let err = p
+        .attach_device_template(&did, &["edge2"])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("attach: action") && err.contains("edge2"),
+        "{err}"
+    );
+    let st = lab.sim.state();
+    let edge2 = st["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["host-name"] == "edge2")
+        .unwrap();
+    assert_eq!(edge2["templateId"], Value::Null);
+    let err = p
+        .attach_device_template(&did, &["edge9"])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("\"edge9\" is not in the manager's inventory"),
+        "{err}"
+    );
+}

@@ -445,11 +445,11 @@ impl SdWanParticipant {
         Ok(())
     }
 
-    async fn poll_action(&self, id: &str) -> Result<(), DeviceError> {
+    async fn poll_action(&self, id: &str, stage: &str) -> Result<(), DeviceError> {
         let path = format!("/device/action/status/{id}");
         let deadline = Instant::now() + self.settings.job_timeout;
         loop {
-            let a = self.call(Method::GET, &path, None, "activate").await?;
+            let a = self.call(Method::GET, &path, None, stage).await?;
             if a["summary"]["status"].as_str() == Some("done") {
                 let failed: Vec<String> = a["data"]
                     .as_array()
@@ -476,7 +476,7 @@ impl SdWanParticipant {
                 }
                 return Err(DeviceError {
                     device: self.device.clone(),
-                    stage: "activate".to_owned(),
+                    stage: stage.to_owned(),
                     message: format!("action {id} failed: {}", failed.join("; ")),
                     paths: failed,
                 });
@@ -484,7 +484,7 @@ impl SdWanParticipant {
             if Instant::now() > deadline {
                 return Err(dev_err(
                     &self.device,
-                    "activate",
+                    stage,
                     format!(
                         "action {id} did not finish in {:?}",
                         self.settings.job_timeout
@@ -513,7 +513,7 @@ impl SdWanParticipant {
                 .call(Method::POST, &path, Some(json!({})), "activate")
                 .await?;
             let id = r["id"].as_str().unwrap_or_default().to_owned();
-            self.poll_action(&id).await?;
+            self.poll_action(&id, "activate").await?;
         }
         Ok(())
     }
@@ -541,6 +541,108 @@ impl SdWanParticipant {
                 tracing::warn!(device = self.device, error = %e, "could not delete a staged SD-WAN object");
             }
         }
+    }
+
+    /// A feature template by `templateName`: created when missing (the
+    /// body is the API's feature template payload). Returns its id.
+    ///
+    /// # Errors
+    /// The manager refusing the template.
+    pub async fn ensure_feature_template(&self, body: &Value) -> Result<String, DeviceError> {
+        self.ensure_template("/template/feature", body).await
+    }
+
+    /// A device template by `templateName`, created when missing (its
+    /// `generalTemplates` must name existing feature templates). Returns its id.
+    ///
+    /// # Errors
+    /// The manager refusing the template.
+    pub async fn ensure_device_template(&self, body: &Value) -> Result<String, DeviceError> {
+        self.ensure_template("/template/device", body).await
+    }
+
+    async fn ensure_template(&self, collection: &str, body: &Value) -> Result<String, DeviceError> {
+        let name = body["templateName"].as_str().unwrap_or_default();
+        let list = self.call(Method::GET, collection, None, "template").await?;
+        if let Some(id) = list["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|t| t["templateName"].as_str() == Some(name))
+            .and_then(|t| t["templateId"].as_str())
+        {
+            return Ok(id.to_owned());
+        }
+        let path = if collection == "/template/device" {
+            "/template/device/feature/"
+        } else {
+            collection
+        };
+        let r = self
+            .call(Method::POST, path, Some(body.clone()), "template")
+            .await?;
+        r["templateId"].as_str().map(str::to_owned).ok_or_else(|| {
+            dev_err(
+                &self.device,
+                "template",
+                format!("no templateId in the answer: {r}"),
+                Some(path),
+            )
+        })
+    }
+
+    /// Attaches device template `template_id` to the edges named
+    /// `hostnames` and polls the action to its end; a device that fails is
+    /// an error naming it.
+    ///
+    /// # Errors
+    /// Unknown host names, refusals, a failed or timed-out action.
+    pub async fn attach_device_template(
+        &self,
+        template_id: &str,
+        hostnames: &[&str],
+    ) -> Result<(), DeviceError> {
+        let edges = self
+            .call(Method::GET, "/system/device/vedges", None, "attach")
+            .await?;
+        let mut devices = Vec::new();
+        for h in hostnames {
+            let e = edges["data"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|e| e["host-name"].as_str() == Some(h))
+                .ok_or_else(|| {
+                    dev_err(
+                        &self.device,
+                        "attach",
+                        format!("edge {h:?} is not in the manager's inventory"),
+                        None,
+                    )
+                })?;
+            devices.push(json!({
+                "csv-status": "complete",
+                "csv-deviceId": e["uuid"],
+                "csv-deviceIP": e["system-ip"],
+                "csv-host-name": e["host-name"],
+            }));
+        }
+        let body = json!({"deviceTemplateList": [{
+            "templateId": template_id,
+            "device": devices,
+            "isEdited": false,
+            "isMasterEdited": false,
+        }]});
+        let r = self
+            .call(
+                Method::POST,
+                "/template/device/config/attachfeature",
+                Some(body),
+                "attach",
+            )
+            .await?;
+        let id = r["id"].as_str().unwrap_or_default().to_owned();
+        self.poll_action(&id, "attach").await
     }
 
     async fn owned(&self) -> Result<Value, DeviceError> {
