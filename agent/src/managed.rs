@@ -339,10 +339,6 @@ impl StateDir {
     }
 }
 
-fn io_status(e: ManagedError) -> tonic::Status {
-    tonic::Status::internal(e.to_string())
-}
-
 /// A CSR for a fresh P-256 key: (key PEM, CSR PEM).
 ///
 /// # Errors
@@ -652,7 +648,7 @@ async fn session<D: Dataplane>(
                 let every = u64::from(cfg.counters_every.max(1));
                 let (health, counters) = tokio::task::spawn_blocking(move || {
                     let g = d.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    (g.health(), (seq % every == 0).then(|| g.counters()))
+                    (g.health(), seq.is_multiple_of(every).then(|| g.counters()))
                 })
                 .await
                 .map_err(|e| End::Lost(e.to_string()))?;
@@ -671,7 +667,7 @@ async fn session<D: Dataplane>(
                         msg: Some(pb::agent_message::Msg::Counters(pb::Counters { rules })),
                     }).await;
                 }
-                if seq % 720 == 0
+                if seq.is_multiple_of(720)
                     && let Err(e) = maybe_renew(cfg, ch.clone()).await
                 {
                     warn!(error = %e, "certificate renewal failed; will retry");
@@ -705,7 +701,7 @@ async fn apply_push<D: Dataplane>(
             hash: push.policy_hash.clone(),
             policy,
         })
-        .map_err(|e| io_status(e).message().to_owned())
+        .map_err(|e| e.to_string())
     });
     let (ok, error) = match res {
         Ok(()) => {

@@ -149,7 +149,7 @@ impl Store {
     /// [`StoreError`] on a storage failure or an unreadable record.
     pub fn agents(&self) -> Result<BTreeMap<String, AgentRecord>, StoreError> {
         let mut out = BTreeMap::new();
-        for kv in self.fleet_tree(AGENTS)?.iter() {
+        for kv in &self.fleet_tree(AGENTS)? {
             let (k, v) = kv.map_err(io("scan agents"))?;
             let rec: AgentRecord = decode("agent", &k, &v)?;
             out.insert(rec.id.clone(), rec);
