@@ -363,3 +363,48 @@ async fn session_dropped_mid_commit_is_reported_and_state_kept() {
             .is_empty()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_balancer_becomes_object_nat() {
+    let Some(lab) = Lab::start(&[], None) else {
+        return;
+    };
+    let lb = "apiVersion: rampart.io/v1
+kind: LoadBalancer
+metadata: {name: web-lb, tenant: acme}
+spec:
+  virtualServices:
+    - {name: https, address: 203.0.113.10, protocol: tcp, port: 443, backends: [{address: 192.168.10.5, port: 8443, weight: 1}]}
+  targets:
+    devices:
+      - {device: asa1, interface: outside, direction: ingress}
+";
+    lab.run(&[lb], &[]).await.unwrap();
+    let running = lab.running();
+    let (name, obj) = running["objects"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(k, _)| k.starts_with("RPO-acme-web_lb-"))
+        .unwrap();
+    assert!(name.ends_with("-https"), "{name}");
+    assert_eq!(
+        obj["nat"],
+        "(inside,outside) static 203.0.113.10 service tcp 8443 443"
+    );
+    assert!(
+        lab.engine.check_sync(None).await.unwrap()[0]
+            .differences
+            .is_empty()
+    );
+    lab.run(&[], &["acme/web-lb"]).await.unwrap();
+    let running = lab.running();
+    assert!(
+        !running["objects"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .any(|k| k.starts_with("RPO-")),
+        "{running}"
+    );
+}

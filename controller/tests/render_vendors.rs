@@ -97,6 +97,7 @@ spec:
     devices:
       - {device: mx1, interface: wan1, direction: ingress}
       - {device: ftd1, interface: outside_zone, direction: ingress}
+      - {device: asa1, interface: outside, direction: ingress}
 ";
 
 #[test]
@@ -135,6 +136,7 @@ fn asa_firewall() {
     assert_eq!(format, Format::Cli);
     assert!(fw.starts_with("configure terminal\n") && fw.ends_with("write memory\n"));
     insta::assert_snapshot!("asa_firewall", fw);
+    insta::assert_snapshot!("asa_nat", rendered(LB, "asa1").1);
 }
 
 #[test]

@@ -10,8 +10,14 @@
 //! Object-groups with the same content are shared between services and
 //! removed when no contribution holds them.
 //!
-//! Only firewall services with IPv4 prefixes and no ICMP type matches are
-//! expressible; the rest is refused naming the field.
+//! LoadBalancer services with one IPv4 backend per virtual service become
+//! object NAT (`object network RPO-…` with `nat (inside,<target>) static
+//! <VIP> service <proto> <real port> <VIP port>`), published on the one
+//! target interface of the device; the real side is the `nameif` in the
+//! device label `rampart.io/asa-inside-interface` (default `inside`).
+//!
+//! Only firewall services with IPv4 prefixes and no ICMP type matches, and
+//! such LoadBalancers, are expressible; the rest is refused naming the field.
 
 use serde::{Deserialize, Serialize};
 
@@ -115,6 +121,32 @@ pub struct AsaConfig {
     /// Bindings, sorted.
     #[serde(default)]
     pub bindings: Vec<Binding>,
+    /// Network objects carrying a static NAT, sorted by name.
+    #[serde(default)]
+    pub nat_objects: Vec<NatObject>,
+}
+
+/// A network object with object NAT (a published backend).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct NatObject {
+    /// Name (`RPO-…`).
+    pub name: String,
+    /// Real (inside) address.
+    pub host: String,
+    /// The NAT statement after `nat ` (`(inside,outside) static 203.0.113.10 service tcp 8443 443`).
+    pub nat: String,
+}
+
+impl NatObject {
+    /// The CLI lines (members indented, as shown by the ASA).
+    #[must_use]
+    pub fn lines(&self) -> Vec<String> {
+        vec![
+            format!("object network {}", self.name),
+            format!(" host {}", self.host),
+            format!(" nat {}", self.nat),
+        ]
+    }
 }
 
 impl AsaConfig {
@@ -130,6 +162,9 @@ impl AsaConfig {
             out.extend(a.lines());
         }
         out.extend(self.bindings.iter().map(Binding::line));
+        for o in &self.nat_objects {
+            out.extend(o.lines());
+        }
         out
     }
 }
@@ -180,6 +215,19 @@ pub fn edit_lines(prev: &AsaConfig, next: &AsaConfig) -> Vec<String> {
     for g in &prev.groups {
         if !next.groups.iter().any(|n| n.name == g.name) {
             out.push(format!("no object-group {} {}", g.kind_word(), g.name));
+        }
+    }
+    for o in &next.nat_objects {
+        if !prev.nat_objects.contains(o) {
+            if prev.nat_objects.iter().any(|p| p.name == o.name) {
+                out.push(format!("no object network {}", o.name));
+            }
+            out.extend(o.lines());
+        }
+    }
+    for o in &prev.nat_objects {
+        if !next.nat_objects.iter().any(|n| n.name == o.name) {
+            out.push(format!("no object network {}", o.name));
         }
     }
     out
@@ -398,7 +446,92 @@ fn firewall(
         groups: b.groups,
         acls: vec![Acl { name, entries }],
         bindings,
+        nat_objects: Vec::new(),
     })
+}
+
+/// Device label: the `nameif` backends sit behind (default `inside`).
+pub const INSIDE_LABEL: &str = "rampart.io/asa-inside-interface";
+
+fn load_balancer(
+    spec: &ServiceSpec,
+    lb: &crate::model::spec::LoadBalancerSpec,
+    device: &Device,
+) -> Result<AsaConfig, CompileError> {
+    let targets: Vec<&str> = lb
+        .targets
+        .devices
+        .iter()
+        .filter(|t| t.device == device.name)
+        .map(|t| t.interface.as_str())
+        .collect();
+    let [outside] = targets.as_slice() else {
+        return Err(unsupported(
+            format!(
+                "{} bindings of one service on one ASA (object NAT publishes on one interface)",
+                targets.len()
+            ),
+            "spec.targets.devices".to_owned(),
+        ));
+    };
+    let inside = device
+        .labels
+        .get(INSIDE_LABEL)
+        .map_or("inside", String::as_str);
+    let base = object_name("O", &spec.metadata.tenant, &spec.metadata.name);
+    let mut out = AsaConfig::default();
+    for (i, vs) in lb.virtual_services.iter().enumerate() {
+        let field = format!("spec.virtualServices[{i}]");
+        let [b] = vs.backends.as_slice() else {
+            return Err(unsupported(
+                format!(
+                    "{} backends behind one virtual service (static NAT has one)",
+                    vs.backends.len()
+                ),
+                format!("{field}.backends"),
+            ));
+        };
+        if vs.health_check.is_some() {
+            return Err(unsupported(
+                "health checks".to_owned(),
+                format!("{field}.healthCheck"),
+            ));
+        }
+        if !(vs.address.is_ipv4() && b.address.is_ipv4()) {
+            return Err(unsupported(
+                "IPv6 addresses".to_owned(),
+                format!("{field}.address"),
+            ));
+        }
+        let proto = match vs.protocol {
+            crate::model::spec::L4Protocol::Tcp => "tcp",
+            crate::model::spec::L4Protocol::Udp => "udp",
+        };
+        let vs_name: String = vs
+            .name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(30)
+            .collect();
+        out.nat_objects.push(NatObject {
+            name: format!("{base}-{vs_name}"),
+            host: b.address.to_string(),
+            nat: format!(
+                "({inside},{outside}) static {} service {proto} {} {}",
+                vs.address,
+                b.port.unwrap_or(vs.port),
+                vs.port
+            ),
+        });
+    }
+    out.nat_objects.sort();
+    Ok(out)
 }
 
 /// What `spec` puts on the ASA `device`.
@@ -408,6 +541,7 @@ fn firewall(
 pub fn build(spec: &ServiceSpec, device: &Device) -> Result<AsaConfig, CompileError> {
     match &spec.body {
         ServiceBody::Firewall(fw) => firewall(spec, fw, device),
+        ServiceBody::LoadBalancer(lb) => load_balancer(spec, lb, device),
         _ => Err(unsupported(
             format!("{} services", spec.kind()),
             "kind".to_owned(),

@@ -29,7 +29,7 @@ use super::{
 use crate::{
     compile::{
         CompileError,
-        asa::{self, ACL_PREFIX, Acl, AsaConfig, Binding, GROUP_PREFIX, ObjectGroup},
+        asa::{self, ACL_PREFIX, Acl, AsaConfig, Binding, GROUP_PREFIX, NatObject, ObjectGroup},
     },
     model::{device::Device, spec::ServiceSpec},
     transport::{
@@ -97,12 +97,32 @@ fn merge_configs(contributions: &BTreeMap<String, Value>) -> Result<AsaConfig, C
             bound.insert(key, service.clone());
             out.bindings.push(b);
         }
+        for o in c.nat_objects {
+            // One static NAT per published address and port.
+            let published = o.nat.split_once(" static ").map(|(_, p)| p.to_owned());
+            if let Some(clash) = out
+                .nat_objects
+                .iter()
+                .find(|x| x.nat.split_once(" static ").map(|(_, p)| p.to_owned()) == published)
+            {
+                return Err(Conflict {
+                    what: format!("static NAT {}", published.unwrap_or_default()),
+                    first: clash.name.clone(),
+                    second: service.clone(),
+                });
+            }
+            out.nat_objects.push(o);
+        }
     }
     out.groups.sort();
     out.acls.sort_by(|a, b| a.name.cmp(&b.name));
     out.bindings.sort();
+    out.nat_objects.sort();
     Ok(out)
 }
+
+/// Prefix of Rampart's NAT objects.
+const NAT_PREFIX: &str = "RPO-";
 
 /// Port names the ASA shows instead of numbers.
 const PORT_NAMES: [(&str, u16); 30] = [
@@ -167,16 +187,41 @@ fn normalise(line: &str) -> String {
 pub fn parse_running(text: &str) -> AsaConfig {
     let mut c = AsaConfig::default();
     let mut group: Option<ObjectGroup> = None;
+    let mut object: Option<String> = None;
     for raw in text.lines() {
         let line = raw.trim_end();
         if let Some(member) = line.strip_prefix(' ') {
             if let Some(g) = group.as_mut() {
                 g.members.push(normalise(member.trim()));
+            } else if let Some(o) = object
+                .as_ref()
+                .and_then(|n| c.nat_objects.iter_mut().find(|o| &o.name == n))
+            {
+                let m = member.trim();
+                if let Some(h) = m.strip_prefix("host ") {
+                    o.host = h.to_owned();
+                } else if let Some(n) = m.strip_prefix("nat ") {
+                    o.nat = n.to_owned();
+                }
             }
             continue;
         }
         if let Some(g) = group.take() {
             c.groups.push(g);
+        }
+        object = None;
+        if let Some(name) = line.strip_prefix("object network ").map(str::trim)
+            && name.starts_with(NAT_PREFIX)
+        {
+            if !c.nat_objects.iter().any(|o| o.name == name) {
+                c.nat_objects.push(NatObject {
+                    name: name.to_owned(),
+                    host: String::new(),
+                    nat: String::new(),
+                });
+            }
+            object = Some(name.to_owned());
+            continue;
         }
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
@@ -224,6 +269,7 @@ pub fn parse_running(text: &str) -> AsaConfig {
     c.groups.sort();
     c.acls.sort_by(|a, b| a.name.cmp(&b.name));
     c.bindings.sort();
+    c.nat_objects.sort();
     c
 }
 
@@ -370,10 +416,12 @@ fn cli_err(device: &str, stage: &str, e: &CliError) -> DeviceError {
     }
 }
 
-const SECTIONS: [&str; 3] = [
+const SECTIONS: [&str; 5] = [
     "show running-config object-group",
     "show running-config access-list",
     "show running-config access-group",
+    "show running-config object",
+    "show running-config nat",
 ];
 
 impl AsaParticipant {
