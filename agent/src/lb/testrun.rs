@@ -34,6 +34,37 @@ pub fn harness(bpffs_root: &Path, opts: LbOptions) -> Result<Balancer, LbMapsErr
 }
 
 impl Balancer {
+    /// Runs `program` on `packet` `repeat` times in the kernel; returns the
+    /// verdict and the kernel-measured mean time per run (the benchmark's
+    /// per-packet cost of the program alone).
+    pub fn test_run_repeat(
+        &mut self,
+        program: LbProgram,
+        packet: &[u8],
+        repeat: u32,
+    ) -> Result<(u32, std::time::Duration), LbMapsError> {
+        let name = match program {
+            LbProgram::Balancer => "rampart_lb",
+            LbProgram::Decap => "rampart_lb_decap",
+        };
+        let prog: &mut Xdp = self
+            .ebpf_mut()
+            .program_mut(name)
+            .and_then(|p| p.try_into().ok())
+            .expect("object has both programs");
+        let mut out = vec![0u8; packet.len() + 256];
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(packet);
+        opts.data_out = Some(&mut out);
+        opts.repeat = repeat;
+        let r = prog.test_run(opts).map_err(|e| LbMapsError::Program {
+            what: "test run",
+            interface: String::new(),
+            source: Box::new(e),
+        })?;
+        Ok((r.return_value, r.duration))
+    }
+
     /// Runs `program` once on `packet`.
     pub fn test_run(&mut self, program: LbProgram, packet: &[u8]) -> Result<Run, LbMapsError> {
         let name = match program {

@@ -1,0 +1,567 @@
+//! lb-bench: packets per second through Rampart's XDP load balancer versus
+//! an nftables DNAT load balancer built the way kube-proxy's nftables mode
+//! does it (`numgen random mod N vmap` to per-endpoint DNAT chains) versus
+//! iptables DNAT with the `statistic` match (kube-proxy's iptables mode),
+//! same topology, same `trafgen` generator, in one run. Also the Maglev
+//! table build time and the full table write for 1,000 backends.
+//!
+//! Topology: a bridge namespace joins a client (trafgen), the load balancer
+//! and three backends; the client routes the VIP via the load balancer.
+//! Throughput = packets the backends' interfaces received per second.
+//! Needs root, `trafgen` (netsniff-ng), `nft`, `iptables-legacy` (or
+//! `iptables`). Writes a Markdown table to stdout (and `--out FILE`).
+
+use std::{
+    fmt::Write as _,
+    net::{IpAddr, Ipv4Addr},
+    os::{fd::AsRawFd, unix::process::CommandExt as _},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use rampart_agent::lb::{
+    maglev::{self, Member},
+    maps::{Balancer, LbOptions, LbProgram},
+    service::{BackendSpec, Mode, ServiceSpec},
+};
+
+#[derive(Parser)]
+#[command(about = "XDP load balancer vs nftables/iptables DNAT (kube-proxy style)")]
+struct Args {
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 3)]
+    seconds: u64,
+    /// Repetitions per variant (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Also write the Markdown report here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+const NET: u8 = 231;
+const PORT: u16 = 8080;
+const BACKENDS: usize = 3;
+
+fn sh(args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .with_context(|| format!("spawn {args:?}"))?;
+    if !out.status.success() {
+        bail!("{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+fn ns_out(ns: &str, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .output()
+        .context("ip netns exec")?;
+    if !out.status.success() {
+        bail!("{ns}: {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+struct Bed {
+    sw: String,
+    client: String,
+    lb: String,
+    backends: Vec<String>,
+}
+
+impl Bed {
+    fn new() -> anyhow::Result<Self> {
+        let id = std::process::id() % 100_000;
+        let bed = Self {
+            sw: format!("lbbsw-{id}"),
+            client: format!("lbbc-{id}"),
+            lb: format!("lbblb-{id}"),
+            backends: (0..BACKENDS).map(|i| format!("lbbb{i}-{id}")).collect(),
+        };
+        sh(&["ip", "netns", "add", &bed.sw])?;
+        sh(&[
+            "ip",
+            "-n",
+            &bed.sw,
+            "link",
+            "add",
+            "br0",
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+        ])?;
+        sh(&["ip", "-n", &bed.sw, "link", "set", "br0", "up"])?;
+        let mut nodes = vec![(bed.client.clone(), 1u8), (bed.lb.clone(), 2)];
+        for (i, b) in bed.backends.iter().enumerate() {
+            nodes.push((b.clone(), 11 + i as u8));
+        }
+        for (k, (ns, host)) in nodes.iter().enumerate() {
+            sh(&["ip", "netns", "add", ns])?;
+            let port = format!("p{k}");
+            sh(&[
+                "ip", "-n", &bed.sw, "link", "add", &port, "type", "veth", "peer", "name", "eth0",
+                "netns", ns,
+            ])?;
+            sh(&[
+                "ip", "-n", &bed.sw, "link", "set", &port, "master", "br0", "up",
+            ])?;
+            sh(&[
+                "ip",
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("10.{NET}.0.{host}/24"),
+                "dev",
+                "eth0",
+            ])?;
+            sh(&["ip", "-n", ns, "link", "set", "eth0", "up"])?;
+            sh(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
+        }
+        sh(&[
+            "ip",
+            "-n",
+            &bed.client,
+            "route",
+            "add",
+            &vip().to_string(),
+            "via",
+            &format!("10.{NET}.0.2"),
+        ])?;
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &bed.lb,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+            "net.ipv4.conf.all.send_redirects=0",
+            "net.ipv4.conf.eth0.send_redirects=0",
+        ])?;
+        for i in 0..BACKENDS {
+            sh(&[
+                "ip",
+                "netns",
+                "exec",
+                &bed.lb,
+                "ping",
+                "-c1",
+                "-W1",
+                &backend(i).to_string(),
+            ])?;
+        }
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &bed.client,
+            "ping",
+            "-c1",
+            "-W1",
+            &format!("10.{NET}.0.2"),
+        ])?;
+        Ok(bed)
+    }
+
+    fn backend_rx(&self) -> anyhow::Result<u64> {
+        let mut sum = 0;
+        for b in &self.backends {
+            sum += ns_out(b, &["cat", "/sys/class/net/eth0/statistics/rx_packets"])?
+                .parse::<u64>()
+                .context("rx_packets")?;
+        }
+        Ok(sum)
+    }
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        for ns in [&self.client, &self.lb, &self.sw]
+            .into_iter()
+            .chain(self.backends.iter())
+        {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+fn vip() -> Ipv4Addr {
+    Ipv4Addr::new(172, 30, NET, 100)
+}
+
+fn backend(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, NET, 0, 11 + i as u8)
+}
+
+/// trafgen in its own process group, stopped by group.
+struct Trafgen(Child);
+
+impl Trafgen {
+    fn start(bed: &Bed, cfg: &std::path::Path) -> anyhow::Result<Self> {
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &bed.client,
+                "trafgen",
+                "--dev",
+                "eth0",
+                "--conf",
+            ])
+            .arg(cfg)
+            .args(["-P", "1", "-C", "--no-sock-mem"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .context("spawn trafgen")?;
+        Ok(Self(child))
+    }
+}
+
+impl Drop for Trafgen {
+    fn drop(&mut self) {
+        let pg = i32::try_from(self.0.id()).unwrap_or(0);
+        // SAFETY: signalling our own child's process group.
+        #[allow(unsafe_code, reason = "killpg(2)")]
+        unsafe {
+            libc::killpg(pg, libc::SIGINT);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        // SAFETY: as above.
+        #[allow(unsafe_code, reason = "killpg(2)")]
+        unsafe {
+            libc::killpg(pg, libc::SIGKILL);
+        }
+        let _ = self.0.wait();
+    }
+}
+
+fn measure(bed: &Bed, cfg: &std::path::Path, secs: u64) -> anyhow::Result<f64> {
+    let tg = Trafgen::start(bed, cfg)?;
+    std::thread::sleep(Duration::from_millis(500));
+    let a = bed.backend_rx()?;
+    let t = Instant::now();
+    std::thread::sleep(Duration::from_secs(secs));
+    let b = bed.backend_rx()?;
+    let dt = t.elapsed().as_secs_f64();
+    drop(tg);
+    Ok((b - a) as f64 / dt)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let fd = std::fs::File::open(&path).expect("open netns");
+        // SAFETY: valid fd; affects only this thread.
+        #[allow(unsafe_code, reason = "setns")]
+        let r = unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(r, 0, "setns {path}");
+        f()
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("namespace thread panicked"))
+}
+
+fn service(n: usize, table: u32) -> ServiceSpec {
+    ServiceSpec {
+        name: "bench".into(),
+        address: vip().into(),
+        protocol: 17,
+        port: PORT,
+        backends: (0..n)
+            .map(|i| BackendSpec {
+                address: if n <= BACKENDS {
+                    backend(i).into()
+                } else {
+                    IpAddr::V4(Ipv4Addr::new(10, 250, (i / 250) as u8, (i % 250 + 1) as u8))
+                },
+                port: 0,
+                weight: 1,
+            })
+            .collect(),
+        mode: Mode::Ipip,
+        maglev_table_size: table,
+    }
+}
+
+fn nft_ruleset() -> String {
+    // kube-proxy nftables mode: a verdict map from (VIP, proto, port) to a
+    // service chain, which picks an endpoint chain with numgen random mod N;
+    // each endpoint chain DNATs.
+    let mut s = String::from("table ip kp {\n");
+    for i in 0..BACKENDS {
+        let _ = writeln!(
+            s,
+            "  chain ep{i} {{\n    meta l4proto udp dnat to {}:{PORT}\n  }}",
+            backend(i)
+        );
+    }
+    let map: Vec<String> = (0..BACKENDS).map(|i| format!("{i} : goto ep{i}")).collect();
+    let _ = writeln!(
+        s,
+        "  chain svc {{\n    numgen random mod {BACKENDS} vmap {{ {} }}\n  }}",
+        map.join(", ")
+    );
+    let _ = writeln!(
+        s,
+        "  map services {{\n    type ipv4_addr . inet_proto . inet_service : verdict\n    elements = {{ {} . udp . {PORT} : goto svc }}\n  }}",
+        vip()
+    );
+    s.push_str("  chain prerouting {\n    type nat hook prerouting priority dstnat; policy accept;\n    ip daddr . meta l4proto . th dport vmap @services\n  }\n}\n");
+    s
+}
+
+fn iptables_bin() -> &'static str {
+    if Command::new("iptables-legacy")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        "iptables-legacy"
+    } else {
+        "iptables"
+    }
+}
+
+/// Removes the scratch directory on every exit path.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let bed = Bed::new()?;
+    let lb_mac = ns_out(&bed.lb, &["cat", "/sys/class/net/eth0/address"])?;
+    let dir = TempDir(std::env::temp_dir().join(format!("lb-bench-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0)?;
+    let cfg = dir.0.join("lb.trafgen");
+    // Many flows: the source port walks 1024..65000, so every variant does
+    // new-flow work (flow table insert / conntrack entry) as well as hits.
+    std::fs::write(
+        &cfg,
+        format!(
+            "{{ eth(da={lb_mac}), ipv4(ttl=64, saddr=10.{NET}.0.1, daddr={}), udp(sp=dinc(1024, 65000), dp={PORT}), fill(0x00, 18) }}\n",
+            vip()
+        ),
+    )?;
+    let mut rows: Vec<(String, f64)> = Vec::new();
+
+    // 1. Rampart XDP (generic mode on veth).
+    let pin = PathBuf::from(format!(
+        "/sys/fs/bpf/rampart-lbbench-{}",
+        std::process::id()
+    ));
+    let src = Ipv4Addr::new(10, NET, 0, 2);
+    let lb_ns = bed.lb.clone();
+    let mut lb = in_ns(&lb_ns, move || -> anyhow::Result<Balancer> {
+        let mut lb = Balancer::load(
+            &pin,
+            LbOptions {
+                max_vips: 2,
+                max_table_size: 100_003,
+                src_v4: src,
+                flow_max: 262_144,
+                ..LbOptions::default()
+            },
+        )?;
+        lb.attach(LbProgram::Balancer, "eth0", true)?;
+        Ok(lb)
+    })??;
+    lb.apply(&[service(BACKENDS, 0)])?;
+    let xdp = median(
+        (0..args.runs)
+            .map(|_| measure(&bed, &cfg, args.seconds))
+            .collect::<anyhow::Result<_>>()?,
+    );
+    rows.push(("Rampart XDP LB (generic XDP, IPIP, XDP_TX)".into(), xdp));
+    // Maglev rebuild for 1,000 backends: pure build, and build + batched
+    // write of the inactive ring + generation flip.
+    let members: Vec<Member> = service(1000, 0)
+        .backends
+        .iter()
+        .map(|b| Member {
+            name: format!("{}:{PORT}", b.address),
+            weight: 1,
+        })
+        .collect();
+    let size = maglev::table_size(0, 1000)?;
+    let builds: Vec<f64> = (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            let table = maglev::build(&members, size).expect("build");
+            std::hint::black_box(table);
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    let build_ms = median(builds);
+    let applies: Vec<f64> = (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            lb.apply(&[service(1000, 0)]).expect("apply 1000");
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect::<Vec<_>>();
+    let apply_ms = median(applies);
+    drop(lb);
+    // The program's own cost per packet (BPF_PROG_TEST_RUN, flow-table hit
+    // and encapsulation; XDP_TX is not executed by test runs).
+    let cost_ns = in_ns(&bed.lb, || -> anyhow::Result<(f64, f64)> {
+        let mut h = rampart_agent::lb::testrun::harness(
+            std::path::Path::new("/sys/fs/bpf"),
+            LbOptions {
+                max_vips: 2,
+                src_v4: Ipv4Addr::new(10, NET, 0, 2),
+                gw_mac: Some([2, 0, 0, 0, 0, 9]),
+                ..LbOptions::default()
+            },
+        )?;
+        h.apply(&[service(BACKENDS, 0)])?;
+        let l4 = rampart_agent::packet::udp(4000, PORT, 18);
+        let pkt = rampart_agent::packet::ipv4(Ipv4Addr::new(10, NET, 0, 1), vip(), 17, &l4);
+        let (_, lb_cost) = h.test_run_repeat(LbProgram::Balancer, &pkt, 1_000_000)?;
+        let other = rampart_agent::packet::ipv4(
+            Ipv4Addr::new(10, NET, 0, 1),
+            Ipv4Addr::new(10, NET, 0, 9),
+            17,
+            &l4,
+        );
+        let (_, pass_cost) = h.test_run_repeat(LbProgram::Balancer, &other, 1_000_000)?;
+        Ok((lb_cost.as_nanos() as f64, pass_cost.as_nanos() as f64))
+    })??;
+
+    // 2. nftables DNAT, kube-proxy nftables style.
+    let rules = dir.0.join("kp.nft");
+    std::fs::write(&rules, nft_ruleset())?;
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &bed.lb,
+        "nft",
+        "-f",
+        rules.to_str().unwrap_or_default(),
+    ])?;
+    let nft = median(
+        (0..args.runs)
+            .map(|_| measure(&bed, &cfg, args.seconds))
+            .collect::<anyhow::Result<_>>()?,
+    );
+    if std::env::var_os("LB_BENCH_DEBUG").is_some() {
+        eprintln!("{}", ns_out(&bed.lb, &["nstat", "-a"])?);
+        eprintln!(
+            "{}",
+            ns_out(&bed.lb, &["ip", "-s", "link", "show", "eth0"])?
+        );
+    }
+    rows.push((
+        "nftables DNAT (numgen random vmap, kube-proxy nftables mode)".into(),
+        nft,
+    ));
+    sh(&[
+        "ip", "netns", "exec", &bed.lb, "nft", "delete", "table", "ip", "kp",
+    ])?;
+    sh(&["ip", "netns", "exec", &bed.lb, "conntrack", "-F"]).ok();
+
+    // 3. iptables DNAT with statistic, kube-proxy iptables style.
+    let ipt = iptables_bin();
+    sh(&[
+        "ip", "netns", "exec", &bed.lb, ipt, "-t", "nat", "-N", "KUBE-SVC",
+    ])?;
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &bed.lb,
+        ipt,
+        "-t",
+        "nat",
+        "-A",
+        "PREROUTING",
+        "-d",
+        &vip().to_string(),
+        "-p",
+        "udp",
+        "--dport",
+        &PORT.to_string(),
+        "-j",
+        "KUBE-SVC",
+    ])?;
+    for i in 0..BACKENDS {
+        let to = format!("{}:{PORT}", backend(i));
+        let left = BACKENDS - i;
+        let mut rule = vec![
+            "ip", "netns", "exec", &bed.lb, ipt, "-t", "nat", "-A", "KUBE-SVC", "-p", "udp",
+        ];
+        let prob = format!("{:.5}", 1.0 / left as f64);
+        if left > 1 {
+            rule.extend([
+                "-m",
+                "statistic",
+                "--mode",
+                "random",
+                "--probability",
+                &prob,
+            ]);
+        }
+        rule.extend(["-j", "DNAT", "--to-destination", &to]);
+        sh(&rule)?;
+    }
+    let iptables = median(
+        (0..args.runs)
+            .map(|_| measure(&bed, &cfg, args.seconds))
+            .collect::<anyhow::Result<_>>()?,
+    );
+    rows.push((
+        format!("{ipt} DNAT (statistic --mode random, kube-proxy iptables mode)"),
+        iptables,
+    ));
+
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "| Load balancer | packets/s delivered to backends | vs nftables |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|");
+    for (name, pps) in &rows {
+        let _ = writeln!(md, "| {name} | {:.0} | {:.2}x |", pps, pps / nft);
+    }
+    let _ = writeln!(md);
+    let _ = writeln!(
+        md,
+        "Maglev, 1,000 backends, table {size}: build {build_ms:.1} ms (median of 5); build + batched ring write + generation flip {apply_ms:.1} ms."
+    );
+    let _ = writeln!(
+        md,
+        "rampart_lb per packet (BPF_PROG_TEST_RUN, 1M runs): {:.0} ns for a VIP packet (flow hit + IPIP), {:.0} ns for non-VIP traffic.",
+        cost_ns.0, cost_ns.1
+    );
+    let _ = writeln!(
+        md,
+        "Target (XDP >= 3x nftables): {}",
+        if xdp >= 3.0 * nft { "met" } else { "NOT met" }
+    );
+    print!("{md}");
+    if let Some(out) = args.out {
+        std::fs::write(&out, &md).with_context(|| format!("write {}", out.display()))?;
+    }
+    Ok(())
+}
