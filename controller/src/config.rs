@@ -126,6 +126,9 @@ pub struct SouthboundConfig {
     pub device_timeout_ms: u64,
     /// Periodic drift check interval, seconds (0 disables).
     pub drift_interval_s: u64,
+    /// Extra CA certificates (PEM bundle) trusted for HTTPS devices (FDM,
+    /// Meraki, SD-WAN Manager) besides the system roots; read at connect.
+    pub ca_bundle: Option<PathBuf>,
 }
 
 impl Default for SouthboundConfig {
@@ -139,6 +142,7 @@ impl Default for SouthboundConfig {
             max_parallel_devices: 16,
             device_timeout_ms: 120_000,
             drift_interval_s: 300,
+            ca_bundle: None,
         }
     }
 }

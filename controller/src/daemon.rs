@@ -209,6 +209,7 @@ fn build_engine(config: &Config, store: &Store, data_dir: &std::path::Path) -> E
             confirm_timeout: Duration::from_secs(sb.confirm_timeout_s),
             max_parallel: sb.max_parallel_devices,
             device_timeout: Duration::from_millis(sb.device_timeout_ms),
+            ca_bundle: sb.ca_bundle.clone(),
             ..EngineConfig::default()
         },
     );

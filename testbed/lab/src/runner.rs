@@ -443,9 +443,10 @@ fn build(lab: &Lab, env: &Env, state: &mut State) -> Result<(), LabError> {
     for n in lab.nodes.iter().filter(|n| n.kind == Kind::Linux) {
         let ns = ns_name(name, &n.name);
         for (i, cmd) in n.exec.iter().enumerate() {
-            sys::run(
+            sys::run_env(
                 "nsenter",
                 &[&format!("--net={}/{ns}", sys::NETNS_DIR), "sh", "-c", cmd],
+                &lab_env(lab),
             )
             .map_err(step(&n.name, format!("exec[{i}] {cmd:?}")))?;
         }
@@ -475,6 +476,17 @@ fn build(lab: &Lab, env: &Env, state: &mut State) -> Result<(), LabError> {
     }
     wait_ready(&mut pending, env, state, &mut creds, &mut extra_env)?;
     state.save(&file)?;
+    // One PEM bundle of every HTTPS simulator's throw-away CA, for
+    // rampartd's REST drivers (`[southbound] ca_bundle` in its config),
+    // written before rampartd starts.
+    let mut bundle = String::new();
+    for s in state.nodes.values() {
+        if let Some(cert) = s.info.get("cert") {
+            bundle.push_str(&fs::read_to_string(cert).map_err(io(Path::new(cert)))?);
+        }
+    }
+    let bundle_path = env.state_dir.join("sims-ca.pem");
+    fs::write(&bundle_path, bundle).map_err(io(&bundle_path))?;
 
     let mut pending = Vec::new();
     if let Some(ctl) = lab.controller() {
@@ -507,16 +519,6 @@ fn build(lab: &Lab, env: &Env, state: &mut State) -> Result<(), LabError> {
 
     // Inventory and env file.
     let inv = inventory::from_lab(lab);
-    // One PEM bundle of every HTTPS simulator's throw-away CA, for
-    // rampartd's REST drivers (see docs/lab.md: not yet configurable there).
-    let mut bundle = String::new();
-    for s in state.nodes.values() {
-        if let Some(cert) = s.info.get("cert") {
-            bundle.push_str(&fs::read_to_string(cert).map_err(io(Path::new(cert)))?);
-        }
-    }
-    let bundle_path = env.state_dir.join("sims-ca.pem");
-    fs::write(&bundle_path, bundle).map_err(io(&bundle_path))?;
     let inv_path = env.state_dir.join("inventory.yaml");
     inventory::write(
         &inv_path,
@@ -1086,13 +1088,31 @@ fn start_controller(
     fs::write(
         &config,
         format!(
-            "# rampartd in lab {} (written by rampart-lab)\n[api]\nlisten = \"0.0.0.0:{API_PORT}\"\n\n[metrics]\nenabled = true\nlisten = \"0.0.0.0:{METRICS_PORT}\"\n\n[store]\ndata_dir = {:?}\n\n[log]\nformat = \"text\"\nlevel = \"info\"\n\n[tls]\nextra_sans = [{}]\n",
+            "# rampartd in lab {} (written by rampart-lab)\n[api]\nlisten = \"0.0.0.0:{API_PORT}\"\n\n[metrics]\nenabled = true\nlisten = \"0.0.0.0:{METRICS_PORT}\"\n\n[store]\ndata_dir = {:?}\n\n[log]\nformat = \"text\"\nlevel = \"info\"\n\n[tls]\nextra_sans = [{}]\n\n[southbound]\n# The simulators' throw-away CAs, written once they are up (read at connect).\nca_bundle = {:?}\n",
             lab.name,
             data.display().to_string(),
-            quoted.join(", ")
+            quoted.join(", "),
+            env.state_dir.join("sims-ca.pem").display().to_string()
         ),
     )
     .map_err(io(&config))?;
+    // A rampartd built before `[southbound] ca_bundle` existed refuses the
+    // key: fall back to a configuration without it (REST devices then need
+    // the public roots) rather than failing the whole lab.
+    let check = std::process::Command::new(env.bin_dir.join("rampartd"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--check-config")
+        .output();
+    if let Ok(out) = check
+        && !out.status.success()
+        && String::from_utf8_lossy(&out.stderr).contains("ca_bundle")
+    {
+        tracing::warn!(node = %n.name, "this rampartd has no [southbound] ca_bundle; the simulators' CA is not trusted");
+        let text = fs::read_to_string(&config).map_err(io(&config))?;
+        let cut = text.find("\n[southbound]").unwrap_or(text.len());
+        fs::write(&config, format!("{}\n", &text[..cut])).map_err(io(&config))?;
+    }
     let mut penv = lab_env(lab);
     penv.extend(creds.iter().map(|(k, v)| (k.clone(), v.clone())));
     let log = env.log_dir().join(format!("{}-rampartd.log", n.name));
