@@ -375,6 +375,12 @@ pub struct Session {
     last_io: Instant,
     label: String,
     buf: Vec<u8>,
+    /// A second handle on the TCP socket libssh2 owns, to re-arm
+    /// `TCP_QUICKACK` before each read: the server side writes replies in
+    /// several small packets (chunk headers, data, trailer) without
+    /// `TCP_NODELAY`, and a delayed ACK from us would stall each reply by
+    /// up to 40 ms under Nagle.
+    tcp: Option<TcpStream>,
 }
 
 impl std::fmt::Debug for Session {
@@ -447,6 +453,8 @@ impl Session {
         // Without TCP_NODELAY every small SSH packet waits for the peer's
         // delayed ACK (~40 ms per round trip on Linux).
         tcp.set_nodelay(true).map_err(NetconfError::Io)?;
+        let tcp_handle = tcp.try_clone().ok();
+        quickack(tcp_handle.as_ref());
         let ssh_err = |stage: &'static str| {
             let host = host.clone();
             move |source: ssh2::Error| NetconfError::Ssh {
@@ -507,6 +515,7 @@ impl Session {
             last_io: Instant::now(),
             label: format!("{host}:{port}"),
             buf: vec![0; 64 * 1024],
+            tcp: tcp_handle,
         };
         session.send(ops::CLIENT_HELLO.as_bytes())?;
         let remaining = cfg.connect_timeout.saturating_sub(started.elapsed());
@@ -567,6 +576,7 @@ impl Session {
                 });
             }
             self.ssh.set_timeout(millis(deadline - now));
+            quickack(self.tcp.as_ref());
             let n = match self.channel.read(&mut self.buf) {
                 Ok(n) => n,
                 Err(e) => return Err(io_error(e, what, timeout)),
@@ -745,6 +755,14 @@ impl Session {
         let _ = self.channel.close();
         let _ = self.ssh.disconnect(None, "close-session", None);
         r
+    }
+}
+
+/// Asks the kernel to ACK received segments at once (Linux resets the
+/// mode on its own, so this is re-armed before every read).
+fn quickack(tcp: Option<&TcpStream>) {
+    if let Some(t) = tcp {
+        let _ = socket2::SockRef::from(t).set_tcp_quickack(true);
     }
 }
 
