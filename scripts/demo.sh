@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The Rampart demo on embedded defaults: start rampartd with a fresh store,
-# register the sample inventory, dry-run then apply the sample vFirewall,
-# and show what was stored, the transaction log and the Prometheus metrics.
+# The Rampart demo: a lab of Linux network namespaces (no Docker) with
+# rampartd, a CSR1000v stand-in (netconfd with Cisco's IOS-XE models), the
+# ASA / Firepower / Meraki / SD-WAN Manager simulators, two agent hosts,
+# web servers and a client. One vFirewall spec is dry-run, applied to the
+# router, the ASA, the Firepower and a host agent, shown filtering real
+# traffic with per-rule hit counters, then rolled back.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/tools/bin:$PATH"
@@ -9,80 +12,80 @@ export PATH="$PWD/tools/bin:$PATH"
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
 
-say "building rampartd and rampartctl"
-cargo build --quiet --locked -p rampart-controller -p rampartctl
+if [ "$(id -u)" != 0 ]; then
+    echo "The demo builds its lab from network namespaces, veth links and eBPF: run it as root." >&2
+    exit 1
+fi
+
+say "building rampartd, rampartctl, rampart-agent and the lab runner"
+cargo build --quiet --locked -p rampart-controller -p rampartctl -p rampart-agent -p rampart-lab
 bin="$PWD/target/debug"
+export PATH="$bin:$PATH"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-api_port=$(free_port)
-metrics_port=$(free_port)
-work=$(mktemp -d /tmp/rampart-demo.XXXXXX)
-cleanup() {
-    if [ -n "${daemon:-}" ] && kill -0 "$daemon" 2>/dev/null; then
-        kill -TERM "$daemon"
-        wait "$daemon" 2>/dev/null || true
-    fi
-}
-trap cleanup EXIT
+say "bringing up the lab (testbed/clab/rampart.clab.yml; idempotent)"
+run rampart-lab up
+set -a
+# shellcheck disable=SC1091
+. .lab/rampart/lab.env
+set +a
 
-say "starting rampartd (store in $work/data, API 127.0.0.1:$api_port, metrics :$metrics_port)"
-"$bin/rampartd" --data-dir "$work/data" --listen "127.0.0.1:$api_port" \
-    --metrics-listen "127.0.0.1:$metrics_port" >"$work/rampartd.log" 2>&1 &
-daemon=$!
-# TLS is on by default: rampartctl trusts the CA rampartd generated and
-# authenticates with the bootstrap admin token it wrote (0600).
-export RAMPART_SERVER="https://127.0.0.1:$api_port"
-export RAMPART_CA_CERT="$work/data/tls/ca.crt"
-export RAMPART_TOKEN_FILE="$work/data/admin.token"
-ctl="$bin/rampartctl"
-for _ in $(seq 100); do
-    "$ctl" get devices >/dev/null 2>&1 && break
-    kill -0 "$daemon" 2>/dev/null || { cat "$work/rampartd.log"; exit 1; }
-    sleep 0.1
-done
+say "registering the lab's inventory (credentials stay in rampartd's environment)"
+run rampartctl devices add -f "$RAMPART_INVENTORY" --replace
 
-say "registering the sample inventory"
-run "$ctl" devices add -f examples/inventory.yaml
+spec=examples/demo/firewall.yaml
+# A previous run's service is removed first, so the rollback at the end
+# shows the devices returning to a clean state.
+rampartctl delete service web-fw --tenant acme >/dev/null 2>&1 || true
 
-say "dry-run of the sample vFirewall: the configuration each target would get"
-run "$ctl" apply -f examples/firewall.yaml --dry-run
+say "dry-run of $spec: each device's change in its own native form"
+run rampartctl apply -f "$spec" --dry-run
 
-say "applying it"
-run "$ctl" apply -f examples/firewall.yaml
+say "applying it: one transaction, all-or-nothing across csr1, asa1 and ftd1"
+out=$(rampartctl -o json apply -f "$spec")
+txn=$(jq -r .transactionId <<<"$out")
+echo "committed $txn"
+run rampartctl get transaction "$txn"
+run rampartctl check-sync
 
-say "what rampartd now holds"
-run "$ctl" get services
-run "$ctl" get transactions
+say "host1 enforces the host section with eBPF (rampart-agent, XDP)"
+# Until host agents enroll with rampartd (managed mode), the demo hands the
+# compiled host policy to host1's agent through its policy file; the agent
+# reloads it atomically.
+saved_policy=$(mktemp)
+cp "$RAMPART_POLICY_HOST1" "$saved_policy"
+rampartctl -o json apply -f "$spec" --dry-run |
+    jq -r '.rendered[] | select(.format == "agent-policy") | .content' |
+    jq '.version = 1' >"$RAMPART_POLICY_HOST1.new"
+mv "$RAMPART_POLICY_HOST1.new" "$RAMPART_POLICY_HOST1"
+sleep 1.5
+printf 'client -> host1:80   (rule 10 permits): '
+rampart-lab exec client -- curl -s --max-time 2 http://"$RAMPART_ADDR_HOST1":80/ || echo "blocked"
+printf 'client -> host1:8080 (rule 30 denies):  '
+rampart-lab exec client -- curl -s --max-time 2 http://"$RAMPART_ADDR_HOST1":8080/ || echo "blocked"
+say "per-rule hit counters on host1"
+rampart-lab exec host1 -- curl -s "http://127.0.0.1:9469/metrics" |
+    grep -E '^rampart_(rule_packets_total|verdict|drops)' | head -12 || true
 
-say "an invalid spec is refused with its line and YANG path"
-bad="$work/bad.yaml"
-sed -e 's#10.0.0.0/8#10.0.0.0/33#' examples/firewall.yaml >"$bad"
-run "$ctl" apply -f "$bad" || echo "(exit code $? as documented: 3 = invalid argument)"
+say "rampartd's Prometheus metrics"
+curl -s --max-time 3 "$RAMPART_METRICS_URL" |
+    grep -E '^rampart_(transactions_total|services|devices|device_drift)' || true
 
-say "who am I, and a read-only token for a tenant viewer"
-run "$ctl" whoami
-viewer=$("$ctl" -o json tokens create --name demo-viewer --role viewer --tenant acme --ttl 1h \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
-run "$ctl" tokens list
-echo '$ rampartctl --token <viewer> devices remove csr1'
-RAMPART_TOKEN="$viewer" "$ctl" devices remove csr1 \
-    || echo "(exit code $? as documented: 7 = permission denied)"
-
-say "the audit log: every change, who made it, from where (JSON lines for a SIEM)"
-run "$ctl" audit --since 1h
-"$ctl" -o jsonl audit --since 1h | head -n 2 || true
-
-say "Prometheus metrics (rampart_*)"
-curl -s "http://127.0.0.1:$metrics_port/metrics" | grep -E '^rampart_(api_requests_total|services|devices|store)' || true
+say "rolling the change back (every device restored in one transaction)"
+run rampartctl rollback "$txn"
+cp "$saved_policy" "$RAMPART_POLICY_HOST1"
+rm -f "$saved_policy"
+run rampartctl check-sync
+run rampartctl get transactions --limit 5
 
 cat <<MSG
 
-Demo done. rampartd is stopped and its store removed with $work when you like.
-Explore further:
-  target/debug/rampartd --data-dir /tmp/rampart --listen 127.0.0.1:50051 &
-  export RAMPART_CA_CERT=/tmp/rampart/tls/ca.crt RAMPART_TOKEN_FILE=/tmp/rampart/admin.token
-  target/debug/rampartctl devices add -f examples/inventory.yaml
-  target/debug/rampartctl apply -f examples/<spec>.yaml --dry-run -o json
-  target/debug/rampartctl get services|devices|transactions
-  curl -s 127.0.0.1:9464/metrics
+Demo done; the lab is still up. Explore further:
+  source .lab/rampart/lab.env && export PATH=$bin:\$PATH
+  rampartctl get services|devices|transactions      rampartctl whoami
+  rampartctl apply -f examples/<spec>.yaml --dry-run -o json
+  rampartctl check-sync        rampartctl audit -o jsonl
+  rampart-lab status           rampart-lab exec client -- curl -s http://10.10.1.12/
+  curl -s \$RAMPART_METRICS_URL
+Take the lab down (removes every namespace, link, process and BPF pin):
+  $bin/rampart-lab down
 MSG
