@@ -559,7 +559,7 @@ fn main() -> anyhow::Result<()> {
         "Target (XDP >= 3x nftables): {}",
         if xdp >= 3.0 * nft { "met" } else { "NOT met" }
     );
-    print!("{md}");
+    std::io::Write::write_all(&mut std::io::stdout(), md.as_bytes())?;
     if let Some(out) = args.out {
         std::fs::write(&out, &md).with_context(|| format!("write {}", out.display()))?;
     }

@@ -254,7 +254,7 @@ impl Balancer {
             })?;
         }
         let mut config: Array<MapData, LbConfig> = take(&mut ebpf, "LB_CONFIG")?;
-        let mut cfg = LbConfig {
+        let cfg = LbConfig {
             src_v4: opts.src_v4.octets(),
             src_v6: opts.src_v6.octets(),
             gw_mac: opts.gw_mac.unwrap_or_default(),
@@ -262,18 +262,14 @@ impl Balancer {
             ring_stride: opts.max_table_size,
             max_vips: opts.max_vips,
         };
-        cfg._pad = [0; 2];
         config.set(0, cfg, 0).map_err(map_err("LB_CONFIG"))?;
-        let ring = match ebpf.take_map("LB_RING") {
-            Some(aya::maps::Map::Array(md)) => md,
-            _ => {
-                return Err(LbMapsError::Map {
-                    name: "LB_RING",
-                    source: Box::new(aya::maps::MapError::InvalidName {
-                        name: "LB_RING".into(),
-                    }),
-                });
-            }
+        let Some(aya::maps::Map::Array(ring)) = ebpf.take_map("LB_RING") else {
+            return Err(LbMapsError::Map {
+                name: "LB_RING",
+                source: Box::new(aya::maps::MapError::InvalidName {
+                    name: "LB_RING".into(),
+                }),
+            });
         };
         Ok(Self {
             vips: take(&mut ebpf, "LB_VIPS")?,
