@@ -347,10 +347,10 @@ impl PlatformDriver for AsaPlatform {
 /// that already exists (a repair after an out-of-band change, or a replay)
 /// is skipped when identical and cleared first when not, so the result is
 /// exactly the edit's ACL rather than a mix of old and new entries.
-fn reconcile(lines: Vec<String>, device: &AsaConfig) -> Vec<String> {
+fn reconcile(lines: &[String], device: &AsaConfig) -> Vec<String> {
     let mut written: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut cleared: Vec<String> = Vec::new();
-    for l in &lines {
+    for l in lines {
         if let Some(name) = l.strip_prefix("clear configure access-list ") {
             cleared.push(name.trim().to_owned());
         } else if let Some(rest) = l.strip_prefix("access-list ")
@@ -364,7 +364,7 @@ fn reconcile(lines: Vec<String>, device: &AsaConfig) -> Vec<String> {
     }
     let mut out = Vec::with_capacity(lines.len());
     let mut handled: Vec<&str> = Vec::new();
-    for l in &lines {
+    for l in lines {
         let name = l
             .strip_prefix("access-list ")
             .and_then(|r| r.split_once(' '))
@@ -521,8 +521,8 @@ impl AsaParticipant {
         self.with(stage, move |s| {
             s.run("configure terminal")?;
             let mut res = Ok(());
-            for l in &lines {
-                if let Err(e) = s.run(l) {
+            for l in lines {
+                if let Err(e) = s.run(&l) {
                     res = Err(e);
                     break;
                 }
@@ -585,7 +585,7 @@ impl AsaParticipant {
         }
         let running = self.running("prepare").await?;
         let snapshot = parse_running(&running);
-        self.staged = reconcile(lines, &snapshot);
+        self.staged = reconcile(&lines, &snapshot);
         self.snapshot = Some(snapshot);
         Ok(())
     }
