@@ -5,7 +5,7 @@
 //! controller measures it, and apply→push as an operator sees it),
 //! whether heartbeat processing keeps up, and rampartd's CPU and RSS.
 //!
-//! `cargo run --release -p rampart-controller --example fleet_bench -- \
+//! `cargo run --release -p rampart-fleet-bench -- \
 //!    --rampartd target/release/rampartd --agents 1000,2000,5000`
 //! Results: `docs/bench-fleet.md`.
 
