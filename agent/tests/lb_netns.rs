@@ -685,6 +685,40 @@ fn killed_backend_is_removed_by_health_checks_and_flows_fail_over() {
         }
     }
     assert!(lb.stat(lb_stat::REPICK) >= on_victim as u64);
+    // The same state as Prometheus exports it.
+    let registry = prometheus::Registry::new();
+    let mut metrics = rampart_agent::lb::metrics::LbMetrics::new(&registry).unwrap();
+    metrics.update(&lb);
+    let mut text = Vec::new();
+    prometheus::Encoder::encode(
+        &prometheus::TextEncoder::new(),
+        &registry.gather(),
+        &mut text,
+    )
+    .unwrap();
+    let text = String::from_utf8(text).unwrap();
+    let victim_label = format!("{}:{PORT}", t.backend_ip(victim));
+    assert!(
+        text.contains(&format!(
+            "rampart_lb_backend_up{{backend=\"{victim_label}\"}} 0"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "rampart_lb_events_total{{event=\"repick\"}} {}",
+            lb.stat(lb_stat::REPICK)
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("rampart_lb_flow_table_entries{kind=\"capacity\"} 65536"),
+        "{text}"
+    );
+    assert!(
+        text.contains("rampart_lb_vip_new_flows_total{service=\"dns\"}"),
+        "{text}"
+    );
     drop(srv);
 }
 

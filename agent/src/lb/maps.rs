@@ -604,6 +604,11 @@ impl Balancer {
         self.flows.get(key, 0).ok().map(|v| v.backend)
     }
 
+    /// True if health checks flagged the backend down.
+    pub fn is_down(&self, address: IpAddr, port: u16) -> bool {
+        self.down.contains(&(address, port))
+    }
+
     /// Id of a backend, if known.
     pub fn backend_id_of(&self, address: IpAddr, port: u16) -> Option<u32> {
         self.backend_ids.get(&(address, port)).copied()

@@ -9,11 +9,13 @@
 //!   A/B rings per VIP, read counters.
 //! - [`service`]: validated service definitions (from policy files).
 //! - [`health`]: TCP/HTTP health checks with rise/fall thresholds.
+//! - [`metrics`]: Prometheus export (per VIP, per backend, flow table).
 //! - [`testrun`]: the programs on hand-made packets (`BPF_PROG_TEST_RUN`).
 
 pub mod health;
 pub mod maglev;
 pub mod maps;
+pub mod metrics;
 pub mod service;
 pub mod testrun;
 
