@@ -210,7 +210,6 @@ fn build_engine(config: &Config, store: &Store, data_dir: &std::path::Path) -> E
             max_parallel: sb.max_parallel_devices,
             device_timeout: Duration::from_millis(sb.device_timeout_ms),
             ca_bundle: sb.ca_bundle.clone(),
-            ..EngineConfig::default()
         },
     );
     let pause = std::env::var("RAMPARTD_FAULT_PAUSE_BEFORE_COMMIT_MS")

@@ -190,28 +190,23 @@ impl Planned {
             .map(|d| Rendering {
                 target: d.device.clone(),
                 platform: d.platform.clone(),
-                format: Format::NetconfXml,
+                format: match Platform::parse(&d.platform) {
+                    Some(Platform::IosXe) => Format::NetconfXml,
+                    Some(Platform::Asa) => Format::Cli,
+                    _ => Format::Http,
+                },
                 content: d.edit.clone(),
             })
             .collect();
-        let changed: BTreeSet<&str> = self
-            .record
-            .devices
-            .iter()
-            .map(|d| d.device.as_str())
-            .collect();
+        // Devices show their change (above); hosts their whole policy.
         out.extend(
             self.renderings
                 .iter()
-                .filter(|r| {
-                    r.format != Format::NetconfXml
-                        && (r.format != Format::RestconfJson || changed.contains(r.target.as_str()))
-                })
+                .filter(|r| r.format == Format::AgentPolicy)
                 .cloned(),
         );
         out
-    }
-}
+    }}
 
 /// A device's drift report.
 #[derive(Debug, Clone)]
