@@ -9,20 +9,20 @@ use std::{future::Future, sync::Arc, time::Duration};
 use rampart_proto::v1::{
     FILE_DESCRIPTOR_SET, access_manager_server::AccessManagerServer,
     audit_log_server::AuditLogServer, device_manager_server::DeviceManagerServer,
-    fleet_manager_server::FleetManagerServer,
-    secret_manager_server::SecretManagerServer, service_manager_server::ServiceManagerServer,
+    fleet_manager_server::FleetManagerServer, secret_manager_server::SecretManagerServer,
+    service_manager_server::ServiceManagerServer,
     transaction_manager_server::TransactionManagerServer,
 };
 use tokio::{net::TcpListener, sync::watch};
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::{
-    txn::{Engine, EngineConfig},
     api::Api,
     config::Config,
     model::{ModelError, Validator},
     store::{Store, StoreError},
     telemetry::{self, Metrics, TelemetryError},
+    txn::{Engine, EngineConfig},
 };
 
 /// Why the daemon could not start or stopped abnormally.
@@ -87,14 +87,14 @@ pub async fn run(
     let engine = build_engine(config, &store, &data_dir);
     let recovered = engine.recover().await?;
     if recovered > 0 {
-        tracing::warn!(recovered, "finished transactions left pending by a previous run");
+        tracing::warn!(
+            recovered,
+            "finished transactions left pending by a previous run"
+        );
     }
     let api = Api::new(store.clone(), validator, metrics.clone(), engine.clone());
-    let fleet = crate::fleet::Fleet::new(
-        store.clone(),
-        config.agents.clone(),
-        &data_dir.join("tls"),
-    )?;
+    let fleet =
+        crate::fleet::Fleet::new(store.clone(), config.agents.clone(), &data_dir.join("tls"))?;
 
     // One shutdown signal fanned out to both servers.
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -202,7 +202,10 @@ fn build_engine(config: &Config, store: &Store, data_dir: &std::path::Path) -> E
     let engine = Engine::new(
         store.clone(),
         EngineConfig {
-            known_hosts: sb.known_hosts.clone().unwrap_or_else(|| data_dir.join("known_hosts")),
+            known_hosts: sb
+                .known_hosts
+                .clone()
+                .unwrap_or_else(|| data_dir.join("known_hosts")),
             trust_on_first_use: sb.trust_on_first_use,
             connect_timeout: Duration::from_millis(sb.connect_timeout_ms),
             rpc_timeout: Duration::from_millis(sb.rpc_timeout_ms),
@@ -217,7 +220,10 @@ fn build_engine(config: &Config, store: &Store, data_dir: &std::path::Path) -> E
         .and_then(|v| v.parse::<u64>().ok());
     match pause {
         Some(ms) => {
-            tracing::warn!(ms, "fault injection: pausing every transaction before commit");
+            tracing::warn!(
+                ms,
+                "fault injection: pausing every transaction before commit"
+            );
             engine.with_before_commit(move |t| {
                 tracing::warn!(txn = t.id, ms, "fault injection pause");
                 std::thread::sleep(Duration::from_millis(ms));

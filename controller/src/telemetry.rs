@@ -119,7 +119,10 @@ impl Metrics {
             &["device"],
         )?;
         let drift_errors = IntCounterVec::new(
-            Opts::new("drift_check_errors_total", "Drift checks that could not read the device"),
+            Opts::new(
+                "drift_check_errors_total",
+                "Drift checks that could not read the device",
+            ),
             &["device"],
         )?;
         registry.register(Box::new(drift.clone()))?;
@@ -143,7 +146,9 @@ impl Metrics {
 
     /// Records a drift check result for a device.
     pub fn set_drift(&self, device: &str, drifted: bool) {
-        self.drift.with_label_values(&[device]).set(i64::from(drifted));
+        self.drift
+            .with_label_values(&[device])
+            .set(i64::from(drifted));
     }
 
     /// Counts a drift check that could not read the device.

@@ -15,8 +15,7 @@ use rampart_controller::{
 use rampart_proto::v1::{
     self as pb, access_manager_client::AccessManagerClient, audit_log_client::AuditLogClient,
     device_manager_client::DeviceManagerClient, fleet_manager_client::FleetManagerClient,
-    secret_manager_client::SecretManagerClient,
-    service_manager_client::ServiceManagerClient,
+    secret_manager_client::SecretManagerClient, service_manager_client::ServiceManagerClient,
     transaction_manager_client::TransactionManagerClient,
 };
 use secure::{Authed, Daemon, with_token};
@@ -648,7 +647,7 @@ async fn client_certificate_users() {
 //         transactions are referenced; secrets are redacted.
 #[tokio::test]
 async fn every_mutation_has_its_audit_record() {
-    let d = Daemon::start().await;
+    let d = Daemon::start_with(|c| c.agents.listen = Some("127.0.0.1:0".parse().unwrap())).await;
     let admin = d.admin().await;
     let mut svc = ServiceManagerClient::new(admin.clone());
     let mut dev = DeviceManagerClient::new(admin.clone());
@@ -709,6 +708,11 @@ async fn every_mutation_has_its_audit_record() {
         .unwrap();
     SecretManagerClient::new(admin.clone())
         .rotate_secrets(pb::RotateSecretsRequest {})
+        .await
+        .unwrap();
+    let agent_id = enroll_one_agent(&d, &admin).await;
+    FleetManagerClient::new(admin.clone())
+        .revoke_agent(pb::RevokeAgentRequest { agent_id })
         .await
         .unwrap();
     // A failed mutation is audited too.
@@ -792,4 +796,47 @@ async fn every_mutation_has_its_audit_record() {
         .records;
     assert_eq!(by_service.len(), 2, "{by_service:?}");
     d.stop().await;
+}
+
+/// Creates an enrollment token (audited) and enrolls one agent through the
+/// agent port with it; returns the agent id.
+async fn enroll_one_agent(d: &Daemon, admin: &Authed) -> String {
+    use rampart_proto::v1::agent_enrollment_client::AgentEnrollmentClient;
+    use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+    let token = FleetManagerClient::new(admin.clone())
+        .create_enroll_token(pb::CreateEnrollTokenRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .token;
+    let addr = std::fs::read_to_string(d.data.join("agents.addr")).unwrap();
+    let ch = Channel::from_shared(format!("https://{}", addr.trim()))
+        .unwrap()
+        .tls_config(
+            ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(d.ca_pem()))
+                .domain_name("localhost"),
+        )
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let csr = rcgen::CertificateParams::new(Vec::<String>::new())
+        .unwrap()
+        .serialize_request(&key)
+        .unwrap()
+        .pem()
+        .unwrap();
+    AgentEnrollmentClient::new(ch)
+        .enroll(pb::EnrollRequest {
+            token,
+            hostname: "audited-host".into(),
+            labels: Default::default(),
+            csr_pem: csr,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .agent_id
 }

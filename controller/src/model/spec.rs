@@ -101,11 +101,25 @@ impl ServiceSpec {
     #[must_use]
     pub fn devices(&self) -> Vec<&str> {
         let mut out: Vec<&str> = match &self.body {
-            ServiceBody::Firewall(f) => f.targets.devices.iter().map(|d| d.device.as_str()).collect(),
+            ServiceBody::Firewall(f) => f
+                .targets
+                .devices
+                .iter()
+                .map(|d| d.device.as_str())
+                .collect(),
             ServiceBody::Router(r) => r.devices.iter().map(|d| d.device.as_str()).collect(),
-            ServiceBody::LoadBalancer(l) => l.targets.devices.iter().map(|d| d.device.as_str()).collect(),
+            ServiceBody::LoadBalancer(l) => l
+                .targets
+                .devices
+                .iter()
+                .map(|d| d.device.as_str())
+                .collect(),
             ServiceBody::Vpn(v) => v.tunnels.iter().map(|t| t.device.as_str()).collect(),
-            ServiceBody::SdWan(s) => s.sites.iter().flat_map(|s| s.devices.iter().map(String::as_str)).collect(),
+            ServiceBody::SdWan(s) => s
+                .sites
+                .iter()
+                .flat_map(|s| s.devices.iter().map(String::as_str))
+                .collect(),
         };
         out.sort_unstable();
         out.dedup();

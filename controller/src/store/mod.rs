@@ -697,7 +697,10 @@ impl Store {
         let mut out = BTreeMap::new();
         for item in &self.synced {
             let (k, v) = item.map_err(io("scan synced"))?;
-            out.insert(String::from_utf8_lossy(&k).into_owned(), decode("synced device", &k, &v)?);
+            out.insert(
+                String::from_utf8_lossy(&k).into_owned(),
+                decode("synced device", &k, &v)?,
+            );
         }
         Ok(out)
     }

@@ -206,7 +206,8 @@ impl Planned {
                 .cloned(),
         );
         out
-    }}
+    }
+}
 
 /// A device's drift report.
 #[derive(Debug, Clone)]

@@ -271,7 +271,10 @@ fn graft(base: &mut Vec<Node>, extra: Vec<Node>) {
 /// unchanged objects).
 fn delta(prev: &IosXeConfig, next: &IosXeConfig) -> IosXeConfig {
     let changed = |n: &[crate::compile::iosxe::Acl], p: &[crate::compile::iosxe::Acl]| {
-        n.iter().filter(|a| !p.contains(a)).cloned().collect::<Vec<_>>()
+        n.iter()
+            .filter(|a| !p.contains(a))
+            .cloned()
+            .collect::<Vec<_>>()
     };
     IosXeConfig {
         ipv4_acls: changed(&next.ipv4_acls, &prev.ipv4_acls),
@@ -288,7 +291,11 @@ fn delta(prev: &IosXeConfig, next: &IosXeConfig) -> IosXeConfig {
             .filter(|r| !prev.static_routes.contains(r))
             .cloned()
             .collect(),
-        bgp: if prev.bgp == next.bgp { None } else { next.bgp.clone() },
+        bgp: if prev.bgp == next.bgp {
+            None
+        } else {
+            next.bgp.clone()
+        },
     }
 }
 
