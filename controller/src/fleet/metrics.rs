@@ -61,7 +61,7 @@ impl FleetMetrics {
         )?;
         let push_ack = Histogram::with_opts(
             HistogramOpts::new("push_ack_seconds", "Policy push to acknowledgement").buckets(vec![
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 5.0,
             ]),
         )?;
         let heartbeats = IntCounter::new("heartbeats_total", "Heartbeats received")?;

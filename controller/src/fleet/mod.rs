@@ -206,6 +206,12 @@ impl Fleet {
         &self.0.ca
     }
 
+    /// The store (audit records of the fleet API).
+    #[must_use]
+    pub fn store(&self) -> &Store {
+        &self.0.store
+    }
+
     /// The fleet's metrics.
     #[must_use]
     pub fn metrics(&self) -> &FleetMetrics {
@@ -660,55 +666,68 @@ impl Fleet {
     pub fn refresh(&self) -> Result<(), Status> {
         let internal = |e: StoreError| Status::internal(e.to_string());
         let services = self.0.store.services().map_err(internal)?;
-        let agents = self.0.store.agents().map_err(internal)?;
-        let mut cache: HashMap<BTreeMap<String, String>, Result<(pb::HostPolicy, String), String>> =
-            HashMap::new();
-        for rec in agents.into_values().filter(|r| !r.revoked) {
-            let desired = cache
-                .entry(rec.labels.clone())
-                .or_insert_with(|| {
-                    policy::policy_for(&services, &rec.labels).map(|p| {
-                        let h = policy::policy_hash(&p);
-                        (p, h)
+        let mut cache: HashMap<
+            BTreeMap<String, String>,
+            Result<(Arc<pb::HostPolicy>, String), String>,
+        > = HashMap::new();
+        let mut to_push = Vec::new();
+        {
+            // Read, version and write back under the registry lock so a
+            // concurrent ack is never overwritten; one batch for all.
+            let _g = lock(&self.0.registry);
+            let agents = self.0.store.agents().map_err(internal)?;
+            let mut changed = Vec::new();
+            for mut rec in agents.into_values().filter(|r| !r.revoked) {
+                let desired = cache
+                    .entry(rec.labels.clone())
+                    .or_insert_with(|| {
+                        policy::policy_for(&services, &rec.labels).map(|p| {
+                            let h = policy::policy_hash(&p);
+                            (Arc::new(p), h)
+                        })
                     })
-                })
-                .clone();
-            match desired {
-                Ok((p, hash)) => {
-                    let rec = if hash == rec.desired_hash
-                        && !rec.last_error.starts_with("policy conflict")
-                    {
-                        rec
-                    } else {
-                        let Some(r) = self.update(&rec.id, |r| {
-                            if r.desired_hash != hash {
-                                r.desired_version += 1;
-                                r.desired_hash.clone_from(&hash);
+                    .clone();
+                match desired {
+                    Ok((p, hash)) => {
+                        let conflict_cleared = rec.last_error.starts_with("policy conflict");
+                        if hash != rec.desired_hash || conflict_cleared {
+                            if hash != rec.desired_hash {
+                                rec.desired_version += 1;
+                                rec.desired_hash.clone_from(&hash);
                             }
-                            if r.last_error.starts_with("policy conflict") {
-                                r.last_error.clear();
+                            if conflict_cleared {
+                                rec.last_error.clear();
                             }
-                        })?
-                        else {
-                            continue;
-                        };
-                        tracing::info!(
-                            agent = r.id,
-                            version = r.desired_version,
-                            "new host policy"
-                        );
-                        r
-                    };
-                    self.push_if_needed(&rec, Some(&p));
-                }
-                Err(conflict) => {
-                    let msg = format!("policy conflict: {conflict}");
-                    if rec.last_error != msg {
-                        tracing::warn!(agent = rec.id, error = conflict, "host policy conflict");
-                        self.update(&rec.id, |r| r.last_error = msg)?;
+                            tracing::debug!(
+                                agent = rec.id,
+                                version = rec.desired_version,
+                                "new host policy"
+                            );
+                            changed.push(rec.clone());
+                        }
+                        to_push.push((rec, p));
+                    }
+                    Err(conflict) => {
+                        let msg = format!("policy conflict: {conflict}");
+                        if rec.last_error != msg {
+                            tracing::warn!(
+                                agent = rec.id,
+                                error = conflict,
+                                "host policy conflict"
+                            );
+                            rec.last_error = msg;
+                            changed.push(rec);
+                        }
                     }
                 }
             }
+            if !changed.is_empty() {
+                tracing::info!(agents = changed.len(), "host policies changed");
+                self.0.store.put_agents(&changed).map_err(internal)?;
+            }
+        }
+        for (rec, p) in &to_push {
+            self.push_if_needed(rec, Some(p));
         }
         Ok(())
     }

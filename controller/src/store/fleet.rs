@@ -131,6 +131,21 @@ impl Store {
         Ok(())
     }
 
+    /// Writes many agent records in one atomic batch (a policy change that
+    /// versions the whole fleet at once).
+    ///
+    /// # Errors
+    /// [`StoreError`] on a storage failure.
+    pub fn put_agents(&self, recs: &[AgentRecord]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for rec in recs {
+            batch.insert(rec.id.as_bytes(), encode("agent", rec)?);
+        }
+        self.fleet_tree(AGENTS)?
+            .apply_batch(batch)
+            .map_err(io("put agents"))
+    }
+
     /// One agent.
     ///
     /// # Errors
