@@ -93,6 +93,9 @@ struct Session {
     health: Option<pb::Health>,
     /// Pushed and not yet acknowledged: (version, hash, sent at).
     pushed: Option<(u64, String, Instant)>,
+    /// A version this session refused: not pushed again on this session
+    /// (the agent would refuse it again); a new version or a reconnect is.
+    refused: Option<u64>,
 }
 
 struct Inner {
@@ -477,6 +480,7 @@ impl Fleet {
                 last_seen_ms: now_unix_ms(),
                 health: None,
                 pushed: None,
+                refused: None,
             },
         );
         if let Some(old) = old {
@@ -553,6 +557,9 @@ impl Fleet {
                 }
                 Some(pb::agent_message::Msg::Ack(a)) => {
                     let pushed = s.pushed.take_if(|(v, _, _)| *v == a.version);
+                    if !a.ok {
+                        s.refused = Some(a.version);
+                    }
                     Some((a, pushed))
                 }
                 Some(pb::agent_message::Msg::Counters(c)) => {
@@ -630,6 +637,7 @@ impl Fleet {
         if s.pushed
             .as_ref()
             .is_some_and(|(v, _, _)| *v == rec.desired_version)
+            || s.refused == Some(rec.desired_version)
         {
             return;
         }
