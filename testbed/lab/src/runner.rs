@@ -1524,7 +1524,7 @@ pub fn down(lab: &str, env: &Env) -> Result<DownReport, LabError> {
         }
     }
     report.processes = pids.len();
-    let survivors = sys::stop_all(&pids, Duration::from_secs(2));
+    let survivors = sys::stop_all(&pids, Duration::from_millis(1500));
     if !survivors.is_empty() {
         tracing::error!(?survivors, "processes survived SIGKILL");
     }

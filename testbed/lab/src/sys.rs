@@ -75,8 +75,17 @@ fn show(program: &str, args: &[&str]) -> String {
 /// # Errors
 /// [`SysError::Spawn`] or [`SysError::Failed`].
 pub fn run(program: &str, args: &[&str]) -> Result<String, SysError> {
+    run_env(program, args, &[])
+}
+
+/// [`run`] with `env` added to the command's environment.
+///
+/// # Errors
+/// [`SysError::Spawn`] or [`SysError::Failed`].
+pub fn run_env(program: &str, args: &[&str], env: &[(String, String)]) -> Result<String, SysError> {
     let out = Command::new(program)
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .output()
         .map_err(|source| SysError::Spawn {

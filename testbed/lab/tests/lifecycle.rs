@@ -684,27 +684,35 @@ fn host1_agent_filters(lab: &Lab, policy: &str) {
     std::fs::write(policy, HOST1_POLICY).unwrap();
     let client = lab.ns("client");
     let host1 = lab.ns("host1");
+    let scrape = || {
+        sys::in_netns(&host1, || {
+            let mut s = TcpStream::connect("127.0.0.1:9469").unwrap();
+            s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            out
+        })
+        .unwrap()
+    };
+    // The agent polls its policy file: wait until version 2 is enforced.
     let deadline = Instant::now() + Duration::from_secs(15);
-    // The agent polls its policy file; wait until 8080 is dropped.
-    while http_get(&client, "10.10.0.31:8080".parse().unwrap()).is_ok() {
+    while !scrape().lines().any(|l| l == "rampart_policy_version 2") {
         assert!(
             Instant::now() < deadline,
-            "host1 never started dropping tcp/8080"
+            "host1's agent never applied the policy:\n{}",
+            scrape()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    assert!(
+        !tcp_connects(&client, "10.10.0.31:8080".parse().unwrap()),
+        "tcp/8080 to host1 is dropped"
+    );
     assert_eq!(
         http_get(&client, "10.10.0.31:80".parse().unwrap()).unwrap(),
         "host1 80\n"
     );
-    let metrics = sys::in_netns(&host1, || {
-        let mut s = TcpStream::connect("127.0.0.1:9469").unwrap();
-        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
-    })
-    .unwrap();
+    let metrics = scrape();
     let hits = metrics
         .lines()
         .find(|l| l.starts_with("rampart_rule_packets_total{") && l.contains("rule=\"10\""))
@@ -872,4 +880,104 @@ fn controller_applies_and_rolls_back_on_the_lab_device() {
     let down = lab.run(&["down"]);
     assert!(down.status.success(), "{}", text(&down));
     lab.assert_clean("after down");
+}
+
+/// The runner is SIGKILLed in the middle of `up` (during a slow `exec`
+/// line): namespaces, links and the exec's process remain, the state file is
+/// partial; `down` removes all of it.
+#[test]
+fn runner_killed_midway_then_down_cleans_up() {
+    if skip("runner_killed_midway_then_down_cleans_up") {
+        return;
+    }
+    let yaml = SMALL.replace(
+        "        - ip route replace 10.99.0.0/16 via 10.20.0.6\n",
+        "        - ip route replace 10.99.0.0/16 via 10.20.0.6\n        - sleep 30\n",
+    );
+    let lab = Lab::new("kill", &yaml);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rampart-lab"))
+        .arg("up")
+        .arg("--topology")
+        .arg(&lab.topology)
+        .arg("--state-dir")
+        .arg(lab.state_dir())
+        .arg("--root")
+        .arg(repo())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the exec line's sleep runs in the client's namespace.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let cl = lab.ns("cl");
+    loop {
+        let pids = Command::new("ip")
+            .args(["netns", "pids", &cl])
+            .output()
+            .unwrap();
+        let sleeping = String::from_utf8_lossy(&pids.stdout)
+            .split_whitespace()
+            .any(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/comm"))
+                    .is_ok_and(|c| c.trim() == "sleep")
+            });
+        if sleeping {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the exec line never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let left = lab.remains();
+    assert!(
+        left.iter().any(|l| l.starts_with("netns ")),
+        "the crash left namespaces: {left:?}"
+    );
+    assert!(
+        left.iter().any(|l| l.contains("sleep")),
+        "and the exec's process, marked: {left:?}"
+    );
+    let pids = Command::new("ip")
+        .args(["netns", "pids", &cl])
+        .output()
+        .unwrap();
+    let orphans: Vec<String> = String::from_utf8_lossy(&pids.stdout)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        !orphans.is_empty(),
+        "processes in the crashed lab's namespace"
+    );
+    let st = lab.run(&["status"]);
+    assert_eq!(
+        st.status.code(),
+        Some(1),
+        "an unfinished lab is not healthy: {}",
+        text(&st)
+    );
+    assert!(
+        String::from_utf8_lossy(&st.stdout).contains("INCOMPLETE"),
+        "{}",
+        text(&st)
+    );
+    let down = lab.run(&["down"]);
+    assert!(down.status.success(), "down: {}", text(&down));
+    lab.assert_clean("after down following a killed up");
+    for p in &orphans {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+        let running = stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, r)| !r.starts_with('Z'));
+        assert!(!running, "process {p} of the crashed lab is gone: {stat}");
+    }
+}
+
+/// Whether a TCP connection to `addr` from `ns` is accepted within 1 s.
+fn tcp_connects(ns: &str, addr: SocketAddr) -> bool {
+    sys::in_netns(ns, move || {
+        TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
+    })
+    .unwrap()
 }
