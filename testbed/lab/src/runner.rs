@@ -75,6 +75,18 @@ pub enum LabError {
         /// How to get it.
         hint: String,
     },
+    /// The lab name cannot name namespaces and links.
+    #[error("{reason}")]
+    InvalidName {
+        /// Why.
+        reason: String,
+    },
+    /// The runner itself failed (a bug); what it built was removed.
+    #[error("rampart-lab panicked ({message}); what it built was removed — please report it")]
+    Bug {
+        /// The panic message.
+        message: String,
+    },
     /// A step of `up` failed (everything was torn down again).
     #[error("node {node}: {step}: {source}")]
     Step {
@@ -196,10 +208,7 @@ pub fn up(topology_path: &Path, env: &Env) -> Result<(State, UpOutcome), LabErro
             .cloned()
             .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
             .unwrap_or_default();
-        Err(LabError::Missing {
-            what: "a working runner".to_owned(),
-            hint: format!("rampart-lab panicked ({what}); please report it"),
-        })
+        Err(LabError::Bug { message: what })
     });
     match built {
         Ok(()) => {
@@ -1492,10 +1501,7 @@ impl DownReport {
 /// # Errors
 /// [`LabError::Leftovers`] when something could not be removed.
 pub fn down(lab: &str, env: &Env) -> Result<DownReport, LabError> {
-    topology::check_lab_name(lab).map_err(|hint| LabError::Missing {
-        what: "a valid lab name".to_owned(),
-        hint,
-    })?;
+    topology::check_lab_name(lab).map_err(|reason| LabError::InvalidName { reason })?;
     let state = State::load(&env.state_file()).ok().flatten();
     let prefix = format!("rl-{lab}-");
     let mut namespaces: BTreeSet<String> = sys::list_netns()
