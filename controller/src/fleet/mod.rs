@@ -82,6 +82,9 @@ impl From<FleetError> for Status {
     }
 }
 
+/// A label set's desired policy and its hash, or the conflict preventing it.
+type Desired = Result<(Arc<pb::HostPolicy>, String), String>;
+
 /// Outbound half of an agent session.
 pub type Outbound = mpsc::Receiver<Result<pb::ControllerMessage, Status>>;
 
@@ -674,10 +677,7 @@ impl Fleet {
     pub fn refresh(&self) -> Result<(), Status> {
         let internal = |e: StoreError| Status::internal(e.to_string());
         let services = self.0.store.services().map_err(internal)?;
-        let mut cache: HashMap<
-            BTreeMap<String, String>,
-            Result<(Arc<pb::HostPolicy>, String), String>,
-        > = HashMap::new();
+        let mut cache: HashMap<BTreeMap<String, String>, Desired> = HashMap::new();
         let mut to_push = Vec::new();
         {
             // Read, version and write back under the registry lock so a
