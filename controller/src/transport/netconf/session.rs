@@ -579,6 +579,18 @@ impl Session {
             quickack(self.tcp.as_ref());
             let n = match self.channel.read(&mut self.buf) {
                 Ok(n) => n,
+                // libssh2 can answer EAGAIN (or time out early) on a blocking
+                // channel when the packet it read was not channel data
+                // (window adjust, keepalive reply): read again until the
+                // deadline instead of failing the whole exchange.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) && Instant::now() < deadline =>
+                {
+                    continue;
+                }
                 Err(e) => return Err(io_error(e, what, timeout)),
             };
             if n == 0 {
