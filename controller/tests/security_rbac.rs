@@ -505,7 +505,9 @@ async fn cross_tenant_access_through_every_path() {
 #[tokio::test]
 async fn expired_revoked_and_unknown_tokens() {
     let d = Daemon::start().await;
-    let short = d.token("short", "viewer", &["*"], 1).await;
+    // Expiry has one-second resolution: 3 s leaves room for a loaded machine
+    // between issuing the token and its first use.
+    let short = d.token("short", "viewer", &["*"], 3).await;
     let revoked = d.token("gone", "viewer", &["*"], 3600).await;
     let who = |t: String| {
         let d = &d;
@@ -538,7 +540,7 @@ async fn expired_revoked_and_unknown_tokens() {
         "{e:?}"
     );
 
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep(Duration::from_millis(4100)).await;
     let e = who(short).await.unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
     assert!(e.message().contains("expired"), "{e:?}");

@@ -66,6 +66,7 @@ fn start() -> Daemon {
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
         || !d.data.join("admin.token").exists()
+        || !d.data.join("tls/ca.crt").exists()
     {
         assert!(Instant::now() < deadline, "rampartd did not start");
         std::thread::sleep(Duration::from_millis(25));
