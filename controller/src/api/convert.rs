@@ -160,14 +160,20 @@ pub fn txn_to_pb(t: &TxnRecord) -> pb::Transaction {
         changes: t
             .changes
             .iter()
-            .map(|c| pb::DeviceChange {
-                target: c.rendering.target.clone(),
-                platform: c.rendering.platform.clone(),
-                format: c.rendering.format.as_str().to_owned(),
-                content: c.rendering.content.clone(),
-                error: c.error.clone().unwrap_or_default(),
-            })
+            .map(|c| change_to_pb(&c.rendering, c.error.as_deref()))
             .collect(),
         error: t.error.clone().unwrap_or_default(),
+    }
+}
+
+/// One target's part of a transaction as the API returns it.
+#[must_use]
+pub fn change_to_pb(r: &Rendering, error: Option<&str>) -> pb::DeviceChange {
+    pb::DeviceChange {
+        target: r.target.clone(),
+        platform: r.platform.clone(),
+        format: r.format.as_str().to_owned(),
+        content: r.content.clone(),
+        error: error.unwrap_or_default().to_owned(),
     }
 }

@@ -774,13 +774,7 @@ impl TransactionManager for Api {
                 out.changes = plan
                     .dry_run_renderings()
                     .iter()
-                    .map(|r| pb::DeviceChange {
-                        target: r.target.clone(),
-                        platform: r.platform.clone(),
-                        format: r.format.as_str().to_owned(),
-                        content: r.content.clone(),
-                        error: String::new(),
-                    })
+                    .map(|r| convert::change_to_pb(r, None))
                     .collect();
                 return Ok(out);
             }

@@ -313,7 +313,10 @@ impl InterfaceId {
         }
     }
 
-    fn key_node(&self) -> Node {
+    /// The list key leaf (`<name>`) of the interface entry, typed as the
+    /// model types it (integer for Loopback/Vlan/..., string otherwise).
+    #[must_use]
+    pub fn key_node(&self) -> Node {
         match self.number.parse::<u32>() {
             Ok(n) if self.numeric => Node::int("name", n),
             _ => Node::leaf("name", self.number.clone()),

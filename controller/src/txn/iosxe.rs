@@ -159,13 +159,6 @@ fn removed_acl(list: &str, name: &str) -> Node {
         .with_op(EditOp::Remove)
 }
 
-fn key_node(id: &InterfaceId) -> Node {
-    match id.number.parse::<u32>() {
-        Ok(n) if id.numeric => Node::int("name", n),
-        _ => Node::leaf("name", id.number.clone()),
-    }
-}
-
 /// Removal nodes for interface settings `prev` had and `next` lacks.
 fn interface_removals(
     id: &InterfaceId,
@@ -223,7 +216,7 @@ fn interface_removals(
     if out.is_empty() {
         return out;
     }
-    let mut children = vec![key_node(id)];
+    let mut children = vec![id.key_node()];
     children.extend(out);
     vec![Node::entry(&id.kind, children)]
 }
