@@ -74,6 +74,7 @@ fn firewall(service: &str, ports: &[u16], dev: &str) -> ServiceSpec {
                 }],
                 hosts: vec![],
             },
+            nat: None,
         }),
     }
 }

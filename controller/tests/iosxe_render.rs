@@ -113,6 +113,7 @@ fn web_firewall() -> ServiceSpec {
                 ],
                 hosts: vec![],
             },
+            nat: None,
         }),
     }
 }
@@ -136,6 +137,7 @@ fn ssh_block() -> ServiceSpec {
                 }],
                 hosts: vec![],
             },
+            nat: None,
         }),
     }
 }

@@ -231,6 +231,7 @@ async fn iosxe_rendering_applied_over_restconf_reads_back_identically() {
                 }],
                 hosts: vec![],
             },
+            nat: None,
         }),
     };
     let device = Device {

@@ -293,6 +293,68 @@ pub struct FirewallSpec {
     pub rules: Vec<FirewallRule>,
     /// Where to enforce.
     pub targets: Targets,
+    /// Address translation on the devices the firewall is enforced on
+    /// (absent: the service configures no NAT).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nat: Option<NatSpec>,
+}
+
+/// NAT options of a vFirewall: which interfaces face inside and outside on
+/// each device, fixed one-to-one translations and port address translation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NatSpec {
+    /// Per-device NAT configuration; every device must also be a firewall
+    /// target.
+    #[serde(default)]
+    pub devices: Vec<NatDevice>,
+}
+
+/// NAT on one inventory device.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NatDevice {
+    /// Inventory device name.
+    pub device: String,
+    /// Interfaces facing the inside (private) addresses.
+    #[serde(default)]
+    pub inside_interfaces: Vec<String>,
+    /// Interfaces facing the outside (public) addresses.
+    #[serde(default)]
+    pub outside_interfaces: Vec<String>,
+    /// Static one-to-one translations, optionally of one port.
+    #[serde(default)]
+    pub static_mappings: Vec<StaticNat>,
+    /// Port address translation (overload) of inside prefixes to an
+    /// outside interface's address.
+    #[serde(default)]
+    pub overloads: Vec<NatOverload>,
+}
+
+/// A static NAT entry: inside local ↔ inside global.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StaticNat {
+    /// The inside host's own (private) address.
+    pub inside_local: std::net::Ipv4Addr,
+    /// The address it is known by on the outside.
+    pub inside_global: std::net::Ipv4Addr,
+    /// Protocol of a port translation (absent: the whole address).
+    #[serde(default)]
+    pub protocol: Option<L4Protocol>,
+    /// Inside port of a port translation.
+    #[serde(default)]
+    pub local_port: Option<u16>,
+    /// Outside port of a port translation.
+    #[serde(default)]
+    pub global_port: Option<u16>,
+}
+
+/// Port address translation of inside prefixes to an outside interface.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NatOverload {
+    /// Outside interface whose address the sources share.
+    pub interface: String,
+    /// Inside source prefixes translated.
+    #[serde(default)]
+    pub sources: Vec<ipnet::Ipv4Net>,
 }
 
 // ===== router =====
