@@ -33,6 +33,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".rampart.v1.PortRange",
             "#[derive(serde::Serialize, serde::Deserialize)] #[serde(default, deny_unknown_fields)]",
         )
+        .type_attribute(
+            ".rampart.v1.VirtualService",
+            "#[derive(serde::Serialize, serde::Deserialize)] #[serde(default, deny_unknown_fields)]",
+        )
+        .type_attribute(
+            ".rampart.v1.LbBackend",
+            "#[derive(serde::Serialize, serde::Deserialize)] #[serde(default, deny_unknown_fields)]",
+        )
+        .type_attribute(
+            ".rampart.v1.HealthCheck",
+            "#[derive(serde::Serialize, serde::Deserialize)] #[serde(default, deny_unknown_fields)]",
+        )
+        .field_attribute(
+            ".rampart.v1.VirtualService.mode",
+            "#[serde(with = \"crate::serde_enum::forwarding_mode\")]",
+        )
+        .field_attribute(
+            ".rampart.v1.VirtualService.protocol",
+            "#[serde(with = \"crate::serde_enum::ip_protocol\")]",
+        )
+        .field_attribute(
+            ".rampart.v1.HealthCheck.kind",
+            "#[serde(with = \"crate::serde_enum::health_check_kind\")]",
+        )
         .field_attribute(
             ".rampart.v1.FirewallRule.action",
             "#[serde(with = \"crate::serde_enum::action\")]",

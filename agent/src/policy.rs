@@ -16,7 +16,7 @@ use std::{
 use ipnet::IpNet;
 use rampart_common::{
     ACTION_DENY, ACTION_PERMIT, BITMAP_WORDS, Bitmap, MAX_RULES, PORTS, PROTOS,
-    RULE_DROP_ESTABLISHED, RuleInfo,
+    RULE_DROP_ESTABLISHED, RuleInfo, field,
 };
 use rampart_proto::v1::{Action, Direction, FirewallRule, HostPolicy};
 use thiserror::Error;
@@ -242,6 +242,54 @@ pub struct CompiledTable {
     pub no_l4: Box<Bitmap>,
     /// Some deny rule drops established flows.
     pub has_drop_established: bool,
+    /// Fields whose bitmap is the same for every packet value, as
+    /// `(field::* slot, bitmap)`: the program skips their lookup.
+    pub constants: Vec<(u32, Box<Bitmap>)>,
+    /// `1 << field::{SRC,DST}_V{4,6}` for address fields that have
+    /// full-length prefixes: those also go into the exact-match hash.
+    pub exact_fields: u8,
+}
+
+/// Address bits of a family (the length of a full-length prefix).
+pub const fn full_len(family: u8) -> u8 {
+    if family == 4 { 32 } else { 128 }
+}
+
+/// Constant fields and exact-match fields of a compiled table (see
+/// [`CompiledTable::constants`]).
+fn shortcuts(
+    src: &[(Prefix, Box<Bitmap>)],
+    dst: &[(Prefix, Box<Bitmap>)],
+    sport: &[u32],
+    dport: &[u32],
+    classes: &[Bitmap],
+) -> (Vec<(u32, Box<Bitmap>)>, u8) {
+    let mut constants = Vec::new();
+    let mut exact = 0u8;
+    for (dim, v4_slot) in [(src, field::SRC_V4), (dst, field::DST_V4)] {
+        for (family, slot) in [(4u8, v4_slot), (6, v4_slot + 1)] {
+            let entries: Vec<&(Prefix, Box<Bitmap>)> =
+                dim.iter().filter(|(p, _)| p.family == family).collect();
+            // Only the family's /0 root: every address gets its bitmap.
+            if let [(p, b)] = entries.as_slice()
+                && p.len == 0
+            {
+                constants.push((slot, b.clone()));
+            }
+            if entries.iter().any(|(p, _)| p.len == full_len(family)) {
+                exact |= 1 << slot;
+            }
+        }
+    }
+    for (ports, slot) in [(sport, field::SPORT), (dport, field::DPORT)] {
+        if let Some(&first) = ports.first()
+            && ports.iter().all(|&c| c == first)
+            && let Some(b) = classes.get(first as usize)
+        {
+            constants.push((slot, Box::new(*b)));
+        }
+    }
+    (constants, exact)
 }
 
 /// One interface's tables.
@@ -616,6 +664,7 @@ fn compile_table(
         }
     }
     finalize(&mut no_l4);
+    let (constants, exact_fields) = shortcuts(&src, &dst, &sport, &dport, &classes);
     Ok(CompiledTable {
         default_action,
         has_drop_established: infos.iter().any(|i| i.flags & RULE_DROP_ESTABLISHED != 0),
@@ -628,6 +677,8 @@ fn compile_table(
         dport,
         classes,
         no_l4,
+        constants,
+        exact_fields,
     })
 }
 
@@ -821,6 +872,7 @@ mod tests {
                 rules,
             }],
             conntrack_max: 0,
+            ..Default::default()
         }
     }
 
@@ -970,6 +1022,49 @@ mod tests {
             e,
             PolicyError::ActionUnspecified { sequence: 9, .. }
         ));
+    }
+
+    #[test]
+    fn constant_and_exact_fields_are_found() {
+        let mut a = rule(1, Action::Deny);
+        a.protocol = 6;
+        a.sources = vec!["10.0.0.1/32".into(), "2001:db8::/32".into()];
+        a.destination_ports = vec![PortRange {
+            first: 80,
+            last: 80,
+        }];
+        let b = rule(2, Action::Permit);
+        let p = compile(&policy(vec![a, b]), &yes).unwrap();
+        let t = &p.interfaces[0].ingress;
+        let slots: Vec<u32> = t.constants.iter().map(|(s, _)| *s).collect();
+        // Sources vary in both families; destinations and source ports are
+        // unconstrained; destination ports vary.
+        assert_eq!(slots, vec![field::DST_V4, field::DST_V6, field::SPORT]);
+        for (_, b) in &t.constants {
+            assert!(has(b, 0) && has(b, 1), "an unconstrained field matches every rule");
+        }
+        // Only the IPv4 source has a full-length prefix (the IPv6 one is /32).
+        assert_eq!(t.exact_fields, 1 << field::SRC_V4);
+
+        // A field every rule constrains the same way is constant too, with
+        // the bitmap of the rules that match every value.
+        let mut c = rule(1, Action::Deny);
+        c.destinations = vec!["0.0.0.0/0".into()];
+        let p = compile(&policy(vec![c, rule(2, Action::Permit)]), &yes).unwrap();
+        let t = &p.interfaces[0].ingress;
+        let (_, v6) = t
+            .constants
+            .iter()
+            .find(|(s, _)| *s == field::DST_V6)
+            .unwrap();
+        assert!(!has(v6, 0) && has(v6, 1), "rule 1 has no IPv6 destination");
+        let (_, v4) = t
+            .constants
+            .iter()
+            .find(|(s, _)| *s == field::DST_V4)
+            .unwrap();
+        assert!(has(v4, 0) && has(v4, 1));
+        assert_eq!(t.exact_fields, 0);
     }
 
     #[test]

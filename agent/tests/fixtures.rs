@@ -115,6 +115,7 @@ fn policy() -> HostPolicy {
             },
         ],
         conntrack_max: 0,
+        ..Default::default()
     }
 }
 
@@ -564,6 +565,148 @@ fn tc_egress_fixtures() {
     }
 }
 
+fn ingress_only(rules: Vec<FirewallRule>) -> HostPolicy {
+    HostPolicy {
+        version: 1,
+        interfaces: vec![InterfacePolicy {
+            interface: "fixture0".into(),
+            direction: Direction::Ingress as i32,
+            default_action: Action::Deny as i32,
+            rules,
+        }],
+        ..Default::default()
+    }
+}
+
+fn from(seq: u32, action: Action, src: &str) -> FirewallRule {
+    let mut x = r(seq, action);
+    x.sources = vec![src.into()];
+    x
+}
+
+/// Host prefixes (/32, /128) are answered by the exact-match hash, other
+/// addresses by the LPM trie, unconstrained fields by constant bitmaps:
+/// every path must give the trie's first match, and a policy swap must not
+/// leave a previous generation's host entries behind.
+#[test]
+fn exact_match_hash_and_constant_fields_keep_first_match() {
+    if !root() {
+        return;
+    }
+    let mut h = harness();
+    let mut r1 = from(1, Action::Deny, "10.1.2.3/32");
+    r1.protocol = 17;
+    r1.destination_ports = ports(53, 53);
+    let mut r7 = r(7, Action::Permit);
+    r7.destinations = vec!["192.0.2.77/32".into()];
+    let a = ingress_only(vec![
+        r1,
+        from(2, Action::Permit, "10.1.2.0/24"),
+        from(3, Action::Deny, "10.1.2.4/32"),
+        from(4, Action::Permit, "10.9.9.9/32"),
+        from(5, Action::Deny, "2001:db8::3/128"),
+        from(6, Action::Permit, "2001:db8::/64"),
+        r7,
+    ]);
+    h.apply(&a).unwrap();
+    let d = v4("192.0.2.1");
+    let d6 = v6("2001:db8:ff::1");
+    // Distinct source ports: a passed packet creates a conntrack entry that
+    // would decide a later packet of the same flow.
+    let cases = [
+        case(
+            "exact hit, host rule 1 (udp 53) -> drop",
+            p::ipv4(v4("10.1.2.3"), d, UDP, &p::udp(1001, 53, 8)),
+            XDP_DROP,
+        ),
+        case(
+            "exact hit inherits the /24 rule 2 -> pass",
+            p::ipv4(v4("10.1.2.3"), d, UDP, &p::udp(1002, 54, 8)),
+            XDP_PASS,
+        ),
+        case(
+            "exact hit, but /24 rule 2 comes before host rule 3 -> pass",
+            p::ipv4(v4("10.1.2.4"), d, UDP, &p::udp(1003, 54, 8)),
+            XDP_PASS,
+        ),
+        case(
+            "exact miss, trie /24 -> pass",
+            p::ipv4(v4("10.1.2.5"), d, UDP, &p::udp(1004, 54, 8)),
+            XDP_PASS,
+        ),
+        case(
+            "exact hit rule 4 -> pass",
+            p::ipv4(v4("10.9.9.9"), d, TCP, &p::tcp(1005, 80, SYN)),
+            XDP_PASS,
+        ),
+        case(
+            "exact miss, trie root -> default deny",
+            p::ipv4(v4("10.9.9.8"), d, TCP, &p::tcp(1006, 80, SYN)),
+            XDP_DROP,
+        ),
+        case(
+            "/128 exact hit rule 5 -> drop",
+            p::ipv6(v6("2001:db8::3"), d6, UDP, &p::udp(1007, 54, 8)),
+            XDP_DROP,
+        ),
+        case(
+            "/128 exact miss, trie /64 -> pass",
+            p::ipv6(v6("2001:db8::4"), d6, UDP, &p::udp(1008, 54, 8)),
+            XDP_PASS,
+        ),
+        case(
+            "/128 exact miss, trie root -> deny",
+            p::ipv6(v6("2001:db9::1"), d6, UDP, &p::udp(1009, 54, 8)),
+            XDP_DROP,
+        ),
+        case(
+            "destination exact hit rule 7 -> pass",
+            p::ipv4(v4("10.50.0.1"), v4("192.0.2.77"), UDP, &p::udp(1010, 54, 8)),
+            XDP_PASS,
+        ),
+        case(
+            "destination exact miss -> deny",
+            p::ipv4(v4("10.50.0.1"), v4("192.0.2.78"), UDP, &p::udp(1011, 54, 8)),
+            XDP_DROP,
+        ),
+    ];
+    for c in cases {
+        let got = h.xdp(&c.packet).unwrap_or_else(|e| panic!("{}: {e}", c.what));
+        assert_eq!(got, c.verdict, "{}", c.what);
+    }
+
+    // Swap twice: the second write reuses the generation that held `a`. A
+    // host entry of `a` left behind (10.1.2.3 -> rules {1, 2}) would match
+    // rule 0 of `b` here.
+    let b = ingress_only(vec![
+        from(1, Action::Permit, "10.1.2.9/32"),
+        from(2, Action::Permit, "10.200.0.0/16"),
+    ]);
+    h.apply(&b).unwrap();
+    h.apply(&b).unwrap();
+    let cases = [
+        case(
+            "old host entry gone -> default deny",
+            p::ipv4(v4("10.1.2.3"), d, UDP, &p::udp(2001, 54, 8)),
+            XDP_DROP,
+        ),
+        case(
+            "new host rule -> pass",
+            p::ipv4(v4("10.1.2.9"), d, UDP, &p::udp(2002, 54, 8)),
+            XDP_PASS,
+        ),
+        case(
+            "new /16 rule -> pass",
+            p::ipv4(v4("10.200.1.1"), d, UDP, &p::udp(2003, 54, 8)),
+            XDP_PASS,
+        ),
+    ];
+    for c in cases {
+        let got = h.xdp(&c.packet).unwrap_or_else(|e| panic!("{}: {e}", c.what));
+        assert_eq!(got, c.verdict, "{}", c.what);
+    }
+}
+
 #[test]
 fn conntrack_lets_replies_in_and_drop_established_cuts_them() {
     if !root() {
@@ -717,6 +860,7 @@ fn ten_thousand_rules_match_last_and_counters_count() {
             rules,
         }],
         conntrack_max: 0,
+        ..Default::default()
     };
     let t0 = std::time::Instant::now();
     let compiled = rampart_agent::policy::compile(&pol, &|_| true).unwrap();

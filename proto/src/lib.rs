@@ -63,4 +63,50 @@ pub mod serde_enum {
     }
     enum_adapter!(action, crate::v1::Action, "ACTION_");
     enum_adapter!(direction, crate::v1::Direction, "DIRECTION_");
+    enum_adapter!(
+        forwarding_mode,
+        crate::v1::ForwardingMode,
+        "FORWARDING_MODE_"
+    );
+    enum_adapter!(
+        health_check_kind,
+        crate::v1::HealthCheckKind,
+        "HEALTH_CHECK_KIND_"
+    );
+
+    /// Serde adapter for an IP protocol number that hand-written files may
+    /// also spell `tcp`, `udp`, `icmp` or `icmpv6`; written as the number.
+    pub mod ip_protocol {
+        use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+        /// Writes the number.
+        pub fn serialize<S: Serializer>(v: &u32, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_u32(*v)
+        }
+
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum NumOrName {
+            Num(u32),
+            Name(String),
+        }
+
+        /// Accepts a number or a protocol name.
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+            match NumOrName::deserialize(d)? {
+                NumOrName::Num(n) => Ok(n),
+                NumOrName::Name(n) => match n.to_ascii_lowercase().as_str() {
+                    "tcp" => Ok(6),
+                    "udp" => Ok(17),
+                    "icmp" => Ok(1),
+                    "icmpv6" | "ipv6-icmp" => Ok(58),
+                    other => other.parse::<u32>().map_err(|_| {
+                        D::Error::custom(format!(
+                            "unknown protocol {n:?} (expected tcp, udp or a number)"
+                        ))
+                    }),
+                },
+            }
+        }
+    }
 }

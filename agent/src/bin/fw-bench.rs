@@ -4,10 +4,15 @@
 //! on the same veth pair, with the same `trafgen` sender. Also the XDP
 //! program's own per-packet cost versus N via BPF_PROG_TEST_RUN.
 //!
+//! Two ACL shapes (`--shape`), rendered identically for every filter:
+//! `saddr` (lines differ in a /32 source, iptables' cheapest case) and
+//! `ports` (lines share the sender's /24 and differ in destination ports, so
+//! every line's port match is evaluated).
+//!
 //! ```text
 //! cargo run --release -p rampart-agent --bin fw-bench -- \
-//!     --rules 1,100,1000,10000 --seconds 3 \
-//!     --markdown docs/bench-firewall.md --svg docs/bench-firewall.svg
+//!     --rules 1,100,1000,10000 --seconds 5 \
+//!     --markdown /tmp/bench.md --svg docs/bench-firewall.svg
 //! ```
 //!
 //! Needs root, `trafgen` (netsniff-ng), `iptables-legacy`, `nft`.
@@ -52,6 +57,17 @@ struct Args {
     /// `sendto` (`-t 0`, one send per packet).
     #[arg(long, value_delimiter = ',', default_value = "ring,sendto")]
     modes: Vec<String>,
+    /// ACL shapes to measure (see `Shape`): `saddr` (lines differ in a /32
+    /// source) and/or `ports` (lines share the sender's /24 and differ in
+    /// destination ports).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "saddr,ports")]
+    shape: Vec<Shape>,
+    /// Measurements per point; the median is reported.
+    #[arg(long, default_value_t = 1)]
+    runs: usize,
+    /// Only measure the program cost (BPF_PROG_TEST_RUN), no traffic.
+    #[arg(long)]
+    cost_only: bool,
     /// BPF_PROG_TEST_RUN repetitions per rule count.
     #[arg(long, default_value_t = 2_000_000)]
     repeat: u32,
@@ -65,6 +81,8 @@ struct Args {
 
 const SRC: &str = "10.201.0.1";
 const DST: &str = "10.201.0.2";
+/// The sender's subnet (both ends of the veth pair are in it).
+const SUBNET: &str = "10.201.0.0/24";
 
 fn run(cmd: &mut Command) -> anyhow::Result<String> {
     let out = cmd.output().with_context(|| format!("spawn {cmd:?}"))?;
@@ -164,31 +182,102 @@ impl Drop for Trafgen {
     }
 }
 
-/// Source of the i-th non-matching rule. Every rule is an ACL line "deny
-/// udp from <source> to any port 9"; only the last one's source matches.
-fn nonmatching(i: usize) -> String {
-    format!("10.99.{}.{}", (i >> 8) & 255, i & 255)
+/// Which ACL the benchmark installs. Both are "N lines, the matching one
+/// last", rendered identically for every filter from one [`AclLine`] list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Shape {
+    /// Every line is "deny udp from 10.99.x.y/32 to any port 9": lines differ
+    /// only in a /32 source. iptables rejects each non-matching line in its
+    /// fixed `ipt_entry` address check, before any match extension runs, so
+    /// this is iptables' cheapest case.
+    Saddr,
+    /// Every line is "deny udp from 10.201.0.0/24 (the sender's subnet) to
+    /// any port P_i" with distinct ports and small port ranges; the last line
+    /// has port 9. Every line's address check passes, so iptables and
+    /// nftables evaluate each line's port match: a realistic service ACL.
+    Ports,
 }
 
-fn rampart_policy(n: usize) -> HostPolicy {
-    let mut rules: Vec<FirewallRule> = (0..n.saturating_sub(1))
-        .map(|i| FirewallRule {
+impl Shape {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Saddr => "saddr",
+            Self::Ports => "ports",
+        }
+    }
+}
+
+/// One ACL line: "deny udp from `src` to any port `dport.0`..=`dport.1`".
+struct AclLine {
+    /// Source prefix, `a.b.c.d/len`.
+    src: String,
+    /// Destination port range (inclusive).
+    dport: (u16, u16),
+}
+
+impl AclLine {
+    /// The port range in iptables (`a:b`) or nftables (`a-b`) syntax.
+    fn ports(&self, sep: char) -> String {
+        if self.dport.0 == self.dport.1 {
+            self.dport.0.to_string()
+        } else {
+            format!("{}{sep}{}", self.dport.0, self.dport.1)
+        }
+    }
+}
+
+/// Destination ports of the i-th non-matching line of the `ports` shape:
+/// blocks of 5 ports from 1024 up, every fourth line a 3-port range; never
+/// port 9, never overlapping (the highest, for line 10,238, is 52,218).
+fn port_block(i: usize) -> (u16, u16) {
+    let first = u16::try_from(1024 + 5 * i).unwrap_or(u16::MAX);
+    if i % 4 == 3 {
+        (first, first.saturating_add(2))
+    } else {
+        (first, first)
+    }
+}
+
+/// The N lines of `shape`, the only matching one last.
+fn acl(shape: Shape, n: usize) -> Vec<AclLine> {
+    let mut lines: Vec<AclLine> = (0..n.saturating_sub(1))
+        .map(|i| match shape {
+            Shape::Saddr => AclLine {
+                src: format!("10.99.{}.{}/32", (i >> 8) & 255, i & 255),
+                dport: (9, 9),
+            },
+            Shape::Ports => AclLine {
+                src: SUBNET.into(),
+                dport: port_block(i),
+            },
+        })
+        .collect();
+    lines.push(AclLine {
+        src: match shape {
+            Shape::Saddr => format!("{SRC}/32"),
+            Shape::Ports => SUBNET.into(),
+        },
+        dport: (9, 9),
+    });
+    lines
+}
+
+fn rampart_policy(lines: &[AclLine]) -> HostPolicy {
+    let rules = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| FirewallRule {
             sequence: u32::try_from(i).unwrap_or(0),
             action: Action::Deny as i32,
             protocol: 17,
-            sources: vec![format!("{}/32", nonmatching(i))],
-            destination_ports: vec![PortRange { first: 9, last: 9 }],
+            sources: vec![l.src.clone()],
+            destination_ports: vec![PortRange {
+                first: u32::from(l.dport.0),
+                last: u32::from(l.dport.1),
+            }],
             ..Default::default()
         })
         .collect();
-    rules.push(FirewallRule {
-        sequence: u32::try_from(n).unwrap_or(0),
-        action: Action::Deny as i32,
-        protocol: 17,
-        sources: vec![format!("{SRC}/32")],
-        destination_ports: vec![PortRange { first: 9, last: 9 }],
-        ..Default::default()
-    });
     HostPolicy {
         version: 1,
         interfaces: vec![InterfacePolicy {
@@ -198,13 +287,14 @@ fn rampart_policy(n: usize) -> HostPolicy {
             rules,
         }],
         conntrack_max: 0,
+        ..Default::default()
     }
 }
 
 /// One filter under test.
 trait Filter {
     fn name(&self) -> &'static str;
-    fn install(&mut self, bed: &Bed, n: usize) -> anyhow::Result<()>;
+    fn install(&mut self, bed: &Bed, lines: &[AclLine]) -> anyhow::Result<()>;
     /// Packets matched by the last (dropping) rule so far.
     fn hits(&self, bed: &Bed) -> anyhow::Result<u64>;
     fn remove(&mut self, bed: &Bed) -> anyhow::Result<()>;
@@ -216,7 +306,7 @@ impl Filter for Rampart {
     fn name(&self) -> &'static str {
         "rampart-xdp"
     }
-    fn install(&mut self, bed: &Bed, n: usize) -> anyhow::Result<()> {
+    fn install(&mut self, bed: &Bed, lines: &[AclLine]) -> anyhow::Result<()> {
         let opts = AttachOptions {
             xdp_mode: XdpModePref::Native,
             ..Default::default()
@@ -227,7 +317,7 @@ impl Filter for Rampart {
             },
             opts,
         );
-        e.apply(&rampart_policy(n))?;
+        e.apply(&rampart_policy(lines))?;
         self.0 = Some(e);
         Ok(())
     }
@@ -254,18 +344,19 @@ impl Filter for Iptables {
     fn name(&self) -> &'static str {
         "iptables"
     }
-    fn install(&mut self, bed: &Bed, n: usize) -> anyhow::Result<()> {
+    fn install(&mut self, bed: &Bed, lines: &[AclLine]) -> anyhow::Result<()> {
         let mut s = String::from(
             "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n",
         );
-        for i in 0..n.saturating_sub(1) {
+        for l in lines {
             let _ = writeln!(
                 s,
-                "-A INPUT -s {}/32 -p udp --dport 9 -j DROP",
-                nonmatching(i)
+                "-A INPUT -s {} -p udp --dport {} -j DROP",
+                l.src,
+                l.ports(':')
             );
         }
-        let _ = writeln!(s, "-A INPUT -s {SRC}/32 -p udp --dport 9 -j DROP\nCOMMIT");
+        s.push_str("COMMIT\n");
         restore(bed, &["iptables-legacy-restore"], &s)
     }
     fn hits(&self, bed: &Bed) -> anyhow::Result<u64> {
@@ -299,24 +390,47 @@ impl Filter for Nft {
     fn name(&self) -> &'static str {
         if self.set { "nftables-set" } else { "nftables" }
     }
-    fn install(&mut self, bed: &Bed, n: usize) -> anyhow::Result<()> {
+    fn install(&mut self, bed: &Bed, lines: &[AclLine]) -> anyhow::Result<()> {
+        let (last, rest) = lines.split_last().context("at least one line")?;
         let mut s = String::from("table ip fwb {\n counter hits { }\n");
         if self.set {
-            s.push_str(" set blk { type ipv4_addr; elements = { ");
-            for i in 0..n.saturating_sub(1) {
-                let _ = write!(s, "{}, ", nonmatching(i));
-            }
-            let _ = writeln!(s, "{SRC} }} }}");
+            // One rule and a set of the field the lines differ in; refused
+            // (not approximated) if they differ in both.
+            let same_ports = lines.iter().all(|l| l.dport == last.dport);
+            let same_src = lines.iter().all(|l| l.src == last.src);
+            let rule = if same_ports {
+                let interval = lines.iter().any(|l| !l.src.ends_with("/32"));
+                s.push_str(" set blk { type ipv4_addr; ");
+                if interval {
+                    s.push_str("flags interval; ");
+                }
+                s.push_str("elements = { ");
+                for l in lines {
+                    let _ = write!(s, "{}, ", l.src.trim_end_matches("/32"));
+                }
+                format!("ip saddr @blk udp dport {}", last.ports('-'))
+            } else if same_src {
+                s.push_str(" set blk { type inet_service; flags interval; elements = { ");
+                for l in lines {
+                    let _ = write!(s, "{}, ", l.ports('-'));
+                }
+                format!("ip saddr {} udp dport @blk", last.src)
+            } else {
+                bail!("nftables-set needs lines that differ in one field only");
+            };
+            s.push_str("} }\n");
             s.push_str(" chain input { type filter hook input priority 0; policy accept;\n");
-            s.push_str("  ip saddr @blk udp dport 9 counter name hits drop\n }\n}\n");
+            let _ = writeln!(s, "  {rule} counter name hits drop\n }}\n}}");
         } else {
             s.push_str(" chain input { type filter hook input priority 0; policy accept;\n");
-            for i in 0..n.saturating_sub(1) {
-                let _ = writeln!(s, "  ip saddr {} udp dport 9 drop", nonmatching(i));
+            for l in rest {
+                let _ = writeln!(s, "  ip saddr {} udp dport {} drop", l.src, l.ports('-'));
             }
             let _ = writeln!(
                 s,
-                "  ip saddr {SRC} udp dport 9 counter name hits drop\n }}\n}}"
+                "  ip saddr {} udp dport {} counter name hits drop\n }}\n}}",
+                last.src,
+                last.ports('-')
             );
         }
         restore(bed, &["nft", "-f", "-"], &s)
@@ -383,7 +497,11 @@ fn enter(ns: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn testrun_costs(rules: &[usize], repeat: u32) -> anyhow::Result<Vec<(usize, f64)>> {
+/// Per shape: (rules, ns per packet) of the XDP program on the matching
+/// packet through BPF_PROG_TEST_RUN.
+type Costs = Vec<(Shape, Vec<(usize, f64)>)>;
+
+fn testrun_costs(shapes: &[Shape], rules: &[usize], repeat: u32) -> anyhow::Result<Costs> {
     let mut h = Harness::new(Path::new("/sys/fs/bpf"))?;
     let pkt = packet::ipv4(
         SRC.parse()?,
@@ -392,14 +510,21 @@ fn testrun_costs(rules: &[usize], repeat: u32) -> anyhow::Result<Vec<(usize, f64
         &packet::udp(4000, 9, 18),
     );
     let mut out = Vec::new();
-    for &n in rules {
-        h.apply(&rampart_policy(n))?;
-        let (verdict, d) = h.run_xdp(&pkt, repeat)?;
-        if verdict != rampart_agent::testrun::XDP_DROP {
-            bail!("test run with {n} rules: verdict {verdict}, expected drop");
+    for &shape in shapes {
+        let mut points = Vec::new();
+        for &n in rules {
+            h.apply(&rampart_policy(&acl(shape, n)))?;
+            let (verdict, d) = h.run_xdp(&pkt, repeat)?;
+            if verdict != rampart_agent::testrun::XDP_DROP {
+                bail!(
+                    "test run, shape {}, {n} rules: verdict {verdict}, expected drop",
+                    shape.name()
+                );
+            }
+            #[allow(clippy::cast_precision_loss, reason = "nanoseconds fit")]
+            points.push((n, d.as_nanos() as f64));
         }
-        #[allow(clippy::cast_precision_loss, reason = "nanoseconds fit")]
-        out.push((n, d.as_nanos() as f64));
+        out.push((shape, points));
     }
     Ok(out)
 }
@@ -412,9 +537,15 @@ fn main() -> anyhow::Result<()> {
     if unsafe { libc::getuid() } != 0 {
         bail!("fw-bench needs root (namespaces, iptables, bpf)");
     }
-    let costs = testrun_costs(&args.rules, args.repeat)?;
-    for (n, ns) in &costs {
-        println!("test-run  rules={n:>6}  {ns:>7.1} ns/packet");
+    let costs = testrun_costs(&args.shape, &args.rules, args.repeat)?;
+    for (shape, points) in &costs {
+        for (n, ns) in points {
+            println!("test-run  shape={:<5} rules={n:>6}  {ns:>7.1} ns/packet", shape.name());
+        }
+    }
+    if args.cost_only {
+        println!("\n{}", costs_md(&args, &costs));
+        return Ok(());
     }
 
     let bed = Bed::new()?;
@@ -448,44 +579,25 @@ fn main() -> anyhow::Result<()> {
         });
     }
     let mut md = String::new();
+    let _ = writeln!(md, "Load average at the start: {}\n", loadavg());
     for mode in &args.modes {
-        let mut results: Vec<(String, Vec<(usize, f64)>)> = filters
-            .iter()
-            .map(|f| (f.name().to_string(), Vec::new()))
-            .collect();
-        for &n in &args.rules {
-            for (i, f) in filters.iter_mut().enumerate() {
-                let t0 = Instant::now();
-                f.install(&bed, n)?;
-                let setup = t0.elapsed();
-                let r = measure(&bed, f.as_ref(), &cfg, args.seconds, mode);
-                f.remove(&bed)?;
-                let pps = match r {
-                    Ok(p) => p,
-                    Err(e) => {
-                        println!("{:<13} rules={n:>6}  failed: {e}", f.name());
-                        continue;
-                    }
-                };
-                println!(
-                    "[{mode}] {:<13} rules={n:>6}  {pps:>10.0} pps   (setup {setup:.2?})",
-                    f.name()
-                );
-                results[i].1.push((n, pps));
+        for &shape in &args.shape {
+            let results = measure_shape(&args, &bed, &mut filters, &cfg, mode, shape)?;
+            let _ = writeln!(md, "### {} shape, trafgen {mode} mode\n", shape.name());
+            md.push_str(&markdown(&args, shape, &results));
+            md.push('\n');
+            if let Some(p) = &args.svg {
+                let p = p.with_file_name(format!(
+                    "{}-{}-{mode}.svg",
+                    p.file_stem().and_then(|s| s.to_str()).unwrap_or("bench"),
+                    shape.name()
+                ));
+                std::fs::write(&p, svg(&results, shape, mode))
+                    .with_context(|| format!("write {}", p.display()))?;
             }
         }
-        let _ = writeln!(md, "### trafgen {mode} mode\n");
-        md.push_str(&markdown(&args, &results));
-        md.push('\n');
-        if let Some(p) = &args.svg {
-            let p = p.with_file_name(format!(
-                "{}-{mode}.svg",
-                p.file_stem().and_then(|s| s.to_str()).unwrap_or("bench")
-            ));
-            std::fs::write(&p, svg(&results, mode))
-                .with_context(|| format!("write {}", p.display()))?;
-        }
     }
+    let _ = writeln!(md, "Load average at the end: {}\n", loadavg());
     md.push_str(&costs_md(&args, &costs));
     println!("\n{md}");
     if let Some(p) = &args.markdown {
@@ -493,6 +605,66 @@ fn main() -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_file(&cfg);
     Ok(())
+}
+
+/// The 1/5/15-minute load averages (`uptime`'s numbers): the machine is
+/// shared, so the report says how busy it was.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|e| format!("unknown ({e})"))
+}
+
+/// Per filter: (rules, pps).
+type Results = Vec<(String, Vec<(usize, f64)>)>;
+
+/// Every rule count of one shape and mode; filters take turns within a rule
+/// count (and within each of `args.runs` rounds) so they share the
+/// machine's conditions. Reports the median of the rounds.
+fn measure_shape(
+    args: &Args,
+    bed: &Bed,
+    filters: &mut [Box<dyn Filter>],
+    cfg: &Path,
+    mode: &str,
+    shape: Shape,
+) -> anyhow::Result<Results> {
+    let mut results: Results = filters
+        .iter()
+        .map(|f| (f.name().to_string(), Vec::new()))
+        .collect();
+    for &n in &args.rules {
+        let lines = acl(shape, n);
+        let mut samples: Vec<Vec<f64>> = vec![Vec::new(); filters.len()];
+        for _ in 0..args.runs.max(1) {
+            for (i, f) in filters.iter_mut().enumerate() {
+                let t0 = Instant::now();
+                f.install(bed, &lines)?;
+                let setup = t0.elapsed();
+                let r = measure(bed, f.as_ref(), cfg, args.seconds, mode);
+                f.remove(bed)?;
+                match r {
+                    Ok(pps) => {
+                        println!(
+                            "[{mode} {:<5}] {:<13} rules={n:>6}  {pps:>10.0} pps   (setup {setup:.2?})",
+                            shape.name(),
+                            f.name()
+                        );
+                        samples[i].push(pps);
+                    }
+                    Err(e) => println!("{:<13} rules={n:>6}  failed: {e}", f.name()),
+                }
+            }
+        }
+        for (i, mut v) in samples.into_iter().enumerate() {
+            if v.is_empty() {
+                continue;
+            }
+            v.sort_by(f64::total_cmp);
+            results[i].1.push((n, v[v.len() / 2]));
+        }
+    }
+    Ok(results)
 }
 
 fn get(results: &[(String, Vec<(usize, f64)>)], name: &str, n: usize) -> Option<f64> {
@@ -505,7 +677,7 @@ fn get(results: &[(String, Vec<(usize, f64)>)], name: &str, n: usize) -> Option<
         .map(|(_, v)| *v)
 }
 
-fn markdown(args: &Args, results: &[(String, Vec<(usize, f64)>)]) -> String {
+fn markdown(args: &Args, shape: Shape, results: &[(String, Vec<(usize, f64)>)]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -529,7 +701,7 @@ fn markdown(args: &Args, results: &[(String, Vec<(usize, f64)>)]) -> String {
     let max = args.rules.iter().copied().max().unwrap_or(0);
     let min = args.rules.iter().copied().min().unwrap_or(0);
     if let Some(r) = get(results, "rampart-xdp", max) {
-        let _ = writeln!(s, "\nAt {max} rules:");
+        let _ = writeln!(s, "\nAt {max} rules, {} shape:", shape.name());
         for (other, target) in [
             ("iptables", 100.0),
             ("nftables", 75.0),
@@ -557,21 +729,38 @@ fn markdown(args: &Args, results: &[(String, Vec<(usize, f64)>)]) -> String {
     s
 }
 
-fn costs_md(args: &Args, costs: &[(usize, f64)]) -> String {
+fn costs_md(args: &Args, costs: &Costs) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
         "### XDP program cost (BPF_PROG_TEST_RUN, {} repeats, matching rule last)\n",
         args.repeat
     );
-    let _ = writeln!(s, "| rules | ns/packet |\n|---:|---:|");
-    for (n, ns) in costs {
-        let _ = writeln!(s, "| {n} | {ns:.1} |");
+    let _ = writeln!(
+        s,
+        "| rules | {} |\n|---:|{}",
+        costs
+            .iter()
+            .map(|(shape, _)| format!("{} ns/packet", shape.name()))
+            .collect::<Vec<_>>()
+            .join(" | "),
+        "---:|".repeat(costs.len())
+    );
+    for &n in &args.rules {
+        let cells: Vec<String> = costs
+            .iter()
+            .map(|(_, pts)| {
+                pts.iter()
+                    .find(|(k, _)| *k == n)
+                    .map_or("-".into(), |(_, ns)| format!("{ns:.0}"))
+            })
+            .collect();
+        let _ = writeln!(s, "| {n} | {} |", cells.join(" | "));
     }
     s
 }
 
-fn svg(results: &[(String, Vec<(usize, f64)>)], mode: &str) -> String {
+fn svg(results: &[(String, Vec<(usize, f64)>)], shape: Shape, mode: &str) -> String {
     let (w, h, l, r, t, b) = (720.0, 420.0, 80.0, 170.0, 30.0, 50.0);
     let xs: Vec<f64> = results
         .iter()
@@ -591,8 +780,9 @@ fn svg(results: &[(String, Vec<(usize, f64)>)], mode: &str) -> String {
     );
     let _ = writeln!(
         s,
-        "<text x=\"{}\" y=\"18\" text-anchor=\"middle\">Packets/s filtered vs rule count (matching rule last, trafgen {mode})</text>",
-        (w - r + l) / 2.0
+        "<text x=\"{}\" y=\"18\" text-anchor=\"middle\">Packets/s filtered vs rule count ({} ACL, matching rule last, trafgen {mode})</text>",
+        (w - r + l) / 2.0,
+        shape.name()
     );
     let _ = writeln!(
         s,

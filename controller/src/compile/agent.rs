@@ -87,6 +87,7 @@ pub fn firewall_policy(fw: &FirewallSpec, meta: &Metadata, target: &HostTarget) 
             })
             .collect(),
         conntrack_max: 0,
+        virtual_services: Vec::new(),
     }
 }
 

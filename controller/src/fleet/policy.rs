@@ -73,6 +73,7 @@ pub fn policy_for(
         version: 0,
         interfaces: merged.into_values().map(|(p, _)| p).collect(),
         conntrack_max: 0,
+        virtual_services: Vec::new(),
     })
 }
 
