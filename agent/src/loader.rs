@@ -274,7 +274,7 @@ fn obj_get(path: &Path) -> Option<OwnedFd> {
 }
 
 /// True if a pinned link exists and is still attached to `ifindex`.
-fn live_link(path: &Path, ifindex: u32) -> bool {
+pub(crate) fn live_link(path: &Path, ifindex: u32) -> bool {
     let Some(fd) = obj_get(path) else {
         return false;
     };

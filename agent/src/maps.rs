@@ -14,22 +14,25 @@ use std::{
 
 use aya::maps::MapData;
 use rampart_common::{
-    BITMAP_WORDS, CLASS_NO_L4, CLASS_TABLE_SHIFT, Config, Counter, CtKey, LPM_HEADER_BITS, LpmData,
-    MAX_RULES, PORTS, PROTOS, TableMeta, ct_stat, reason,
+    BITMAP_WORDS, Bitmap, CLASS_NO_L4, CLASS_TABLE_SHIFT, Config, Counter, CtKey, LPM_HEADER_BITS,
+    LpmData, MAX_RULES, PORTS, PROTOS, TableMeta, ct_stat, field, reason,
 };
 use thiserror::Error;
 
 use crate::{
-    policy::{CompiledTable, Prefix},
+    policy::{CompiledTable, Prefix, full_len},
     sys::{self, SysError, bytes_of, bytes_of_slice, from_bytes},
 };
 
 /// Names of the maps in the eBPF object (and of their pins).
-pub const MAP_NAMES: [&str; 14] = [
+pub const MAP_NAMES: [&str; 18] = [
     "CONFIG",
     "TABLE_META",
     "SRC_LPM",
     "DST_LPM",
+    "SRC_EXACT",
+    "DST_EXACT",
+    "CONST_BM",
     "PROTO_BM",
     "SPORT_CLASS",
     "DPORT_CLASS",
@@ -40,6 +43,7 @@ pub const MAP_NAMES: [&str; 14] = [
     "CONNTRACK",
     "CT_STATS",
     "LOG_EVENTS",
+    "LB_CHAIN",
 ];
 
 /// Map access failures.
@@ -133,6 +137,14 @@ fn lpm_key(table: u32, p: &Prefix) -> LpmKeyRaw {
             family: u32::from(p.family).to_be_bytes(),
             addr: p.addr,
         },
+    }
+}
+
+fn lpm_data(table: u32, p: &Prefix) -> LpmData {
+    LpmData {
+        table: table.to_be_bytes(),
+        family: u32::from(p.family).to_be_bytes(),
+        addr: p.addr,
     }
 }
 
@@ -269,6 +281,17 @@ impl FwMaps {
                 }
             }
         }
+        for map in ["SRC_EXACT", "DST_EXACT"] {
+            let fd = self.fd(map);
+            let keys = sys::keys(fd, std::mem::size_of::<LpmData>())
+                .map_err(|source| MapsError::Sys { map, source })?;
+            for k in keys {
+                let t = u32::from_be_bytes([k[0], k[1], k[2], k[3]]);
+                if tables.contains(&t) {
+                    sys::delete_elem(fd, &k).map_err(|source| MapsError::Sys { map, source })?;
+                }
+            }
+        }
         let fd = self.fd("CLASSES");
         let keys = sys::keys(fd, 4).map_err(|source| MapsError::Sys {
             map: "CLASSES",
@@ -302,6 +325,36 @@ impl FwMaps {
                 let k = lpm_key(table, p);
                 sys::update_elem(fd, raw(&k), bytes_of(b.as_ref())).map_err(err(map))?;
             }
+        }
+
+        // Full-length prefixes again in the exact-match hashes, same bitmaps.
+        for (map, entries) in [("SRC_EXACT", &t.src), ("DST_EXACT", &t.dst)] {
+            let (keys, vals): (Vec<LpmData>, Vec<Bitmap>) = entries
+                .iter()
+                .filter(|(p, _)| p.len == full_len(p.family))
+                .map(|(p, b)| (lpm_data(table, p), **b))
+                .unzip();
+            if !keys.is_empty() {
+                sys::update_batch(
+                    self.fd(map),
+                    bytes_of_slice(&keys),
+                    bytes_of_slice(&vals),
+                    keys.len(),
+                )
+                .map_err(err(map))?;
+            }
+        }
+        // Constant fields' bitmaps (slots of non-constant fields are never
+        // read: `const_fields` gates them).
+        let mut const_fields = 0u8;
+        for (slot, b) in &t.constants {
+            sys::update_elem(
+                self.fd("CONST_BM"),
+                &(table * field::SLOTS + slot).to_ne_bytes(),
+                bytes_of(b.as_ref()),
+            )
+            .map_err(err("CONST_BM"))?;
+            const_fields |= 1 << slot;
         }
 
         // Protocol bitmaps: 256 slots in one batch.
@@ -375,7 +428,9 @@ impl FwMaps {
             default_action: t.default_action,
             has_drop_established: u8::from(t.has_drop_established),
             valid: 1,
-            _pad: 0,
+            const_fields,
+            exact_fields: t.exact_fields,
+            _pad: [0; 2],
         };
         sys::update_elem(self.fd("TABLE_META"), &table.to_ne_bytes(), bytes_of(&meta))
             .map_err(err("TABLE_META"))
@@ -467,6 +522,8 @@ impl FwMaps {
         for (map, key_size, cap) in [
             ("SRC_LPM", std::mem::size_of::<LpmKeyRaw>(), 131_072u64),
             ("DST_LPM", std::mem::size_of::<LpmKeyRaw>(), 131_072),
+            ("SRC_EXACT", std::mem::size_of::<LpmData>(), 131_072),
+            ("DST_EXACT", std::mem::size_of::<LpmData>(), 131_072),
             ("CLASSES", 4, 262_144),
         ] {
             let n = sys::count_keys(self.fd(map), key_size)
@@ -490,6 +547,7 @@ fn into_data(map: aya::maps::Map) -> Option<MapData> {
         | Map::LpmTrie(m)
         | Map::LruHashMap(m)
         | Map::PerCpuArray(m)
+        | Map::ProgramArray(m)
         | Map::RingBuf(m) => Some(m),
         _ => None,
     }

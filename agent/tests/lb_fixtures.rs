@@ -452,3 +452,362 @@ fn bad_services_refused_and_nothing_applied() {
         );
     });
 }
+
+// ===== DNAT mode =====
+
+const TC_ACT_UNSPEC: u32 = u32::MAX; // -1 as the kernel returns it
+const DNAT_PORT: u16 = 9090;
+
+/// Sum of 16-bit words (odd length padded), not folded.
+fn sum16(data: &[u8]) -> u32 {
+    data.chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum()
+}
+
+fn fold(mut s: u32) -> u16 {
+    while s >> 16 != 0 {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    s as u16
+}
+
+/// (L3 offset, L4 offset, protocol, pseudo-header sum) of an Ethernet frame
+/// carrying IPv4 (no options) or IPv6 with TCP/UDP directly.
+fn l4_of(frame: &[u8]) -> (usize, usize, u8, u32) {
+    let l4_len = |total: usize, l4: usize| (total - l4) as u32;
+    match u16::from_be_bytes([frame[12], frame[13]]) {
+        0x0800 => {
+            let proto = frame[23];
+            let l4 = 14 + usize::from(frame[14] & 0x0f) * 4;
+            let total = 14 + usize::from(u16::from_be_bytes([frame[16], frame[17]]));
+            let pseudo = sum16(&frame[26..34]) + u32::from(proto) + l4_len(total, l4);
+            (14, l4, proto, pseudo)
+        }
+        0x86DD => {
+            let proto = frame[20];
+            let total = 54 + usize::from(u16::from_be_bytes([frame[18], frame[19]]));
+            let pseudo = sum16(&frame[22..54]) + u32::from(proto) + l4_len(total, 54);
+            (14, 54, proto, pseudo)
+        }
+        other => panic!("not IP: {other:#x}"),
+    }
+}
+
+fn csum_offset(proto: u8) -> usize {
+    if proto == packet::TCP { 16 } else { 6 }
+}
+
+/// Fills a correct TCP/UDP checksum (the `packet` helpers leave it zero).
+fn with_l4_csum(mut frame: Vec<u8>) -> Vec<u8> {
+    let (_, l4, proto, pseudo) = l4_of(&frame);
+    let co = l4 + csum_offset(proto);
+    frame[co..co + 2].copy_from_slice(&[0, 0]);
+    let mut c = !fold(pseudo + sum16(&frame[l4..]));
+    if proto == packet::UDP && c == 0 {
+        c = 0xffff;
+    }
+    frame[co..co + 2].copy_from_slice(&c.to_be_bytes());
+    frame
+}
+
+/// Verifies the IPv4 header checksum (if IPv4) and the TCP/UDP checksum by
+/// recomputation over the packet as it is.
+fn checksums_ok(frame: &[u8]) -> Result<(), String> {
+    let (_, l4, proto, pseudo) = l4_of(frame);
+    if frame[12..14] == [0x08, 0x00] && !csum_ok(&frame[14..l4]) {
+        return Err("IPv4 header checksum".into());
+    }
+    let co = l4 + csum_offset(proto);
+    if proto == packet::UDP && frame[co..co + 2] == [0, 0] && frame[12..14] == [0x08, 0x00] {
+        return Ok(()); // no UDP checksum
+    }
+    if fold(pseudo + sum16(&frame[l4..])) != 0xffff {
+        return Err(format!(
+            "{} checksum",
+            if proto == 6 { "TCP" } else { "UDP" }
+        ));
+    }
+    Ok(())
+}
+
+fn dnat_service(name: &str, vip: IpAddr, proto: u8, backends: &[IpAddr]) -> ServiceSpec {
+    ServiceSpec {
+        name: name.into(),
+        address: vip,
+        protocol: proto,
+        port: 80,
+        backends: backends
+            .iter()
+            .map(|a| BackendSpec {
+                address: *a,
+                port: DNAT_PORT,
+                weight: 1,
+            })
+            .collect(),
+        mode: Mode::Dnat,
+        maglev_table_size: 0,
+    }
+}
+
+fn dnat_balancer() -> Balancer {
+    let mut lb = harness(
+        Path::new("/sys/fs/bpf"),
+        LbOptions {
+            max_vips: 4,
+            gw_mac: Some(GW),
+            ..LbOptions::default()
+        },
+    )
+    .expect("load lb object");
+    let b = |i: u8| IpAddr::V4(Ipv4Addr::new(10, 9, 0, i));
+    let b6 = |i: u16| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 9, 0, 0, 0, 0, i));
+    lb.apply(&[
+        dnat_service("tcp", VIP.into(), packet::TCP, &[b(1), b(2), b(3)]),
+        dnat_service("udp", VIP.into(), packet::UDP, &[b(1), b(2), b(3)]),
+        dnat_service("tcp6", VIP6.into(), packet::TCP, &[b6(1), b6(2)]),
+        dnat_service("udp6", VIP6.into(), packet::UDP, &[b6(1), b6(2)]),
+    ])
+    .expect("DNAT services are accepted");
+    lb
+}
+
+/// Which backend Maglev picks for a DNAT flow of service `svc`.
+fn dnat_predicted(lb: &Balancer, svc: &str, key: &FlowKey) -> IpAddr {
+    let s = lb.services().iter().find(|s| s.name == svc).unwrap();
+    let members: Vec<Member> = s
+        .backends
+        .iter()
+        .map(|b| Member {
+            name: format!("{}:{}", b.address, b.port),
+            weight: b.weight,
+        })
+        .collect();
+    let size = maglev::table_size(0, members.len()).unwrap();
+    let t = maglev::build(&members, size).unwrap();
+    s.backends[t[(flow_hash(key) % size) as usize] as usize].address
+}
+
+fn addr16(a: IpAddr) -> [u8; 16] {
+    match a {
+        IpAddr::V4(v) => {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&v.octets());
+            b
+        }
+        IpAddr::V6(v) => v.octets(),
+    }
+}
+
+fn key_of(client: IpAddr, vip: IpAddr, sport: u16, proto: u8) -> FlowKey {
+    FlowKey {
+        src: addr16(client),
+        dst: addr16(vip),
+        sport,
+        dport: 80,
+        proto,
+        family: if client.is_ipv4() {
+            LB_FAMILY_V4
+        } else {
+            LB_FAMILY_V6
+        },
+        ..FlowKey::default()
+    }
+}
+
+/// A client packet to the VIP with a valid L4 checksum and a payload.
+fn client_packet(client: IpAddr, vip: IpAddr, proto: u8, sport: u16) -> Vec<u8> {
+    let mut l4 = if proto == packet::TCP {
+        packet::tcp(sport, 80, packet::SYN | packet::ACK)
+    } else {
+        packet::udp(sport, 80, 0)
+    };
+    l4.extend_from_slice(b"hello, backend!");
+    if proto == packet::UDP {
+        let len = l4.len() as u16;
+        l4[4..6].copy_from_slice(&len.to_be_bytes());
+    }
+    let f = match (client, vip) {
+        (IpAddr::V4(c), IpAddr::V4(v)) => packet::ipv4(c, v, proto, &l4),
+        (IpAddr::V6(c), IpAddr::V6(v)) => packet::ipv6(c, v, proto, &l4),
+        _ => unreachable!(),
+    };
+    with_l4_csum(f)
+}
+
+/// Runs one DNAT round trip: client -> VIP through `rampart_lb`, then the
+/// backend's reply through `rampart_lb_nat`; checks every byte that may and
+/// may not change, and the checksums by recomputation.
+fn dnat_round_trip(lb: &mut Balancer, svc: &str, client: IpAddr, vip: IpAddr, sport: u16) {
+    let proto = lb
+        .services()
+        .iter()
+        .find(|s| s.name == svc)
+        .unwrap()
+        .protocol;
+    let v4 = client.is_ipv4();
+    let (daddr, alen) = if v4 { (30, 4) } else { (38, 16) };
+    let saddr = if v4 { 26 } else { 22 };
+    let inp = client_packet(client, vip, proto, sport);
+    checksums_ok(&inp).expect("input checksums");
+    let r = lb.test_run(LbProgram::Balancer, &inp).unwrap();
+    assert_eq!(r.verdict, XDP_TX, "{svc} sport {sport}");
+    let o = &r.data;
+    assert_eq!(o.len(), inp.len(), "DNAT keeps the length");
+    assert_eq!(&o[0..6], &GW, "next hop is the gateway MAC");
+    assert_eq!(&o[6..12], &inp[0..6], "source MAC: the address it came to");
+    let want = dnat_predicted(lb, svc, &key_of(client, vip, sport, proto));
+    assert_eq!(
+        &o[daddr..daddr + alen],
+        &addr16(want)[..alen],
+        "{svc}: destination is Maglev's backend"
+    );
+    let (_, l4, _, _) = l4_of(o);
+    assert_eq!(&o[l4..l4 + 2], &sport.to_be_bytes(), "source port kept");
+    assert_eq!(&o[l4 + 2..l4 + 4], &DNAT_PORT.to_be_bytes(), "backend port");
+    checksums_ok(o).unwrap_or_else(|e| panic!("{svc} sport {sport}: {e} wrong after DNAT"));
+    // Everything but addresses, ports and checksums is untouched.
+    let co = l4 + csum_offset(proto);
+    for i in 12..o.len() {
+        let changed = (daddr..daddr + alen).contains(&i)
+            || (l4 + 2..l4 + 4).contains(&i)
+            || (co..co + 2).contains(&i)
+            || (v4 && (24..26).contains(&i));
+        if !changed {
+            assert_eq!(o[i], inp[i], "{svc}: byte {i} changed");
+        }
+    }
+    // The reverse translation is recorded under the reply's 5-tuple.
+    let reply_key = FlowKey {
+        src: addr16(want),
+        dst: addr16(client),
+        sport: DNAT_PORT,
+        dport: sport,
+        proto,
+        family: if v4 { LB_FAMILY_V4 } else { LB_FAMILY_V6 },
+        ..FlowKey::default()
+    };
+    let nat = lb
+        .nat_entry(&reply_key)
+        .expect("reverse translation recorded");
+    assert_eq!(nat.addr, addr16(vip));
+    assert_eq!(nat.port, 80);
+    // The backend's reply, as it arrives at the LB: backend:9090 -> client.
+    let mut reply = o.clone();
+    reply[saddr..saddr + alen].copy_from_slice(&addr16(want)[..alen]);
+    reply[daddr..daddr + alen].copy_from_slice(&addr16(client)[..alen]);
+    reply[l4..l4 + 2].copy_from_slice(&DNAT_PORT.to_be_bytes());
+    reply[l4 + 2..l4 + 4].copy_from_slice(&sport.to_be_bytes());
+    if v4 {
+        reply[24..26].copy_from_slice(&[0, 0]);
+        let c = !fold(sum16(&reply[14..34]));
+        reply[24..26].copy_from_slice(&c.to_be_bytes());
+    }
+    let reply = with_l4_csum(reply);
+    let back = lb.test_run_nat(&reply).unwrap();
+    assert_eq!(back.verdict, TC_ACT_UNSPEC, "TC continues");
+    let b = &back.data;
+    assert_eq!(b.len(), reply.len());
+    assert_eq!(
+        &b[saddr..saddr + alen],
+        &addr16(vip)[..alen],
+        "source is the VIP"
+    );
+    assert_eq!(
+        &b[l4..l4 + 2],
+        &80u16.to_be_bytes(),
+        "source port is the VIP's"
+    );
+    assert_eq!(&b[daddr..daddr + alen], &reply[daddr..daddr + alen]);
+    assert_eq!(&b[l4 + 2..l4 + 4], &sport.to_be_bytes());
+    checksums_ok(b)
+        .unwrap_or_else(|e| panic!("{svc} reply sport {sport}: {e} wrong after reverse NAT"));
+    assert_eq!(&b[l4 + 4..co], &reply[l4 + 4..co], "L4 header untouched");
+    assert_eq!(&b[co + 2..], &reply[co + 2..], "rest and payload untouched");
+}
+
+#[test]
+fn dnat_rewrites_with_valid_checksums_and_reverses() {
+    if skip() {
+        return;
+    }
+    in_empty_netns(|| {
+        let mut lb = dnat_balancer();
+        for sport in [40_000u16, 40_001, 51_234, 65_535] {
+            dnat_round_trip(&mut lb, "tcp", CLIENT.into(), VIP.into(), sport);
+            dnat_round_trip(&mut lb, "udp", CLIENT.into(), VIP.into(), sport);
+            dnat_round_trip(&mut lb, "tcp6", CLIENT6.into(), VIP6.into(), sport);
+            dnat_round_trip(&mut lb, "udp6", CLIENT6.into(), VIP6.into(), sport);
+        }
+        assert_eq!(lb.stat(lb_stat::DNAT), 16);
+        assert_eq!(lb.stat(lb_stat::SNAT), 16);
+        assert_eq!(lb.nat_count(), 16);
+        assert_eq!(lb.stat(lb_stat::NAT_INSERT_FAIL), 0);
+    });
+}
+
+#[test]
+fn dnat_udp_without_checksum_stays_without() {
+    if skip() {
+        return;
+    }
+    in_empty_netns(|| {
+        let mut lb = dnat_balancer();
+        // IPv4 UDP with checksum 0 (none): the rewrite must not invent one.
+        let mut l4 = packet::udp(33_333, 80, 4);
+        l4[4..6].copy_from_slice(&12u16.to_be_bytes());
+        let p = packet::ipv4(CLIENT, VIP, packet::UDP, &l4);
+        let r = lb.test_run(LbProgram::Balancer, &p).unwrap();
+        assert_eq!(r.verdict, XDP_TX);
+        assert_eq!(&r.data[40..42], &[0, 0], "UDP checksum still absent");
+        assert!(csum_ok(&r.data[14..34]), "IPv4 header checksum");
+        assert_eq!(&r.data[36..38], &DNAT_PORT.to_be_bytes());
+    });
+}
+
+#[test]
+fn reverse_nat_leaves_other_traffic_alone() {
+    if skip() {
+        return;
+    }
+    in_empty_netns(|| {
+        let mut lb = dnat_balancer();
+        // A flow through the VIP first, so the table is not empty.
+        let p = client_packet(CLIENT.into(), VIP.into(), packet::TCP, 41_000);
+        assert_eq!(
+            lb.test_run(LbProgram::Balancer, &p).unwrap().verdict,
+            XDP_TX
+        );
+        let b1 = Ipv4Addr::new(10, 9, 0, 1);
+        for (what, pkt) in [
+            (
+                "reply to another client port",
+                with_l4_csum(packet::ipv4(
+                    b1,
+                    CLIENT,
+                    packet::TCP,
+                    &packet::tcp(DNAT_PORT, 41_001, packet::ACK),
+                )),
+            ),
+            (
+                "health-check reply from the backend's own port",
+                with_l4_csum(packet::ipv4(
+                    b1,
+                    Ipv4Addr::new(10, 9, 0, 254),
+                    packet::TCP,
+                    &packet::tcp(DNAT_PORT, 50_000, packet::ACK),
+                )),
+            ),
+            (
+                "ICMP",
+                packet::ipv4(b1, CLIENT, packet::ICMP, &packet::icmp(0, 0, 7)),
+            ),
+            ("ARP", packet::arp()),
+        ] {
+            let r = lb.test_run_nat(&pkt).unwrap();
+            assert_eq!(r.verdict, TC_ACT_UNSPEC, "{what}");
+            assert_eq!(r.data, pkt, "{what} untouched");
+        }
+        assert_eq!(lb.stat(lb_stat::SNAT), 0);
+    });
+}

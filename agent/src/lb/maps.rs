@@ -7,6 +7,15 @@
 //! a mix. Backends that leave every service or fail health checks are
 //! flagged down, so flows pinned to them move to Maglev's new choice while
 //! all other established flows keep their backend (LRU flow table).
+//!
+//! Two ways to run it:
+//! - [`Balancer::load`]: ephemeral (tests, the benchmark): programs attached
+//!   through aya's links, pins removed when the balancer is dropped.
+//! - [`Balancer::attach_pinned`]: the agent's way. Programs, links and maps
+//!   are pinned under the pin directory, so the load balancer keeps
+//!   forwarding when the agent exits or crashes; a restarted agent adopts
+//!   the live state without a gap, and only [`detach_pinned`] (called by
+//!   `rampart-agent detach` through the loader) removes it.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -17,24 +26,27 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray},
-    programs::{Xdp, XdpMode},
+    maps::{Array, HashMap as BpfHashMap, Map, MapData, PerCpuArray, ProgramArray},
+    programs::{
+        SchedClassifier, TcAttachType, Xdp, XdpMode,
+        links::{FdLink, PinnedLink},
+    },
 };
 use rampart_common::lb::{
     BACKEND_DOWN, Backend, FlowKey, FlowValue, LB_FAMILY_V4, LB_FAMILY_V6, LB_MAX_BACKENDS,
-    LbConfig, LbCounter, MODE_IPIP, VipInfo, VipKey, lb_stat,
+    LbConfig, LbCounter, MODE_DNAT, MODE_IPIP, NextHop, VipInfo, VipKey, lb_stat,
 };
 use thiserror::Error;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::{
     maglev::{self, Member},
-    service::{ServiceError, ServiceSpec},
+    service::{Mode, ServiceError, ServiceSpec},
 };
-use crate::sys;
+use crate::{loader::XdpModePref, sys};
 
 /// Names of the object's maps (all pinned by name under the pin directory).
-pub const LB_MAP_NAMES: [&str; 8] = [
+pub const LB_MAP_NAMES: [&str; 10] = [
     "LB_CONFIG",
     "LB_VIPS",
     "LB_BACKENDS",
@@ -43,7 +55,23 @@ pub const LB_MAP_NAMES: [&str; 8] = [
     "LB_VIP_COUNTERS",
     "LB_BACKEND_COUNTERS",
     "LB_STATS",
+    "LB_NAT",
+    "LB_NEXTHOP",
 ];
+
+/// Pins of [`Balancer::attach_pinned`] besides the maps: programs and links.
+pub const LB_PROG_PINS: [&str; 4] = ["link_xdp", "link_tc", "prog_lb", "prog_lb_nat"];
+
+/// The firewall's program array (in the firewall's pin directory) whose
+/// slot 0 the balancer occupies when chained after the firewall.
+pub const FW_CHAIN_MAP: &str = "LB_CHAIN";
+
+/// Where the agent pins the load balancer of an interface: `lb/` inside the
+/// firewall's directory of that interface, so the firewall's chain map is
+/// the parent's `LB_CHAIN` and `rampart-agent detach` finds both.
+pub fn lb_pin_dir(interface_dir: &Path) -> PathBuf {
+    interface_dir.join("lb")
+}
 
 /// Load-balancer dataplane failures.
 #[derive(Debug, Error)]
@@ -97,6 +125,37 @@ pub enum LbMapsError {
     /// Pin directory trouble.
     #[error(transparent)]
     Loader(#[from] crate::loader::LoaderError),
+    /// Pinning or unpinning a program or link failed.
+    #[error("pin {path}: {reason}")]
+    Pin {
+        /// Pin path.
+        path: String,
+        /// Error text.
+        reason: String,
+    },
+    /// Chaining after the firewall needs the firewall on the interface.
+    #[error(
+        "chaining after the firewall: {path} is missing (attach the firewall to the interface first)"
+    )]
+    NoFirewall {
+        /// The firewall's chain map pin expected.
+        path: String,
+    },
+    /// The operation needs the loaded object, but the state was adopted.
+    #[error("{what}: the balancer was adopted from pins (no loaded object)")]
+    Adopted {
+        /// What was attempted.
+        what: &'static str,
+    },
+    /// Reading the neighbour table failed.
+    #[error("neighbour table {path}: {source}")]
+    Neighbours {
+        /// File read.
+        path: String,
+        /// Error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Load-time sizes (map sizes cannot change after loading).
@@ -132,19 +191,35 @@ impl Default for LbOptions {
 /// Which program of the object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LbProgram {
-    /// The balancer.
+    /// The balancer (XDP).
     Balancer,
-    /// Backend-side IP-in-IP decapsulation.
+    /// Backend-side IP-in-IP decapsulation (XDP).
     Decap,
+    /// DNAT mode's reverse translation (TC ingress where replies arrive).
+    Nat,
 }
 
 impl LbProgram {
-    fn name(self) -> &'static str {
+    /// The program's name in the object.
+    pub fn name(self) -> &'static str {
         match self {
             Self::Balancer => "rampart_lb",
             Self::Decap => "rampart_lb_decap",
+            Self::Nat => "rampart_lb_nat",
         }
     }
+}
+
+/// How the balancer's XDP program meets the interface's packets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    /// Its own XDP attachment on the interface.
+    Xdp(XdpModePref),
+    /// Tail call from the firewall's `rampart_xdp` on the same interface
+    /// (one XDP program per interface): the firewall runs first and hands
+    /// passed packets over through its `LB_CHAIN` program array, found in
+    /// the parent of the balancer's pin directory (see [`lb_pin_dir`]).
+    AfterFirewall,
 }
 
 /// Packet/byte/new-flow totals (summed over CPUs).
@@ -165,8 +240,13 @@ struct VipState {
 
 /// The loaded object, its maps and the service state written into them.
 pub struct Balancer {
-    ebpf: Ebpf,
+    /// None when adopted from pins (the programs run from their pins).
+    ebpf: Option<Ebpf>,
     pin_dir: PathBuf,
+    /// Pins outlive the balancer ([`Balancer::attach_pinned`]).
+    persistent: bool,
+    nat: BpfHashMap<MapData, FlowKey, rampart_common::lb::NatValue>,
+    nexthops: Array<MapData, NextHop>,
     opts: LbOptions,
     vips: BpfHashMap<MapData, VipKey, VipInfo>,
     backends: Array<MapData, Backend>,
@@ -230,39 +310,159 @@ fn map_err(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> LbMapsErro
     }
 }
 
+fn prog_err<'a>(
+    what: &'static str,
+    interface: &'a str,
+) -> impl FnOnce(aya::programs::ProgramError) -> LbMapsError + 'a {
+    move |e| LbMapsError::Program {
+        what,
+        interface: interface.to_string(),
+        source: Box::new(e),
+    }
+}
+
+fn pin_err(path: &Path) -> impl FnOnce(String) -> LbMapsError + '_ {
+    move |reason| LbMapsError::Pin {
+        path: path.display().to_string(),
+        reason,
+    }
+}
+
+fn open_pin(dir: &Path, name: &'static str) -> Result<MapData, LbMapsError> {
+    MapData::from_pin(dir.join(name)).map_err(map_err(name))
+}
+
+fn pinned<T>(dir: &Path, name: &'static str) -> Result<T, LbMapsError>
+where
+    T: TryFrom<Map, Error = aya::maps::MapError>,
+{
+    let data = open_pin(dir, name)?;
+    let map = Map::from_map_data(data).map_err(map_err(name))?;
+    T::try_from(map).map_err(map_err(name))
+}
+
+/// Opens the firewall's chain map (slot 0 = the balancer) as raw map data.
+fn fw_chain_data(pin_dir: &Path) -> Result<MapData, LbMapsError> {
+    let path = pin_dir
+        .parent()
+        .map(|p| p.join(FW_CHAIN_MAP))
+        .unwrap_or_default();
+    if !path.exists() {
+        return Err(LbMapsError::NoFirewall {
+            path: path.display().to_string(),
+        });
+    }
+    MapData::from_pin(&path).map_err(map_err(FW_CHAIN_MAP))
+}
+
+/// Opens the firewall's chain map (slot 0 = the balancer).
+fn fw_chain(pin_dir: &Path) -> Result<ProgramArray<MapData>, LbMapsError> {
+    let map = Map::from_map_data(fw_chain_data(pin_dir)?).map_err(map_err(FW_CHAIN_MAP))?;
+    ProgramArray::try_from(map).map_err(map_err(FW_CHAIN_MAP))
+}
+
+/// True if `prog_pin` is the program in the firewall's chain slot 0.
+fn chained(pin_dir: &Path, prog_pin: &Path) -> bool {
+    let Ok(chain) = fw_chain_data(pin_dir) else {
+        return false;
+    };
+    let Ok(prog) = aya::programs::ProgramInfo::from_pin(prog_pin) else {
+        return false;
+    };
+    let mut id = [0u8; 4];
+    matches!(
+        sys::lookup_elem(chain.fd().as_fd(), &0u32.to_ne_bytes(), &mut id),
+        Ok(true)
+    ) && u32::from_ne_bytes(id) == prog.id()
+}
+
+/// Removes the balancer's pins under `pin_dir` (links first: the XDP and TC
+/// attachments go away with their last reference), empties the firewall's
+/// chain slot if this balancer occupied it, and removes the directory.
+/// Nothing to do if the directory does not exist.
+pub fn detach_pinned(pin_dir: &Path) -> Result<(), LbMapsError> {
+    if !pin_dir.exists() {
+        return Ok(());
+    }
+    let prog = pin_dir.join("prog_lb");
+    if chained(pin_dir, &prog)
+        && let Ok(mut chain) = fw_chain(pin_dir)
+    {
+        let _ = chain.clear_index(&0);
+    }
+    for name in LB_PROG_PINS.iter().chain(LB_MAP_NAMES.iter()) {
+        let p = pin_dir.join(name);
+        if !p.exists() {
+            continue;
+        }
+        if name.starts_with("link_")
+            && let Ok(l) = PinnedLink::from_pin(&p)
+        {
+            let _ = l.unpin();
+            continue;
+        }
+        std::fs::remove_file(&p).map_err(|e| pin_err(&p)(e.to_string()))?;
+    }
+    std::fs::remove_dir(pin_dir).map_err(|e| pin_err(pin_dir)(e.to_string()))?;
+    info!(pin_dir = %pin_dir.display(), "load balancer detached");
+    Ok(())
+}
+
+/// Loads the object with its maps pinned in (or reused from) `pin_dir`.
+fn load_object(pin_dir: &Path, opts: &LbOptions) -> Result<Ebpf, LbMapsError> {
+    crate::loader::ensure_bpffs(pin_dir)?;
+    let ring = 2 * opts.max_vips * opts.max_table_size;
+    EbpfLoader::new()
+        .default_map_pin_directory(pin_dir)
+        .map_max_entries("LB_RING", ring)
+        .map_max_entries("LB_FLOWS", opts.flow_max.max(1024))
+        .map_max_entries("LB_NAT", opts.flow_max.max(1024))
+        .load(super::LB_OBJECT)
+        .map_err(|e| LbMapsError::Load(Box::new(e)))
+}
+
+fn config_of(opts: &LbOptions) -> LbConfig {
+    LbConfig {
+        src_v4: opts.src_v4.octets(),
+        src_v6: opts.src_v6.octets(),
+        gw_mac: opts.gw_mac.unwrap_or_default(),
+        _pad: [0; 2],
+        ring_stride: opts.max_table_size,
+        max_vips: opts.max_vips,
+    }
+}
+
 impl Balancer {
     /// Loads the object with maps pinned under `pin_dir` (a bpffs path,
-    /// created if needed) and loads (verifies) both programs.
+    /// created if needed) and loads (verifies) its programs. Ephemeral: the
+    /// pins are removed when the balancer is dropped.
     pub fn load(pin_dir: &Path, opts: LbOptions) -> Result<Self, LbMapsError> {
-        crate::loader::ensure_bpffs(pin_dir)?;
-        let ring = 2 * opts.max_vips * opts.max_table_size;
-        let mut ebpf = EbpfLoader::new()
-            .default_map_pin_directory(pin_dir)
-            .map_max_entries("LB_RING", ring)
-            .map_max_entries("LB_FLOWS", opts.flow_max.max(1024))
-            .load(super::LB_OBJECT)
-            .map_err(|e| LbMapsError::Load(Box::new(e)))?;
+        let mut ebpf = load_object(pin_dir, &opts)?;
         for p in [LbProgram::Balancer, LbProgram::Decap] {
             let prog: &mut Xdp = ebpf
                 .program_mut(p.name())
                 .and_then(|p| p.try_into().ok())
-                .expect("object has both programs");
-            prog.load().map_err(|e| LbMapsError::Program {
-                what: "load",
-                interface: String::new(),
-                source: Box::new(e),
-            })?;
+                .expect("object has its XDP programs");
+            prog.load().map_err(prog_err("load", ""))?;
         }
+        let tc: &mut SchedClassifier = ebpf
+            .program_mut(LbProgram::Nat.name())
+            .and_then(|p| p.try_into().ok())
+            .expect("object has rampart_lb_nat");
+        tc.load().map_err(prog_err("load", ""))?;
+        Self::from_object(ebpf, pin_dir, opts, false)
+    }
+
+    fn from_object(
+        mut ebpf: Ebpf,
+        pin_dir: &Path,
+        opts: LbOptions,
+        persistent: bool,
+    ) -> Result<Self, LbMapsError> {
         let mut config: Array<MapData, LbConfig> = take(&mut ebpf, "LB_CONFIG")?;
-        let cfg = LbConfig {
-            src_v4: opts.src_v4.octets(),
-            src_v6: opts.src_v6.octets(),
-            gw_mac: opts.gw_mac.unwrap_or_default(),
-            _pad: [0; 2],
-            ring_stride: opts.max_table_size,
-            max_vips: opts.max_vips,
-        };
-        config.set(0, cfg, 0).map_err(map_err("LB_CONFIG"))?;
+        config
+            .set(0, config_of(&opts), 0)
+            .map_err(map_err("LB_CONFIG"))?;
         let Some(aya::maps::Map::Array(ring)) = ebpf.take_map("LB_RING") else {
             return Err(LbMapsError::Map {
                 name: "LB_RING",
@@ -271,7 +471,7 @@ impl Balancer {
                 }),
             });
         };
-        Ok(Self {
+        let mut lb = Self {
             vips: take(&mut ebpf, "LB_VIPS")?,
             backends: take(&mut ebpf, "LB_BACKENDS")?,
             ring,
@@ -279,8 +479,11 @@ impl Balancer {
             vip_counters: take(&mut ebpf, "LB_VIP_COUNTERS")?,
             backend_counters: take(&mut ebpf, "LB_BACKEND_COUNTERS")?,
             stats: take(&mut ebpf, "LB_STATS")?,
-            ebpf,
+            nat: take(&mut ebpf, "LB_NAT")?,
+            nexthops: take(&mut ebpf, "LB_NEXTHOP")?,
+            ebpf: Some(ebpf),
             pin_dir: pin_dir.to_path_buf(),
+            persistent,
             free_vips: (0..opts.max_vips).rev().collect(),
             opts,
             vip_state: HashMap::new(),
@@ -288,7 +491,275 @@ impl Balancer {
             next_backend: 0,
             down: HashSet::new(),
             services: Vec::new(),
-        })
+        };
+        if persistent {
+            // Maps reused from pins may already hold services.
+            lb.restore_state()?;
+        }
+        Ok(lb)
+    }
+
+    /// Opens the maps pinned in `pin_dir` (adoption: the programs keep
+    /// running from their pins, nothing is reloaded or reattached).
+    fn from_pins(pin_dir: &Path, opts: LbOptions) -> Result<Self, LbMapsError> {
+        let mut config: Array<MapData, LbConfig> = pinned(pin_dir, "LB_CONFIG")?;
+        config
+            .set(0, config_of(&opts), 0)
+            .map_err(map_err("LB_CONFIG"))?;
+        let mut lb = Self {
+            vips: pinned(pin_dir, "LB_VIPS")?,
+            backends: pinned(pin_dir, "LB_BACKENDS")?,
+            ring: open_pin(pin_dir, "LB_RING")?,
+            flows: pinned(pin_dir, "LB_FLOWS")?,
+            vip_counters: pinned(pin_dir, "LB_VIP_COUNTERS")?,
+            backend_counters: pinned(pin_dir, "LB_BACKEND_COUNTERS")?,
+            stats: pinned(pin_dir, "LB_STATS")?,
+            nat: pinned(pin_dir, "LB_NAT")?,
+            nexthops: pinned(pin_dir, "LB_NEXTHOP")?,
+            ebpf: None,
+            pin_dir: pin_dir.to_path_buf(),
+            persistent: true,
+            free_vips: (0..opts.max_vips).rev().collect(),
+            opts,
+            vip_state: HashMap::new(),
+            backend_ids: HashMap::new(),
+            next_backend: 0,
+            down: HashSet::new(),
+            services: Vec::new(),
+        };
+        lb.restore_state()?;
+        Ok(lb)
+    }
+
+    /// Rebuilds the id bookkeeping from the maps: VIP ids and generations
+    /// (so the next update writes the inactive ring row), backend ids (never
+    /// reused: pinned flows keep pointing at the right backend). Service
+    /// names and weights are not in the maps: the agent re-applies its
+    /// services, which rewrites every table through the A/B swap. Health
+    /// state restarts as up (a still-failing backend goes down again after
+    /// `fall` probes).
+    fn restore_state(&mut self) -> Result<(), LbMapsError> {
+        let mut used = HashSet::new();
+        for item in self.vips.iter() {
+            let (k, v) = item.map_err(map_err("LB_VIPS"))?;
+            if v.id < self.opts.max_vips {
+                used.insert(v.id);
+                self.vip_state.insert(
+                    k,
+                    VipState {
+                        id: v.id,
+                        generation: v.generation,
+                    },
+                );
+            }
+        }
+        self.free_vips.retain(|id| !used.contains(id));
+        for id in 0..LB_MAX_BACKENDS {
+            let Ok(b) = self.backends.get(&id, 0) else {
+                continue;
+            };
+            let addr = match b.family {
+                LB_FAMILY_V4 => IpAddr::from([b.addr[0], b.addr[1], b.addr[2], b.addr[3]]),
+                LB_FAMILY_V6 => IpAddr::from(b.addr),
+                _ => continue,
+            };
+            self.backend_ids.insert((addr, b.port), id);
+            self.next_backend = id + 1;
+        }
+        Ok(())
+    }
+
+    /// The agent's way to run the balancer on `interface`: loads the object
+    /// with everything pinned under `pin_dir` (see [`lb_pin_dir`]), hooks
+    /// `rampart_lb` in as `hook` says and `rampart_lb_nat` on TC ingress
+    /// (TCX), pins programs and links. If a previous agent left a live
+    /// balancer there (pinned links still attached to this interface, or
+    /// the chain slot still holding the pinned program), it is adopted:
+    /// the maps are reopened, nothing is detached or reloaded, so packets
+    /// never miss the balancer. Returns the balancer and whether it was
+    /// adopted. Dropping it leaves everything in place.
+    pub fn attach_pinned(
+        pin_dir: &Path,
+        interface: &str,
+        hook: Hook,
+        opts: LbOptions,
+    ) -> Result<(Self, bool), LbMapsError> {
+        let idx = crate::loader::ifindex(interface)
+            .ok_or_else(|| LbMapsError::NoInterface(interface.to_string()))?;
+        crate::loader::ensure_bpffs(pin_dir)?;
+        let xdp_link = pin_dir.join("link_xdp");
+        let tc_link = pin_dir.join("link_tc");
+        let prog_pin = pin_dir.join("prog_lb");
+        let have_hook = match hook {
+            Hook::Xdp(_) => crate::loader::live_link(&xdp_link, idx),
+            Hook::AfterFirewall => chained(pin_dir, &prog_pin),
+        };
+        let have_tc = crate::loader::live_link(&tc_link, idx);
+        let maps_pinned = LB_MAP_NAMES.iter().all(|m| pin_dir.join(m).exists());
+        if have_hook && have_tc && maps_pinned {
+            let lb = Self::from_pins(pin_dir, opts)?;
+            info!(
+                interface,
+                vips = lb.vip_state.len(),
+                backends = lb.backend_ids.len(),
+                "adopted pinned load balancer"
+            );
+            return Ok((lb, true));
+        }
+        let mut ebpf = load_object(pin_dir, &opts)?;
+        if !have_hook {
+            let prog: &mut Xdp = ebpf
+                .program_mut(LbProgram::Balancer.name())
+                .and_then(|p| p.try_into().ok())
+                .expect("object has rampart_lb");
+            prog.load().map_err(prog_err("load xdp", interface))?;
+            let _ = std::fs::remove_file(&prog_pin);
+            prog.pin(&prog_pin)
+                .map_err(|e| pin_err(&prog_pin)(e.to_string()))?;
+            match hook {
+                Hook::Xdp(pref) => {
+                    let _ = std::fs::remove_file(&xdp_link);
+                    let modes: &[XdpMode] = match pref {
+                        XdpModePref::Auto => &[XdpMode::Driver, XdpMode::Skb],
+                        XdpModePref::Native => &[XdpMode::Driver],
+                        XdpModePref::Generic => &[XdpMode::Skb],
+                    };
+                    let mut last = None;
+                    let mut link_id = None;
+                    for m in modes {
+                        match prog.attach(interface, *m) {
+                            Ok(id) => {
+                                link_id = Some(id);
+                                break;
+                            }
+                            Err(e) => {
+                                warn!(interface, mode = ?m, error = %e, "XDP attach failed");
+                                last = Some(e);
+                            }
+                        }
+                    }
+                    let Some(link_id) = link_id else {
+                        return Err(prog_err("attach xdp", interface)(
+                            last.expect("at least one mode tried"),
+                        ));
+                    };
+                    let link = prog
+                        .take_link(link_id)
+                        .map_err(prog_err("take xdp link", interface))?;
+                    let fd_link =
+                        FdLink::try_from(link).map_err(|e| pin_err(&xdp_link)(e.to_string()))?;
+                    fd_link
+                        .pin(&xdp_link)
+                        .map_err(|e| pin_err(&xdp_link)(e.to_string()))?;
+                }
+                Hook::AfterFirewall => {
+                    let mut chain = fw_chain(pin_dir)?;
+                    let fd = prog.fd().map_err(prog_err("program fd", interface))?;
+                    chain.set(0, fd, 0).map_err(map_err(FW_CHAIN_MAP))?;
+                }
+            }
+        }
+        if !have_tc {
+            let tc: &mut SchedClassifier = ebpf
+                .program_mut(LbProgram::Nat.name())
+                .and_then(|p| p.try_into().ok())
+                .expect("object has rampart_lb_nat");
+            tc.load().map_err(prog_err("load tc", interface))?;
+            let pp = pin_dir.join("prog_lb_nat");
+            let _ = std::fs::remove_file(&pp);
+            tc.pin(&pp).map_err(|e| pin_err(&pp)(e.to_string()))?;
+            let _ = std::fs::remove_file(&tc_link);
+            let id = tc
+                .attach(interface, TcAttachType::Ingress)
+                .map_err(prog_err("attach tc ingress", interface))?;
+            let link = tc
+                .take_link(id)
+                .map_err(prog_err("take tc link", interface))?;
+            let fd_link = FdLink::try_from(link)
+                .map_err(|e| pin_err(&tc_link)(format!("TCX link needed: {e}")))?;
+            fd_link
+                .pin(&tc_link)
+                .map_err(|e| pin_err(&tc_link)(e.to_string()))?;
+        }
+        let lb = Self::from_object(ebpf, pin_dir, opts, true)?;
+        info!(
+            interface,
+            ?hook,
+            partial_adopt = have_hook || have_tc,
+            "load balancer attached and pinned"
+        );
+        Ok((lb, false))
+    }
+
+    /// Fills the next-hop cache of every backend with address `address`:
+    /// the dataplane then skips `bpf_fib_lookup` for them. `None` clears it
+    /// (back to the FIB lookup).
+    pub fn set_next_hop(
+        &mut self,
+        address: IpAddr,
+        hop: Option<([u8; 6], [u8; 6], u32)>,
+    ) -> Result<usize, LbMapsError> {
+        let ids: Vec<u32> = self
+            .backend_ids
+            .iter()
+            .filter(|((a, _), _)| *a == address)
+            .map(|(_, id)| *id)
+            .collect();
+        let v = match hop {
+            Some((dmac, smac, ifindex)) => NextHop {
+                dmac,
+                smac,
+                ifindex,
+                valid: 1,
+            },
+            None => NextHop::default(),
+        };
+        for id in &ids {
+            self.nexthops
+                .set(*id, v, 0)
+                .map_err(map_err("LB_NEXTHOP"))?;
+        }
+        Ok(ids.len())
+    }
+
+    /// Fills the next-hop cache from the calling thread's network
+    /// namespace: for every IPv4 backend with a complete entry in the
+    /// neighbour table (`/proc/thread-self/net/arp`) on `interface`. Backends
+    /// without one keep the FIB lookup. Returns how many addresses were
+    /// cached. Call again after neighbour changes (the health checks keep
+    /// the entries fresh).
+    pub fn resolve_next_hops(&mut self, interface: &str) -> Result<usize, LbMapsError> {
+        let ifindex = crate::loader::ifindex(interface)
+            .ok_or_else(|| LbMapsError::NoInterface(interface.to_string()))?;
+        let mac_path = format!("/sys/class/net/{interface}/address");
+        let smac = std::fs::read_to_string(&mac_path)
+            .ok()
+            .and_then(|s| parse_mac(s.trim()))
+            .ok_or_else(|| LbMapsError::Neighbours {
+                path: mac_path.clone(),
+                source: std::io::Error::other("no MAC address"),
+            })?;
+        let path = "/proc/thread-self/net/arp";
+        let text = std::fs::read_to_string(path).map_err(|source| LbMapsError::Neighbours {
+            path: path.into(),
+            source,
+        })?;
+        let mut n = 0;
+        let addrs: HashSet<IpAddr> = self.backend_ids.keys().map(|(a, _)| *a).collect();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // IP address, HW type, Flags, HW address, Mask, Device
+            if f.len() < 6 || f[5] != interface || f[2] == "0x0" {
+                continue;
+            }
+            let (Ok(ip), Some(mac)) = (f[0].parse::<IpAddr>(), parse_mac(f[3])) else {
+                continue;
+            };
+            if addrs.contains(&ip) && self.set_next_hop(ip, Some((mac, smac, ifindex)))? > 0 {
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// Attaches `program` to `interface` (in the calling thread's network
@@ -302,11 +773,28 @@ impl Balancer {
         if crate::loader::ifindex(interface).is_none() {
             return Err(LbMapsError::NoInterface(interface.to_string()));
         }
-        let prog: &mut Xdp = self
+        let ebpf = self
             .ebpf
+            .as_mut()
+            .ok_or(LbMapsError::Adopted { what: "attach" })?;
+        if program == LbProgram::Nat {
+            let tc: &mut SchedClassifier = ebpf
+                .program_mut(program.name())
+                .and_then(|p| p.try_into().ok())
+                .expect("object has rampart_lb_nat");
+            tc.attach(interface, TcAttachType::Ingress)
+                .map_err(prog_err("attach tc ingress", interface))?;
+            info!(
+                interface,
+                program = program.name(),
+                "load balancer attached"
+            );
+            return Ok(());
+        }
+        let prog: &mut Xdp = ebpf
             .program_mut(program.name())
             .and_then(|p| p.try_into().ok())
-            .expect("object has both programs");
+            .expect("object has its XDP programs");
         let flags = if generic {
             XdpMode::Skb
         } else {
@@ -327,9 +815,11 @@ impl Balancer {
         Ok(())
     }
 
-    /// The object (for the test-run harness).
-    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
-        &mut self.ebpf
+    /// The object (for the test-run harness); an error if adopted.
+    pub fn ebpf_mut(&mut self) -> Result<&mut Ebpf, LbMapsError> {
+        self.ebpf
+            .as_mut()
+            .ok_or(LbMapsError::Adopted { what: "test run" })
     }
 
     /// The services in force.
@@ -519,7 +1009,10 @@ impl Balancer {
                         id,
                         ring_size,
                         generation,
-                        mode: MODE_IPIP,
+                        mode: match s.mode {
+                            Mode::Ipip => MODE_IPIP,
+                            Mode::Dnat => MODE_DNAT,
+                        },
                     },
                     0,
                 )
@@ -587,6 +1080,16 @@ impl Balancer {
         self.flows.keys().filter(Result::is_ok).count()
     }
 
+    /// The reverse translation recorded for a DNAT reply 5-tuple.
+    pub fn nat_entry(&self, reply: &FlowKey) -> Option<rampart_common::lb::NatValue> {
+        self.nat.get(reply, 0).ok()
+    }
+
+    /// Entries in the DNAT reverse-translation table.
+    pub fn nat_count(&self) -> usize {
+        self.nat.keys().filter(Result::is_ok).count()
+    }
+
     /// Forgets every established flow (operator flush; tests measuring
     /// Maglev alone). Returns how many entries were removed.
     pub fn clear_flows(&mut self) -> usize {
@@ -629,8 +1132,21 @@ fn sum(map: &PerCpuArray<MapData, LbCounter>, id: u32) -> Option<Totals> {
     Some(t)
 }
 
+/// Parses `aa:bb:cc:dd:ee:ff`.
+fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in &mut mac {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
 impl Drop for Balancer {
     fn drop(&mut self) {
+        if self.persistent {
+            return;
+        }
         for m in LB_MAP_NAMES {
             let _ = std::fs::remove_file(self.pin_dir.join(m));
         }

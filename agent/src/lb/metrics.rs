@@ -29,6 +29,10 @@ pub const STAT_NAMES: [&str; lb_stat::COUNT as usize] = [
     "redirect",
     "decap",
     "flow_insert_fail",
+    "dnat",
+    "snat",
+    "nat_insert_fail",
+    "nexthop_cached",
 ];
 
 /// Registration failed (a name clash in the registry).

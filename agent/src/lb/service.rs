@@ -160,12 +160,6 @@ pub fn validate(services: &[ServiceSpec]) -> Result<(), ServiceError> {
                 value: 0,
             });
         }
-        if s.mode == Mode::Dnat {
-            return Err(ServiceError::Unsupported {
-                service,
-                mode: s.mode,
-            });
-        }
         if let Some(other) = seen.insert((s.address, s.port, s.protocol), &s.name) {
             return Err(ServiceError::DuplicateVip {
                 service,

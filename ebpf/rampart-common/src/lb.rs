@@ -51,8 +51,16 @@ pub mod lb_stat {
     pub const DECAP: u32 = 11;
     /// Flow table insert failed.
     pub const FLOW_INSERT_FAIL: u32 = 12;
+    /// DNAT mode: destination rewritten towards a backend.
+    pub const DNAT: u32 = 13;
+    /// DNAT mode: a backend's reply rewritten back to the VIP (TC).
+    pub const SNAT: u32 = 14;
+    /// DNAT mode: the reverse-translation entry could not be stored.
+    pub const NAT_INSERT_FAIL: u32 = 15;
+    /// Next hop taken from the userspace-filled cache (no FIB lookup).
+    pub const NEXTHOP_CACHED: u32 = 16;
     /// Number of counters.
-    pub const COUNT: u32 = 13;
+    pub const COUNT: u32 = 17;
 }
 
 /// Global settings (`LB_CONFIG[0]`).
@@ -149,6 +157,37 @@ pub struct FlowValue {
     pub vip: u32,
 }
 
+/// Value of the `LB_NAT` LRU table (DNAT mode), keyed by the reply's
+/// 5-tuple as a [`FlowKey`] (`src` = backend, `dst` = client, `sport` =
+/// backend port, `dport` = client port): what the reply's source must be
+/// rewritten to so the client sees the VIP.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct NatValue {
+    /// VIP address (IPv4 in the first 4 bytes).
+    pub addr: [u8; 16],
+    /// VIP port, host order.
+    pub port: u16,
+    /// Padding.
+    pub _pad: [u8; 2],
+}
+
+/// Value of `LB_NEXTHOP[backend id]`: the next hop towards a backend,
+/// resolved by the agent (neighbour table) so the dataplane skips the
+/// per-packet `bpf_fib_lookup` (Katran keeps the same per-backend cache).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct NextHop {
+    /// Destination MAC (the backend's, or its gateway's).
+    pub dmac: [u8; 6],
+    /// Source MAC (the egress interface's).
+    pub smac: [u8; 6],
+    /// Egress interface index.
+    pub ifindex: u32,
+    /// Non-zero when the entry is filled.
+    pub valid: u32,
+}
+
 /// Per-CPU packet/byte/new-flow counters (per VIP, per backend).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
@@ -205,4 +244,6 @@ mod pod {
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for FlowValue {}
     unsafe impl aya::Pod for LbCounter {}
+    unsafe impl aya::Pod for NatValue {}
+    unsafe impl aya::Pod for NextHop {}
 }

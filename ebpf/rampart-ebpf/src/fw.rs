@@ -5,7 +5,7 @@ use aya_ebpf::{
     helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns},
     macros::{classifier, map, xdp},
     maps::{
-        Array, HashMap, LruHashMap, PerCpuArray, RingBuf,
+        Array, HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf,
         lpm_trie::{Key, LpmTrie},
     },
     programs::{TcContext, XdpContext},
@@ -14,7 +14,7 @@ use rampart_common::{
     ACTION_DENY, ACTION_PERMIT, BITMAP_WORDS, Bitmap, CLASS_NO_L4, CLASS_TABLE_SHIFT, Config,
     Counter, CtKey, CtValue, DIR_EGRESS, DIR_INGRESS, FAMILY_V4, FAMILY_V6, LPM_HEADER_BITS,
     LogEvent, LpmData, MAX_RULES, PORTS, PROTOS, RULE_DROP_ESTABLISHED, RuleInfo, TABLES,
-    TableMeta, ct_stat, ct_state, reason,
+    TableMeta, ct_stat, ct_state, field, reason,
 };
 
 use crate::parse::{self, Parsed, Pkt, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
@@ -35,6 +35,19 @@ static SRC_LPM: LpmTrie<LpmData, Bitmap> = LpmTrie::pinned(131_072, 0);
 /// Destination prefix -> bitmap.
 #[map]
 static DST_LPM: LpmTrie<LpmData, Bitmap> = LpmTrie::pinned(131_072, 0);
+/// Full-length source prefixes (/32, /128) -> the same bitmap as in
+/// `SRC_LPM`: one hash lookup instead of a trie walk for host rules.
+#[map]
+static SRC_EXACT: HashMap<LpmData, Bitmap> =
+    HashMap::pinned(131_072, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
+/// Full-length destination prefixes -> bitmap.
+#[map]
+static DST_EXACT: HashMap<LpmData, Bitmap> =
+    HashMap::pinned(131_072, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
+/// `table * field::SLOTS + field` -> the bitmap of a constant field (see
+/// `TableMeta::const_fields`).
+#[map]
+static CONST_BM: Array<Bitmap> = Array::pinned(TABLES as u32 * field::SLOTS, 0);
 /// `table * 256 + protocol` -> bitmap of rules matching that protocol.
 #[map]
 static PROTO_BM: Array<Bitmap> = Array::pinned((TABLES * PROTOS) as u32, 0);
@@ -64,6 +77,10 @@ static CONNTRACK: LruHashMap<CtKey, CtValue> = LruHashMap::pinned(65_536, 0);
 /// Conntrack event counters (`ct_stat`).
 #[map]
 static CT_STATS: PerCpuArray<u64> = PerCpuArray::pinned(ct_stat::COUNT, 0);
+/// Slot 0: the load balancer's XDP program (`rampart-lb` object) when it
+/// is chained after the firewall on this interface; empty otherwise.
+#[map]
+static LB_CHAIN: ProgramArray = ProgramArray::pinned(1, 0);
 /// Sampled rule-match events for the agent's log.
 #[map]
 static LOG_EVENTS: RingBuf = RingBuf::pinned(1 << 18, 0);
@@ -75,6 +92,10 @@ static LOG_EVENTS: RingBuf = RingBuf::pinned(1 << 18, 0);
 pub fn rampart_xdp(ctx: XdpContext) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u64;
     if decide(ctx.data(), ctx.data_end(), DIR_INGRESS, len) {
+        // Passed: hand over to the chained load balancer, if any (an empty
+        // slot returns here).
+        // SAFETY: a tail call jumps to another XDP program or returns.
+        unsafe { LB_CHAIN.tail_call(&ctx, 0) };
         xdp_action::XDP_PASS
     } else {
         xdp_action::XDP_DROP
@@ -153,15 +174,17 @@ fn decide(start: usize, end: usize, dir: u32, len: u64) -> bool {
         count_reason(dir, reason::DROP_NO_POLICY, len);
         return false;
     }
-    let now = unsafe { bpf_ktime_get_ns() };
-
     // Conntrack: a tracked flow passes unless a drop_established deny rule
     // matches it, so the classifier only runs for it when such rules exist.
+    // The clock is read only when an entry is touched or inserted: a packet
+    // that only meets rules never pays for it.
     let track = pkt.l4 && pkt.trackable;
     let (key, from_lo) = ct_key(&pkt);
     let mut ct: Option<*mut CtValue> = None;
+    let mut now = 0;
     if track {
         if let Some(v) = CONNTRACK.get_ptr_mut(&key) {
+            now = unsafe { bpf_ktime_get_ns() };
             // SAFETY: LRU entries stay valid for the program's run (RCU).
             let state = unsafe { (*v).state };
             let last = unsafe { (*v).last_seen_ns };
@@ -181,7 +204,7 @@ fn decide(start: usize, end: usize, dir: u32, len: u64) -> bool {
         }
     }
 
-    let matched = classify(&pkt, table);
+    let matched = classify(&pkt, table, meta);
     let (action, rule_idx) = match matched {
         Some(idx) => match RULES.get(table * MAX_RULES as u32 + idx) {
             Some(info) => {
@@ -229,7 +252,7 @@ fn decide(start: usize, end: usize, dir: u32, len: u64) -> bool {
             len,
         );
         if track {
-            ct_insert(&key, &pkt, from_lo, dir, now);
+            ct_insert(&key, &pkt, from_lo, dir, unsafe { bpf_ktime_get_ns() });
         }
         true
     } else {
@@ -383,39 +406,80 @@ fn log_event(pkt: &Pkt, info: &RuleInfo, dir: u32) {
 // ===== classification =====
 
 #[inline(always)]
-fn lpm_key(table: u32, pkt: &Pkt, addr: [u64; 2]) -> Key<LpmData> {
-    let (family, bits) = if pkt.family == 4 {
-        (FAMILY_V4, 32)
-    } else {
-        (FAMILY_V6, 128)
-    };
-    Key::new(
-        LPM_HEADER_BITS + bits,
-        LpmData {
-            table: table.to_be_bytes(),
-            family: family.to_be_bytes(),
-            addr: as_bytes(addr),
-        },
-    )
+fn lpm_data(table: u32, pkt: &Pkt, addr: [u64; 2]) -> LpmData {
+    let family = if pkt.family == 4 { FAMILY_V4 } else { FAMILY_V6 };
+    LpmData {
+        table: table.to_be_bytes(),
+        family: family.to_be_bytes(),
+        addr: as_bytes(addr),
+    }
+}
+
+/// The bitmap of one address field: the constant bitmap if the field is
+/// constant, else an exact-match hit for a full-length prefix, else the
+/// LPM trie's longest match (which the hash hit would equal).
+#[inline(always)]
+fn addr_bitmap(
+    exact: &HashMap<LpmData, Bitmap>,
+    lpm: &LpmTrie<LpmData, Bitmap>,
+    meta: &TableMeta,
+    table: u32,
+    pkt: &Pkt,
+    addr: [u64; 2],
+    v4_slot: u32,
+) -> Option<*const Bitmap> {
+    let slot = if pkt.family == 4 { v4_slot } else { v4_slot + 1 };
+    let bit = 1u8 << slot;
+    if meta.const_fields & bit != 0 {
+        return CONST_BM.get_ptr(table * field::SLOTS + slot);
+    }
+    let data = lpm_data(table, pkt, addr);
+    if meta.exact_fields & bit != 0 {
+        // NO_PREALLOC hash values are RCU-protected for this run.
+        if let Some(b) = exact.get_ptr(&data) {
+            return Some(b);
+        }
+    }
+    let bits = if pkt.family == 4 { 32 } else { 128 };
+    lpm.get(Key::new(LPM_HEADER_BITS + bits, data))
+        .map(|b| b as *const Bitmap)
+}
+
+/// The bitmap of one port field (port, or ICMP type/code): constant, or
+/// port -> class id -> bitmap.
+#[inline(always)]
+fn port_bitmap(
+    classes: &Array<u32>,
+    meta: &TableMeta,
+    table: u32,
+    value: u16,
+    slot: u32,
+) -> Option<*const Bitmap> {
+    if meta.const_fields & (1u8 << slot) != 0 {
+        return CONST_BM.get_ptr(table * field::SLOTS + slot);
+    }
+    let class = *classes.get(table * PORTS as u32 + u32::from(value))?;
+    // NO_PREALLOC hash values are RCU-protected for this run.
+    CLASSES.get_ptr(class)
 }
 
 /// Returns the index of the first rule matching every field, if any.
 #[inline(always)]
-fn classify(pkt: &Pkt, table: u32) -> Option<u32> {
-    let src = SRC_LPM.get(lpm_key(table, pkt, pkt.src))?;
-    let dst = DST_LPM.get(lpm_key(table, pkt, pkt.dst))?;
-    let proto = PROTO_BM.get(table * PROTOS as u32 + u32::from(pkt.proto))?;
-    let (sp_class, dp_class) = if pkt.l4 {
-        let s = *SPORT_CLASS.get(table * PORTS as u32 + u32::from(pkt.cls_sport))?;
-        let d = *DPORT_CLASS.get(table * PORTS as u32 + u32::from(pkt.cls_dport))?;
-        (s, d)
+fn classify(pkt: &Pkt, table: u32, meta: &TableMeta) -> Option<u32> {
+    let src = addr_bitmap(&SRC_EXACT, &SRC_LPM, meta, table, pkt, pkt.src, field::SRC_V4)?;
+    let dst = addr_bitmap(&DST_EXACT, &DST_LPM, meta, table, pkt, pkt.dst, field::DST_V4)?;
+    let proto = PROTO_BM.get_ptr(table * PROTOS as u32 + u32::from(pkt.proto))?;
+    let (sport, dport) = if pkt.l4 {
+        (
+            port_bitmap(&SPORT_CLASS, meta, table, pkt.cls_sport, field::SPORT)?,
+            port_bitmap(&DPORT_CLASS, meta, table, pkt.cls_dport, field::DPORT)?,
+        )
     } else {
+        // Non-first fragment: only rules that constrain no L4 field match.
         let no_l4 = (table << CLASS_TABLE_SHIFT) | CLASS_NO_L4;
-        (no_l4, no_l4)
+        let b = CLASSES.get_ptr(no_l4)?;
+        (b, b)
     };
-    // SAFETY: NO_PREALLOC hash values are RCU-protected for this run.
-    let sport = unsafe { CLASSES.get(sp_class)? };
-    let dport = unsafe { CLASSES.get(dp_class)? };
     first_common(src, dst, proto, sport, dport)
 }
 
@@ -473,7 +537,13 @@ pub extern "C" fn rampart_first_common(
 }
 
 #[inline(always)]
-fn first_common(a: &Bitmap, b: &Bitmap, c: &Bitmap, d: &Bitmap, e: &Bitmap) -> Option<u32> {
+fn first_common(
+    a: *const Bitmap,
+    b: *const Bitmap,
+    c: *const Bitmap,
+    d: *const Bitmap,
+    e: *const Bitmap,
+) -> Option<u32> {
     let f = rampart_first_common(a, b, c, d, e);
     if f >= MAX_RULES as u32 { None } else { Some(f) }
 }

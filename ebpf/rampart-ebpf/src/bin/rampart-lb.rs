@@ -1,6 +1,7 @@
 //! rampart-agent's L4 load balancer, a separate eBPF object from the
 //! firewall so each loads only its own maps: `rampart_lb` (XDP on the load
-//! balancer's ingress) and `rampart_lb_decap` (XDP on backends that cannot
+//! balancer's ingress), `rampart_lb_nat` (TC ingress: DNAT mode's reverse
+//! translation) and `rampart_lb_decap` (XDP on backends that cannot
 //! decapsulate IP-in-IP themselves).
 
 #![cfg_attr(target_arch = "bpf", no_std)]
@@ -16,6 +17,9 @@ mod lb;
 #[cfg(target_arch = "bpf")]
 #[path = "../lb_encap.rs"]
 mod lb_encap;
+#[cfg(target_arch = "bpf")]
+#[path = "../lb_nat.rs"]
+mod lb_nat;
 
 #[cfg(target_arch = "bpf")]
 #[panic_handler]
