@@ -114,8 +114,12 @@ pub fn compile(
             crate::model::device::Platform::SdWan => out.extend(sdwan::render(spec, device)?),
         }
     }
-    if let ServiceBody::Firewall(fw) = &spec.body {
-        out.extend(agent::render_firewall(fw, &spec.metadata));
+    match &spec.body {
+        ServiceBody::Firewall(fw) => out.extend(agent::render_firewall(fw, &spec.metadata)),
+        ServiceBody::LoadBalancer(lb) => {
+            out.extend(agent::render_load_balancer(lb, &spec.metadata)?);
+        }
+        _ => {}
     }
     Ok(out)
 }
