@@ -1041,7 +1041,10 @@ mod tests {
         // unconstrained; destination ports vary.
         assert_eq!(slots, vec![field::DST_V4, field::DST_V6, field::SPORT]);
         for (_, b) in &t.constants {
-            assert!(has(b, 0) && has(b, 1), "an unconstrained field matches every rule");
+            assert!(
+                has(b, 0) && has(b, 1),
+                "an unconstrained field matches every rule"
+            );
         }
         // Only the IPv4 source has a full-length prefix (the IPv6 one is /32).
         assert_eq!(t.exact_fields, 1 << field::SRC_V4);

@@ -671,7 +671,9 @@ fn exact_match_hash_and_constant_fields_keep_first_match() {
         ),
     ];
     for c in cases {
-        let got = h.xdp(&c.packet).unwrap_or_else(|e| panic!("{}: {e}", c.what));
+        let got = h
+            .xdp(&c.packet)
+            .unwrap_or_else(|e| panic!("{}: {e}", c.what));
         assert_eq!(got, c.verdict, "{}", c.what);
     }
 
@@ -702,7 +704,9 @@ fn exact_match_hash_and_constant_fields_keep_first_match() {
         ),
     ];
     for c in cases {
-        let got = h.xdp(&c.packet).unwrap_or_else(|e| panic!("{}: {e}", c.what));
+        let got = h
+            .xdp(&c.packet)
+            .unwrap_or_else(|e| panic!("{}: {e}", c.what));
         assert_eq!(got, c.verdict, "{}", c.what);
     }
 }

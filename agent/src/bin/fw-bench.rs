@@ -540,7 +540,10 @@ fn main() -> anyhow::Result<()> {
     let costs = testrun_costs(&args.shape, &args.rules, args.repeat)?;
     for (shape, points) in &costs {
         for (n, ns) in points {
-            println!("test-run  shape={:<5} rules={n:>6}  {ns:>7.1} ns/packet", shape.name());
+            println!(
+                "test-run  shape={:<5} rules={n:>6}  {ns:>7.1} ns/packet",
+                shape.name()
+            );
         }
     }
     if args.cost_only {

@@ -43,6 +43,28 @@ pub const CLASS_NO_L4: u32 = 0x000F_FFFF;
 /// Bits of a port-class id that hold the table index (`table << 20`).
 pub const CLASS_TABLE_SHIFT: u32 = 20;
 
+/// Slots of the per-table constant bitmaps (`CONST_BM[table * CONST_SLOTS +
+/// slot]`) and bits of [`TableMeta::const_fields`] / [`TableMeta::exact_fields`]
+/// (`1 << slot`). A field is *constant* when every packet value yields the
+/// same bitmap (no rule constrains it, or every rule constrains it the same
+/// way): the program then skips its lookup.
+pub mod field {
+    /// Source address, IPv4.
+    pub const SRC_V4: u32 = 0;
+    /// Source address, IPv6.
+    pub const SRC_V6: u32 = 1;
+    /// Destination address, IPv4.
+    pub const DST_V4: u32 = 2;
+    /// Destination address, IPv6.
+    pub const DST_V6: u32 = 3;
+    /// Source port / ICMP type (constant slots only).
+    pub const SPORT: u32 = 4;
+    /// Destination port / ICMP code (constant slots only).
+    pub const DPORT: u32 = 5;
+    /// Number of slots per table.
+    pub const SLOTS: u32 = 6;
+}
+
 /// Rule action stored in [`RuleInfo::action`] and [`TableMeta::default_action`].
 pub const ACTION_PERMIT: u8 = 1;
 /// Rule action: drop.
@@ -162,8 +184,16 @@ pub struct TableMeta {
     /// Non-zero if the table was written by the agent (a table never written
     /// drops with `DROP_NO_POLICY`).
     pub valid: u8,
+    /// Bit `1 << field::*` set: that field is constant, its bitmap is in
+    /// `CONST_BM` and no lookup is needed.
+    pub const_fields: u8,
+    /// Bit `1 << field::{SRC,DST}_V{4,6}` set: the field has full-length
+    /// prefixes (/32, /128), which are also in the exact-match hash
+    /// (`SRC_EXACT`/`DST_EXACT`) consulted before the LPM trie. A hash hit
+    /// is the longest possible match, so it equals the trie's answer.
+    pub exact_fields: u8,
     /// Padding.
-    pub _pad: u8,
+    pub _pad: [u8; 2],
 }
 
 /// Global settings (array of one element).

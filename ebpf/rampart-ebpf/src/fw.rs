@@ -407,7 +407,11 @@ fn log_event(pkt: &Pkt, info: &RuleInfo, dir: u32) {
 
 #[inline(always)]
 fn lpm_data(table: u32, pkt: &Pkt, addr: [u64; 2]) -> LpmData {
-    let family = if pkt.family == 4 { FAMILY_V4 } else { FAMILY_V6 };
+    let family = if pkt.family == 4 {
+        FAMILY_V4
+    } else {
+        FAMILY_V6
+    };
     LpmData {
         table: table.to_be_bytes(),
         family: family.to_be_bytes(),
@@ -428,7 +432,11 @@ fn addr_bitmap(
     addr: [u64; 2],
     v4_slot: u32,
 ) -> Option<*const Bitmap> {
-    let slot = if pkt.family == 4 { v4_slot } else { v4_slot + 1 };
+    let slot = if pkt.family == 4 {
+        v4_slot
+    } else {
+        v4_slot + 1
+    };
     let bit = 1u8 << slot;
     if meta.const_fields & bit != 0 {
         return CONST_BM.get_ptr(table * field::SLOTS + slot);
@@ -466,8 +474,24 @@ fn port_bitmap(
 /// Returns the index of the first rule matching every field, if any.
 #[inline(always)]
 fn classify(pkt: &Pkt, table: u32, meta: &TableMeta) -> Option<u32> {
-    let src = addr_bitmap(&SRC_EXACT, &SRC_LPM, meta, table, pkt, pkt.src, field::SRC_V4)?;
-    let dst = addr_bitmap(&DST_EXACT, &DST_LPM, meta, table, pkt, pkt.dst, field::DST_V4)?;
+    let src = addr_bitmap(
+        &SRC_EXACT,
+        &SRC_LPM,
+        meta,
+        table,
+        pkt,
+        pkt.src,
+        field::SRC_V4,
+    )?;
+    let dst = addr_bitmap(
+        &DST_EXACT,
+        &DST_LPM,
+        meta,
+        table,
+        pkt,
+        pkt.dst,
+        field::DST_V4,
+    )?;
     let proto = PROTO_BM.get_ptr(table * PROTOS as u32 + u32::from(pkt.proto))?;
     let (sport, dport) = if pkt.l4 {
         (
