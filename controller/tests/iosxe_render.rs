@@ -207,12 +207,32 @@ fn edge_router() -> ServiceSpec {
     }
 }
 
+/// `examples/firewall-nat.yaml` through the real validator, retargeted
+/// from the demo inventory's `csr1` to `r1`.
+fn nat_firewall() -> ServiceSpec {
+    let text = include_str!("../../examples/firewall-nat.yaml").replace("csr1", "r1");
+    let inventory: BTreeMap<String, Device> = [("r1".to_owned(), device("r1"))].into();
+    let v = rampart_controller::model::Validator::new().unwrap();
+    let mut docs = v
+        .validate(
+            &rampart_controller::model::SourceDoc {
+                text: &text,
+                format: rampart_controller::model::DocFormat::Yaml,
+                name: "firewall-nat.yaml",
+            },
+            &inventory,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    docs.remove(0).spec
+}
+
 fn examples() -> Vec<(&'static str, ServiceSpec, &'static str)> {
     vec![
         ("web_firewall_r1", web_firewall(), "r1"),
         ("web_firewall_r2", web_firewall(), "r2"),
         ("ssh_block", ssh_block(), "r1"),
         ("edge_router", edge_router(), "r1"),
+        ("nat_firewall", nat_firewall(), "r1"),
     ]
 }
 
@@ -417,4 +437,96 @@ fn bad_input_is_rejected_with_its_place() {
         matches!(&err, IosXeError::TooManyEntries { count: 3200, .. }),
         "{err}"
     );
+}
+
+/// The NAT example renders inside/outside on the interfaces, the static
+/// entries keyed by their address pair, and the overload ACL referenced by
+/// `ip nat inside source list ... interface ... overload`.
+#[test]
+fn nat_renders_interfaces_statics_and_overload() {
+    let config = iosxe::build(&nat_firewall(), &device("r1")).unwrap();
+    let sides: Vec<(String, Option<iosxe::NatSide>)> = config
+        .interfaces
+        .iter()
+        .map(|(id, c)| (format!("{}{}", id.kind, id.number), c.nat))
+        .collect();
+    assert_eq!(
+        sides,
+        [
+            ("GigabitEthernet1".to_owned(), Some(iosxe::NatSide::Outside)),
+            ("GigabitEthernet2".to_owned(), Some(iosxe::NatSide::Inside)),
+        ]
+    );
+    assert_eq!(config.nat_static.len(), 2);
+    assert_eq!(
+        config.nat_static[1].port,
+        Some(("tcp".to_owned(), 22, 2222))
+    );
+    assert_eq!(config.nat_overloads.len(), 1);
+    let pat = &config.nat_overloads[0];
+    assert!(pat.acl.starts_with("RPN1-acme-edge_nat-"), "{}", pat.acl);
+    assert_eq!(pat.interface, "GigabitEthernet1");
+    let acl = config.ipv4_acls.iter().find(|a| a.name == pat.acl).unwrap();
+    assert_eq!(acl.lines.len(), 2, "one permit per overload source");
+    let xml = config.to_netconf_xml();
+    for needle in [
+        "<nat xmlns=\"http://cisco.com/ns/yang/Cisco-IOS-XE-nat\">",
+        "<inside/>",
+        "<outside/>",
+        "<overload/>",
+        "<global-port>2222</global-port>",
+    ] {
+        assert!(xml.contains(needle), "{needle} missing:\n{xml}");
+    }
+}
+
+/// NAT the renderer cannot express is refused with the field, never
+/// dropped: an interface type without `ip nat`, two port translations of
+/// one address pair, and other platforms' renderers.
+#[test]
+fn nat_refusals_name_the_field() {
+    let mut spec = nat_firewall();
+    let ServiceBody::Firewall(fw) = &mut spec.body else {
+        unreachable!()
+    };
+    let nat = fw.nat.as_mut().unwrap();
+    nat.devices[0].inside_interfaces.push("Tunnel5".to_owned());
+    let err = iosxe::build(&spec, &device("r1")).unwrap_err();
+    assert!(
+        matches!(&err, IosXeError::Unsupported { field, .. } if field == "spec.nat.devices[0].insideInterfaces[1]"),
+        "{err}"
+    );
+
+    let mut spec = nat_firewall();
+    let ServiceBody::Firewall(fw) = &mut spec.body else {
+        unreachable!()
+    };
+    let nat = fw.nat.as_mut().unwrap();
+    let mut twin = nat.devices[0].static_mappings[1].clone();
+    twin.local_port = Some(23);
+    twin.global_port = Some(2323);
+    nat.devices[0].static_mappings.push(twin);
+    let err = iosxe::build(&spec, &device("r1")).unwrap_err();
+    assert!(
+        matches!(&err, IosXeError::Unsupported { field, .. } if field == "spec.nat.devices[0].staticMappings[2]"),
+        "{err}"
+    );
+
+    for platform in [
+        Platform::Asa,
+        Platform::Ftd,
+        Platform::MerakiMx,
+        Platform::SdWan,
+    ] {
+        let mut d = device("r1");
+        d.platform = platform;
+        let inventory: BTreeMap<String, Device> = [("r1".to_owned(), d)].into();
+        let err = rampart_controller::compile::compile(&nat_firewall(), &inventory).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("spec.nat.devices[0]")
+                || (platform == Platform::SdWan && msg.contains("Firewall")),
+            "{platform:?}: {msg}"
+        );
+    }
 }

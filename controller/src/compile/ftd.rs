@@ -466,7 +466,15 @@ fn load_balancer(spec: &ServiceSpec, lb: &LoadBalancerSpec) -> Result<FtdConfig,
 /// [`CompileError::Unsupported`] naming what FDM cannot express.
 pub fn build(spec: &ServiceSpec, device: &Device) -> Result<FtdConfig, CompileError> {
     match &spec.body {
-        ServiceBody::Firewall(fw) => firewall(spec, fw, device),
+        ServiceBody::Firewall(fw) => {
+            if let Some(i) = fw.nat_device(&device.name) {
+                return Err(unsupported(
+                    "the vFirewall's NAT options (rendered for IOS-XE only)".to_owned(),
+                    format!("spec.nat.devices[{i}]"),
+                ));
+            }
+            firewall(spec, fw, device)
+        }
         ServiceBody::LoadBalancer(lb) => load_balancer(spec, lb),
         ServiceBody::Router(_) | ServiceBody::Vpn(_) | ServiceBody::SdWan(_) => Err(unsupported(
             format!("{} services", spec.kind()),

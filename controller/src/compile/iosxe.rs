@@ -27,6 +27,19 @@
 //! - bindings: `ingress` = `in`, `egress` = `out`, `both` = both, on
 //!   `/native/interface/<type>[name]/ip/access-group` and
 //!   `.../ipv6/traffic-filter`.
+//!
+//! NAT mapping (the firewall's optional `nat` section, `Cisco-IOS-XE-nat`):
+//! - `insideInterfaces` / `outsideInterfaces` set `ip nat inside|outside` on
+//!   `/native/interface/<type>[name]/ip/nat`;
+//! - a static mapping becomes `ip nat inside source static [tcp|udp] LOCAL
+//!   [PORT] GLOBAL [PORT]` (`/native/ip/nat/inside/source/static/
+//!   nat-static-transport-list`, keyed by the address pair, which is why
+//!   two port translations of one pair cannot coexist in this model);
+//! - an overload becomes an extended ACL `RPN<k>-…` (`permit ip SOURCE any`
+//!   per source, `k` counting the device's overloads by interface name) and
+//!   `ip nat inside source list RPN<k>-… interface OUTSIDE overload`
+//!   (`/native/ip/nat/inside/source/list[id]`), sent with
+//!   `nc:operation="replace"` like the service's other ACLs.
 
 use std::{
     collections::BTreeMap,
@@ -40,8 +53,8 @@ use super::{Format, Rendering};
 use crate::model::{
     device::Device,
     spec::{
-        Action, Direction, FirewallRule, FirewallSpec, PortRange, Protocol, RouterDevice,
-        ServiceBody, ServiceSpec,
+        Action, Direction, FirewallRule, FirewallSpec, L4Protocol, NatDevice, PortRange, Protocol,
+        RouterDevice, ServiceBody, ServiceSpec,
     },
 };
 
@@ -351,6 +364,51 @@ pub struct InterfaceConfig {
     pub shutdown: Option<bool>,
     /// ACL bindings.
     pub acls: AclBindings,
+    /// `ip nat inside` / `ip nat outside`.
+    #[serde(default)]
+    pub nat: Option<NatSide>,
+}
+
+/// Which side of address translation an interface faces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NatSide {
+    /// `ip nat inside`.
+    Inside,
+    /// `ip nat outside`.
+    Outside,
+}
+
+impl NatSide {
+    /// The leaf name in `Cisco-IOS-XE-nat` (and the CLI keyword).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NatSide::Inside => "inside",
+            NatSide::Outside => "outside",
+        }
+    }
+}
+
+/// `ip nat inside source static [tcp|udp] LOCAL [PORT] GLOBAL [PORT]`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct StaticNatConfig {
+    /// Inside local address (first list key).
+    pub local: Ipv4Addr,
+    /// Inside global address (second list key).
+    pub global: Ipv4Addr,
+    /// `(protocol, local port, global port)` of a port translation.
+    pub port: Option<(String, u16, u16)>,
+}
+
+/// `ip nat inside source list ACL interface ITF overload`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct NatOverloadConfig {
+    /// Name of the extended ACL selecting the inside sources (held in
+    /// [`IosXeConfig::ipv4_acls`]).
+    pub acl: String,
+    /// Outside interface whose address is shared.
+    pub interface: String,
 }
 
 /// One static route (`ip route` / `ipv6 route`).
@@ -403,6 +461,12 @@ pub struct IosXeConfig {
     pub static_routes: Vec<StaticRouteConfig>,
     /// BGP.
     pub bgp: Option<BgpConfig>,
+    /// Static NAT entries, sorted.
+    #[serde(default)]
+    pub nat_static: Vec<StaticNatConfig>,
+    /// NAT overloads (PAT), sorted.
+    #[serde(default)]
+    pub nat_overloads: Vec<NatOverloadConfig>,
 }
 
 // ===== global functions =====
@@ -551,6 +615,16 @@ fn build_firewall(
     }
 
     let mut config = IosXeConfig::default();
+    if let Some(nat) = &fw.nat {
+        for (i, d) in nat
+            .devices
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.device == device)
+        {
+            build_nat_device(&mut config, spec, d, &format!("spec.nat.devices[{i}]"))?;
+        }
+    }
     for (i, target) in fw
         .targets
         .devices
@@ -582,6 +656,135 @@ fn build_firewall(
         config.ipv6_acls.push(v6);
     }
     Ok(config)
+}
+
+/// Interface lists `Cisco-IOS-XE-nat` augments with `ip nat inside|outside`
+/// (16.9.3 and 17.12.1 alike).
+const NAT_CAPABLE: &[&str] = &[
+    "FastEthernet",
+    "GigabitEthernet",
+    "TenGigabitEthernet",
+    "FiveGigabitEthernet",
+    "TwentyFiveGigE",
+    "TwoGigabitEthernet",
+    "FortyGigabitEthernet",
+    "HundredGigE",
+    "Port-channel",
+    "Loopback",
+    "Vlan",
+];
+
+fn build_nat_device(
+    config: &mut IosXeConfig,
+    spec: &ServiceSpec,
+    d: &NatDevice,
+    field: &str,
+) -> Result<(), IosXeError> {
+    for (list, side, user) in [
+        (&d.inside_interfaces, NatSide::Inside, "insideInterfaces"),
+        (&d.outside_interfaces, NatSide::Outside, "outsideInterfaces"),
+    ] {
+        for (i, name) in list.iter().enumerate() {
+            let f = format!("{field}.{user}[{i}]");
+            let id = InterfaceId::parse(name, &f)?;
+            if !NAT_CAPABLE.contains(&id.kind.as_str()) {
+                return Err(IosXeError::Unsupported {
+                    what: format!("ip nat {} on a {} interface", side.as_str(), id.kind),
+                    field: f,
+                });
+            }
+            let entry = config.interfaces.entry(id).or_default();
+            if entry.nat.is_some_and(|s| s != side) {
+                return Err(IosXeError::Unsupported {
+                    what: format!("{name} as both NAT inside and outside"),
+                    field: f,
+                });
+            }
+            entry.nat = Some(side);
+        }
+    }
+    for (i, m) in d.static_mappings.iter().enumerate() {
+        let f = format!("{field}.staticMappings[{i}]");
+        let port = match (m.protocol, m.local_port, m.global_port) {
+            (Some(p), Some(l), Some(g)) => Some((
+                match p {
+                    L4Protocol::Tcp => "tcp",
+                    L4Protocol::Udp => "udp",
+                }
+                .to_owned(),
+                l,
+                g,
+            )),
+            (None, None, None) => None,
+            _ => {
+                return Err(IosXeError::Unsupported {
+                    what: "a static NAT port translation without protocol, localPort and globalPort together".to_owned(),
+                    field: f,
+                });
+            }
+        };
+        let entry = StaticNatConfig {
+            local: m.inside_local,
+            global: m.inside_global,
+            port,
+        };
+        if let Some(other) = config
+            .nat_static
+            .iter()
+            .find(|e| e.local == entry.local && e.global == entry.global)
+        {
+            if *other == entry {
+                continue;
+            }
+            return Err(IosXeError::Unsupported {
+                what: format!(
+                    "two static NAT entries for {} <-> {} (the Cisco-IOS-XE-nat model keys static entries by the address pair)",
+                    entry.local, entry.global
+                ),
+                field: f,
+            });
+        }
+        config.nat_static.push(entry);
+    }
+    config.nat_static.sort();
+    let mut overloads: Vec<(usize, &crate::model::spec::NatOverload)> =
+        d.overloads.iter().enumerate().collect();
+    overloads.sort_by(|a, b| a.1.interface.cmp(&b.1.interface));
+    for (k, (i, o)) in (1u32..).zip(overloads) {
+        let f = format!("{field}.overloads[{i}]");
+        let id = InterfaceId::parse(&o.interface, &format!("{f}.interface"))?;
+        if config.interfaces.get(&id).and_then(|c| c.nat) != Some(NatSide::Outside) {
+            return Err(IosXeError::Unsupported {
+                what: format!(
+                    "overload to {}, which is not an outsideInterface",
+                    o.interface
+                ),
+                field: format!("{f}.interface"),
+            });
+        }
+        if o.sources.is_empty() {
+            return Err(IosXeError::Unsupported {
+                what: "an overload without sources".to_owned(),
+                field: format!("{f}.sources"),
+            });
+        }
+        let mut acl = Acl {
+            name: naming::object_name(&format!("N{k}"), &spec.metadata.tenant, &spec.metadata.name),
+            lines: BTreeMap::new(),
+        };
+        for (seq, src) in (1u64..).zip(&o.sources) {
+            let mut ace = any_ace(AceAction::Permit, "ip");
+            ace.source = AddrMatch::from_net(IpNet::V4(*src));
+            acl.lines.insert(seq * 10, AclLine::Ace(ace));
+        }
+        config.nat_overloads.push(NatOverloadConfig {
+            acl: acl.name.clone(),
+            interface: format!("{}{}", id.kind, id.number),
+        });
+        config.ipv4_acls.push(acl);
+    }
+    config.nat_overloads.sort();
+    Ok(())
 }
 
 fn any_ace(action: AceAction, protocol: &str) -> Ace {
@@ -783,6 +986,9 @@ impl IosXeConfig {
         if let Some(route) = static_routes_node(&self.static_routes, Family::V4) {
             ip.push(route);
         }
+        if let Some(nat) = nat_node(&self.nat_static, &self.nat_overloads, with_ops) {
+            ip.push(nat);
+        }
         if !ip.is_empty() {
             native.push(Node::container("ip", ip));
         }
@@ -827,6 +1033,73 @@ fn acl_node(acl: &Acl, list: &str, family: Family, with_ops: bool) -> Node {
     } else {
         node
     }
+}
+
+/// `/native/ip/nat` (module `Cisco-IOS-XE-nat`); `None` when empty.
+fn nat_node(
+    statics: &[StaticNatConfig],
+    overloads: &[NatOverloadConfig],
+    with_ops: bool,
+) -> Option<Node> {
+    if statics.is_empty() && overloads.is_empty() {
+        return None;
+    }
+    let owned = |n: Node| {
+        if with_ops {
+            n.with_op(EditOp::Replace)
+        } else {
+            n
+        }
+    };
+    let mut source: Vec<Node> = overloads
+        .iter()
+        .map(|o| {
+            owned(Node::entry(
+                "list",
+                vec![
+                    Node::leaf("id", o.acl.clone()),
+                    Node::entry(
+                        "interface",
+                        vec![
+                            Node::leaf("name", o.interface.clone()),
+                            Node::empty("overload"),
+                        ],
+                    ),
+                ],
+            ))
+        })
+        .collect();
+    if !statics.is_empty() {
+        source.push(Node::container(
+            "static",
+            statics.iter().map(|e| owned(static_nat_entry(e))).collect(),
+        ));
+    }
+    Some(
+        Node::container(
+            "nat",
+            vec![Node::container(
+                "inside",
+                vec![Node::container("source", source)],
+            )],
+        )
+        .in_module(Module::Nat),
+    )
+}
+
+/// One `nat-static-transport-list` entry (keys first, then the 16.9.3
+/// port leaves in schema order).
+fn static_nat_entry(e: &StaticNatConfig) -> Node {
+    let mut n = vec![
+        Node::leaf("local-ip", e.local.to_string()),
+        Node::leaf("global-ip", e.global.to_string()),
+    ];
+    if let Some((proto, local, global)) = &e.port {
+        n.push(Node::leaf("proto", proto.clone()));
+        n.push(Node::int("local-port", *local));
+        n.push(Node::int("global-port", *global));
+    }
+    Node::entry("nat-static-transport-list", n)
 }
 
 fn ace_nodes(ace: &Ace, family: Family) -> Vec<Node> {
@@ -948,6 +1221,9 @@ fn interface_node(id: &InterfaceId, c: &InterfaceConfig) -> Node {
     }
     if !access_group.is_empty() {
         ip.push(Node::container("access-group", access_group));
+    }
+    if let Some(side) = c.nat {
+        ip.push(Node::container("nat", vec![Node::empty(side.as_str())]).in_module(Module::Nat));
     }
     if !ip.is_empty() {
         n.push(Node::container("ip", ip));

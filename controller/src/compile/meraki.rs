@@ -463,7 +463,15 @@ fn vpn(vpn: &VpnSpec, device: &Device) -> Result<MerakiConfig, CompileError> {
 /// [`CompileError::Unsupported`] naming the field Meraki cannot express.
 pub fn build(spec: &ServiceSpec, device: &Device) -> Result<MerakiConfig, CompileError> {
     match &spec.body {
-        ServiceBody::Firewall(fw) => firewall(spec, fw, device),
+        ServiceBody::Firewall(fw) => {
+            if let Some(i) = fw.nat_device(&device.name) {
+                return Err(unsupported(
+                    "the vFirewall's NAT options (rendered for IOS-XE only)".to_owned(),
+                    format!("spec.nat.devices[{i}]"),
+                ));
+            }
+            firewall(spec, fw, device)
+        }
         ServiceBody::LoadBalancer(lb) => load_balancer(spec, lb),
         ServiceBody::Vpn(v) => vpn(v, device),
         ServiceBody::Router(_) | ServiceBody::SdWan(_) => Err(unsupported(

@@ -299,6 +299,20 @@ pub struct FirewallSpec {
     pub nat: Option<NatSpec>,
 }
 
+impl FirewallSpec {
+    /// Index of the `nat.devices` entry configuring `device`, if any: the
+    /// renderers without NAT refuse such a spec naming this entry rather
+    /// than dropping the translation silently.
+    #[must_use]
+    pub fn nat_device(&self, device: &str) -> Option<usize> {
+        self.nat
+            .as_ref()?
+            .devices
+            .iter()
+            .position(|d| d.device == device)
+    }
+}
+
 /// NAT options of a vFirewall: which interfaces face inside and outside on
 /// each device, fixed one-to-one translations and port address translation.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,8 +10,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use ipnet::IpNet;
+
 use crate::compile::iosxe::{
-    AclBindings, InterfaceConfig, InterfaceId, IosXeConfig,
+    AclBindings, InterfaceConfig, InterfaceId, IosXeConfig, StaticRouteConfig,
     tree::{self, EditOp, Module, Node, NodeKind},
 };
 
@@ -104,6 +106,54 @@ pub fn merge(contributions: &BTreeMap<String, IosXeConfig>) -> Result<IosXeConfi
             if ic.shutdown.is_some() {
                 target.shutdown = ic.shutdown;
             }
+            if let Some(side) = ic.nat {
+                let key = format!("{ifname} ip nat");
+                match target.nat {
+                    Some(cur) if cur != side => {
+                        return Err(Conflict {
+                            what: format!("{key} {} / {}", cur.as_str(), side.as_str()),
+                            first: leaf_owner
+                                .get(&key)
+                                .map(|(s, _)| s.clone())
+                                .unwrap_or_default(),
+                            second: service.clone(),
+                        });
+                    }
+                    _ => {
+                        target.nat = Some(side);
+                        leaf_owner.insert(key, (service.clone(), side.as_str().to_owned()));
+                    }
+                }
+            }
+        }
+        for e in &c.nat_static {
+            let key = format!("ip nat inside source static {} {}", e.local, e.global);
+            match out
+                .nat_static
+                .iter()
+                .find(|x| x.local == e.local && x.global == e.global)
+            {
+                Some(x) if x != e => {
+                    return Err(Conflict {
+                        what: key.clone(),
+                        first: leaf_owner
+                            .get(&key)
+                            .map(|(s, _)| s.clone())
+                            .unwrap_or_default(),
+                        second: service.clone(),
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    leaf_owner.insert(key, (service.clone(), String::new()));
+                    out.nat_static.push(e.clone());
+                }
+            }
+        }
+        for o in &c.nat_overloads {
+            if !out.nat_overloads.contains(o) {
+                out.nat_overloads.push(o.clone());
+            }
         }
         for r in &c.static_routes {
             if !out.static_routes.contains(r) {
@@ -126,6 +176,8 @@ pub fn merge(contributions: &BTreeMap<String, IosXeConfig>) -> Result<IosXeConfi
     out.ipv4_acls.sort_by(|a, b| a.name.cmp(&b.name));
     out.ipv6_acls.sort_by(|a, b| a.name.cmp(&b.name));
     out.static_routes.sort();
+    out.nat_static.sort();
+    out.nat_overloads.sort();
     Ok(out)
 }
 
@@ -189,6 +241,17 @@ fn interface_removals(
     if !access_group.is_empty() {
         ip.push(Node::container("access-group", access_group));
     }
+    if let Some(side) = prev.nat
+        && next.nat != Some(side)
+    {
+        ip.push(
+            Node::container(
+                "nat",
+                vec![Node::empty(side.as_str()).with_op(EditOp::Remove)],
+            )
+            .in_module(Module::Nat),
+        );
+    }
     if !prev.ipv4.is_empty() && next.ipv4.is_empty() {
         ip.push(Node::container("address", vec![]).with_op(EditOp::Remove));
     }
@@ -221,14 +284,23 @@ fn interface_removals(
     vec![Node::entry(&id.kind, children)]
 }
 
-/// Same list entry or container: same name and, for entries, same first
-/// child (the key leaf of every list the renderer emits).
+/// Same list entry or container as `b`, a node of the removal tree: same
+/// name and module and, for entries, the same leading leaves (`b`'s keys;
+/// removal entries carry only their keys before any child with an
+/// operation, so multi-key lists such as static NAT entries compare every
+/// key, not just the first).
 fn same_node(a: &Node, b: &Node) -> bool {
-    if a.name != b.name {
+    if a.name != b.name || a.module != b.module {
         return false;
     }
     match (&a.kind, &b.kind) {
-        (NodeKind::ListEntry(x), NodeKind::ListEntry(y)) => x.first() == y.first(),
+        (NodeKind::ListEntry(x), NodeKind::ListEntry(y)) => {
+            let keys: Vec<&Node> = y
+                .iter()
+                .take_while(|n| matches!(n.kind, NodeKind::Leaf(_)) && n.op.is_none())
+                .collect();
+            !keys.is_empty() && keys.iter().zip(x).all(|(k, v)| *k == v)
+        }
         (NodeKind::Container(_), NodeKind::Container(_)) => true,
         _ => false,
     }
@@ -245,12 +317,18 @@ fn graft(base: &mut Vec<Node>, extra: Vec<Node>) {
                 existing.op = node.op;
                 continue;
             }
-            let is_entry = matches!(existing.kind, NodeKind::ListEntry(_));
+            let keys = match &node.kind {
+                NodeKind::ListEntry(y) => y
+                    .iter()
+                    .take_while(|n| matches!(n.kind, NodeKind::Leaf(_)) && n.op.is_none())
+                    .count(),
+                _ => 0,
+            };
             if let (Some(kids), NodeKind::Container(more) | NodeKind::ListEntry(more)) =
                 (existing.children_mut(), node.kind)
             {
-                // An entry's first child is its key, already present.
-                let more: Vec<Node> = more.into_iter().skip(usize::from(is_entry)).collect();
+                // An entry's leading key leaves are already present.
+                let more: Vec<Node> = more.into_iter().skip(keys).collect();
                 graft(kids, more);
             }
         } else {
@@ -289,7 +367,122 @@ fn delta(prev: &IosXeConfig, next: &IosXeConfig) -> IosXeConfig {
         } else {
             next.bgp.clone()
         },
+        nat_static: next
+            .nat_static
+            .iter()
+            .filter(|e| !prev.nat_static.contains(e))
+            .cloned()
+            .collect(),
+        nat_overloads: next
+            .nat_overloads
+            .iter()
+            .filter(|o| !prev.nat_overloads.contains(o))
+            .cloned()
+            .collect(),
     }
+}
+
+/// The forwarding key of a route in the native model: the interface when
+/// there is one (the next hop then sits below it), else the next hop.
+fn route_fwd(r: &StaticRouteConfig) -> Option<(String, Option<std::net::IpAddr>)> {
+    match (&r.interface, r.next_hop) {
+        (Some(itf), nh) => Some((itf.clone(), nh)),
+        (None, Some(nh)) => Some((nh.to_string(), None)),
+        (None, None) => None,
+    }
+}
+
+/// Removal nodes for the static routes `prev` has and `next` lacks, by
+/// family, at the narrowest level that removes exactly them: the whole
+/// prefix entry when no route to the prefix remains, else the forwarding
+/// entry, else the next hop below an interface; a distance that is no
+/// longer set loses its leaf.
+fn route_removals(prev: &[StaticRouteConfig], next: &[StaticRouteConfig], v4: bool) -> Vec<Node> {
+    let fam = |r: &&StaticRouteConfig| matches!(r.prefix, IpNet::V4(_)) == v4;
+    let (distance_leaf, hop_key, fwd_list, route_list) = if v4 {
+        (
+            "metric",
+            "ip-address",
+            "fwd-list",
+            "ip-route-interface-forwarding-list",
+        )
+    } else {
+        (
+            "distance",
+            "ipv6-address",
+            "ipv6-fwd-list",
+            "ipv6-route-list",
+        )
+    };
+    let prefix_keys = |p: &IpNet| match p {
+        IpNet::V4(p) => vec![
+            Node::leaf("prefix", p.network().to_string()),
+            Node::leaf("mask", p.netmask().to_string()),
+        ],
+        IpNet::V6(p) => vec![Node::leaf("prefix", p.to_string())],
+    };
+    let prefixes: BTreeSet<IpNet> = prev.iter().filter(fam).map(|r| r.prefix).collect();
+    let mut out = Vec::new();
+    for prefix in prefixes {
+        let old: Vec<&StaticRouteConfig> = prev.iter().filter(|r| r.prefix == prefix).collect();
+        let new: Vec<&StaticRouteConfig> = next.iter().filter(|r| r.prefix == prefix).collect();
+        if new.is_empty() {
+            out.push(Node::entry(route_list, prefix_keys(&prefix)).with_op(EditOp::Remove));
+            continue;
+        }
+        let mut children = prefix_keys(&prefix);
+        for r in &old {
+            let Some((fwd, via)) = route_fwd(r) else {
+                continue;
+            };
+            let same_fwd: Vec<&&StaticRouteConfig> = new
+                .iter()
+                .filter(|n| route_fwd(n).is_some_and(|(f, _)| f == fwd))
+                .collect();
+            if same_fwd.is_empty() {
+                children.push(
+                    Node::entry(fwd_list, vec![Node::leaf("fwd", fwd.clone())])
+                        .with_op(EditOp::Remove),
+                );
+                continue;
+            }
+            let kept = same_fwd
+                .iter()
+                .find(|n| route_fwd(n).is_some_and(|(_, v)| v == via));
+            let removal = match (kept, via) {
+                (None, Some(nh)) => Some(
+                    Node::entry(
+                        "interface-next-hop",
+                        vec![Node::leaf(hop_key, nh.to_string())],
+                    )
+                    .with_op(EditOp::Remove),
+                ),
+                (Some(k), Some(nh)) if k.distance.is_none() => r.distance.map(|d| {
+                    Node::entry(
+                        "interface-next-hop",
+                        vec![
+                            Node::leaf(hop_key, nh.to_string()),
+                            Node::int(distance_leaf, d).with_op(EditOp::Remove),
+                        ],
+                    )
+                }),
+                (Some(k), None) if k.distance.is_none() => r
+                    .distance
+                    .map(|d| Node::int(distance_leaf, d).with_op(EditOp::Remove)),
+                _ => None,
+            };
+            if let Some(n) = removal {
+                children.push(Node::entry(
+                    fwd_list,
+                    vec![Node::leaf("fwd", fwd.clone()), n],
+                ));
+            }
+        }
+        if children.len() > prefix_keys(&prefix).len() {
+            out.push(Node::entry(route_list, children));
+        }
+    }
+    out
 }
 
 /// The `/native` tree of the edit that moves a device from `prev` to `next`.
@@ -308,21 +501,34 @@ pub fn edit_tree(prev: &IosXeConfig, next: &IosXeConfig) -> Node {
         .iter()
         .map(|n| removed_acl("extended", n))
         .collect();
+    let mut ip = Vec::new();
     if !v4.is_empty() {
-        extra.push(Node::container(
-            "ip",
-            vec![Node::container("access-list", v4)],
-        ));
+        ip.push(Node::container("access-list", v4));
+    }
+    let routes4 = route_removals(&prev.static_routes, &next.static_routes, true);
+    if !routes4.is_empty() {
+        ip.push(Node::container("route", routes4));
+    }
+    if let Some(nat) = nat_removals(prev, next) {
+        ip.push(nat);
+    }
+    if !ip.is_empty() {
+        extra.push(Node::container("ip", ip));
     }
     let v6: Vec<Node> = removed(&prev.ipv6_acls, &next.ipv6_acls)
         .iter()
         .map(|n| removed_acl("named-acl", n))
         .collect();
+    let mut ipv6 = Vec::new();
     if !v6.is_empty() {
-        extra.push(Node::container(
-            "ipv6",
-            vec![Node::container("access-list", v6)],
-        ));
+        ipv6.push(Node::container("access-list", v6));
+    }
+    let routes6 = route_removals(&prev.static_routes, &next.static_routes, false);
+    if !routes6.is_empty() {
+        ipv6.push(Node::container("route", routes6));
+    }
+    if !ipv6.is_empty() {
+        extra.push(Node::container("ipv6", ipv6));
     }
     let empty = InterfaceConfig::default();
     let mut ifaces = Vec::new();
@@ -354,6 +560,50 @@ pub fn edit_tree(prev: &IosXeConfig, next: &IosXeConfig) -> Node {
     root
 }
 
+/// Removal of the NAT entries `prev` has and `next` lacks (static entries
+/// by their address pair, overloads by their ACL id).
+fn nat_removals(prev: &IosXeConfig, next: &IosXeConfig) -> Option<Node> {
+    let mut source: Vec<Node> = prev
+        .nat_overloads
+        .iter()
+        .filter(|o| !next.nat_overloads.iter().any(|n| n.acl == o.acl))
+        .map(|o| Node::entry("list", vec![Node::leaf("id", o.acl.clone())]).with_op(EditOp::Remove))
+        .collect();
+    let statics: Vec<Node> = prev
+        .nat_static
+        .iter()
+        .filter(|e| {
+            !next
+                .nat_static
+                .iter()
+                .any(|n| n.local == e.local && n.global == e.global)
+        })
+        .map(|e| {
+            Node::entry(
+                "nat-static-transport-list",
+                vec![
+                    Node::leaf("local-ip", e.local.to_string()),
+                    Node::leaf("global-ip", e.global.to_string()),
+                ],
+            )
+            .with_op(EditOp::Remove)
+        })
+        .collect();
+    if !statics.is_empty() {
+        source.push(Node::container("static", statics));
+    }
+    (!source.is_empty()).then(|| {
+        Node::container(
+            "nat",
+            vec![Node::container(
+                "inside",
+                vec![Node::container("source", source)],
+            )],
+        )
+        .in_module(Module::Nat)
+    })
+}
+
 /// The NETCONF `<config>` of [`edit_tree`].
 #[must_use]
 pub fn edit_xml(prev: &IosXeConfig, next: &IosXeConfig) -> String {
@@ -369,6 +619,10 @@ struct Stored {
     interfaces: Vec<(InterfaceId, InterfaceConfig)>,
     static_routes: Vec<crate::compile::iosxe::StaticRouteConfig>,
     bgp: Option<crate::compile::iosxe::BgpConfig>,
+    #[serde(default)]
+    nat_static: Vec<crate::compile::iosxe::StaticNatConfig>,
+    #[serde(default)]
+    nat_overloads: Vec<crate::compile::iosxe::NatOverloadConfig>,
 }
 
 /// Encodes a configuration for the store.
@@ -382,6 +636,8 @@ pub fn to_json(c: &IosXeConfig) -> Result<serde_json::Value, serde_json::Error> 
         interfaces: c.interfaces.clone().into_iter().collect(),
         static_routes: c.static_routes.clone(),
         bgp: c.bgp.clone(),
+        nat_static: c.nat_static.clone(),
+        nat_overloads: c.nat_overloads.clone(),
     })
 }
 
@@ -400,5 +656,7 @@ pub fn from_json(v: &serde_json::Value) -> Result<IosXeConfig, serde_json::Error
         interfaces: s.interfaces.into_iter().collect(),
         static_routes: s.static_routes,
         bgp: s.bgp,
+        nat_static: s.nat_static,
+        nat_overloads: s.nat_overloads,
     })
 }

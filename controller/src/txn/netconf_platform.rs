@@ -90,8 +90,9 @@ fn decode(v: &Value) -> Result<IosXeConfig, String> {
 /// The subtree filter selecting everything Rampart may own.
 fn owned_filter() -> String {
     format!(
-        "<native xmlns=\"{}\"><ip><access-list/></ip><ipv6><access-list/></ipv6><interface/><router/></native>",
-        Module::Native.namespace()
+        "<native xmlns=\"{}\"><ip><access-list/><route/><nat xmlns=\"{}\"/></ip><ipv6><access-list/><route/></ipv6><interface/><router/></native>",
+        Module::Native.namespace(),
+        Module::Nat.namespace()
     )
 }
 
