@@ -10,6 +10,15 @@
 //! `arp_announce=2`, `rp_filter=0`, and — this kernel has no `ipip` module —
 //! `rampart_lb_decap` on their interface instead of a `tunl0` device.
 //! Replies go straight from the backend (source VIP) to the client.
+//!
+//! DNAT-mode topology ([`Topo::dnat`]): the client sits in another subnet
+//! (10.N.1.0/24, same bridge) so the backends' replies follow their
+//! default route through the load balancer, which is all a DNAT backend
+//! needs; no VIP, no decapsulation. The LB runs `rampart_lb` (XDP) and
+//! `rampart_lb_nat` (TC ingress) on its one interface and forwards the
+//! translated replies. Client and backends have transmit checksum offload
+//! off (`ethtool -K eth0 tx off`), so their packets carry full checksums
+//! and the receiving stacks verify what the load balancer rewrote.
 
 use std::{
     collections::HashMap,
@@ -79,12 +88,22 @@ struct Topo {
     backends: Vec<String>,
     net: u8,
     pin: PathBuf,
+    dnat: bool,
 }
 
 impl Topo {
     /// `n` backends; subnet 10.<net>.0.0/24 and fd00:<net>::/64; VIP
     /// 172.30.<net>.100 and fd01:<net>::100.
     fn new(tag: &str, n: usize) -> Self {
+        Self::with_mode(tag, n, false)
+    }
+
+    /// The DNAT-mode topology (see the file header).
+    fn dnat(tag: &str, n: usize) -> Self {
+        Self::with_mode(tag, n, true)
+    }
+
+    fn with_mode(tag: &str, n: usize, dnat: bool) -> Self {
         let seq = SEQ.fetch_add(1, Ordering::Relaxed);
         let net = 100 + (std::process::id() % 50) as u8 + 50 * (seq as u8 % 3);
         let id = format!("{tag}{}-{seq}", std::process::id() % 100_000);
@@ -95,6 +114,7 @@ impl Topo {
             backends: (0..n).map(|i| format!("lbb{i}-{id}")).collect(),
             net,
             pin: PathBuf::from(format!("/sys/fs/bpf/rampart-lbtest-{id}")),
+            dnat,
         };
         sh(&["ip", "netns", "add", &t.sw]);
         // No multicast snooping: without an MLD querier it can starve
@@ -139,16 +159,12 @@ impl Topo {
             sh(&[
                 "ip", "-n", &t.sw, "link", "set", &port, "master", "br0", "up",
             ]);
-            sh(&[
-                "ip",
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("10.{net}.0.{host}/24"),
-                "dev",
-                "eth0",
-            ]);
+            let v4 = if dnat && *host == 1 {
+                format!("10.{net}.1.1/24")
+            } else {
+                format!("10.{net}.0.{host}/24")
+            };
+            sh(&["ip", "-n", ns, "addr", "add", &v4, "dev", "eth0"]);
             sh(&[
                 "ip",
                 "-n",
@@ -163,6 +179,40 @@ impl Topo {
             sh(&["ip", "-n", ns, "link", "set", "eth0", "up"]);
             sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
         }
+        if dnat {
+            sh(&[
+                "ip",
+                "-n",
+                &t.lb,
+                "addr",
+                "add",
+                &format!("10.{net}.1.2/24"),
+                "dev",
+                "eth0",
+            ]);
+            for ns in std::iter::once(&t.client).chain(t.backends.iter()) {
+                sh(&[
+                    "ip", "netns", "exec", ns, "ethtool", "-K", "eth0", "tx", "off",
+                ]);
+            }
+            for b in &t.backends {
+                sh(&[
+                    "ip",
+                    "-n",
+                    b,
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    &format!("10.{net}.0.2"),
+                ]);
+            }
+        }
+        let lb_addr = if dnat {
+            format!("10.{net}.1.2")
+        } else {
+            format!("10.{net}.0.2")
+        };
         sh(&[
             "ip",
             "-n",
@@ -171,7 +221,7 @@ impl Topo {
             "add",
             &format!("172.30.{net}.100/32"),
             "via",
-            &format!("10.{net}.0.2"),
+            &lb_addr,
         ]);
         sh(&[
             "ip",
@@ -195,7 +245,7 @@ impl Topo {
             "net.ipv4.ip_forward=1",
             "net.ipv6.conf.all.forwarding=1",
         ]);
-        for b in &t.backends {
+        for b in t.backends.iter().filter(|_| !dnat) {
             // Direct server return: the VIP is local but never answered for
             // on the wire; replies leave with the VIP as source.
             sh(&[
@@ -252,7 +302,7 @@ impl Topo {
     }
 
     fn client_ip(&self) -> Ipv4Addr {
-        Ipv4Addr::new(10, self.net, 0, 1)
+        Ipv4Addr::new(10, self.net, u8::from(self.dnat), 1)
     }
 
     /// Loads the balancer in the LB namespace, attaches it (generic XDP) and
@@ -274,11 +324,24 @@ impl Topo {
             .expect("load");
             lb.attach(LbProgram::Balancer, "eth0", true)
                 .expect("attach lb");
+            lb.attach(LbProgram::Nat, "eth0", false)
+                .expect("attach reverse NAT (TC ingress)");
             lb
         })
         .join()
         .unwrap();
         for (i, b) in self.backends.iter().enumerate() {
+            if self.dnat {
+                let ip = self.backend_ip(i).to_string();
+                let ok = Command::new("ip")
+                    .args(["netns", "exec", &self.lb, "ping", "-c1", "-W1", &ip])
+                    .output()
+                    .unwrap()
+                    .status
+                    .success();
+                assert!(ok, "LB reaches backend {ip}");
+                continue;
+            }
             // Each backend namespace gets its own program instance attached
             // from that namespace; the maps are unused there.
             let decap = in_ns(b, move || {
@@ -763,4 +826,130 @@ fn ipv6_vip() {
     assert_eq!(seen.values().sum::<usize>(), 60);
     assert_eq!(seen.len(), 2, "both IPv6 backends served: {seen:?}");
     assert_eq!(lb.vip_totals("web6").unwrap().new_flows, 60);
+}
+
+/// DNAT mode's VIP port; the backends listen on `PORT`.
+const DNAT_VIP_PORT: u16 = 80;
+
+fn dnat_service(t: &Topo, weights: &[u32]) -> ServiceSpec {
+    ServiceSpec {
+        name: "web-dnat".into(),
+        address: t.vip().into(),
+        protocol: 6,
+        port: DNAT_VIP_PORT,
+        backends: weights
+            .iter()
+            .enumerate()
+            .map(|(i, w)| BackendSpec {
+                address: t.backend_ip(i).into(),
+                port: PORT,
+                weight: *w,
+            })
+            .collect(),
+        mode: Mode::Dnat,
+        maglev_table_size: 0,
+    }
+}
+
+/// `n` connections to VIP:80 from the client: each reads the backend's
+/// greeting and gets a line echoed (data both ways through both
+/// translations); returns the backend names seen.
+fn dnat_connections(t: &Topo, n: usize) -> HashMap<String, usize> {
+    let vip = SocketAddr::new(t.vip().into(), DNAT_VIP_PORT);
+    in_ns(&t.client, move || {
+        let mut seen = HashMap::new();
+        for i in 0..n {
+            let c = TcpStream::connect_timeout(&vip, Duration::from_secs(2))
+                .unwrap_or_else(|e| panic!("connection {i} to the VIP: {e}"));
+            assert_eq!(c.peer_addr().unwrap(), vip, "the client talks to the VIP");
+            c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut w = c.try_clone().unwrap();
+            let mut r = BufReader::new(c);
+            let mut name = String::new();
+            r.read_line(&mut name).expect("backend greets");
+            let msg = format!("echo {i} {}\n", "x".repeat(i % 200));
+            w.write_all(msg.as_bytes()).unwrap();
+            let mut back = String::new();
+            r.read_line(&mut back).expect("echo");
+            assert_eq!(back, msg, "connection {i}: echo intact");
+            *seen.entry(name.trim().to_string()).or_insert(0) += 1;
+        }
+        seen
+    })
+    .join()
+    .unwrap()
+}
+
+#[test]
+fn dnat_mode_spreads_by_weight_and_fails_over() {
+    if skip("dnat_mode_spreads_by_weight_and_fails_over") {
+        return;
+    }
+    let t = Topo::dnat("d", 3);
+    let mut lb = t.balancer();
+    let mut srv: Vec<Server> = (0..3)
+        .map(|i| {
+            Server::start(
+                &t.backends[i],
+                format!("b{i}"),
+                Ipv4Addr::UNSPECIFIED.into(),
+            )
+        })
+        .collect();
+    lb.apply(&[dnat_service(&t, &[1, 2, 3])]).unwrap();
+    let n = 300;
+    let seen = dnat_connections(&t, n);
+    assert_eq!(seen.values().sum::<usize>(), n);
+    // 0.09 absolute: > 3 standard deviations of a binomial share over 300.
+    for (i, w) in [1.0, 2.0, 3.0].iter().enumerate() {
+        let got = *seen.get(&format!("b{i}")).unwrap_or(&0) as f64 / n as f64;
+        let want = w / 6.0;
+        assert!(
+            (got - want).abs() < 0.09,
+            "backend b{i}: share {got:.3}, weight share {want:.3}; {seen:?}"
+        );
+    }
+    assert!(lb.stat(lb_stat::DNAT) > 0);
+    assert!(lb.stat(lb_stat::SNAT) > 0, "replies went through TC");
+    assert_eq!(lb.stat(lb_stat::FIB_FAIL), 0);
+    // Kill one backend: TCP health checks from the LB take it down.
+    let victim = 1usize;
+    srv[victim].kill();
+    let targets: Vec<SocketAddr> = (0..3)
+        .map(|i| SocketAddr::new(t.backend_ip(i).into(), PORT))
+        .collect();
+    let spec = HealthSpec {
+        check: Check::Tcp,
+        interval: Duration::from_millis(100),
+        timeout: Duration::from_millis(200),
+        rise: 2,
+        fall: 2,
+    };
+    let (mut lb, transitions) = in_ns(&t.lb.clone(), move || {
+        let mut mon = HealthMonitor::new(spec, targets);
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while seen.is_empty() && Instant::now() < deadline {
+            for (target, up) in mon.tick() {
+                lb.set_backend_down(target.ip(), target.port(), !up)
+                    .unwrap();
+                seen.push((target, up));
+            }
+            std::thread::sleep(mon.spec().interval);
+        }
+        (lb, seen)
+    })
+    .join()
+    .unwrap();
+    assert_eq!(
+        transitions,
+        vec![(SocketAddr::new(t.backend_ip(victim).into(), PORT), false)],
+        "exactly the killed backend went down"
+    );
+    let after = dnat_connections(&t, 60);
+    assert_eq!(after.values().sum::<usize>(), 60, "every connection served");
+    assert!(!after.contains_key("b1"), "{after:?}");
+    assert_eq!(after.len(), 2, "both survivors serve: {after:?}");
+    lb.clear_flows();
+    drop(srv);
 }
