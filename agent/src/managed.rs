@@ -85,6 +85,14 @@ pub trait Dataplane: Send + 'static {
     /// # Errors
     /// The failure, verbatim for the controller.
     fn apply(&mut self, policy: &pb::HostPolicy) -> Result<(), String>;
+    /// Checks that `policy` would apply (compiles, fits the maps, names
+    /// interfaces that exist) without changing anything: the prepare phase
+    /// of a controller transaction, so a host can refuse before any device
+    /// or host switches.
+    ///
+    /// # Errors
+    /// The reason `apply` would fail, verbatim for the controller.
+    fn validate(&self, policy: &pb::HostPolicy) -> Result<(), String>;
     /// Health for heartbeats.
     fn health(&self) -> pb::Health;
     /// Cumulative per-rule counters.
@@ -627,6 +635,9 @@ async fn session<D: Dataplane>(
     let mut hb = tokio::time::interval(cfg.heartbeat);
     hb.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seq = 0u64;
+    // A policy received in a transaction's prepare phase, switched in only
+    // by its Activate (and forgotten by Discard or a new session).
+    let mut staged: Option<pb::PolicyPush> = None;
     loop {
         tokio::select! {
             msg = inbound.message() => {
@@ -635,11 +646,40 @@ async fn session<D: Dataplane>(
                     Ok(None) => return Err(End::Lost("controller closed the session".to_owned())),
                     Err(s) => return Err(fatal_or_lost(s)),
                 };
-                if let Some(pb::controller_message::Msg::Push(push)) = msg.msg {
-                    let ack = apply_push(st, &dp, status, push).await;
-                    if tx.send(ack).await.is_err() {
-                        return Err(End::Lost("session closed".to_owned()));
+                let ack = match msg.msg {
+                    Some(pb::controller_message::Msg::Push(push)) if push.stage => {
+                        Some(stage_push(&dp, &mut staged, push).await)
                     }
+                    Some(pb::controller_message::Msg::Push(push)) => {
+                        staged = None;
+                        Some(apply_push(st, &dp, status, push).await)
+                    }
+                    Some(pb::controller_message::Msg::Activate(a)) => {
+                        Some(match staged.take() {
+                            Some(push) if push.version == a.version => {
+                                apply_push(st, &dp, status, push).await
+                            }
+                            other => {
+                                staged = other;
+                                ack(a.version, false, format!(
+                                    "version {} was not staged on this agent", a.version
+                                ), false)
+                            }
+                        })
+                    }
+                    Some(pb::controller_message::Msg::Discard(d)) => {
+                        if staged.as_ref().is_some_and(|p| p.version == d.version) {
+                            info!(version = d.version, "staged policy discarded");
+                            staged = None;
+                        }
+                        None
+                    }
+                    None => None,
+                };
+                if let Some(ack) = ack
+                    && tx.send(ack).await.is_err()
+                {
+                    return Err(End::Lost("session closed".to_owned()));
                 }
             }
             _ = hb.tick() => {
@@ -720,12 +760,51 @@ async fn apply_push<D: Dataplane>(
             (false, e)
         }
     };
+    ack(version, ok, error, false)
+}
+
+/// The acknowledgement of `version` (`staged`: of the prepare phase).
+fn ack(version: u64, ok: bool, error: String, staged: bool) -> pb::AgentMessage {
     pb::AgentMessage {
         msg: Some(pb::agent_message::Msg::Ack(pb::Ack {
             version,
             ok,
             error,
-            staged: false,
+            staged,
         })),
+    }
+}
+
+/// Prepare phase: validates the pushed policy without switching and keeps
+/// it for the transaction's Activate.
+async fn stage_push<D: Dataplane>(
+    dp: &Arc<std::sync::Mutex<D>>,
+    staged: &mut Option<pb::PolicyPush>,
+    mut push: pb::PolicyPush,
+) -> pb::AgentMessage {
+    let version = push.version;
+    let mut policy = push.policy.take().unwrap_or_default();
+    policy.version = version;
+    let d = dp.clone();
+    let p = policy.clone();
+    let res = tokio::task::spawn_blocking(move || {
+        d.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .validate(&p)
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("validate task failed: {e}")));
+    match res {
+        Ok(()) => {
+            info!(version, "policy staged");
+            push.policy = Some(policy);
+            push.stage = false;
+            *staged = Some(push);
+            ack(version, true, String::new(), true)
+        }
+        Err(e) => {
+            warn!(version, error = e, "staged policy refused");
+            ack(version, false, e, true)
+        }
     }
 }

@@ -36,6 +36,12 @@ impl Dataplane for Compiled {
         Ok(())
     }
 
+    fn validate(&self, policy: &pb::HostPolicy) -> Result<(), String> {
+        rampart_agent::policy::compile(policy, &|i| i == "*" || i == "lo")
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
     fn health(&self) -> pb::Health {
         pb::Health {
             conntrack_max: 65_536,

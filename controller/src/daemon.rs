@@ -84,7 +84,9 @@ pub async fn run(
     )??);
     let security = crate::auth::setup::prepare(config, &store, &data_dir).await?;
     let metrics = Metrics::new()?;
-    let engine = build_engine(config, &store, &data_dir);
+    let fleet =
+        crate::fleet::Fleet::new(store.clone(), config.agents.clone(), &data_dir.join("tls"))?;
+    let engine = build_engine(config, &store, &data_dir).with_hosts(Arc::new(fleet.clone()));
     let recovered = engine.recover().await?;
     if recovered > 0 {
         tracing::warn!(
@@ -93,8 +95,6 @@ pub async fn run(
         );
     }
     let api = Api::new(store.clone(), validator, metrics.clone(), engine.clone());
-    let fleet =
-        crate::fleet::Fleet::new(store.clone(), config.agents.clone(), &data_dir.join("tls"))?;
 
     // One shutdown signal fanned out to both servers.
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use fleet_common::*;
 use rampart_controller::tls::{CertificateAuthority, Usage};
+use rampart_proto::v1 as pb;
 use tonic::{Code, transport::Identity};
 
 // Input:  a token; enroll with it twice; enroll with a made-up token.
@@ -85,25 +86,78 @@ async fn session_push_and_ack() {
     })
     .await;
 
-    // A change produces version 2; the agent refuses it.
-    d.apply_host_fw("web", "web", 2222).await;
-    let p2 = next_push(&mut s, Duration::from_secs(5))
-        .await
-        .expect("push 2");
-    assert_eq!(p2.version, 2);
-    s.tx.send(ack(2, false, "interface eth9: no such interface"))
-        .await
-        .unwrap();
-    eventually("failure recorded", || async {
+    // A change is a transaction with the connected agent in it: asked to
+    // stage version 2, the agent refuses; the apply fails naming the agent
+    // and its reason, and nothing changed (still version 1 everywhere).
+    let agent_side = async {
+        let Some(pb::controller_message::Msg::Push(p2)) =
+            next_msg(&mut s, Duration::from_secs(5)).await
+        else {
+            panic!("no staged push");
+        };
+        assert!(p2.stage, "a transaction's push must be staged");
+        assert_eq!(p2.version, 2);
+        s.tx.send(ack_staged(2, false, "interface eth9: no such interface"))
+            .await
+            .unwrap();
+        // Nothing was staged, so nothing is activated or discarded.
+        let after = next_msg(&mut s, Duration::from_millis(400)).await;
+        assert!(
+            after.is_none(),
+            "unexpected message after a refusal: {after:?}"
+        );
+    };
+    let (res, ()) = tokio::join!(d.try_apply_host_fw("web", "web", 2222), agent_side);
+    let err = res.expect_err("a refused stage must fail the apply");
+    assert!(
+        err.message().contains(&format!("agent/{id}"))
+            && err.message().contains("no such interface"),
+        "{}",
+        err.message()
+    );
+    let l = d.agents().await;
+    let x = l.iter().find(|x| x.agent_id == id).unwrap();
+    assert_eq!((x.applied_version, x.desired_version), (1, 1));
+
+    // Accepted: staged, then activated; the agent enforces version 2.
+    let agent_side = async {
+        let Some(pb::controller_message::Msg::Push(p2)) =
+            next_msg(&mut s, Duration::from_secs(5)).await
+        else {
+            panic!("no staged push");
+        };
+        assert!(p2.stage);
+        let v = p2.version;
+        assert_eq!(
+            p2.policy.unwrap().interfaces[0].rules[0].destination_ports[0].first,
+            2222
+        );
+        s.tx.send(ack_staged(v, true, "")).await.unwrap();
+        match next_msg(&mut s, Duration::from_secs(5)).await {
+            Some(pb::controller_message::Msg::Activate(x)) => assert_eq!(x.version, v),
+            other => panic!("expected Activate, got {other:?}"),
+        }
+        s.tx.send(ack(v, true, "")).await.unwrap();
+        v
+    };
+    let (res, v) = tokio::join!(d.try_apply_host_fw("web", "web", 2222), agent_side);
+    res.expect("apply with the agent accepting");
+    eventually("version enforced and desired", || async {
         let l = d.agents().await;
         l.iter().any(|x| {
             x.agent_id == id
-                && x.applied_version == 1
-                && x.desired_version == 2
-                && x.last_error.contains("no such interface")
+                && x.applied_version == v
+                && x.desired_version == v
+                && x.last_error.is_empty()
         })
     })
     .await;
+    assert!(
+        next_push(&mut s, Duration::from_millis(400))
+            .await
+            .is_none(),
+        "the fleet re-pushed a policy the transaction already activated"
+    );
     d.stop().await;
 }
 

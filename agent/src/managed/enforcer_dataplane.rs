@@ -12,6 +12,12 @@ impl super::Dataplane for EnforcerDataplane {
         self.0.apply(policy).map_err(|e| e.to_string())
     }
 
+    fn validate(&self, policy: &pb::HostPolicy) -> Result<(), String> {
+        crate::policy::compile(policy, &|name| crate::loader::ifindex(name).is_some())
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
     fn health(&self) -> pb::Health {
         let mut h = pb::Health::default();
         for (name, s) in self.0.stats() {

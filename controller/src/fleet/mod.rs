@@ -13,9 +13,10 @@ pub mod manager;
 pub mod metrics;
 pub mod policy;
 pub mod service;
+mod txn;
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     path::PathBuf,
     sync::{
         Arc, Mutex, MutexGuard,
@@ -25,7 +26,7 @@ use std::{
 };
 
 use rampart_proto::v1 as pb;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tonic::Status;
 
 use crate::{
@@ -99,6 +100,8 @@ struct Session {
     /// A version this session refused: not pushed again on this session
     /// (the agent would refuse it again); a new version or a reconnect is.
     refused: Option<u64>,
+    /// Transaction steps awaiting the agent's ack of (version, staged).
+    waiters: HashMap<(u64, bool), oneshot::Sender<pb::Ack>>,
 }
 
 struct Inner {
@@ -113,6 +116,11 @@ struct Inner {
     /// Last seen time of agents no longer connected (for listings).
     last_seen: Mutex<HashMap<String, i64>>,
     metrics: FleetMetrics,
+    /// Agents in an unfinished transaction: background convergence
+    /// (refresh, reconnect pushes) leaves them to the transaction.
+    held: Mutex<HashSet<String>>,
+    /// Per agent: the version staged by a transaction and its hash.
+    staged: Mutex<HashMap<String, (u64, String)>>,
     next_conn: AtomicU64,
     /// Set at shutdown: sessions end so the agent port can drain.
     closing: tokio::sync::watch::Sender<bool>,
@@ -201,6 +209,8 @@ impl Fleet {
             registry: Mutex::default(),
             last_seen: Mutex::default(),
             metrics: FleetMetrics::new()?,
+            held: Mutex::default(),
+            staged: Mutex::default(),
             next_conn: AtomicU64::new(1),
             closing: tokio::sync::watch::Sender::new(false),
         })))
@@ -484,6 +494,7 @@ impl Fleet {
                 health: None,
                 pushed: None,
                 refused: None,
+                waiters: HashMap::new(),
             },
         );
         if let Some(old) = old {
@@ -559,6 +570,13 @@ impl Fleet {
                     None
                 }
                 Some(pb::agent_message::Msg::Ack(a)) => {
+                    if let Some(w) = s.waiters.remove(&(a.version, a.staged)) {
+                        let _ = w.send(a.clone());
+                    }
+                    if a.staged {
+                        // A transaction's prepare: nothing is enforced yet.
+                        return;
+                    }
                     let pushed = s.pushed.take_if(|(v, _, _)| *v == a.version);
                     if !a.ok {
                         s.refused = Some(a.version);
@@ -611,7 +629,10 @@ impl Fleet {
     /// enforce it and it is not already on its way. `known` is the desired
     /// policy when the caller computed it.
     fn push_if_needed(&self, rec: &AgentRecord, known: Option<&pb::HostPolicy>) {
-        if rec.desired_version == 0 || rec.desired_hash == rec.applied_hash {
+        if rec.desired_version == 0
+            || rec.desired_hash == rec.applied_hash
+            || lock(&self.0.held).contains(&rec.id)
+        {
             return;
         }
         let computed;
@@ -684,8 +705,12 @@ impl Fleet {
             // concurrent ack is never overwritten; one batch for all.
             let _g = lock(&self.0.registry);
             let agents = self.0.store.agents().map_err(internal)?;
+            let held = lock(&self.0.held).clone();
             let mut changed = Vec::new();
-            for mut rec in agents.into_values().filter(|r| !r.revoked) {
+            for mut rec in agents
+                .into_values()
+                .filter(|r| !r.revoked && !held.contains(&r.id))
+            {
                 let desired = cache
                     .entry(rec.labels.clone())
                     .or_insert_with(|| {

@@ -26,6 +26,7 @@ use tokio::sync::Semaphore;
 
 use super::{
     drift::Difference,
+    hosts::{AGENT_PLATFORM, AGENT_PREFIX, AgentEdit, AgentParticipant, HostFabric},
     netconf_platform::{IosXePlatform, NetconfSettings},
     platform::{
         Committed, Conflict, DeviceError, Participant, PlatformDriver, with_stored_credentials,
@@ -191,6 +192,7 @@ impl Planned {
                 target: d.device.clone(),
                 platform: d.platform.clone(),
                 format: match Platform::parse(&d.platform) {
+                    _ if d.platform == AGENT_PLATFORM => Format::AgentPolicy,
                     Some(Platform::IosXe) => Format::NetconfXml,
                     Some(Platform::Asa) => Format::Cli,
                     _ => Format::Http,
@@ -228,6 +230,7 @@ pub struct Engine {
     drivers: Arc<BTreeMap<Platform, Arc<dyn PlatformDriver>>>,
     locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
     before_commit: Option<Hook>,
+    hosts: Option<Arc<dyn HostFabric>>,
 }
 
 fn key_of(spec: &ServiceSpec) -> String {
@@ -293,6 +296,7 @@ impl Engine {
             drivers: Arc::new(drivers),
             locks: Arc::default(),
             before_commit: None,
+            hosts: None,
         }
     }
 
@@ -300,6 +304,13 @@ impl Engine {
     #[must_use]
     pub fn with_driver(mut self, platform: Platform, driver: Arc<dyn PlatformDriver>) -> Self {
         Arc::make_mut(&mut self.drivers).insert(platform, driver);
+        self
+    }
+
+    /// Makes connected host agents transaction participants.
+    #[must_use]
+    pub fn with_hosts(mut self, hosts: Arc<dyn HostFabric>) -> Self {
+        self.hosts = Some(hosts);
         self
     }
 
@@ -340,6 +351,17 @@ impl Engine {
         inventory: &BTreeMap<String, Device>,
         name: &str,
     ) -> Result<Box<dyn Participant>, EngineError> {
+        if let Some(agent) = name.strip_prefix(AGENT_PREFIX) {
+            let hosts = self
+                .hosts
+                .clone()
+                .ok_or_else(|| not_found(format!("host fabric for {name}")))?;
+            return Ok(Box::new(AgentParticipant::new(
+                hosts,
+                agent.to_owned(),
+                self.config.device_timeout,
+            )));
+        }
         let device = inventory
             .get(name)
             .ok_or_else(|| not_found(format!("device {name}")))?;
@@ -487,6 +509,8 @@ impl Engine {
             });
         }
 
+        devices.extend(self.plan_hosts(&services)?);
+
         let mut prior = Vec::new();
         for (key, _) in &services {
             let (tenant, name) = key.split_once('/').unwrap_or(("", key));
@@ -524,6 +548,64 @@ impl Engine {
         })
     }
 
+    /// The connected agents whose host policy the change moves, as
+    /// transaction participants.
+    fn plan_hosts(
+        &self,
+        services: &[(String, Option<(ServiceSpec, String)>)],
+    ) -> Result<Vec<DeviceTxn>, EngineError> {
+        let Some(hosts) = &self.hosts else {
+            return Ok(Vec::new());
+        };
+        let before = self.store.services()?;
+        let mut after: BTreeMap<String, StoredService> =
+            before.iter().map(|s| (s.key(), s.clone())).collect();
+        for (key, next) in services {
+            match next {
+                Some((spec, api)) => {
+                    let now = now_unix_ms() / 1000;
+                    let entry = after.entry(key.clone()).or_insert_with(|| StoredService {
+                        spec: spec.clone(),
+                        api_version: api.clone(),
+                        generation: 0,
+                        created_unix: now,
+                        updated_unix: now,
+                        last_transaction: 0,
+                    });
+                    entry.spec = spec.clone();
+                }
+                None => {
+                    after.remove(key);
+                }
+            }
+        }
+        let after: Vec<StoredService> = after.into_values().collect();
+        let plans = hosts
+            .plan(&before, &after)
+            .map_err(|message| EngineError::Decode {
+                what: "host policies".to_owned(),
+                message,
+            })?;
+        let json = |p: &rampart_proto::v1::HostPolicy| {
+            serde_json::to_value(p).unwrap_or(serde_json::Value::Null)
+        };
+        Ok(plans
+            .into_iter()
+            .map(|p| DeviceTxn {
+                device: format!("{AGENT_PREFIX}{}", p.agent_id),
+                platform: AGENT_PLATFORM.to_owned(),
+                prev: json(&p.prev),
+                next: json(&p.next),
+                contributions: BTreeMap::new(),
+                edit: AgentEdit::new(&p, &p.prev, &p.next).render(),
+                inverse: AgentEdit::new(&p, &p.next, &p.prev).render(),
+                status: DeviceStatus::Planned,
+                error: None,
+                paths: Vec::new(),
+            })
+            .collect())
+    }
+
     // ===== execute =====
 
     /// Executes a plan: all-or-nothing across its devices.
@@ -556,6 +638,16 @@ impl Engine {
         for n in &names {
             guards.push(self.device_lock(n).lock_owned().await);
         }
+        // Agents in this transaction are left alone by the fleet's
+        // background convergence until the outcome is stored.
+        let _held = self.hosts.clone().map(|h| {
+            let agents: Vec<String> = names
+                .iter()
+                .filter_map(|n| n.strip_prefix(AGENT_PREFIX).map(str::to_owned))
+                .collect();
+            h.hold(&agents, true);
+            HoldGuard(h, agents)
+        });
 
         if !record.devices.is_empty() {
             record.phase = TxnPhase::Preparing;
@@ -870,13 +962,18 @@ impl Engine {
     }
 
     /// Replays a device's inverse edit if the device holds the transaction's
-    /// result; a device whose commit never happened (or rolled itself back)
+    /// result (agents: the fleet re-pushes the stored services' policy, which
+    /// never includes an unfinished transaction, when they connect); a device whose commit never happened (or rolled itself back)
     /// is left alone. Returns whether it was restored.
     async fn restore_if_committed(
         &self,
         inventory: &BTreeMap<String, Device>,
         d: &DeviceTxn,
     ) -> Result<bool, EngineError> {
+        if d.device.starts_with(AGENT_PREFIX) {
+            tracing::info!(agent = d.device, "host converges to the stored policy");
+            return Ok(d.status == DeviceStatus::Committed);
+        }
         let device = inventory
             .get(&d.device)
             .ok_or_else(|| not_found(format!("device {}", d.device)))?;
@@ -1055,5 +1152,14 @@ impl Engine {
             )
             .await?;
         Ok(())
+    }
+}
+
+/// Releases held agents however `execute` ends.
+struct HoldGuard(Arc<dyn HostFabric>, Vec<String>);
+
+impl Drop for HoldGuard {
+    fn drop(&mut self) {
+        self.0.hold(&self.1, false);
     }
 }

@@ -10,6 +10,7 @@ pub mod asa_platform;
 pub mod drift;
 pub mod engine;
 pub mod ftd_platform;
+pub mod hosts;
 pub mod iosxe;
 pub mod meraki_platform;
 pub mod netconf_platform;

@@ -186,6 +186,16 @@ impl Rampartd {
     /// Applies a host firewall `name` selecting `role=<role>`, permitting
     /// TCP to `port`.
     pub async fn apply_host_fw(&self, name: &str, role: &str, port: u16) {
+        self.try_apply_host_fw(name, role, port).await.unwrap();
+    }
+
+    /// Applies a host firewall allowing `port` to hosts labelled `role`.
+    pub async fn try_apply_host_fw(
+        &self,
+        name: &str,
+        role: &str,
+        port: u16,
+    ) -> Result<pb::ApplyServiceResponse, Status> {
         let doc = format!(
             "apiVersion: rampart.io/v1
 kind: Firewall
@@ -207,7 +217,7 @@ spec:
                 dry_run: false,
             }))
             .await
-            .unwrap();
+            .map(tonic::Response::into_inner)
     }
 }
 
@@ -313,6 +323,26 @@ pub async fn open(d: &Rampartd, id: Identity, first: pb::AgentMessage) -> Result
         .await?
         .into_inner();
     Ok(Session { tx, rx })
+}
+
+/// The acknowledgement of a transaction's prepare phase (staged push).
+pub fn ack_staged(version: u64, ok: bool, error: &str) -> pb::AgentMessage {
+    pb::AgentMessage {
+        msg: Some(pb::agent_message::Msg::Ack(pb::Ack {
+            version,
+            ok,
+            error: error.into(),
+            staged: true,
+        })),
+    }
+}
+
+/// The next controller message of any kind, within `t`.
+pub async fn next_msg(s: &mut Session, t: Duration) -> Option<pb::controller_message::Msg> {
+    match tokio::time::timeout(t, s.rx.message()).await {
+        Ok(Ok(Some(m))) => m.msg,
+        _ => None,
+    }
 }
 
 /// The next push, within `t`.
