@@ -24,7 +24,7 @@ use crate::{
     MGMT_IF, inventory,
     state::{Mgmt, NodeState, Proc, State, StateError},
     sys::{self, SysError},
-    topology::{self, Kind, Lab, Node, Role, TopologyError},
+    topology::{self, AgentMode, Kind, Lab, Node, Role, TopologyError},
 };
 
 /// Environment variable marking every process of a lab (value: lab name).
@@ -298,6 +298,24 @@ fn preflight(lab: &Lab, env: &Env) -> Result<(), LabError> {
     if roles.contains(&Role::SimAsa) && !Path::new("/usr/sbin/sshd").is_file() {
         return Err(missing("/usr/sbin/sshd", "run scripts/install/netconfd.sh"));
     }
+    // Managed agents enroll with a token the runner creates through
+    // rampartctl, and run in their own UTS namespace so each reports its
+    // node's name as host name.
+    let managed = lab
+        .nodes
+        .iter()
+        .any(|n| n.agent_mode == Some(AgentMode::Managed));
+    if managed && env.bin_dir.join("rampart-agent").is_file() {
+        if !env.bin_dir.join("rampartctl").is_file() {
+            return Err(missing(
+                &env.bin_dir.join("rampartctl").display().to_string(),
+                "managed agents enroll through it: cargo build -p rampartctl (or set rampart.agent-mode: standalone)",
+            ));
+        }
+        if !Path::new("/usr/bin/unshare").is_file() {
+            return Err(missing("/usr/bin/unshare", "apt-get install util-linux"));
+        }
+    }
     Ok(())
 }
 
@@ -504,6 +522,8 @@ fn build(lab: &Lab, env: &Env, state: &mut State) -> Result<(), LabError> {
         state.save(&file)?;
         pending.push(p);
     }
+    // Managed agents enroll with tokens the running controller issues.
+    wait_ready(&mut pending, env, state, &mut creds, &mut extra_env)?;
     for n in lab.nodes.iter().filter(|n| n.has(Role::Agent)) {
         match start_agent(lab, n, env, state)? {
             Some(p) => {
@@ -525,6 +545,8 @@ fn build(lab: &Lab, env: &Env, state: &mut State) -> Result<(), LabError> {
         }
     }
     wait_ready(&mut pending, env, state, &mut creds, &mut extra_env)?;
+    wait_enrolled(lab, env, state)?;
+    state.save(&file)?;
 
     // Inventory and env file.
     let inv = inventory::from_lab(lab);
@@ -1068,6 +1090,13 @@ pub const API_PORT: u16 = 50051;
 pub const METRICS_PORT: u16 = 9464;
 /// rampart-agent's metrics port in the lab.
 pub const AGENT_METRICS_PORT: u16 = 9469;
+/// rampartd's agent port (mutual TLS) in the lab.
+pub const AGENT_PORT: u16 = 7443;
+/// rampartd's fleet metrics port (`rampart_fleet_*`) in the lab.
+pub const FLEET_METRICS_PORT: u16 = 9465;
+/// Heartbeat period of the lab's managed agents: short, so counters (sent
+/// every second heartbeat) reach the API within a second or so.
+pub const AGENT_HEARTBEAT_MS: u64 = 500;
 
 fn start_controller(
     lab: &Lab,
@@ -1097,9 +1126,10 @@ fn start_controller(
     fs::write(
         &config,
         format!(
-            "# rampartd in lab {} (written by rampart-lab)\n[api]\nlisten = \"0.0.0.0:{API_PORT}\"\n\n[metrics]\nenabled = true\nlisten = \"0.0.0.0:{METRICS_PORT}\"\n\n[store]\ndata_dir = {:?}\n\n[log]\nformat = \"text\"\nlevel = \"info\"\n\n[tls]\nextra_sans = [{}]\n\n[southbound]\n# The simulators' throw-away CAs, written once they are up (read at connect).\nca_bundle = {:?}\n",
+            "# rampartd in lab {} (written by rampart-lab)\n[api]\nlisten = \"0.0.0.0:{API_PORT}\"\n\n[metrics]\nenabled = true\nlisten = \"0.0.0.0:{METRICS_PORT}\"\n\n[store]\ndata_dir = {:?}\n\n[log]\nformat = \"text\"\nlevel = \"info\"\n\n[tls]\nextra_sans = [{}]\n\n[agents]\n# Managed agents of the lab enroll and stream here (mutual TLS).\nlisten = \"0.0.0.0:{AGENT_PORT}\"\nmetrics_listen = \"0.0.0.0:{FLEET_METRICS_PORT}\"\nrefresh_ms = 200\nstale_after_s = 5\nextra_sans = [{}]\n\n[southbound]\n# The simulators' throw-away CAs, written once they are up (read at connect).\nca_bundle = {:?}\n",
             lab.name,
             data.display().to_string(),
+            quoted.join(", "),
             quoted.join(", "),
             env.state_dir.join("sims-ca.pem").display().to_string()
         ),
@@ -1170,38 +1200,89 @@ fn start_agent(
     }
     let dir = env.node_dir(&n.name);
     fs::create_dir_all(&dir).map_err(io(&dir))?;
-    let policy = agent_policy(&env.state_dir, &n.name);
-    if !policy.exists() {
-        fs::write(
-            &policy,
-            "# Host policy of this lab node; rewrite it and the agent reloads it.\nversion: 1\ninterfaces: []\n",
-        )
-        .map_err(io(&policy))?;
-    }
     let pins = bpf_root(&lab.name).join(&n.name);
     state.bpf_dirs.push(pins.clone());
     state.save(&env.state_file())?;
     let log = env.log_dir().join(format!("{}-agent.log", n.name));
     let ns = ns_name(&lab.name, &n.name);
-    let (pid, started, child) = sys::spawn(
-        Some(&ns),
-        &bin,
-        &[
-            "--pin-root".to_owned(),
-            pins.display().to_string(),
-            "run".to_owned(),
-            "--policy".to_owned(),
-            policy.display().to_string(),
-            "--metrics-listen".to_owned(),
-            format!("0.0.0.0:{AGENT_METRICS_PORT}"),
-        ],
-        &lab_env(lab),
-        &log,
-    )
-    .map_err(step(&n.name, "start rampart-agent"))?;
+    let mut args = vec!["--pin-root".to_owned(), pins.display().to_string()];
+    let mut penv = lab_env(lab);
+    let (program, mode) = match (n.agent_mode, lab.controller()) {
+        (Some(AgentMode::Managed), Some(ctl)) => {
+            let agent_dir = agent_state_dir(&env.state_dir, &n.name);
+            fs::create_dir_all(&agent_dir).map_err(io(&agent_dir))?;
+            fs::set_permissions(&agent_dir, fs::Permissions::from_mode(0o700))
+                .map_err(io(&agent_dir))?;
+            let token = enroll_token(lab, n, env, state)?;
+            // The token goes through the environment, not argv (`ps`).
+            penv.push(("RAMPART_ENROLL_TOKEN".to_owned(), token));
+            let data = env.node_dir(&ctl.name).join("data");
+            let controller = format!("https://{}:{AGENT_PORT}", primary(ctl));
+            // A UTS namespace of its own: the agent enrolls with the node's
+            // name as host name (the kernel's, which it reads), so
+            // `rampartctl agents` tells the lab's hosts apart.
+            args = vec![
+                "--uts".to_owned(),
+                "--".to_owned(),
+                "/bin/sh".to_owned(),
+                "-c".to_owned(),
+                r#"echo "$1" > /proc/sys/kernel/hostname && shift && exec "$@""#.to_owned(),
+                "rampart-lab-agent".to_owned(),
+                n.name.clone(),
+                bin.display().to_string(),
+                "--pin-root".to_owned(),
+                pins.display().to_string(),
+            ];
+            args.extend([
+                "run".to_owned(),
+                "--controller".to_owned(),
+                controller.clone(),
+                "--controller-ca".to_owned(),
+                data.join("tls/ca.crt").display().to_string(),
+                "--state-dir".to_owned(),
+                agent_dir.display().to_string(),
+                "--heartbeat-ms".to_owned(),
+                AGENT_HEARTBEAT_MS.to_string(),
+            ]);
+            for (k, v) in &n.inventory_labels {
+                args.extend(["--label".to_owned(), format!("{k}={v}")]);
+            }
+            if let Some(s) = state.nodes.get_mut(&n.name) {
+                s.info.insert("controller".to_owned(), controller);
+                s.info
+                    .insert("state-dir".to_owned(), agent_dir.display().to_string());
+            }
+            (PathBuf::from("/usr/bin/unshare"), AgentMode::Managed)
+        }
+        _ => {
+            let policy = agent_policy(&env.state_dir, &n.name);
+            if !policy.exists() {
+                fs::write(
+                    &policy,
+                    "# Host policy of this lab node; rewrite it and the agent reloads it.\nversion: 1\ninterfaces: []\n",
+                )
+                .map_err(io(&policy))?;
+            }
+            args.extend([
+                "run".to_owned(),
+                "--policy".to_owned(),
+                policy.display().to_string(),
+            ]);
+            if let Some(s) = state.nodes.get_mut(&n.name) {
+                s.info
+                    .insert("policy".to_owned(), policy.display().to_string());
+            }
+            (bin.clone(), AgentMode::Standalone)
+        }
+    };
+    args.extend([
+        "--metrics-listen".to_owned(),
+        format!("0.0.0.0:{AGENT_METRICS_PORT}"),
+    ]);
+    let (pid, started, child) = sys::spawn(Some(&ns), &program, &args, &penv, &log)
+        .map_err(step(&n.name, "start rampart-agent"))?;
     if let Some(s) = state.nodes.get_mut(&n.name) {
-        s.info
-            .insert("policy".to_owned(), policy.display().to_string());
+        s.info.insert("mode".to_owned(), mode.as_str().to_owned());
         s.info.insert(
             "metrics".to_owned(),
             format!("http://{}:{AGENT_METRICS_PORT}/metrics", primary(n)),
@@ -1222,6 +1303,132 @@ fn start_agent(
             AGENT_METRICS_PORT,
         )]),
     }))
+}
+
+/// Where a managed agent of the lab keeps its key, certificate and last
+/// policy (removed by `down` with the rest of `<state>/nodes`).
+#[must_use]
+pub fn agent_state_dir(state_dir: &Path, node: &str) -> PathBuf {
+    state_dir.join("nodes").join(node).join("agent")
+}
+
+/// rampartctl against the lab's rampartd, over the management link, as the
+/// bootstrap admin; stdout on success.
+fn ctl(lab: &Lab, env: &Env, state: &State, args: &[&str]) -> Result<String, SysError> {
+    let bin = env.bin_dir.join("rampartctl");
+    let (Some(ctl), Some(m)) = (lab.controller(), &state.mgmt) else {
+        return Err(SysError::Failed {
+            command: "rampartctl".to_owned(),
+            stderr: "the lab has no controller".to_owned(),
+        });
+    };
+    let data = env.node_dir(&ctl.name).join("data");
+    let out = std::process::Command::new(&bin)
+        .args(["-o", "json"])
+        .args(args)
+        .env("RAMPART_SERVER", format!("https://{}:{API_PORT}", m.node_addr))
+        .env("RAMPART_CA_CERT", data.join("tls/ca.crt"))
+        .env("RAMPART_TOKEN_FILE", data.join("admin.token"))
+        .env_remove("RAMPART_TOKEN")
+        .env_remove("RAMPART_CTL_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|source| SysError::Spawn {
+            command: bin.display().to_string(),
+            source,
+        })?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(SysError::Failed {
+            command: format!("rampartctl {}", args.join(" ")),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        })
+    }
+}
+
+/// A single-use enrollment token for node `n`, carrying its
+/// `rampart.label.*` labels (the controller binds them to the agent's
+/// certificate; services select hosts by them).
+fn enroll_token(lab: &Lab, n: &Node, env: &Env, state: &State) -> Result<String, LabError> {
+    let mut args: Vec<String> = ["agents", "token", "create", "--ttl", "10m"]
+        .map(str::to_owned)
+        .to_vec();
+    for (k, v) in &n.inventory_labels {
+        args.extend(["--label".to_owned(), format!("{k}={v}")]);
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = ctl(lab, env, state, &refs).map_err(step(&n.name, "create an enrollment token"))?;
+    serde_json::from_str::<serde_json::Value>(&out)
+        .ok()
+        .and_then(|v| v["token"].as_str().map(str::to_owned))
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| LabError::Step {
+            node: n.name.clone(),
+            step: "create an enrollment token".to_owned(),
+            source: SysError::Failed {
+                command: "rampartctl agents token create".to_owned(),
+                stderr: format!("no token in its answer: {out}"),
+            },
+        })
+}
+
+/// Waits until every managed agent of the lab is `online` in rampartd's
+/// fleet (enrolled, session open, heartbeating), and records its agent id.
+fn wait_enrolled(lab: &Lab, env: &Env, state: &mut State) -> Result<(), LabError> {
+    let mut waiting: BTreeSet<String> = lab
+        .nodes
+        .iter()
+        .filter(|n| n.agent_mode == Some(AgentMode::Managed))
+        .filter(|n| {
+            state
+                .nodes
+                .get(&n.name)
+                .is_some_and(|s| s.processes.iter().any(|p| p.name == "rampart-agent"))
+        })
+        .map(|n| n.name.clone())
+        .collect();
+    let deadline = Instant::now() + env.ready_timeout;
+    while !waiting.is_empty() {
+        let last = match ctl(lab, env, state, &["agents"]) {
+            Ok(out) => {
+                let list: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap_or_default();
+                for a in &list {
+                    let host = a["hostname"].as_str().unwrap_or_default();
+                    if a["state"] == "online" && waiting.remove(host) {
+                        let id = a["agentId"].as_str().unwrap_or_default().to_owned();
+                        tracing::info!(node = %host, agent = %id, "agent enrolled and online");
+                        if let Some(s) = state.nodes.get_mut(host) {
+                            s.info.insert("agent-id".to_owned(), id);
+                        }
+                    }
+                }
+                out
+            }
+            Err(e) => e.to_string(),
+        };
+        if waiting.is_empty() {
+            break;
+        }
+        if let Some(node) = waiting.iter().next()
+            && Instant::now() > deadline
+        {
+            let log = env.log_dir().join(format!("{node}-agent.log"));
+            return Err(LabError::NotReady {
+                node: node.clone(),
+                process: "rampart-agent".to_owned(),
+                reason: format!(
+                    "not online in rampartd's fleet after {:?} (rampartctl agents: {})",
+                    env.ready_timeout,
+                    last.trim()
+                ),
+                log: log.display().to_string(),
+                tail: tail(&log, 30),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    Ok(())
 }
 
 fn shell_quote(s: &str) -> String {
@@ -1264,6 +1471,10 @@ fn write_env_file(
             "RAMPART_METRICS_URL",
             &format!("http://{}:{METRICS_PORT}/metrics", m.node_addr),
         );
+        set(
+            "RAMPART_FLEET_METRICS_URL",
+            &format!("http://{}:{FLEET_METRICS_PORT}/metrics", m.node_addr),
+        );
         if let Some(s) = state.nodes.get_mut(&ctl.name) {
             s.info.insert(
                 "api".to_owned(),
@@ -1302,7 +1513,7 @@ fn write_env_file(
         if let Some(a) = n.primary_address() {
             set(&format!("RAMPART_ADDR_{var}"), &a.to_string());
         }
-        if n.has(Role::Agent) {
+        if n.agent_mode == Some(AgentMode::Standalone) {
             set(
                 &format!("RAMPART_POLICY_{var}"),
                 &agent_policy(&env.state_dir, &n.name).display().to_string(),
@@ -1578,7 +1789,12 @@ pub fn down(lab: &str, env: &Env) -> Result<DownReport, LabError> {
         tracing::error!(error = %e, "cannot remove the runtime directory");
     }
 
-    let left = leftovers(lab);
+    let mut left = leftovers(lab);
+    // Managed agents' identities and policies live under `nodes/`.
+    let nodes_dir = env.state_dir.join("nodes");
+    if nodes_dir.exists() {
+        left.push(format!("directory {}", nodes_dir.display()));
+    }
     if left.is_empty() {
         Ok(report)
     } else {

@@ -392,6 +392,33 @@ pub struct Node {
     pub inventory_labels: BTreeMap<String, String>,
     /// containerlab startup configuration (checked to exist).
     pub startup_config: Option<String>,
+    /// How an `agent` node's rampart-agent runs (`rampart.agent-mode`);
+    /// `None` on other nodes.
+    pub agent_mode: Option<AgentMode>,
+}
+
+/// How the lab runs a host's rampart-agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentMode {
+    /// Enrolled with the lab's rampartd (one-time token, mutual TLS) and
+    /// enforcing what rampartd pushes: the default when the lab has a
+    /// controller, because that is how Rampart manages hosts.
+    Managed,
+    /// Enforcing a policy file the lab writes (`<state>/nodes/<node>/policy.yaml`):
+    /// for labs without a controller and for tests of the agent alone.
+    Standalone,
+}
+
+impl AgentMode {
+    /// The label spelling.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentMode::Managed => "managed",
+            AgentMode::Standalone => "standalone",
+        }
+    }
 }
 
 impl Node {
@@ -507,6 +534,7 @@ const KNOWN_LABELS: &[&str] = &[
     "rampart.http-ports",
     "rampart.port",
     "rampart.credentials",
+    "rampart.agent-mode",
 ];
 
 /// Checks a lab name: `[a-z0-9][a-z0-9_]*`, at most [`MAX_LAB_NAME`] bytes.
@@ -727,6 +755,18 @@ fn resolve(file: &ClabFile, path: &Path, problems: &mut Vec<String>) -> Lab {
             "topology.nodes: more than one controller ({})",
             controllers.join(", ")
         ));
+    }
+    let has_controller = !controllers.is_empty();
+    for n in nodes.iter_mut().filter(|n| n.has(Role::Agent)) {
+        match n.agent_mode {
+            None if has_controller => n.agent_mode = Some(AgentMode::Managed),
+            None => n.agent_mode = Some(AgentMode::Standalone),
+            Some(AgentMode::Managed) if !has_controller => problems.push(format!(
+                "topology.nodes.{}.labels.rampart.agent-mode: managed needs a node with the controller role to enroll with",
+                n.name
+            )),
+            Some(_) => {}
+        }
     }
     let mut seen: BTreeMap<IpAddr, &str> = BTreeMap::new();
     for n in &nodes {
@@ -1015,6 +1055,27 @@ fn resolve_node(
             }
         },
     };
+    let agent_mode = match (roles.contains(&Role::Agent), label("rampart.agent-mode")) {
+        (false, None) => None,
+        (false, Some(_)) => {
+            problems.push(format!(
+                "{at}.labels.rampart.agent-mode: only an agent node runs rampart-agent"
+            ));
+            None
+        }
+        // Resolved lab-wide: managed when the lab has a controller.
+        (true, None) => None,
+        (true, Some(m)) => match m.trim() {
+            "managed" => Some(AgentMode::Managed),
+            "standalone" => Some(AgentMode::Standalone),
+            other => {
+                problems.push(format!(
+                    "{at}.labels.rampart.agent-mode: {other:?} is not managed or standalone"
+                ));
+                None
+            }
+        },
+    };
     let device = roles.iter().any(|r| r.device().is_some());
     if port.is_some() && !device {
         problems.push(format!(
@@ -1047,6 +1108,7 @@ fn resolve_node(
             })
             .collect(),
         startup_config: n.startup_config.clone(),
+        agent_mode,
     };
     if device && node.primary_address().is_none() {
         problems.push(format!(
