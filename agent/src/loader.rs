@@ -440,6 +440,15 @@ pub fn detach(layout: &PinLayout, interface: &str) -> Result<(), LoaderError> {
     if !dir.exists() {
         return Ok(());
     }
+    // The load balancer's pins (`<dir>/lb`) first: it may be chained in the
+    // firewall's LB_CHAIN.
+    crate::lb::maps::detach_pinned(&crate::lb::maps::lb_pin_dir(&dir)).map_err(|e| {
+        LoaderError::Pin {
+            what: "load balancer (detach)",
+            interface: interface.to_string(),
+            reason: e.to_string(),
+        }
+    })?;
     for name in ["link_xdp", "link_tc", "prog_xdp", "prog_tc"]
         .iter()
         .chain(MAP_NAMES.iter())

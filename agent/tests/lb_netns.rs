@@ -307,21 +307,21 @@ impl Topo {
 
     /// Loads the balancer in the LB namespace, attaches it (generic XDP) and
     /// the decapsulator on every backend; primes the LB's neighbour table.
+    /// The load balancer's options in this topology.
+    fn lb_options(&self) -> LbOptions {
+        LbOptions {
+            max_vips: 4,
+            src_v4: Ipv4Addr::new(10, self.net, 0, 2),
+            src_v6: format!("fd00:{}::2", self.net).parse().unwrap(),
+            ..LbOptions::default()
+        }
+    }
+
     fn balancer(&self) -> Balancer {
         let pin = self.pin.clone();
-        let src = Ipv4Addr::new(10, self.net, 0, 2);
-        let src6: Ipv6Addr = format!("fd00:{}::2", self.net).parse().unwrap();
+        let opts = self.lb_options();
         let mut lb = in_ns(&self.lb, move || {
-            let mut lb = Balancer::load(
-                &pin,
-                LbOptions {
-                    max_vips: 4,
-                    src_v4: src,
-                    src_v6: src6,
-                    ..LbOptions::default()
-                },
-            )
-            .expect("load");
+            let mut lb = Balancer::load(&pin, opts).expect("load");
             lb.attach(LbProgram::Balancer, "eth0", true)
                 .expect("attach lb");
             lb.attach(LbProgram::Nat, "eth0", false)
@@ -330,6 +330,15 @@ impl Topo {
         })
         .join()
         .unwrap();
+        self.backends_ready();
+        // Keep the decap programs alive as long as the balancer.
+        let _ = &mut lb;
+        lb
+    }
+
+    /// Backends ready for the balancer: the decapsulator attached (IP-in-IP
+    /// mode) and the LB's neighbour entries primed.
+    fn backends_ready(&self) {
         for (i, b) in self.backends.iter().enumerate() {
             if self.dnat {
                 let ip = self.backend_ip(i).to_string();
@@ -377,9 +386,6 @@ impl Topo {
                 .args(["netns", "exec", &self.lb, "ping", "-6", "-c1", "-W1", &ip6])
                 .output();
         }
-        // Keep the decap programs alive as long as the balancer.
-        let _ = &mut lb;
-        lb
     }
 
     fn service(&self, weights: &[u32], which: &[usize]) -> ServiceSpec {
@@ -952,4 +958,283 @@ fn dnat_mode_spreads_by_weight_and_fails_over() {
     assert_eq!(after.len(), 2, "both survivors serve: {after:?}");
     lb.clear_flows();
     drop(srv);
+}
+
+/// `n` TCP connections to VIP:PORT from `source` (an address of the
+/// client, chosen through the route's preferred source); returns the
+/// backends seen and how many connections failed.
+fn tcp_from(t: &Topo, source: Ipv4Addr, n: usize) -> (HashMap<String, usize>, usize) {
+    sh(&[
+        "ip",
+        "-n",
+        &t.client,
+        "route",
+        "replace",
+        &format!("{}/32", t.vip()),
+        "via",
+        &format!("10.{}.0.2", t.net),
+        "src",
+        &source.to_string(),
+    ]);
+    let vip = SocketAddr::new(t.vip().into(), PORT);
+    in_ns(&t.client, move || {
+        let mut seen = HashMap::new();
+        let mut failed = 0;
+        for _ in 0..n {
+            let Ok(c) = TcpStream::connect_timeout(&vip, Duration::from_millis(400)) else {
+                failed += 1;
+                continue;
+            };
+            assert_eq!(c.local_addr().unwrap().ip(), IpAddr::from(source));
+            c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut line = String::new();
+            if BufReader::new(c).read_line(&mut line).is_ok() {
+                *seen.entry(line.trim().to_string()).or_insert(0) += 1;
+            } else {
+                failed += 1;
+            }
+        }
+        (seen, failed)
+    })
+    .join()
+    .unwrap()
+}
+
+#[test]
+fn firewall_and_balancer_on_one_interface() {
+    if skip("firewall_and_balancer_on_one_interface") {
+        return;
+    }
+    use rampart_agent::{
+        lb::maps::{Hook, lb_pin_dir},
+        loader::{self, AttachOptions, PinLayout, XdpModePref},
+    };
+    use rampart_proto::v1::{Action, Direction, FirewallRule, HostPolicy, InterfacePolicy};
+    let t = Topo::new("f", 2);
+    let denied = Ipv4Addr::new(10, t.net, 0, 5);
+    sh(&[
+        "ip",
+        "-n",
+        &t.client,
+        "addr",
+        "add",
+        &format!("{denied}/24"),
+        "dev",
+        "eth0",
+    ]);
+    let layout = PinLayout {
+        root: t.pin.clone(),
+    };
+    let opts = t.lb_options();
+    let (layout2, net) = (layout.clone(), t.net);
+    let (fw, mut lb) = in_ns(&t.lb, move || {
+        // The firewall first (it owns the interface's XDP hook): deny one
+        // client address, permit the rest.
+        let fw = loader::attach(
+            &layout2,
+            "eth0",
+            &AttachOptions {
+                xdp_mode: XdpModePref::Generic,
+                ..AttachOptions::default()
+            },
+        )
+        .expect("firewall attached");
+        let policy = HostPolicy {
+            version: 1,
+            interfaces: vec![
+                InterfacePolicy {
+                    interface: "eth0".into(),
+                    direction: Direction::Ingress as i32,
+                    default_action: Action::Permit as i32,
+                    rules: vec![FirewallRule {
+                        sequence: 10,
+                        action: Action::Deny as i32,
+                        sources: vec![format!("10.{net}.0.5/32")],
+                        ..Default::default()
+                    }],
+                },
+                InterfacePolicy {
+                    interface: "eth0".into(),
+                    direction: Direction::Egress as i32,
+                    default_action: Action::Permit as i32,
+                    rules: vec![],
+                },
+            ],
+            ..Default::default()
+        };
+        let c = rampart_agent::policy::compile(&policy, &|_| true).expect("policy compiles");
+        fw.maps
+            .apply(&c.interfaces[0].ingress, &c.interfaces[0].egress)
+            .expect("policy applied");
+        // The balancer behind it, through the firewall's tail-call slot.
+        let (lb, adopted) = Balancer::attach_pinned(
+            &lb_pin_dir(&layout2.dir("eth0")),
+            "eth0",
+            Hook::AfterFirewall,
+            opts,
+        )
+        .expect("balancer chained after the firewall");
+        assert!(!adopted);
+        (fw, lb)
+    })
+    .join()
+    .unwrap();
+    t.backends_ready();
+    let _srv = servers(&t, false);
+    lb.apply(&[t.service(&[], &[0, 1])]).unwrap();
+    let (seen, failed) = tcp_from(&t, t.client_ip(), 40);
+    assert_eq!(failed, 0, "allowed source: every connection balanced");
+    assert_eq!(seen.len(), 2, "both backends served: {seen:?}");
+    let (seen, failed) = tcp_from(&t, denied, 3);
+    assert_eq!(failed, 3, "denied source dropped by the firewall: {seen:?}");
+    let v = lb.vip_totals("web").unwrap();
+    assert_eq!(v.new_flows, 40, "the denied SYNs never reached the LB");
+    // Only the balancer removed: the firewall keeps working, VIP traffic
+    // is no longer balanced (the chain slot is empty again).
+    drop(lb);
+    let lb_dir = lb_pin_dir(&layout.dir("eth0"));
+    rampart_agent::lb::maps::detach_pinned(&lb_dir).unwrap();
+    assert!(!lb_dir.exists());
+    let (seen, failed) = tcp_from(&t, t.client_ip(), 2);
+    assert_eq!(failed, 2, "no balancer after detach: {seen:?}");
+    drop(fw);
+    let removed = loader::detach_all(&layout).unwrap();
+    assert_eq!(removed, vec!["eth0".to_string()]);
+}
+
+/// Helper process of `restarted_agent_adopts_pinned_balancer`: attaches a
+/// pinned balancer, reports READY and waits to be killed (SIGKILL: no
+/// cleanup runs, as when an agent crashes).
+#[test]
+#[ignore = "helper process, started by restarted_agent_adopts_pinned_balancer"]
+fn adoption_helper() {
+    let Ok(arg) = std::env::var("RAMPART_LB_ADOPT_HELPER") else {
+        return;
+    };
+    let svc: ServiceSpec = serde_json::from_str(&arg).unwrap();
+    let ns = std::env::var("RAMPART_LB_NS").unwrap();
+    let pin = PathBuf::from(std::env::var("RAMPART_LB_PIN").unwrap());
+    let opts: LbOptions = LbOptions {
+        max_vips: 4,
+        src_v4: std::env::var("RAMPART_LB_SRC").unwrap().parse().unwrap(),
+        ..LbOptions::default()
+    };
+    let lb = in_ns(&ns, move || {
+        let (mut lb, adopted) = Balancer::attach_pinned(
+            &pin,
+            "eth0",
+            rampart_agent::lb::maps::Hook::Xdp(rampart_agent::loader::XdpModePref::Generic),
+            opts,
+        )
+        .expect("attach pinned");
+        assert!(!adopted);
+        lb.apply(&[svc]).unwrap();
+        lb
+    })
+    .join()
+    .unwrap();
+    println!("READY");
+    std::io::stdout().flush().unwrap();
+    std::thread::sleep(Duration::from_secs(60));
+    drop(lb);
+}
+
+#[test]
+fn restarted_agent_adopts_pinned_balancer() {
+    if skip("restarted_agent_adopts_pinned_balancer") {
+        return;
+    }
+    use rampart_agent::{
+        lb::maps::{Hook, lb_pin_dir},
+        loader::{PinLayout, XdpModePref},
+    };
+    let t = Topo::new("k", 2);
+    t.backends_ready();
+    let _srv = servers(&t, false);
+    let layout = PinLayout {
+        root: t.pin.clone(),
+    };
+    let lb_dir = lb_pin_dir(&layout.dir("eth0"));
+    // The "agent" is a child process that is SIGKILLed.
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "adoption_helper", "--ignored", "--nocapture"])
+        .env(
+            "RAMPART_LB_ADOPT_HELPER",
+            serde_json::to_string(&t.udp_service(&[0, 1])).unwrap(),
+        )
+        .env("RAMPART_LB_NS", &t.lb)
+        .env("RAMPART_LB_PIN", &lb_dir)
+        .env("RAMPART_LB_SRC", format!("10.{}.0.2", t.net))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("READY") {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "helper exited before READY"
+        );
+    }
+    let before = udp_map(&t, 31_000..31_040);
+    assert!(before.iter().all(|b| !b.is_empty()), "{before:?}");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // Nobody holds the programs now but their pins: traffic still flows.
+    let orphaned = udp_map(&t, 31_000..31_040);
+    assert_eq!(orphaned, before, "balancer kept running after the kill");
+    // Meanwhile a client keeps a flow busy across the adoption.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (client, vip, stop2) = (t.client_ip(), t.vip(), stop.clone());
+    let probe = in_ns(&t.client, move || {
+        let s = UdpSocket::bind((client, 31_500)).unwrap();
+        s.connect((vip, PORT)).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let (mut ok, mut lost) = (0, 0);
+        while !stop2.load(Ordering::Relaxed) {
+            s.send(b"?").unwrap();
+            let mut buf = [0u8; 32];
+            if s.recv(&mut buf).is_ok() {
+                ok += 1;
+            } else {
+                lost += 1;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        (ok, lost)
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    // The restarted agent adopts: no reload, no reattach.
+    let (opts, dir, svc) = (t.lb_options(), lb_dir.clone(), t.udp_service(&[0]));
+    let mut lb = in_ns(&t.lb, move || {
+        let (mut lb, adopted) =
+            Balancer::attach_pinned(&dir, "eth0", Hook::Xdp(XdpModePref::Generic), opts)
+                .expect("adopt");
+        assert!(adopted, "the live pinned balancer was adopted");
+        // Its maps are live: a new pool (only b0) takes effect.
+        lb.apply(&[svc]).unwrap();
+        lb
+    })
+    .join()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    stop.store(true, Ordering::Relaxed);
+    let (ok, lost) = probe.join().unwrap();
+    assert!(ok > 10, "probe ran ({ok} answers)");
+    assert_eq!(lost, 0, "no packet lost across kill and adoption");
+    lb.clear_flows();
+    let after = udp_map(&t, 31_000..31_040);
+    assert!(
+        after.iter().all(|b| b == "b0"),
+        "new pool in force: {after:?}"
+    );
+    drop(lb);
+    // `rampart-agent detach` (loader::detach_all) removes the LB too.
+    let removed = rampart_agent::loader::detach_all(&layout).unwrap();
+    assert_eq!(removed, vec!["eth0".to_string()]);
+    assert!(!lb_dir.exists() && !layout.root.exists());
+    let gone = udp_map(&t, 31_000..31_003);
+    assert!(gone.iter().all(String::is_empty), "detached: {gone:?}");
 }
