@@ -219,6 +219,23 @@ spec:
             .await
             .map(tonic::Response::into_inner)
     }
+
+    /// Applies (or dry-runs) a YAML service document.
+    pub async fn apply_doc(
+        &self,
+        doc: &str,
+        dry_run: bool,
+    ) -> Result<pb::ApplyServiceResponse, Status> {
+        ServiceManagerClient::new(self.admin().await)
+            .apply_service(self.authed(pb::ApplyServiceRequest {
+                document: doc.to_owned(),
+                format: 0,
+                source_name: "spec.yaml".into(),
+                dry_run,
+            }))
+            .await
+            .map(tonic::Response::into_inner)
+    }
 }
 
 /// TLS to the agent port, optionally with a client identity.
