@@ -14,8 +14,8 @@ use rampart_controller::{
 };
 use rampart_proto::v1::{
     self as pb, agent_enrollment_client::AgentEnrollmentClient,
-    agent_service_client::AgentServiceClient, fleet_manager_client::FleetManagerClient,
-    service_manager_client::ServiceManagerClient,
+    agent_service_client::AgentServiceClient, device_manager_client::DeviceManagerClient,
+    fleet_manager_client::FleetManagerClient, service_manager_client::ServiceManagerClient,
 };
 use tokio::{
     net::TcpListener,
@@ -47,6 +47,16 @@ impl Drop for Rampartd {
 /// Starts rampartd on `data` (agent port on 127.0.0.1:0 unless `agents`
 /// names a port, as a restart on the same port does).
 pub async fn start(data: &Path, agents: Option<SocketAddr>) -> Rampartd {
+    start_with(data, agents, |_| {}).await
+}
+
+/// [`start`] with the configuration adjusted by `tweak` (southbound
+/// settings for tests that also drive devices).
+pub async fn start_with(
+    data: &Path,
+    agents: Option<SocketAddr>,
+    tweak: impl FnOnce(&mut Config),
+) -> Rampartd {
     let overrides = Overrides {
         data_dir: Some(data.to_owned()),
         ..Overrides::default()
@@ -57,6 +67,7 @@ pub async fn start(data: &Path, agents: Option<SocketAddr>) -> Rampartd {
     config.agents.listen = Some(agents.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap()));
     config.agents.refresh_ms = 50;
     config.agents.stale_after_s = 1;
+    tweak(&mut config);
     let _ = std::fs::remove_file(data.join("agents.addr"));
     let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let api_addr = api.local_addr().unwrap();
@@ -218,6 +229,18 @@ spec:
             }))
             .await
             .map(tonic::Response::into_inner)
+    }
+
+    /// Registers a device with stored credentials.
+    pub async fn add_device(&self, device: pb::Device, credentials: pb::DeviceCredentials) {
+        DeviceManagerClient::new(self.admin().await)
+            .add_device(self.authed(pb::AddDeviceRequest {
+                device: Some(device),
+                replace: false,
+                credentials: Some(credentials),
+            }))
+            .await
+            .unwrap();
     }
 
     /// Applies (or dry-runs) a YAML service document.
