@@ -14,6 +14,18 @@ use crate::Format;
 /// Prints in the format the user chose.
 pub struct Output {
     format: Format,
+    /// A service waiting for its per-rule hits: `get service` fetches the
+    /// service, then its counters, and machine formats must print both as
+    /// one document. Printed without hits if they never come (on drop).
+    pending_service: std::cell::RefCell<Option<Value>>,
+}
+
+impl Drop for Output {
+    fn drop(&mut self) {
+        if let Some(v) = self.pending_service.get_mut().take() {
+            self.machine(&v);
+        }
+    }
 }
 
 fn ts(t: Option<&prost_types::Timestamp>) -> Value {
@@ -58,6 +70,15 @@ fn service_json(s: &pb::Service) -> Value {
         "created": ts(s.created.as_ref()),
         "updated": ts(s.updated.as_ref()),
         "spec": serde_json::from_str::<Value>(&s.spec_json).unwrap_or(Value::Null),
+    })
+}
+
+fn rule_hits_json(r: &pb::RuleHits) -> Value {
+    json!({
+        "sequence": r.sequence,
+        "packets": r.packets,
+        "bytes": r.bytes,
+        "agents": r.agents,
     })
 }
 
@@ -106,7 +127,10 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) -> Table {
 impl Output {
     /// An output in `format`.
     pub fn new(format: Format) -> Self {
-        Self { format }
+        Self {
+            format,
+            pending_service: std::cell::RefCell::new(None),
+        }
     }
 
     fn machine(&self, v: &Value) -> bool {
@@ -192,9 +216,25 @@ impl Output {
         eprintln!("(single-use; rampartd keeps only its hash)");
     }
 
-    /// Hits per rule aggregated from host agents.
+    /// Hits per rule aggregated from host agents: a table after the
+    /// service, or a `hits` array inside the service's JSON/YAML document
+    /// (`[{sequence, packets, bytes, agents}]`, empty for device-only
+    /// services) so scripts read them with the spec.
     pub fn rule_hits(&self, rules: &[pb::RuleHits]) {
-        if rules.is_empty() || !matches!(self.format, Format::Table) {
+        if !matches!(self.format, Format::Table) {
+            let hits: Vec<Value> = rules.iter().map(rule_hits_json).collect();
+            let mut doc = self
+                .pending_service
+                .borrow_mut()
+                .take()
+                .unwrap_or_else(|| json!({}));
+            if let Value::Object(map) = &mut doc {
+                map.insert("hits".to_owned(), Value::Array(hits));
+            }
+            self.machine(&doc);
+            return;
+        }
+        if rules.is_empty() {
             return;
         }
         let rows = rules
@@ -271,9 +311,13 @@ impl Output {
         }
     }
 
-    /// One service in detail.
+    /// One service in detail. In machine formats it is printed by the
+    /// following [`Output::rule_hits`] (or when the output is dropped).
     pub fn service(&self, s: &pb::Service) {
-        if self.machine(&service_json(s)) {
+        if !matches!(self.format, Format::Table) {
+            if let Some(earlier) = self.pending_service.replace(Some(service_json(s))) {
+                self.machine(&earlier);
+            }
             return;
         }
         self.services(std::slice::from_ref(s));
