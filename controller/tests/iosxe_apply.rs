@@ -381,3 +381,230 @@ async fn three_devices_side_by_side() {
         }
     }
 }
+
+// ===== ownership through the transaction merge: NAT and static routes =====
+
+use rampart_controller::{
+    compile::iosxe::{IosXeConfig, tree},
+    model::{DocFormat, SourceDoc, Validator},
+    txn::iosxe as txn_iosxe,
+};
+
+/// Validates one YAML service against a one-device inventory (`r1`).
+fn validated(yaml: &str) -> ServiceSpec {
+    let inventory: BTreeMap<String, Device> = [("r1".to_owned(), device("r1"))].into();
+    let mut docs = Validator::new()
+        .unwrap()
+        .validate(
+            &SourceDoc {
+                text: yaml,
+                format: DocFormat::Yaml,
+                name: "test.yaml",
+            },
+            &inventory,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    docs.remove(0).spec
+}
+
+/// The merged device state of `specs` (what the transaction engine keeps).
+fn merged(specs: &[&ServiceSpec]) -> IosXeConfig {
+    let contributions: BTreeMap<String, IosXeConfig> = specs
+        .iter()
+        .map(|s| {
+            (
+                format!("{}/{}", s.metadata.tenant, s.metadata.name),
+                iosxe::build(s, &device("r1")).unwrap(),
+            )
+        })
+        .collect();
+    txn_iosxe::merge(&contributions).unwrap()
+}
+
+/// Canonical libyang JSON of the running configuration with interface
+/// entries that hold nothing but their name dropped (interfaces are
+/// physical: Rampart removes its settings, never the interface).
+fn running_state(ctx: &yang3::context::Context, running: &str) -> serde_json::Value {
+    let mut v = canonical(ctx, running);
+    if let Some(native) = v
+        .pointer_mut("/Cisco-IOS-XE-native:native")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        if let Some(ifaces) = native
+            .get_mut("interface")
+            .and_then(serde_json::Value::as_object_mut)
+        {
+            for list in ifaces.values_mut() {
+                if let Some(entries) = list.as_array_mut() {
+                    entries.retain(|e| e.as_object().is_some_and(|o| o.len() > 1));
+                }
+            }
+            ifaces.retain(|_, l| l.as_array().is_none_or(|a| !a.is_empty()));
+            if ifaces.is_empty() {
+                native.remove("interface");
+            }
+        }
+        if native.is_empty() {
+            v = serde_json::json!({});
+        }
+    }
+    v
+}
+
+/// The state `config` denotes, in the same canonical form.
+fn intended(ctx: &yang3::context::Context, config: &IosXeConfig) -> serde_json::Value {
+    let xml = tree::to_netconf_config(&config.to_tree(false), tree::Module::Native);
+    running_state(ctx, yang::config_inner(&xml))
+}
+
+/// Moves the device from `prev` to `next` with the transaction engine's
+/// edit and checks the running configuration is exactly `next`.
+async fn step(
+    d: &IosXeDriver,
+    nc: &Netconfd,
+    ctx: &yang3::context::Context,
+    prev: &IosXeConfig,
+    next: &IosXeConfig,
+) -> String {
+    let edit = txn_iosxe::edit_xml(prev, next);
+    d.apply_xml("r1", &edit, ApplyOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{edit}\n{}", nc.log()));
+    let running = d.running("r1").await.unwrap();
+    assert_eq!(
+        running_state(ctx, &running),
+        intended(ctx, next),
+        "running differs from the intended state after\n{edit}"
+    );
+    running
+}
+
+const NAT_SHARED: &str = "apiVersion: rampart.io/v1
+kind: Firewall
+metadata: {name: branch-nat, tenant: acme}
+spec:
+  defaultAction: permit
+  targets:
+    devices:
+      - {device: r1, interface: GigabitEthernet3, direction: egress}
+  nat:
+    devices:
+      - device: r1
+        insideInterfaces: [GigabitEthernet2]
+        outsideInterfaces: [GigabitEthernet3]
+        staticMappings:
+          - {insideLocal: 10.10.0.10, insideGlobal: 203.0.113.10}
+          - {insideLocal: 10.20.0.7, insideGlobal: 198.51.100.7, protocol: udp, localPort: 53, globalPort: 5353}
+";
+
+/// The NAT example applied through the transaction merge, read back
+/// identically; a second service sharing a static entry and the inside
+/// interface; deleting the first removes exactly what it alone owned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nat_service_applied_read_back_and_deleted_by_ownership() {
+    let Some(nc) = Netconfd::start() else { return };
+    let d = driver(&nc, "r1", DriverOptions::default());
+    let ctx = yang::context("cisco-xe-16.9.3");
+    let edge = validated(&include_str!("../../examples/firewall-nat.yaml").replace("csr1", "r1"));
+    let branch = validated(NAT_SHARED);
+    let empty = IosXeConfig::default();
+    let one = merged(&[&edge]);
+    let running = step(&d, &nc, &ctx, &empty, &one).await;
+    assert!(running.contains("<overload/>"), "{running}");
+    assert!(
+        running.contains("<global-port>2222</global-port>"),
+        "{running}"
+    );
+
+    let both = merged(&[&edge, &branch]);
+    assert_eq!(both.nat_static.len(), 3, "the shared entry is held once");
+    step(&d, &nc, &ctx, &one, &both).await;
+
+    // Delete the example service: its overload (list + ACL), its own
+    // static entry and GigabitEthernet1's outside role go; the shared
+    // static entry and the inside interface stay for branch-nat.
+    let only_branch = merged(&[&branch]);
+    let running = step(&d, &nc, &ctx, &both, &only_branch).await;
+    assert!(!running.contains("RPN1-acme-edge_nat-"), "{running}");
+    assert!(!running.contains("203.0.113.11"), "{running}");
+    assert!(running.contains("203.0.113.10"), "{running}");
+    assert!(!running.contains("<overload/>"), "{running}");
+
+    // Deleting the last one leaves no NAT at all.
+    let running = step(&d, &nc, &ctx, &only_branch, &empty).await;
+    assert!(
+        !running.contains("<inside/>") && !running.contains("nat-static"),
+        "{running}"
+    );
+}
+
+const ROUTES_A: &str = "apiVersion: rampart.io/v1
+kind: Router
+metadata: {name: core, tenant: acme}
+spec:
+  devices:
+    - device: r1
+      staticRoutes:
+        - {prefix: 0.0.0.0/0, nextHop: 203.0.113.1}
+        - {prefix: 10.20.0.0/16, nextHop: 203.0.113.1, interface: GigabitEthernet2, distance: 200}
+        - {prefix: 10.30.0.0/16, nextHop: 203.0.113.1}
+        - {prefix: 10.40.0.0/16, interface: GigabitEthernet2, distance: 50}
+        - {prefix: '2001:db8:aaaa::/48', nextHop: '2001:db8:ffff::1'}
+";
+
+const ROUTES_B: &str = "apiVersion: rampart.io/v1
+kind: Router
+metadata: {name: branch, tenant: acme}
+spec:
+  devices:
+    - device: r1
+      staticRoutes:
+        - {prefix: 0.0.0.0/0, nextHop: 203.0.113.1}
+        - {prefix: 10.30.0.0/16, nextHop: 203.0.113.5}
+";
+
+/// Issue #5: changing a vRouter removes the routes it dropped (a whole
+/// prefix, one next hop of a shared prefix, a distance), and deleting it
+/// removes exactly the routes it alone owned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_routes_removed_exactly_on_change_and_delete() {
+    let Some(nc) = Netconfd::start() else { return };
+    let d = driver(&nc, "r1", DriverOptions::default());
+    let ctx = yang::context("cisco-xe-16.9.3");
+    let a = validated(ROUTES_A);
+    let b = validated(ROUTES_B);
+    let empty = IosXeConfig::default();
+    let both = merged(&[&a, &b]);
+    step(&d, &nc, &ctx, &empty, &both).await;
+
+    // Change A: drop the IPv6 route and 10.20/16, drop the distance of
+    // 10.40/16, move 10.30/16 to another next hop.
+    let changed = validated(
+        &ROUTES_A
+            .replace(
+                "        - {prefix: 10.20.0.0/16, nextHop: 203.0.113.1, interface: GigabitEthernet2, distance: 200}\n",
+                "",
+            )
+            .replace(
+                "        - {prefix: '2001:db8:aaaa::/48', nextHop: '2001:db8:ffff::1'}\n",
+                "",
+            )
+            .replace(", distance: 50", "")
+            .replace("10.30.0.0/16, nextHop: 203.0.113.1", "10.30.0.0/16, nextHop: 203.0.113.9"),
+    );
+    let after_change = merged(&[&changed, &b]);
+    let running = step(&d, &nc, &ctx, &both, &after_change).await;
+    assert!(!running.contains("10.20.0.0"), "{running}");
+    assert!(!running.contains("2001:db8:aaaa::/48"), "{running}");
+    assert!(
+        running.contains("203.0.113.5"),
+        "B's next hop lost: {running}"
+    );
+
+    // Delete A: only B's routes remain (the shared default route stays).
+    let only_b = merged(&[&b]);
+    let running = step(&d, &nc, &ctx, &after_change, &only_b).await;
+    assert!(!running.contains("10.40.0.0"), "{running}");
+    assert!(!running.contains("203.0.113.9"), "{running}");
+    assert!(running.contains("0.0.0.0"), "{running}");
+}

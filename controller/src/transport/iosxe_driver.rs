@@ -727,6 +727,9 @@ fn check_contains(want: &Elem, have_parent: &Elem, path: &mut String, missing: &
         if present {
             missing.push(format!("{path} (still present)"));
         }
+    } else if !present && only_removals(want) {
+        // A container that only carries removals may vanish with them
+        // (an emptied non-presence container is not reported).
     } else if !present {
         let same_key: Vec<&Elem> = have_parent
             .children
@@ -751,6 +754,15 @@ fn check_contains(want: &Elem, have_parent: &Elem, path: &mut String, missing: &
         }
     }
     path.truncate(len);
+}
+
+/// Whether every leaf below `e` sits under a `remove`/`delete` operation
+/// (and `e` has children: an empty element is content, not a removal).
+fn only_removals(e: &Elem) -> bool {
+    !e.children.is_empty()
+        && e.children.iter().all(|c| {
+            matches!(c.op.as_deref(), Some("delete" | "remove")) || only_removals(c)
+        })
 }
 
 #[cfg(test)]
