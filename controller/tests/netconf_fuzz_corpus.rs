@@ -1,5 +1,6 @@
-//! Replays the committed cargo-fuzz corpus (`fuzz/corpus/`) through the
-//! same checks the fuzz targets run, on stable and in every test run: the
+//! Replays the committed cargo-fuzz inputs (`fuzz/seeds/`, the minimised
+//! `fuzz/corpus/` and the crash reproducers in `fuzz/regressions/`) through
+//! the same checks the fuzz targets run, on stable and in every test run: the
 //! NETCONF framing decoder and the reply/hello/RESTCONF-error parsers never
 //! panic, and the decoder gives the same result however the bytes arrive.
 
@@ -15,15 +16,21 @@ use rampart_controller::transport::netconf::{framing, reply};
 use std::path::PathBuf;
 
 fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus")).join(target);
-    let mut out: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .map(|p| {
-            let data = std::fs::read(&p).unwrap();
-            (p, data)
-        })
-        .collect();
+    let fuzz = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz"));
+    let mut out = Vec::new();
+    for kind in ["seeds", "corpus", "regressions"] {
+        let dir = fuzz.join(kind).join(target);
+        // Only seeds must exist: the other two start empty.
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if kind != "seeds" && e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => panic!("{}: {e}", dir.display()),
+        };
+        for path in entries.map(|e| e.unwrap().path()) {
+            let data = std::fs::read(&path).unwrap();
+            out.push((path, data));
+        }
+    }
     out.sort();
     assert!(out.len() >= 8, "corpus {target} is nearly empty");
     out

@@ -1,6 +1,8 @@
-//! Replays the kept cargo-fuzz corpus of the `spec_parse` target on stable
-//! (cargo fuzz itself needs nightly): every input, in every format, must be
-//! answered with a result or diagnostics, without panicking, and quickly.
+//! Replays the kept cargo-fuzz inputs of the `spec_parse` target (`seeds/`,
+//! the minimised `corpus/` and the crash reproducers in `regressions/`,
+//! under `fuzz/`) on stable (cargo fuzz itself needs nightly flags): every
+//! input, in every format, must be answered with a result or diagnostics,
+//! without panicking, and quickly.
 
 use std::{collections::BTreeMap, time::Instant};
 
@@ -8,11 +10,21 @@ use rampart_controller::model::{DocFormat, SourceDoc, Validator};
 
 #[test]
 fn spec_parse_corpus_never_panics() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus/spec_parse");
+    let fuzz = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz"));
     let v = Validator::new().unwrap();
     let mut n = 0;
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
+    let mut paths = Vec::new();
+    for kind in ["seeds", "corpus", "regressions"] {
+        let dir = fuzz.join(kind).join("spec_parse");
+        // Only seeds must exist: the other two start empty.
+        match std::fs::read_dir(&dir) {
+            Ok(entries) => paths.extend(entries.map(|e| e.unwrap().path())),
+            Err(e) if kind != "seeds" && e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => panic!("{}: {e}", dir.display()),
+        }
+    }
+    paths.sort();
+    for path in paths {
         let bytes = std::fs::read(&path).unwrap();
         let Ok(text) = std::str::from_utf8(&bytes) else {
             continue;

@@ -1,7 +1,8 @@
 //! Spec parsing and validation (YAML/JSON text → validated service specs)
 //! of arbitrary input: must answer with diagnostics, never panic, hang or
-//! exhaust memory. The corpus in `fuzz/corpus/spec_parse/` is also replayed
-//! on stable by `controller/tests/security_fuzz_corpus.rs`.
+//! exhaust memory. The corpus (`fuzz/seeds/`, `fuzz/corpus/` and
+//! `fuzz/regressions/`, all `spec_parse/`) is also replayed on stable by
+//! `controller/tests/security_fuzz_corpus.rs`.
 #![no_main]
 
 use std::collections::BTreeMap;
@@ -13,7 +14,26 @@ thread_local! {
     static VALIDATOR: Validator = Validator::new().expect("embedded YANG modules load");
 }
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+/// The controller wraps the YAML parser in `catch_unwind` on purpose
+/// (`model/source.rs`: its `unreachable!()`s become a parse error), but
+/// libfuzzer-sys's panic hook aborts on every panic, caught or not. Panics
+/// raised inside the YAML crates are left to unwind into that guard; any
+/// other panic (or one the controller fails to catch, which reaches
+/// libfuzzer-sys's own `catch_unwind`) still aborts as a crash.
+fn let_the_yaml_guard_catch_yaml_panics() {
+    let abort_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let in_yaml = info.location().is_some_and(|l| {
+            let f = l.file();
+            f.contains("/yaml-rust2-") || f.contains("/marked-yaml-")
+        });
+        if !in_yaml {
+            abort_hook(info);
+        }
+    }));
+}
+
+libfuzzer_sys::fuzz_target!(init: let_the_yaml_guard_catch_yaml_panics(), |data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };

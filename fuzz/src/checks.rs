@@ -5,12 +5,15 @@
 use super::framing::{FrameDecoder, Framing, FramingError};
 
 /// Decodes `stream` fed in pieces whose sizes come from `cuts`, returning
-/// the messages and the first error.
+/// the messages and the first error. With `hello_then_chunked` the decoder
+/// switches to chunked framing right after the first message, as a session
+/// does after a base:1.1 `<hello>` (bytes already buffered are kept).
 pub fn decode(
     framing: Framing,
     limit: usize,
     stream: &[u8],
     cuts: &[u8],
+    hello_then_chunked: bool,
 ) -> (Vec<Vec<u8>>, Option<FramingError>) {
     let mut d = FrameDecoder::new(framing, limit);
     let mut out = Vec::new();
@@ -26,7 +29,12 @@ pub fn decode(
         rest = &rest[n..];
         loop {
             match d.next_message() {
-                Ok(Some(m)) => out.push(m),
+                Ok(Some(m)) => {
+                    out.push(m);
+                    if hello_then_chunked && out.len() == 1 {
+                        d.set_framing(Framing::Chunked);
+                    }
+                }
                 Ok(None) => break,
                 Err(e) => return (out, Some(e)),
             }
@@ -38,6 +46,11 @@ pub fn decode(
 /// The framing invariant: feeding bytes in any pieces gives the same
 /// messages and the same error as feeding them at once, and no message
 /// exceeds the limit.
+///
+/// The first byte chooses the setup: bit 0 end-of-message (else chunked),
+/// bit 1 a 64-byte limit (else 1 MiB), bit 2 with end-of-message a switch to
+/// chunked after the first message (the hello exchange). The first eighth of
+/// the rest gives the piece sizes, the remainder is the stream.
 pub fn check_framing(data: &[u8]) {
     let Some((&head, rest)) = data.split_first() else {
         return;
@@ -48,10 +61,11 @@ pub fn check_framing(data: &[u8]) {
         Framing::EndOfMessage
     };
     let limit = if head & 2 == 0 { 1 << 20 } else { 64 };
+    let hello_then_chunked = framing == Framing::EndOfMessage && head & 4 != 0;
     let split = rest.len() / 8;
     let (cuts, stream) = rest.split_at(split);
-    let whole = decode(framing, limit, stream, &[]);
-    let pieces = decode(framing, limit, stream, cuts);
+    let whole = decode(framing, limit, stream, &[], hello_then_chunked);
+    let pieces = decode(framing, limit, stream, cuts, hello_then_chunked);
     assert!(
         whole.0.iter().all(|m| m.len() <= limit),
         "message over the limit"
