@@ -215,12 +215,19 @@ async fn run_agent(
         tokio::select! {
             m = inbound.message() => {
                 let Some(m) = m? else { return Ok(()) };
-                if let Some(pb::controller_message::Msg::Push(p)) = m.msg {
-                    seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push((p.version, Instant::now()));
-                    tx.send(pb::AgentMessage {
-                        msg: Some(pb::agent_message::Msg::Ack(pb::Ack { version: p.version, ok: true, ..Default::default() })),
-                    }).await?;
+                // A plain push is enforced at once; a transaction's push is
+                // staged (acked as such) and enforced on its Activate.
+                let (version, staged) = match m.msg {
+                    Some(pb::controller_message::Msg::Push(p)) => (p.version, p.stage),
+                    Some(pb::controller_message::Msg::Activate(a)) => (a.version, false),
+                    _ => continue,
+                };
+                if !staged {
+                    seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push((version, Instant::now()));
                 }
+                tx.send(pb::AgentMessage {
+                    msg: Some(pb::agent_message::Msg::Ack(pb::Ack { version, ok: true, staged, ..Default::default() })),
+                }).await?;
             }
             _ = hb.tick() => {
                 seq += 1;

@@ -45,6 +45,7 @@ impl Fleet {
             s.waiters.insert(key, tx);
             s.tx.clone()
         };
+        let sent = std::time::Instant::now();
         sender
             .send(Ok(pb::ControllerMessage { msg: Some(msg) }))
             .await
@@ -53,6 +54,10 @@ impl Fleet {
             .await
             .map_err(|_| fail(agent, stage, format!("no answer within {timeout:?}")))?
             .map_err(|_| fail(agent, stage, "agent disconnected before answering"))?;
+        self.0
+            .metrics
+            .push_ack
+            .observe(sent.elapsed().as_secs_f64());
         if ack.ok {
             Ok(ack)
         } else {

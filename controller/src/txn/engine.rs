@@ -717,7 +717,13 @@ impl Engine {
                 inventory.clone(),
             );
             tasks.spawn(async move {
-                let _permit = sem.acquire_owned().await;
+                // Agents are cheap to stage (one message each on a live
+                // session): only devices count against the bound.
+                let _permit = if name.starts_with(AGENT_PREFIX) {
+                    None
+                } else {
+                    sem.acquire_owned().await.ok()
+                };
                 let res = tokio::time::timeout(timeout, async {
                     let mut p = this
                         .connect(&inventory, &name)
