@@ -1,6 +1,7 @@
-//! The standalone daemon: enforce a policy file, reload it when it changes,
-//! serve `/metrics`, log sampled rule matches. Exiting (or crashing) leaves
-//! the pinned programs enforcing the last policy.
+//! The standalone daemon: enforce a policy file (firewall and load-balancer
+//! sections), reload it when it changes, run the load balancer's health
+//! checks, serve `/metrics`, log sampled rule matches. Exiting (or crashing)
+//! leaves the pinned programs enforcing the last policy.
 
 use std::{
     future::Future,
@@ -20,6 +21,10 @@ use tracing::{error, info, warn};
 use crate::{
     config::Config,
     enforcer::Enforcer,
+    lb::{
+        maps::LbOptions,
+        runtime::{self, LbRuntime},
+    },
     loader::{self, AttachOptions, LoaderError, PinLayout},
     metrics::{self, DaemonCounters},
     policy,
@@ -45,6 +50,7 @@ pub enum DaemonError {
 
 struct Shared {
     enforcer: Enforcer,
+    lb: LbRuntime,
     counters: DaemonCounters,
 }
 
@@ -69,10 +75,11 @@ fn reload(state: &SharedState, path: &Path, last: &mut Option<Vec<u8>>, stop: &A
     }
     *last = Some(bytes);
     let result = policy::load_file(path)
-        .map_err(crate::enforcer::ApplyError::from)
+        .map_err(runtime::HostApplyError::File)
         .and_then(|p| {
             let mut s = lock(state);
-            s.enforcer.apply(&p)
+            let Shared { enforcer, lb, .. } = &mut *s;
+            lb.apply_with_firewall(enforcer, &p)
         });
     let mut s = lock(state);
     match result {
@@ -133,8 +140,8 @@ fn addrs(ev: &LogEvent) -> (std::net::IpAddr, std::net::IpAddr) {
 
 async fn metrics_handler(State(state): State<SharedState>) -> String {
     tokio::task::spawn_blocking(move || {
-        let s = lock(&state);
-        metrics::render(&s.enforcer, s.counters)
+        let mut s = lock(&state);
+        metrics::render(&s.enforcer, s.counters) + &s.lb.render_metrics()
     })
     .await
     .unwrap_or_default()
@@ -155,6 +162,7 @@ pub async fn run(
         xdp_mode: cfg.xdp_mode,
         timeouts: cfg.timeouts.timeouts(),
     };
+    let lb = LbRuntime::new(layout.clone(), LbOptions::default(), cfg.xdp_mode);
     let mut enforcer = Enforcer::new(layout, opts);
     enforcer.adopt_pinned();
     let adopted = enforcer.interface_names();
@@ -164,8 +172,10 @@ pub async fn run(
     let stop = Arc::new(AtomicBool::new(false));
     let state: SharedState = Arc::new(Mutex::new(Shared {
         enforcer,
+        lb,
         counters: DaemonCounters::default(),
     }));
+    let health = runtime::spawn_health_loop(state.clone(), |s| &mut s.lb, stop.clone());
     {
         let mut s = lock(&state);
         for (iface, rb) in s.enforcer.take_log_buffers() {
@@ -229,6 +239,7 @@ pub async fn run(
     stop.store(true, Ordering::Relaxed);
     let _ = tx.send(());
     let _ = server.await;
+    let _ = tokio::task::spawn_blocking(move || health.join()).await;
     info!("rampart-agent stopped; pinned programs keep enforcing");
     Ok(())
 }

@@ -1,7 +1,8 @@
-//! `rampart-agent`: the host firewall agent.
+//! `rampart-agent`: the host firewall and L4 load-balancer agent.
 //!
 //! ```text
-//! rampart-agent run --policy FILE     enforce a YAML/JSON policy, hot-reloaded
+//! rampart-agent run --policy FILE     enforce a YAML/JSON policy (firewall
+//!                                     and virtual services), hot-reloaded
 //! rampart-agent detach [--interface]  remove enforcement (all interfaces by default)
 //! rampart-agent status                print what is pinned and enforced (JSON)
 //! ```
@@ -216,6 +217,13 @@ fn main() -> anyhow::Result<()> {
         Cmd::Check { policy } => {
             let p = rampart_agent::policy::load_file(&policy)?;
             let c = rampart_agent::policy::compile(&p, &|n| loader::ifindex(n).is_some())?;
+            let defaults = rampart_agent::lb::maps::LbOptions::default();
+            let lb = rampart_agent::lb::policy::plan(
+                &p.virtual_services,
+                &|n| loader::ifindex(n).is_some(),
+                defaults.max_vips,
+                defaults.max_table_size,
+            )?;
             let n: usize = c
                 .interfaces
                 .iter()
@@ -223,7 +231,12 @@ fn main() -> anyhow::Result<()> {
                 .sum();
             println!(
                 "{}",
-                serde_json::json!({ "ok": true, "interfaces": c.interfaces.len(), "rules": n })
+                serde_json::json!({
+                    "ok": true,
+                    "interfaces": c.interfaces.len(),
+                    "rules": n,
+                    "virtual_services": lb.values().map(Vec::len).sum::<usize>(),
+                })
             );
         }
     }

@@ -8,6 +8,9 @@
 //! - [`maps`]: load/attach the object, write services into its maps with
 //!   A/B rings per VIP, read counters.
 //! - [`service`]: validated service definitions (from policy files).
+//! - [`policy`]: the policy's `virtual_services` converted and checked.
+//! - [`runtime`]: the daemon's balancers, applied with the firewall, and
+//!   their health checks.
 //! - [`health`]: TCP/HTTP health checks with rise/fall thresholds.
 //! - [`metrics`]: Prometheus export (per VIP, per backend, flow table).
 //! - [`testrun`]: the programs on hand-made packets (`BPF_PROG_TEST_RUN`).
@@ -16,6 +19,8 @@ pub mod health;
 pub mod maglev;
 pub mod maps;
 pub mod metrics;
+pub mod policy;
+pub mod runtime;
 pub mod service;
 pub mod testrun;
 

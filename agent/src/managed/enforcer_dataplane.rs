@@ -1,25 +1,36 @@
-//! [`Dataplane`](super::Dataplane) over the eBPF [`Enforcer`].
+//! [`Dataplane`](super::Dataplane) over the eBPF [`Enforcer`] (firewall)
+//! and the [`LbRuntime`] (load balancer), applied together.
 
 use rampart_proto::v1 as pb;
 
-use crate::enforcer::{Enforcer, reason_name};
+use crate::{
+    enforcer::{Enforcer, reason_name},
+    lb::runtime::LbRuntime,
+};
 
-/// The real dataplane: XDP/TC programs and their maps.
-pub struct EnforcerDataplane(pub Enforcer);
+/// The real dataplane: XDP/TC programs and their maps, the firewall's and
+/// the load balancer's.
+pub struct EnforcerDataplane(pub Enforcer, pub LbRuntime);
 
 impl super::Dataplane for EnforcerDataplane {
     fn apply(&mut self, policy: &pb::HostPolicy) -> Result<(), String> {
-        self.0.apply(policy).map_err(|e| e.to_string())
-    }
-
-    fn validate(&self, policy: &pb::HostPolicy) -> Result<(), String> {
-        crate::policy::compile(policy, &|name| crate::loader::ifindex(name).is_some())
-            .map(drop)
+        self.1
+            .apply_with_firewall(&mut self.0, policy)
             .map_err(|e| e.to_string())
     }
 
+    fn validate(&self, policy: &pb::HostPolicy) -> Result<(), String> {
+        // Both sections: the firewall compiles, the virtual services convert
+        // and fit the load balancer.
+        self.1.validate(policy).map(drop).map_err(|e| e.to_string())
+    }
+
     fn health(&self) -> pb::Health {
-        let mut h = pb::Health::default();
+        let mut h = pb::Health {
+            backends: self.1.backend_health(),
+            map_pressure: self.1.flow_pressure(),
+            ..pb::Health::default()
+        };
         for (name, s) in self.0.stats() {
             h.interfaces.push(pb::InterfaceHealth {
                 up: std::fs::read_to_string(format!("/sys/class/net/{name}/operstate"))
@@ -86,9 +97,16 @@ pub async fn run_daemon(
         xdp_mode: cfg.xdp_mode,
         timeouts: cfg.timeouts.timeouts(),
     };
+    let lb = LbRuntime::new(
+        layout.clone(),
+        crate::lb::maps::LbOptions::default(),
+        cfg.xdp_mode,
+    );
     let mut enforcer = Enforcer::new(layout, opts);
     enforcer.adopt_pinned();
-    let dp = Arc::new(Mutex::new(EnforcerDataplane(enforcer)));
+    let dp = Arc::new(Mutex::new(EnforcerDataplane(enforcer, lb)));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let health = crate::lb::runtime::spawn_health_loop(dp.clone(), |d| &mut d.1, stop.clone());
     let status = Arc::new(super::Status::default());
     let listener = tokio::net::TcpListener::bind(cfg.metrics_listen)
         .await
@@ -100,12 +118,12 @@ pub async fn run_daemon(
             let (d, s) = (d.clone(), s.clone());
             async move {
                 tokio::task::spawn_blocking(move || {
-                    let g = d.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let mut g = d.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                     let counters = crate::metrics::DaemonCounters {
                         applies: s.applies.load(std::sync::atomic::Ordering::Relaxed),
                         apply_errors: s.apply_errors.load(std::sync::atomic::Ordering::Relaxed),
                     };
-                    crate::metrics::render(&g.0, counters) + &s.render()
+                    crate::metrics::render(&g.0, counters) + &g.1.render_metrics() + &s.render()
                 })
                 .await
                 .unwrap_or_default()
@@ -119,5 +137,7 @@ pub async fn run_daemon(
     tracing::info!(controller = managed.controller, metrics = %cfg.metrics_listen, "rampart-agent running (managed)");
     let res = super::run(managed, dp, status, shutdown).await;
     server.abort();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = tokio::task::spawn_blocking(move || health.join()).await;
     res.map_err(Into::into)
 }
