@@ -608,3 +608,62 @@ async fn static_routes_removed_exactly_on_change_and_delete() {
     assert!(!running.contains("203.0.113.9"), "{running}");
     assert!(running.contains("0.0.0.0"), "{running}");
 }
+
+fn grouped(name: &str, interface: &str) -> ServiceSpec {
+    validated(&format!(
+        "apiVersion: rampart.io/v1
+kind: Firewall
+metadata: {{name: {name}, tenant: acme}}
+spec:
+  rules:
+    - {{sequence: 10, action: permit, protocol: tcp, sources: [10.1.0.0/16, 10.2.0.0/16, 192.0.2.7/32], destinationPorts: [22]}}
+  targets:
+    devices:
+      - {{device: r1, interface: {interface}}}
+"
+    ))
+}
+
+/// Two services whose rules name the same address set share one network
+/// object-group on the device; deleting one leaves the group for the other,
+/// deleting both removes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_object_group_is_reference_counted() {
+    let Some(nc) = Netconfd::start() else { return };
+    let d = driver(&nc, "r1", DriverOptions::default());
+    let ctx = yang::context("cisco-xe-16.9.3");
+    let a = grouped("ops-a", "GigabitEthernet4");
+    let b = grouped("ops-b", "GigabitEthernet5");
+    let empty = IosXeConfig::default();
+    let both = merged(&[&a, &b]);
+    assert_eq!(both.network_groups.len(), 1);
+    let group = both.network_groups[0].name.clone();
+    let contributions: BTreeMap<String, IosXeConfig> = [&a, &b]
+        .iter()
+        .map(|s| {
+            (
+                s.metadata.name.clone(),
+                iosxe::build(s, &device("r1")).unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(txn_iosxe::object_group_refcounts(&contributions)[&group], 2);
+
+    let running = step(&d, &nc, &ctx, &empty, &both).await;
+    assert!(running.contains(&group), "{running}");
+    assert!(
+        running.contains("<ipv4-host>192.0.2.7</ipv4-host>"),
+        "{running}"
+    );
+
+    let only_b = merged(&[&b]);
+    let running = step(&d, &nc, &ctx, &both, &only_b).await;
+    assert!(
+        running.contains(&group),
+        "group removed while ops-b uses it: {running}"
+    );
+    assert!(!running.contains("RP4-acme-ops-a-"), "{running}");
+
+    let running = step(&d, &nc, &ctx, &only_b, &empty).await;
+    assert!(!running.contains(&group), "{running}");
+}

@@ -226,6 +226,38 @@ fn nat_firewall() -> ServiceSpec {
     docs.remove(0).spec
 }
 
+/// Rules whose sides list several IPv4 addresses: rendered with network
+/// object-groups. The IPv6 source of rule 10 stays expanded in the IPv6 ACL.
+fn grouped_firewall(name: &str) -> ServiceSpec {
+    let mut admin = rule(10, Action::Permit, Protocol::Tcp);
+    admin.sources = nets(&[
+        "10.1.0.0/16",
+        "10.2.0.0/16",
+        "192.0.2.7/32",
+        "2001:db8:1::/48",
+    ]);
+    admin.destination_ports = ports(&[(22, 22)]);
+    let mut web = rule(20, Action::Permit, Protocol::Tcp);
+    web.destinations = nets(&["198.51.100.10/32", "198.51.100.11/32", "198.51.100.64/26"]);
+    web.destination_ports = ports(&[(80, 80), (443, 443)]);
+    ServiceSpec {
+        metadata: meta("acme", name),
+        body: ServiceBody::Firewall(FirewallSpec {
+            default_action: Action::Deny,
+            rules: vec![admin, web],
+            targets: Targets {
+                devices: vec![DeviceTarget {
+                    device: "r1".to_owned(),
+                    interface: "GigabitEthernet4".to_owned(),
+                    direction: Direction::Ingress,
+                }],
+                hosts: vec![],
+            },
+            nat: None,
+        }),
+    }
+}
+
 fn examples() -> Vec<(&'static str, ServiceSpec, &'static str)> {
     vec![
         ("web_firewall_r1", web_firewall(), "r1"),
@@ -233,6 +265,7 @@ fn examples() -> Vec<(&'static str, ServiceSpec, &'static str)> {
         ("ssh_block", ssh_block(), "r1"),
         ("edge_router", edge_router(), "r1"),
         ("nat_firewall", nat_firewall(), "r1"),
+        ("grouped_firewall", grouped_firewall("grouped"), "r1"),
     ]
 }
 
@@ -426,11 +459,12 @@ fn bad_input_is_rejected_with_its_place() {
     let ServiceBody::Firewall(fw) = &mut spec.body else {
         unreachable!()
     };
+    // IPv6 sides are not object-grouped, so they still expand.
     fw.rules[0].sources = (0..40)
-        .map(|i| format!("10.{i}.0.0/16").parse().unwrap())
+        .map(|i| format!("2001:db8:{i}::/48").parse().unwrap())
         .collect();
     fw.rules[0].destinations = (0..40)
-        .map(|i| format!("10.{i}.0.1/32").parse().unwrap())
+        .map(|i| format!("2001:db8:ff{i:02}::1/128").parse().unwrap())
         .collect();
     let err = iosxe::build(&spec, &device("r1")).unwrap_err();
     assert!(
@@ -529,4 +563,33 @@ fn nat_refusals_name_the_field() {
             "{platform:?}: {msg}"
         );
     }
+}
+
+/// Several addresses on one side of a rule become one network object-group
+/// referenced by one ACE (per remaining port), named by content so another
+/// service with the same set refers to the same group.
+#[test]
+fn object_groups_shorten_acls_and_are_named_by_content() {
+    let config = iosxe::build(&grouped_firewall("grouped"), &device("r1")).unwrap();
+    assert_eq!(
+        config.network_groups.len(),
+        2,
+        "{:?}",
+        config.network_groups
+    );
+    let v4 = &config.ipv4_acls[0];
+    // Rule 10: one ACE (3 sources grouped) instead of 3; rule 20: one ACE
+    // per port (3 destinations grouped) instead of 6; plus the default.
+    assert_eq!(v4.lines.len(), 1 + 2 + 1, "{v4:?}");
+    let xml = config.to_netconf_xml();
+    assert!(xml.contains("<object-group>RPGN-"), "{xml}");
+    assert!(xml.contains("<dst-object-group>RPGN-"), "{xml}");
+    // The IPv6 source is not grouped.
+    assert!(
+        xml.contains("<source-prefix>2001:db8:1::/48</source-prefix>"),
+        "{xml}"
+    );
+    let other = iosxe::build(&grouped_firewall("other"), &device("r1")).unwrap();
+    assert_eq!(other.network_groups, config.network_groups);
+    assert_ne!(other.ipv4_acls[0].name, v4.name);
 }

@@ -27,6 +27,15 @@
 //! - bindings: `ingress` = `in`, `egress` = `out`, `both` = both, on
 //!   `/native/interface/<type>[name]/ip/access-group` and
 //!   `.../ipv6/traffic-filter`.
+//! - object-groups: when one side of a rule holds several IPv4 addresses
+//!   (hosts or prefixes), they become an `object-group network RPGN-<hash>`
+//!   referenced by the ACE (`object-group` / `dst-object-group`), so the
+//!   rule needs one ACE per remaining combination instead of one per
+//!   address; the name hashes the members, so services naming the same set
+//!   share one group (see [`NetworkGroup`]). IPv6 sides and port sets stay
+//!   expanded: `object-group v6-network` is not in the 16.9.3 model, and
+//!   `object-group service` has different shapes in 16.9.3 and 17.12.1, so
+//!   one rendering could not validate against both;
 //!
 //! NAT mapping (the firewall's optional `nat` section, `Cisco-IOS-XE-nat`):
 //! - `insideInterfaces` / `outsideInterfaces` set `ip nat inside|outside` on
@@ -157,7 +166,7 @@ impl From<Action> for AceAction {
 }
 
 /// An address match of an ACE.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum AddrMatch {
     /// `any`.
     Any,
@@ -165,6 +174,63 @@ pub enum AddrMatch {
     Host(IpAddr),
     /// A prefix (IPv4: address + wildcard; IPv6: `addr/len`).
     Prefix(IpNet),
+    /// `object-group NAME`: an IPv4 network object-group (see
+    /// [`NetworkGroup`]).
+    Group(String),
+}
+
+/// An `object-group network` holding the IPv4 hosts and prefixes of one
+/// side of a rule, so the rule needs one ACE per remaining combination
+/// instead of one per address.
+///
+/// The name is derived from the members alone (`RPGN-` and 16 hex digits of
+/// FNV-1a-64 over their text), so two services naming the same set produce
+/// the same group: the transaction merge holds it once and keeps it while any
+/// service still produces it (reference counting by contribution).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct NetworkGroup {
+    /// Device-side name.
+    pub name: String,
+    /// Hosts and prefixes (never `Any` or another group), sorted.
+    pub members: Vec<AddrMatch>,
+}
+
+/// Fewest addresses on one side of a rule that are worth an object-group.
+pub const MIN_GROUP_MEMBERS: usize = 2;
+
+impl NetworkGroup {
+    /// The group holding `members`, or `None` when they are too few or
+    /// not all IPv4 hosts/prefixes.
+    fn of(members: &[AddrMatch]) -> Option<NetworkGroup> {
+        if members.len() < MIN_GROUP_MEMBERS
+            || !members.iter().all(|m| match m {
+                AddrMatch::Host(a) => a.is_ipv4(),
+                AddrMatch::Prefix(p) => matches!(p, IpNet::V4(_)),
+                _ => false,
+            })
+        {
+            return None;
+        }
+        let mut members = members.to_vec();
+        members.sort();
+        members.dedup();
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for m in &members {
+            let text = match m {
+                AddrMatch::Host(a) => a.to_string(),
+                AddrMatch::Prefix(p) => p.to_string(),
+                _ => String::new(),
+            };
+            for b in text.bytes().chain(std::iter::once(b' ')) {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        }
+        Some(NetworkGroup {
+            name: format!("RPGN-{h:016x}"),
+            members,
+        })
+    }
 }
 
 impl AddrMatch {
@@ -467,6 +533,9 @@ pub struct IosXeConfig {
     /// NAT overloads (PAT), sorted.
     #[serde(default)]
     pub nat_overloads: Vec<NatOverloadConfig>,
+    /// IPv4 network object-groups the ACLs reference, sorted by name.
+    #[serde(default)]
+    pub network_groups: Vec<NetworkGroup>,
 }
 
 // ===== global functions =====
@@ -558,6 +627,7 @@ fn build_firewall(
         lines: BTreeMap::new(),
     };
     let mut v6_used = false;
+    let mut groups: BTreeMap<String, NetworkGroup> = BTreeMap::new();
 
     let mut rules: Vec<(usize, &FirewallRule)> = fw.rules.iter().enumerate().collect();
     rules.sort_by_key(|(_, r)| r.sequence);
@@ -572,7 +642,7 @@ fn build_firewall(
         }
         let base = u64::from(rule.sequence) * ACE_SLOTS;
         for (family, acl) in [(Family::V4, &mut v4), (Family::V6, &mut v6)] {
-            let aces = expand_rule(rule, family);
+            let aces = expand_rule(rule, family, &mut groups);
             if aces.is_empty() {
                 continue;
             }
@@ -614,7 +684,10 @@ fn build_firewall(
             .insert(DEFAULT_ACE_SEQUENCE, AclLine::Ace(any_ace(default, "ipv6")));
     }
 
-    let mut config = IosXeConfig::default();
+    let mut config = IosXeConfig {
+        network_groups: groups.into_values().collect(),
+        ..IosXeConfig::default()
+    };
     if let Some(nat) = &fw.nat {
         for (i, d) in nat
             .devices
@@ -814,7 +887,11 @@ fn remark_text(s: &str) -> Option<String> {
 
 /// The ACEs `rule` needs in the ACL of `family` (empty: the rule does not
 /// apply to that family).
-fn expand_rule(rule: &FirewallRule, family: Family) -> Vec<Ace> {
+fn expand_rule(
+    rule: &FirewallRule,
+    family: Family,
+    groups: &mut BTreeMap<String, NetworkGroup>,
+) -> Vec<Ace> {
     let protocol = match (rule.protocol, family) {
         (Protocol::Icmp, Family::V6) | (Protocol::Icmpv6, Family::V4) => return Vec::new(),
         (Protocol::Any, Family::V4) => "ip",
@@ -829,6 +906,18 @@ fn expand_rule(rule: &FirewallRule, family: Family) -> Vec<Ace> {
     let Some(destinations) = family_matches(&rule.destinations, family) else {
         return Vec::new();
     };
+    let mut grouped = |side: Vec<AddrMatch>| -> Vec<AddrMatch> {
+        match NetworkGroup::of(&side) {
+            Some(g) => {
+                let name = g.name.clone();
+                groups.insert(name.clone(), g);
+                vec![AddrMatch::Group(name)]
+            }
+            None => side,
+        }
+    };
+    let sources = grouped(sources);
+    let destinations = grouped(destinations);
     let ports = |ranges: &[PortRange]| -> Vec<PortMatch> {
         if rule.protocol.has_ports() && !ranges.is_empty() {
             ranges.iter().copied().map(PortMatch::from_range).collect()
@@ -850,9 +939,9 @@ fn expand_rule(rule: &FirewallRule, family: Family) -> Vec<Ace> {
                     out.push(Ace {
                         action: rule.action.into(),
                         protocol: protocol.to_owned(),
-                        source: *source,
+                        source: source.clone(),
                         source_port: *source_port,
-                        destination: *destination,
+                        destination: destination.clone(),
                         destination_port: *destination_port,
                         icmp,
                         icmp_named: None,
@@ -1011,6 +1100,22 @@ impl IosXeConfig {
         if let Some(bgp) = &self.bgp {
             native.push(Node::container("router", vec![bgp_node(bgp)]));
         }
+        if !self.network_groups.is_empty() {
+            native.push(Node::container(
+                "object-group",
+                self.network_groups
+                    .iter()
+                    .map(|g| {
+                        let n = network_group_node(g).in_module(Module::ObjectGroup);
+                        if with_ops {
+                            n.with_op(EditOp::Replace)
+                        } else {
+                            n
+                        }
+                    })
+                    .collect(),
+            ));
+        }
         Node::container("native", native)
     }
 }
@@ -1033,6 +1138,39 @@ fn acl_node(acl: &Acl, list: &str, family: Family, with_ops: bool) -> Node {
     } else {
         node
     }
+}
+
+/// `/native/object-group/network[name]` (module `Cisco-IOS-XE-object-group`,
+/// same shape in 16.9.3 and 17.12.1): prefixes as address + netmask, then
+/// hosts, in schema order.
+fn network_group_node(g: &NetworkGroup) -> Node {
+    let mut body = Vec::new();
+    for m in &g.members {
+        if let AddrMatch::Prefix(p) = m {
+            body.push(Node::entry(
+                "network_address",
+                vec![
+                    Node::leaf("ipv4_addr", p.network().to_string()),
+                    Node::leaf("ipv4_mask", p.netmask().to_string()),
+                ],
+            ));
+        }
+    }
+    for m in &g.members {
+        if let AddrMatch::Host(a) = m {
+            body.push(Node::entry(
+                "host",
+                vec![Node::leaf("ipv4-host", a.to_string())],
+            ));
+        }
+    }
+    Node::entry(
+        "network",
+        vec![
+            Node::leaf("name", g.name.clone()),
+            Node::container("obj-Mode-config-network-group", body),
+        ],
+    )
 }
 
 /// `/native/ip/nat` (module `Cisco-IOS-XE-nat`); `None` when empty.
@@ -1109,34 +1247,37 @@ fn ace_nodes(ace: &Ace, family: Family) -> Vec<Node> {
     ];
     match family {
         Family::V4 => {
-            match ace.source {
+            match &ace.source {
                 AddrMatch::Any => n.push(Node::empty("any")),
                 AddrMatch::Host(a) => n.push(Node::leaf("host", a.to_string())),
                 AddrMatch::Prefix(p) => {
                     n.push(Node::leaf("ipv4-address", p.network().to_string()));
                     n.push(Node::leaf("mask", p.hostmask().to_string()));
                 }
+                AddrMatch::Group(g) => n.push(Node::leaf("object-group", g.clone())),
             }
             push_ports(&mut n, ace.source_port, "src");
-            match ace.destination {
+            match &ace.destination {
                 AddrMatch::Any => n.push(Node::empty("dst-any")),
                 AddrMatch::Host(a) => n.push(Node::leaf("dst-host", a.to_string())),
                 AddrMatch::Prefix(p) => {
                     n.push(Node::leaf("dest-ipv4-address", p.network().to_string()));
                     n.push(Node::leaf("dest-mask", p.hostmask().to_string()));
                 }
+                AddrMatch::Group(g) => n.push(Node::leaf("dst-object-group", g.clone())),
             }
             push_ports(&mut n, ace.destination_port, "dst");
         }
         Family::V6 => {
-            match ace.source {
-                AddrMatch::Any => n.push(Node::empty("any")),
+            // IPv6 sides are never grouped (NetworkGroup::of is IPv4 only).
+            match &ace.source {
+                AddrMatch::Any | AddrMatch::Group(_) => n.push(Node::empty("any")),
                 AddrMatch::Host(a) => n.push(Node::leaf("source-host", a.to_string())),
                 AddrMatch::Prefix(p) => n.push(Node::leaf("source-prefix", p.to_string())),
             }
             push_ports(&mut n, ace.source_port, "src");
-            match ace.destination {
-                AddrMatch::Any => n.push(Node::empty("destination-any")),
+            match &ace.destination {
+                AddrMatch::Any | AddrMatch::Group(_) => n.push(Node::empty("destination-any")),
                 AddrMatch::Host(a) => n.push(Node::leaf("destination-host", a.to_string())),
                 AddrMatch::Prefix(p) => n.push(Node::leaf("destination-prefix", p.to_string())),
             }

@@ -155,6 +155,22 @@ pub fn merge(contributions: &BTreeMap<String, IosXeConfig>) -> Result<IosXeConfi
                 out.nat_overloads.push(o.clone());
             }
         }
+        for g in &c.network_groups {
+            match out.network_groups.iter().find(|x| x.name == g.name) {
+                Some(x) if x != g => {
+                    return Err(Conflict {
+                        what: format!("object-group network {}", g.name),
+                        first: acl_owner.get(&g.name).cloned().unwrap_or_default(),
+                        second: service.clone(),
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    acl_owner.insert(g.name.clone(), service.clone());
+                    out.network_groups.push(g.clone());
+                }
+            }
+        }
         for r in &c.static_routes {
             if !out.static_routes.contains(r) {
                 out.static_routes.push(r.clone());
@@ -178,7 +194,24 @@ pub fn merge(contributions: &BTreeMap<String, IosXeConfig>) -> Result<IosXeConfi
     out.static_routes.sort();
     out.nat_static.sort();
     out.nat_overloads.sort();
+    out.network_groups.sort();
     Ok(out)
+}
+
+/// How many contributions hold each network object-group: a group stays on
+/// the device while this is at least one.
+#[must_use]
+pub fn object_group_refcounts(
+    contributions: &BTreeMap<String, IosXeConfig>,
+) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for c in contributions.values() {
+        let names: BTreeSet<&str> = c.network_groups.iter().map(|g| g.name.as_str()).collect();
+        for n in names {
+            *out.entry(n.to_owned()).or_insert(0) += 1;
+        }
+    }
+    out
 }
 
 /// How many contributions hold each ACL (the shared-object reference count).
@@ -379,6 +412,12 @@ fn delta(prev: &IosXeConfig, next: &IosXeConfig) -> IosXeConfig {
             .filter(|o| !prev.nat_overloads.contains(o))
             .cloned()
             .collect(),
+        network_groups: next
+            .network_groups
+            .iter()
+            .filter(|g| !prev.network_groups.contains(g))
+            .cloned()
+            .collect(),
     }
 }
 
@@ -542,6 +581,19 @@ pub fn edit_tree(prev: &IosXeConfig, next: &IosXeConfig) -> Node {
     if !ifaces.is_empty() {
         extra.push(Node::container("interface", ifaces));
     }
+    let groups: Vec<Node> = prev
+        .network_groups
+        .iter()
+        .filter(|g| !next.network_groups.iter().any(|n| n.name == g.name))
+        .map(|g| {
+            Node::entry("network", vec![Node::leaf("name", g.name.clone())])
+                .in_module(Module::ObjectGroup)
+                .with_op(EditOp::Remove)
+        })
+        .collect();
+    if !groups.is_empty() {
+        extra.push(Node::container("object-group", groups));
+    }
     if let (Some(b), None) = (&prev.bgp, &next.bgp) {
         {
             extra.push(Node::container(
@@ -623,6 +675,8 @@ struct Stored {
     nat_static: Vec<crate::compile::iosxe::StaticNatConfig>,
     #[serde(default)]
     nat_overloads: Vec<crate::compile::iosxe::NatOverloadConfig>,
+    #[serde(default)]
+    network_groups: Vec<crate::compile::iosxe::NetworkGroup>,
 }
 
 /// Encodes a configuration for the store.
@@ -638,6 +692,7 @@ pub fn to_json(c: &IosXeConfig) -> Result<serde_json::Value, serde_json::Error> 
         bgp: c.bgp.clone(),
         nat_static: c.nat_static.clone(),
         nat_overloads: c.nat_overloads.clone(),
+        network_groups: c.network_groups.clone(),
     })
 }
 
@@ -658,5 +713,6 @@ pub fn from_json(v: &serde_json::Value) -> Result<IosXeConfig, serde_json::Error
         bgp: s.bgp,
         nat_static: s.nat_static,
         nat_overloads: s.nat_overloads,
+        network_groups: s.network_groups,
     })
 }

@@ -90,7 +90,7 @@ fn decode(v: &Value) -> Result<IosXeConfig, String> {
 /// The subtree filter selecting everything Rampart may own.
 fn owned_filter() -> String {
     format!(
-        "<native xmlns=\"{}\"><ip><access-list/><route/><nat xmlns=\"{}\"/></ip><ipv6><access-list/><route/></ipv6><interface/><router/></native>",
+        "<native xmlns=\"{}\"><ip><access-list/><route/><nat xmlns=\"{}\"/></ip><ipv6><access-list/><route/></ipv6><interface/><router/><object-group/></native>",
         Module::Native.namespace(),
         Module::Nat.namespace()
     )

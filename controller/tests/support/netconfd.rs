@@ -34,11 +34,12 @@ const PASSWORD_HASH: &str = "$6$rampartsalt$JpThBhTh.W1rD2j/9RLdzykuYVAzaC18JtmQ
 const UID: u32 = 47_001;
 
 /// Modules netconfd loads from the 16.9.3 set.
-pub const NETCONFD_MODULES: [&str; 4] = [
+pub const NETCONFD_MODULES: [&str; 5] = [
     "Cisco-IOS-XE-native",
     "Cisco-IOS-XE-acl",
     "Cisco-IOS-XE-nat",
     "Cisco-IOS-XE-bgp",
+    "Cisco-IOS-XE-object-group",
 ];
 
 /// Starts the servers inside the new mount namespace: private /etc with the
@@ -344,12 +345,13 @@ pub mod yang {
 
     /// Modules loaded for validation: the native tree, the augments the
     /// renderer uses, and `ietf-netconf` for the `nc:operation` attribute.
-    pub const MODULES: [&str; 5] = [
+    pub const MODULES: [&str; 6] = [
         "ietf-netconf",
         "Cisco-IOS-XE-native",
         "Cisco-IOS-XE-acl",
         "Cisco-IOS-XE-nat",
         "Cisco-IOS-XE-bgp",
+        "Cisco-IOS-XE-object-group",
     ];
 
     /// Whether libyang can load `module` of `release`: 17.12.1's

@@ -23,6 +23,9 @@ pub enum Module {
     Nat,
     /// `Cisco-IOS-XE-bgp`: BGP augmenting `/native/router`.
     Bgp,
+    /// `Cisco-IOS-XE-object-group`: object-groups augmenting
+    /// `/native/object-group`.
+    ObjectGroup,
 }
 
 impl Module {
@@ -34,6 +37,7 @@ impl Module {
             Module::Acl => "Cisco-IOS-XE-acl",
             Module::Nat => "Cisco-IOS-XE-nat",
             Module::Bgp => "Cisco-IOS-XE-bgp",
+            Module::ObjectGroup => "Cisco-IOS-XE-object-group",
         }
     }
 
@@ -45,6 +49,7 @@ impl Module {
             Module::Acl => "http://cisco.com/ns/yang/Cisco-IOS-XE-acl",
             Module::Nat => "http://cisco.com/ns/yang/Cisco-IOS-XE-nat",
             Module::Bgp => "http://cisco.com/ns/yang/Cisco-IOS-XE-bgp",
+            Module::ObjectGroup => "http://cisco.com/ns/yang/Cisco-IOS-XE-object-group",
         }
     }
 }
