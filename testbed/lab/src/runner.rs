@@ -1326,7 +1326,10 @@ fn ctl(lab: &Lab, env: &Env, state: &State, args: &[&str]) -> Result<String, Sys
     let out = std::process::Command::new(&bin)
         .args(["-o", "json"])
         .args(args)
-        .env("RAMPART_SERVER", format!("https://{}:{API_PORT}", m.node_addr))
+        .env(
+            "RAMPART_SERVER",
+            format!("https://{}:{API_PORT}", m.node_addr),
+        )
         .env("RAMPART_CA_CERT", data.join("tls/ca.crt"))
         .env("RAMPART_TOKEN_FILE", data.join("admin.token"))
         .env_remove("RAMPART_TOKEN")

@@ -423,7 +423,9 @@ const ACL: &str = "RP4-acme-web_fw";
 )]
 fn demo_applies_enforces_counts_and_rolls_back_on_the_lab() {
     if !is_root() {
-        eprintln!("SKIP: demo_applies_enforces_counts_and_rolls_back_on_the_lab needs root (network namespaces, veth, eBPF)");
+        eprintln!(
+            "SKIP: demo_applies_enforces_counts_and_rolls_back_on_the_lab needs root (network namespaces, veth, eBPF)"
+        );
         return;
     }
     for b in ["rampartd", "rampartctl", "rampart-agent"] {
@@ -523,7 +525,10 @@ fn demo_applies_enforces_counts_and_rolls_back_on_the_lab() {
     let refused = http_get(&client, host1_admin);
     assert!(refused.is_err(), "host1:8080 dropped, got {refused:?}");
     let refused = http_get(&client, web1_admin);
-    assert!(refused.is_err(), "web1:8080 dropped at host2, got {refused:?}");
+    assert!(
+        refused.is_err(),
+        "web1:8080 dropped at host2, got {refused:?}"
+    );
 
     // Each agent counted its own hits on rules 10 and 30.
     for host in ["host1", "host2"] {
@@ -531,11 +536,17 @@ fn demo_applies_enforces_counts_and_rolls_back_on_the_lab() {
         for rule in ["10", "30"] {
             let v = sample(
                 &m,
-                &format!("rampart_rule_packets_total{{direction=\"ingress\",interface=\"eth1\",rule=\"{rule}\",service=\"web-fw\",tenant=\"acme\"}}"),
+                &format!(
+                    "rampart_rule_packets_total{{direction=\"ingress\",interface=\"eth1\",rule=\"{rule}\",service=\"web-fw\",tenant=\"acme\"}}"
+                ),
             );
             assert!(v.is_some_and(|v| v > 0.0), "{host} rule {rule} hits:\n{m}");
         }
-        assert_eq!(sample(&m, "rampart_agent_controller_connected"), Some(1.0), "{host}:\n{m}");
+        assert_eq!(
+            sample(&m, "rampart_agent_controller_connected"),
+            Some(1.0),
+            "{host}:\n{m}"
+        );
     }
 
     // The API aggregates them per rule, with both agents counted, in the
@@ -569,7 +580,10 @@ fn demo_applies_enforces_counts_and_rolls_back_on_the_lab() {
         .unwrap();
     let m = http_text("", metrics);
     assert_eq!(
-        sample(&m, "rampart_transactions_total{operation=\"apply\",state=\"committed\"}"),
+        sample(
+            &m,
+            "rampart_transactions_total{operation=\"apply\",state=\"committed\"}"
+        ),
         Some(1.0),
         "{m}"
     );
@@ -580,10 +594,17 @@ fn demo_applies_enforces_counts_and_rolls_back_on_the_lab() {
         .parse()
         .unwrap();
     let f = http_text("", fleet);
-    assert_eq!(sample(&f, "rampart_fleet_agents{state=\"online\"}"), Some(2.0), "{f}");
+    assert_eq!(
+        sample(&f, "rampart_fleet_agents{state=\"online\"}"),
+        Some(2.0),
+        "{f}"
+    );
     assert!(
-        sample(&f, "rampart_fleet_rule_packets{sequence=\"30\",service=\"web-fw\",tenant=\"acme\"}")
-            .is_some_and(|v| v >= 2.0),
+        sample(
+            &f,
+            "rampart_fleet_rule_packets{sequence=\"30\",service=\"web-fw\",tenant=\"acme\"}"
+        )
+        .is_some_and(|v| v >= 2.0),
         "{f}"
     );
 
@@ -591,12 +612,16 @@ fn demo_applies_enforces_counts_and_rolls_back_on_the_lab() {
     // NETCONF), the ASA's and the Firepower's simulator state.
     let r1 = running();
     assert!(
-        r1.contains(ACL) && r1.contains("<dst-eq>8080</dst-eq>") && r1.contains("<dst-eq>80</dst-eq>"),
+        r1.contains(ACL)
+            && r1.contains("<dst-eq>8080</dst-eq>")
+            && r1.contains("<dst-eq>80</dst-eq>"),
         "csr1 running holds the ACL:\n{r1}"
     );
     let (asa_lines, asa_groups) = asa_acl(&lab);
     assert!(
-        asa_lines.iter().any(|l| l.contains("deny tcp any4 any4 eq 8080")),
+        asa_lines
+            .iter()
+            .any(|l| l.contains("deny tcp any4 any4 eq 8080")),
         "asa1 running holds the ACL: {asa_lines:#?}"
     );
     assert!(
@@ -615,7 +640,10 @@ fn demo_applies_enforces_counts_and_rolls_back_on_the_lab() {
     ctl.ok(&["rollback", &txn]);
     ctl.agents_converged(version1);
     let back = running();
-    assert!(!back.contains(ACL), "rollback removed the ACL from csr1:\n{back}");
+    assert!(
+        !back.contains(ACL),
+        "rollback removed the ACL from csr1:\n{back}"
+    );
     assert_eq!(asa_acl(&lab), (vec![], vec![]), "rollback restored asa1");
     let (ftd_back, _) = ftd_deployed(&lab);
     assert!(ftd_back.is_empty(), "rollback restored ftd1: {ftd_back:#?}");

@@ -134,7 +134,11 @@ impl Lab {
                 }
             }
         }
-        for p in [runner::bpf_root(&self.name), runner::run_dir(&self.name)] {
+        for p in [
+            runner::bpf_root(&self.name),
+            runner::run_dir(&self.name),
+            self.state_dir().join("nodes"),
+        ] {
             if p.exists() {
                 left.push(format!("{}", p.display()));
             }
@@ -179,10 +183,23 @@ fn http_get(ns: &str, addr: SocketAddr) -> Result<String, String> {
     .map_err(|e| e.to_string())?
 }
 
-/// The reference lab under a unique name.
+/// The reference lab under a unique name, with host1's agent in standalone
+/// mode (a policy file) and host2's managed (enrolled with rampartd): both
+/// ways the runner starts agents. The demo's test runs both managed.
 fn reference(tag: &str) -> Lab {
     let yaml = std::fs::read_to_string(repo().join("testbed/clab/rampart.clab.yml")).unwrap();
-    Lab::new(tag, &yaml.replacen("name: rampart\n", "name: NAME\n", 1))
+    let host1 = "        rampart.label.role: web\n";
+    assert!(yaml.contains(host1), "host1's labels changed");
+    Lab::new(
+        tag,
+        &yaml
+            .replacen("name: rampart\n", "name: NAME\n", 1)
+            .replacen(
+                host1,
+                &format!("{host1}        rampart.agent-mode: standalone\n"),
+                1,
+            ),
+    )
 }
 
 #[test]
@@ -335,6 +352,25 @@ fn reference_lab_up_status_traffic_down_leaves_nothing() {
     // objects are pinned under the lab's bpffs directory (removed by down).
     if bin_dir.join("rampart-agent").is_file() {
         host1_agent_filters(&lab, &var("RAMPART_POLICY_HOST1"));
+        // host2's agent enrolled with rampartd: `up` waited until it was
+        // online; its identity lives in the lab's state (removed by down).
+        assert!(!env.contains("RAMPART_POLICY_HOST2"), "{env}");
+        let host2 = nodes.iter().find(|n| n["node"] == "host2").unwrap();
+        assert_eq!(host2["info"]["mode"], "managed", "{host2}");
+        assert!(
+            host2["info"]["agent-id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("host2-")),
+            "{host2}"
+        );
+        let host1 = nodes.iter().find(|n| n["node"] == "host1").unwrap();
+        assert_eq!(host1["info"]["mode"], "standalone", "{host1}");
+        let agent_dir = runner::agent_state_dir(&lab.state_dir(), "host2");
+        assert!(
+            agent_dir.join("agent.crt").is_file(),
+            "{}",
+            agent_dir.display()
+        );
     } else {
         eprintln!("NOTE: rampart-agent is not built; the filtering part of this test did not run");
     }

@@ -9,7 +9,7 @@ use std::{
 
 use rampart_lab::{
     inventory,
-    topology::{self, Kind, Lab, Role, TopologyError},
+    topology::{self, AgentMode, Kind, Lab, Role, TopologyError},
 };
 
 fn repo() -> PathBuf {
@@ -263,6 +263,39 @@ fn a_minimal_topology_parses() {
     );
 }
 
+/// Agents are managed (enrolled with the lab's rampartd) when the lab has a
+/// controller, standalone otherwise or when the label says so; the
+/// reference lab's hosts carry the labels the demo's spec selects.
+#[test]
+fn agent_modes_default_from_the_controller_and_the_label() {
+    let with_ctl = base(
+        "    c:\n      kind: linux\n      labels: {rampart.role: controller, rampart.address: 10.1.0.10/24}\n    h1:\n      kind: linux\n      labels: {rampart.role: agent}\n    h2:\n      kind: linux\n      labels: {rampart.role: agent, rampart.agent-mode: standalone}\n",
+        "    - endpoints: [\"c:eth1\", \"sw:p-c\"]\n    - endpoints: [\"h1:eth1\", \"sw:p-h1\"]\n    - endpoints: [\"h2:eth1\", \"sw:p-h2\"]\n",
+    );
+    let lab = topology::parse(&with_ctl, Path::new("ok.clab.yml")).unwrap();
+    let mode = |lab: &Lab, n: &str| lab.node(n).unwrap().agent_mode;
+    assert_eq!(mode(&lab, "h1"), Some(AgentMode::Managed));
+    assert_eq!(mode(&lab, "h2"), Some(AgentMode::Standalone));
+    assert_eq!(mode(&lab, "c"), None);
+    let without = base(
+        "    h1:\n      kind: linux\n      labels: {rampart.role: agent}\n",
+        "    - endpoints: [\"h1:eth1\", \"sw:p-h1\"]\n",
+    );
+    let lab = topology::parse(&without, Path::new("ok.clab.yml")).unwrap();
+    assert_eq!(mode(&lab, "h1"), Some(AgentMode::Standalone));
+
+    let reference = topology::load(&repo().join("testbed/clab/rampart.clab.yml")).unwrap();
+    for (host, role) in [("host1", "web"), ("host2", "gateway")] {
+        let n = reference.node(host).unwrap();
+        assert_eq!(n.agent_mode, Some(AgentMode::Managed), "{host}");
+        assert_eq!(
+            n.inventory_labels.get("role").map(String::as_str),
+            Some(role),
+            "{host}: the demo's spec selects it by this label"
+        );
+    }
+}
+
 #[test]
 fn errors_name_the_node_and_field() {
     let cases: BTreeMap<&str, (String, &str)> = BTreeMap::from([
@@ -304,6 +337,36 @@ fn errors_name_the_node_and_field() {
                     "    - endpoints: [\"b:eth1\", \"sw:p-b\"]\n",
                 ),
                 "topology.nodes.b.labels.rampart.adress: unknown Rampart label",
+            ),
+        ),
+        (
+            "managed agent without a controller",
+            (
+                base(
+                    "    b:\n      kind: linux\n      labels: {rampart.role: agent, rampart.agent-mode: managed}\n",
+                    "    - endpoints: [\"b:eth1\", \"sw:p-b\"]\n",
+                ),
+                "topology.nodes.b.labels.rampart.agent-mode: managed needs a node with the controller role",
+            ),
+        ),
+        (
+            "unknown agent mode",
+            (
+                base(
+                    "    b:\n      kind: linux\n      labels: {rampart.role: agent, rampart.agent-mode: remote}\n",
+                    "    - endpoints: [\"b:eth1\", \"sw:p-b\"]\n",
+                ),
+                "topology.nodes.b.labels.rampart.agent-mode: \"remote\" is not managed or standalone",
+            ),
+        ),
+        (
+            "agent mode on a node without an agent",
+            (
+                base(
+                    "    b:\n      kind: linux\n      labels: {rampart.role: client, rampart.agent-mode: standalone}\n",
+                    "    - endpoints: [\"b:eth1\", \"sw:p-b\"]\n",
+                ),
+                "topology.nodes.b.labels.rampart.agent-mode: only an agent node runs rampart-agent",
             ),
         ),
         (
