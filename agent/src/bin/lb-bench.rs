@@ -40,6 +40,13 @@ struct Args {
     /// Also write the Markdown report here.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Generator(s): `ring` (trafgen TX_RING), `sendto` (`-t 0`) or `both`.
+    #[arg(long, default_value = "both")]
+    generator: String,
+    /// Profile the first run of every variant with `perf record -a -g`
+    /// into this directory (`perf report -i <file>` afterwards).
+    #[arg(long)]
+    perf_dir: Option<PathBuf>,
 }
 
 const NET: u8 = 231;
@@ -99,6 +106,20 @@ impl Bed {
             "0",
         ])?;
         sh(&["ip", "-n", &bed.sw, "link", "set", "br0", "up"])?;
+        // The bridge stands in for the wire: when br_netfilter is loaded on
+        // the host, bridged IP packets would also walk iptables in the
+        // switch namespace, a per-packet cost shared by every variant.
+        let _ = sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &bed.sw,
+            "sysctl",
+            "-qw",
+            "net.bridge.bridge-nf-call-iptables=0",
+            "net.bridge.bridge-nf-call-ip6tables=0",
+            "net.bridge.bridge-nf-call-arptables=0",
+        ]);
         let mut nodes = vec![(bed.client.clone(), 1u8), (bed.lb.clone(), 2)];
         for (i, b) in bed.backends.iter().enumerate() {
             nodes.push((b.clone(), 11 + i as u8));
@@ -202,23 +223,45 @@ fn backend(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(10, NET, 0, 11 + i as u8)
 }
 
+/// How trafgen hands packets to the kernel.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Gen {
+    /// TX_RING (zero-copy pages; trafgen's default).
+    Ring,
+    /// One `sendto` per packet (`-t 0`): linear skbs like a NIC's.
+    Sendto,
+}
+
+impl Gen {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Ring => "trafgen TX_RING",
+            Self::Sendto => "trafgen sendto (-t 0)",
+        }
+    }
+}
+
 /// trafgen in its own process group, stopped by group.
 struct Trafgen(Child);
 
 impl Trafgen {
-    fn start(bed: &Bed, cfg: &std::path::Path) -> anyhow::Result<Self> {
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &bed.client,
-                "trafgen",
-                "--dev",
-                "eth0",
-                "--conf",
-            ])
-            .arg(cfg)
-            .args(["-P", "1", "-C", "--no-sock-mem"])
+    fn start(bed: &Bed, cfg: &std::path::Path, gen_: Gen) -> anyhow::Result<Self> {
+        let mut cmd = Command::new("ip");
+        cmd.args([
+            "netns",
+            "exec",
+            &bed.client,
+            "trafgen",
+            "--dev",
+            "eth0",
+            "--conf",
+        ])
+        .arg(cfg)
+        .args(["-P", "1", "-C", "--no-sock-mem"]);
+        if gen_ == Gen::Sendto {
+            cmd.args(["-t", "0"]);
+        }
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .process_group(0)
@@ -246,16 +289,153 @@ impl Drop for Trafgen {
     }
 }
 
-fn measure(bed: &Bed, cfg: &std::path::Path, secs: u64) -> anyhow::Result<f64> {
-    let tg = Trafgen::start(bed, cfg)?;
+fn measure(
+    bed: &Bed,
+    cfg: &std::path::Path,
+    secs: u64,
+    gen_: Gen,
+    perf: Option<PathBuf>,
+) -> anyhow::Result<f64> {
+    let tg = Trafgen::start(bed, cfg, gen_)?;
     std::thread::sleep(Duration::from_millis(500));
+    // Optional system-wide profile of the measured window.
+    let prof = match perf {
+        Some(out) => Some(
+            Command::new("perf")
+                .args(["record", "-a", "-g", "-q", "-o"])
+                .arg(out)
+                .args(["--", "sleep", &secs.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("spawn perf record")?,
+        ),
+        None => None,
+    };
     let a = bed.backend_rx()?;
     let t = Instant::now();
     std::thread::sleep(Duration::from_secs(secs));
     let b = bed.backend_rx()?;
     let dt = t.elapsed().as_secs_f64();
+    if let Some(mut p) = prof {
+        let _ = p.wait();
+    }
     drop(tg);
     Ok((b - a) as f64 / dt)
+}
+
+/// Median of `args.runs` measurements; with `--perf-dir`, the first run is
+/// profiled into `<dir>/<label>-<generator>.data`.
+fn measure_runs(
+    bed: &Bed,
+    cfg: &std::path::Path,
+    args: &Args,
+    gen_: Gen,
+    label: &str,
+) -> anyhow::Result<f64> {
+    Ok(median(
+        (0..args.runs)
+            .map(|i| {
+                let perf = args.perf_dir.as_ref().filter(|_| i == 0).map(|d| {
+                    let g = if gen_ == Gen::Ring { "ring" } else { "sendto" };
+                    d.join(format!("{label}-{g}.data"))
+                });
+                measure(bed, cfg, args.seconds, gen_, perf)
+            })
+            .collect::<anyhow::Result<_>>()?,
+    ))
+}
+
+/// (variant name, packets per second) in measurement order.
+type Rows = Vec<(String, f64)>;
+
+/// One configuration of Rampart's dataplane in the profile.
+#[derive(Clone, Copy)]
+struct XdpVariant {
+    /// Native (driver) XDP on the LB's veth; the bridge port facing it
+    /// gets a pass-through XDP program so XDP_TX frames are accepted.
+    native: bool,
+    /// Next hops from the agent-filled cache instead of bpf_fib_lookup.
+    nexthop_cache: bool,
+}
+
+impl XdpVariant {
+    fn label(self) -> String {
+        format!(
+            "xdp-{}-{}",
+            if self.native { "native" } else { "generic" },
+            if self.nexthop_cache { "cache" } else { "fib" }
+        )
+    }
+
+    fn name(self) -> String {
+        format!(
+            "Rampart XDP LB ({} XDP, {}, IPIP, XDP_TX)",
+            if self.native { "native" } else { "generic" },
+            if self.nexthop_cache {
+                "next-hop cache"
+            } else {
+                "bpf_fib_lookup"
+            }
+        )
+    }
+}
+
+static PIN_SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+fn pin_dir(what: &str) -> PathBuf {
+    PathBuf::from(format!(
+        "/sys/fs/bpf/rampart-lbbench-{what}-{}-{}",
+        std::process::id(),
+        PIN_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ))
+}
+
+/// Loads and attaches the balancer for `v`; returns it and, in native mode,
+/// the pass-through program on the bridge port (both detach on drop).
+fn rampart(bed: &Bed, v: XdpVariant) -> anyhow::Result<(Balancer, Option<Balancer>)> {
+    let src = Ipv4Addr::new(10, NET, 0, 2);
+    let pin = pin_dir("lb");
+    let mut lb = in_ns(&bed.lb, move || -> anyhow::Result<Balancer> {
+        let mut lb = Balancer::load(
+            &pin,
+            LbOptions {
+                max_vips: 2,
+                max_table_size: 100_003,
+                src_v4: src,
+                flow_max: 262_144,
+                ..LbOptions::default()
+            },
+        )?;
+        lb.attach(LbProgram::Balancer, "eth0", !v.native)?;
+        Ok(lb)
+    })??;
+    lb.apply(&[service(BACKENDS, 0)])?;
+    if v.nexthop_cache {
+        let lb_ns = bed.lb.clone();
+        let (back, n) = in_ns(&lb_ns, move || {
+            let n = lb.resolve_next_hops("eth0");
+            (lb, n)
+        })?;
+        lb = back;
+        let n = n?;
+        if n != BACKENDS {
+            bail!("next-hop cache: {n} of {BACKENDS} backends resolved");
+        }
+    }
+    let peer = if v.native {
+        // An empty balancer passes everything: the cheapest XDP program at
+        // hand that turns on the bridge port's NAPI receive path.
+        let pin = pin_dir("pass");
+        Some(in_ns(&bed.sw, move || -> anyhow::Result<Balancer> {
+            let mut p = Balancer::load(&pin, LbOptions::default())?;
+            p.attach(LbProgram::Balancer, "p1", false)?;
+            Ok(p)
+        })??)
+    } else {
+        None
+    };
+    Ok((lb, peer))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -347,141 +527,8 @@ impl Drop for TempDir {
     }
 }
 
-fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let bed = Bed::new()?;
-    let lb_mac = ns_out(&bed.lb, &["cat", "/sys/class/net/eth0/address"])?;
-    let dir = TempDir(std::env::temp_dir().join(format!("lb-bench-{}", std::process::id())));
-    std::fs::create_dir_all(&dir.0)?;
-    let cfg = dir.0.join("lb.trafgen");
-    // Many flows: the source port walks 1024..65000, so every variant does
-    // new-flow work (flow table insert / conntrack entry) as well as hits.
-    std::fs::write(
-        &cfg,
-        format!(
-            "{{ eth(da={lb_mac}), ipv4(ttl=64, saddr=10.{NET}.0.1, daddr={}), udp(sp=dinc(1024, 65000), dp={PORT}), fill(0x00, 18) }}\n",
-            vip()
-        ),
-    )?;
-    let mut rows: Vec<(String, f64)> = Vec::new();
-
-    // 1. Rampart XDP (generic mode on veth).
-    let pin = PathBuf::from(format!(
-        "/sys/fs/bpf/rampart-lbbench-{}",
-        std::process::id()
-    ));
-    let src = Ipv4Addr::new(10, NET, 0, 2);
-    let lb_ns = bed.lb.clone();
-    let mut lb = in_ns(&lb_ns, move || -> anyhow::Result<Balancer> {
-        let mut lb = Balancer::load(
-            &pin,
-            LbOptions {
-                max_vips: 2,
-                max_table_size: 100_003,
-                src_v4: src,
-                flow_max: 262_144,
-                ..LbOptions::default()
-            },
-        )?;
-        lb.attach(LbProgram::Balancer, "eth0", true)?;
-        Ok(lb)
-    })??;
-    lb.apply(&[service(BACKENDS, 0)])?;
-    let xdp = median(
-        (0..args.runs)
-            .map(|_| measure(&bed, &cfg, args.seconds))
-            .collect::<anyhow::Result<_>>()?,
-    );
-    rows.push(("Rampart XDP LB (generic XDP, IPIP, XDP_TX)".into(), xdp));
-    // Maglev rebuild for 1,000 backends: pure build, and build + batched
-    // write of the inactive ring + generation flip.
-    let members: Vec<Member> = service(1000, 0)
-        .backends
-        .iter()
-        .map(|b| Member {
-            name: format!("{}:{PORT}", b.address),
-            weight: 1,
-        })
-        .collect();
-    let size = maglev::table_size(0, 1000)?;
-    let builds: Vec<f64> = (0..5)
-        .map(|_| {
-            let t = Instant::now();
-            let table = maglev::build(&members, size).expect("build");
-            std::hint::black_box(table);
-            t.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    let build_ms = median(builds);
-    let applies: Vec<f64> = (0..5)
-        .map(|_| {
-            let t = Instant::now();
-            lb.apply(&[service(1000, 0)]).expect("apply 1000");
-            t.elapsed().as_secs_f64() * 1e3
-        })
-        .collect::<Vec<_>>();
-    let apply_ms = median(applies);
-    drop(lb);
-    // The program's own cost per packet (BPF_PROG_TEST_RUN, flow-table hit
-    // and encapsulation; XDP_TX is not executed by test runs).
-    let cost_ns = in_ns(&bed.lb, || -> anyhow::Result<(f64, f64)> {
-        let mut h = rampart_agent::lb::testrun::harness(
-            std::path::Path::new("/sys/fs/bpf"),
-            LbOptions {
-                max_vips: 2,
-                src_v4: Ipv4Addr::new(10, NET, 0, 2),
-                gw_mac: Some([2, 0, 0, 0, 0, 9]),
-                ..LbOptions::default()
-            },
-        )?;
-        h.apply(&[service(BACKENDS, 0)])?;
-        let l4 = rampart_agent::packet::udp(4000, PORT, 18);
-        let pkt = rampart_agent::packet::ipv4(Ipv4Addr::new(10, NET, 0, 1), vip(), 17, &l4);
-        let (_, lb_cost) = h.test_run_repeat(LbProgram::Balancer, &pkt, 1_000_000)?;
-        let other = rampart_agent::packet::ipv4(
-            Ipv4Addr::new(10, NET, 0, 1),
-            Ipv4Addr::new(10, NET, 0, 9),
-            17,
-            &l4,
-        );
-        let (_, pass_cost) = h.test_run_repeat(LbProgram::Balancer, &other, 1_000_000)?;
-        Ok((lb_cost.as_nanos() as f64, pass_cost.as_nanos() as f64))
-    })??;
-
-    // 2. nftables DNAT, kube-proxy nftables style.
-    let rules = dir.0.join("kp.nft");
-    std::fs::write(&rules, nft_ruleset())?;
-    sh(&[
-        "ip",
-        "netns",
-        "exec",
-        &bed.lb,
-        "nft",
-        "-f",
-        rules.to_str().unwrap_or_default(),
-    ])?;
-    let nft = median(
-        (0..args.runs)
-            .map(|_| measure(&bed, &cfg, args.seconds))
-            .collect::<anyhow::Result<_>>()?,
-    );
-    if std::env::var_os("LB_BENCH_DEBUG").is_some() {
-        eprintln!("{}", ns_out(&bed.lb, &["nstat", "-a"])?);
-        eprintln!(
-            "{}",
-            ns_out(&bed.lb, &["ip", "-s", "link", "show", "eth0"])?
-        );
-    }
-    rows.push((
-        "nftables DNAT (numgen random vmap, kube-proxy nftables mode)".into(),
-        nft,
-    ));
-    sh(&[
-        "ip", "netns", "exec", &bed.lb, "nft", "delete", "table", "ip", "kp",
-    ])?;
-    sh(&["ip", "netns", "exec", &bed.lb, "conntrack", "-F"]).ok();
-
-    // 3. iptables DNAT with statistic, kube-proxy iptables style.
+/// Installs the kube-proxy iptables-mode rules; returns the binary used.
+fn iptables_add(bed: &Bed) -> anyhow::Result<&'static str> {
     let ipt = iptables_bin();
     sh(&[
         "ip", "netns", "exec", &bed.lb, ipt, "-t", "nat", "-N", "KUBE-SVC",
@@ -525,24 +572,220 @@ fn main() -> anyhow::Result<()> {
         rule.extend(["-j", "DNAT", "--to-destination", &to]);
         sh(&rule)?;
     }
-    let iptables = median(
-        (0..args.runs)
-            .map(|_| measure(&bed, &cfg, args.seconds))
-            .collect::<anyhow::Result<_>>()?,
-    );
-    rows.push((
-        format!("{ipt} DNAT (statistic --mode random, kube-proxy iptables mode)"),
-        iptables,
-    ));
+    Ok(ipt)
+}
+
+/// Removes what `iptables_add` installed.
+fn iptables_del(bed: &Bed, ipt: &str) -> anyhow::Result<()> {
+    sh(&["ip", "netns", "exec", &bed.lb, ipt, "-t", "nat", "-F"])?;
+    sh(&[
+        "ip", "netns", "exec", &bed.lb, ipt, "-t", "nat", "-X", "KUBE-SVC",
+    ])
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let bed = Bed::new()?;
+    let lb_mac = ns_out(&bed.lb, &["cat", "/sys/class/net/eth0/address"])?;
+    let dir = TempDir(std::env::temp_dir().join(format!("lb-bench-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0)?;
+    let cfg = dir.0.join("lb.trafgen");
+    // Many flows: the source port walks 1024..65000, so every variant does
+    // new-flow work (flow table insert / conntrack entry) as well as hits.
+    std::fs::write(
+        &cfg,
+        format!(
+            "{{ eth(da={lb_mac}), ipv4(ttl=64, saddr=10.{NET}.0.1, daddr={}), udp(sp=dinc(1024, 65000), dp={PORT}), fill(0x00, 18) }}\n",
+            vip()
+        ),
+    )?;
+    let variants = [
+        XdpVariant {
+            native: false,
+            nexthop_cache: false,
+        },
+        XdpVariant {
+            native: false,
+            nexthop_cache: true,
+        },
+        XdpVariant {
+            native: true,
+            nexthop_cache: false,
+        },
+        XdpVariant {
+            native: true,
+            nexthop_cache: true,
+        },
+    ];
+    let gens: Vec<Gen> = match args.generator.as_str() {
+        "ring" => vec![Gen::Ring],
+        "sendto" => vec![Gen::Sendto],
+        _ => vec![Gen::Ring, Gen::Sendto],
+    };
+    let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    // Per generator: the rows and the nftables figure (the reference).
+    let mut tables: Vec<(Gen, Rows, f64)> = Vec::new();
+    for &g in &gens {
+        let mut rows: Vec<(String, f64)> = Vec::new();
+        for v in variants {
+            let (lb, peer) = rampart(&bed, v)?;
+            let pps = measure_runs(&bed, &cfg, &args, g, &v.label())?;
+            if std::env::var_os("LB_BENCH_DEBUG").is_some() {
+                eprintln!(
+                    "{}: tx {} redirect {} nexthop_cached {} fib_fail {}",
+                    v.name(),
+                    lb.stat(rampart_common::lb::lb_stat::TX),
+                    lb.stat(rampart_common::lb::lb_stat::REDIRECT),
+                    lb.stat(rampart_common::lb::lb_stat::NEXTHOP_CACHED),
+                    lb.stat(rampart_common::lb::lb_stat::FIB_FAIL)
+                );
+            }
+            drop(peer);
+            drop(lb);
+            rows.push((v.name(), pps));
+        }
+        // nftables DNAT, kube-proxy nftables style.
+        let rules = dir.0.join("kp.nft");
+        std::fs::write(&rules, nft_ruleset())?;
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &bed.lb,
+            "nft",
+            "-f",
+            rules.to_str().unwrap_or_default(),
+        ])?;
+        let nft = measure_runs(&bed, &cfg, &args, g, "nft")?;
+        rows.push((
+            "nftables DNAT (numgen random vmap, kube-proxy nftables mode)".into(),
+            nft,
+        ));
+        sh(&[
+            "ip", "netns", "exec", &bed.lb, "nft", "delete", "table", "ip", "kp",
+        ])?;
+        sh(&["ip", "netns", "exec", &bed.lb, "conntrack", "-F"]).ok();
+        // iptables DNAT with statistic, kube-proxy iptables style.
+        let ipt = iptables_add(&bed)?;
+        let iptables = measure_runs(&bed, &cfg, &args, g, "iptables")?;
+        iptables_del(&bed, ipt)?;
+        sh(&["ip", "netns", "exec", &bed.lb, "conntrack", "-F"]).ok();
+        rows.push((
+            format!("{ipt} DNAT (statistic --mode random, kube-proxy iptables mode)"),
+            iptables,
+        ));
+        tables.push((g, rows, nft));
+    }
+    let load_after = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+
+    // Maglev rebuild for 1,000 backends: pure build, and build + batched
+    // write of the inactive ring + generation flip.
+    let (mut lb, _) = rampart(
+        &bed,
+        XdpVariant {
+            native: false,
+            nexthop_cache: false,
+        },
+    )?;
+    let members: Vec<Member> = service(1000, 0)
+        .backends
+        .iter()
+        .map(|b| Member {
+            name: format!("{}:{PORT}", b.address),
+            weight: 1,
+        })
+        .collect();
+    let size = maglev::table_size(0, 1000)?;
+    let builds: Vec<f64> = (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            let table = maglev::build(&members, size).expect("build");
+            std::hint::black_box(table);
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    let build_ms = median(builds);
+    let applies: Vec<f64> = (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            lb.apply(&[service(1000, 0)]).expect("apply 1000");
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect::<Vec<_>>();
+    let apply_ms = median(applies);
+    drop(lb);
+    // The program's own cost per packet (BPF_PROG_TEST_RUN, flow-table hit
+    // and encapsulation; XDP_TX is not executed by test runs), with the
+    // FIB lookup (falling back to the gateway MAC in an empty namespace)
+    // and with the next-hop cache.
+    let cost_ns = in_ns(&bed.lb, || -> anyhow::Result<(f64, f64, f64)> {
+        let mut h = rampart_agent::lb::testrun::harness(
+            std::path::Path::new("/sys/fs/bpf"),
+            LbOptions {
+                max_vips: 2,
+                src_v4: Ipv4Addr::new(10, NET, 0, 2),
+                gw_mac: Some([2, 0, 0, 0, 0, 9]),
+                ..LbOptions::default()
+            },
+        )?;
+        h.apply(&[service(BACKENDS, 0)])?;
+        let l4 = rampart_agent::packet::udp(4000, PORT, 18);
+        let pkt = rampart_agent::packet::ipv4(Ipv4Addr::new(10, NET, 0, 1), vip(), 17, &l4);
+        let (_, fib_cost) = h.test_run_repeat(LbProgram::Balancer, &pkt, 1_000_000)?;
+        let other = rampart_agent::packet::ipv4(
+            Ipv4Addr::new(10, NET, 0, 1),
+            Ipv4Addr::new(10, NET, 0, 9),
+            17,
+            &l4,
+        );
+        let (_, pass_cost) = h.test_run_repeat(LbProgram::Balancer, &other, 1_000_000)?;
+        for i in 0..BACKENDS {
+            h.set_next_hop(
+                backend(i).into(),
+                Some(([2, 0, 0, 0, 0, 9], [2, 0, 0, 0, 0, 2], 2)),
+            )?;
+        }
+        let (_, cached_cost) = h.test_run_repeat(LbProgram::Balancer, &pkt, 1_000_000)?;
+        Ok((
+            fib_cost.as_nanos() as f64,
+            cached_cost.as_nanos() as f64,
+            pass_cost.as_nanos() as f64,
+        ))
+    })??;
 
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "| Load balancer | packets/s delivered to backends | vs nftables |"
+        "Load average before / after the throughput runs: {} / {}",
+        load_before
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+        load_after
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
-    let _ = writeln!(md, "|---|---:|---:|");
-    for (name, pps) in &rows {
-        let _ = writeln!(md, "| {name} | {:.0} | {:.2}x |", pps, pps / nft);
+    for (g, rows, nft) in &tables {
+        let _ = writeln!(md);
+        let _ = writeln!(
+            md,
+            "Generator: {} (median of {} runs of {} s)",
+            g.name(),
+            args.runs,
+            args.seconds
+        );
+        let _ = writeln!(md);
+        let _ = writeln!(
+            md,
+            "| Load balancer | packets/s delivered to backends | vs nftables |"
+        );
+        let _ = writeln!(md, "|---|---:|---:|");
+        for (name, pps) in rows {
+            let _ = writeln!(md, "| {name} | {:.0} | {:.2}x |", pps, pps / nft);
+        }
     }
     let _ = writeln!(md);
     let _ = writeln!(
@@ -551,13 +794,22 @@ fn main() -> anyhow::Result<()> {
     );
     let _ = writeln!(
         md,
-        "rampart_lb per packet (BPF_PROG_TEST_RUN, 1M runs): {:.0} ns for a VIP packet (flow hit + IPIP), {:.0} ns for non-VIP traffic.",
-        cost_ns.0, cost_ns.1
+        "rampart_lb per packet (BPF_PROG_TEST_RUN, 1M runs): {:.0} ns for a VIP packet with the FIB lookup, {:.0} ns with the next-hop cache (flow hit + IPIP), {:.0} ns for non-VIP traffic.",
+        cost_ns.0, cost_ns.1, cost_ns.2
     );
+    let best = tables
+        .iter()
+        .map(|(_, rows, nft)| {
+            rows[..variants.len()]
+                .iter()
+                .map(|r| r.1 / nft)
+                .fold(0.0, f64::max)
+        })
+        .fold(0.0, f64::max);
     let _ = writeln!(
         md,
-        "Target (XDP >= 3x nftables): {}",
-        if xdp >= 3.0 * nft { "met" } else { "NOT met" }
+        "Target (XDP >= 3x nftables, best configuration): {} ({best:.2}x)",
+        if best >= 3.0 { "met" } else { "NOT met" }
     );
     std::io::Write::write_all(&mut std::io::stdout(), md.as_bytes())?;
     if let Some(out) = args.out {

@@ -540,7 +540,7 @@ impl Balancer {
     /// `fall` probes).
     fn restore_state(&mut self) -> Result<(), LbMapsError> {
         let mut used = HashSet::new();
-        for item in self.vips.iter() {
+        for item in &self.vips {
             let (k, v) = item.map_err(map_err("LB_VIPS"))?;
             if v.id < self.opts.max_vips {
                 used.insert(v.id);
