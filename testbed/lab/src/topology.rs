@@ -1056,15 +1056,15 @@ fn resolve_node(
         },
     };
     let agent_mode = match (roles.contains(&Role::Agent), label("rampart.agent-mode")) {
-        (false, None) => None,
+        // No label: nothing to run, or resolved lab-wide (managed when the
+        // lab has a controller).
+        (_, None) => None,
         (false, Some(_)) => {
             problems.push(format!(
                 "{at}.labels.rampart.agent-mode: only an agent node runs rampart-agent"
             ));
             None
         }
-        // Resolved lab-wide: managed when the lab has a controller.
-        (true, None) => None,
         (true, Some(m)) => match m.trim() {
             "managed" => Some(AgentMode::Managed),
             "standalone" => Some(AgentMode::Standalone),
