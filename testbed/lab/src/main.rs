@@ -34,7 +34,7 @@ struct Cli {
     /// Project checkout (for testbed/sims) [default: where this binary was built from].
     #[arg(long, global = true, env = "RAMPART_ROOT")]
     root: Option<PathBuf>,
-    /// Directory of rampartd and rampart-agent [default: this binary's directory].
+    /// Directory of rampartd, rampartctl and rampart-agent [default: this binary's directory].
     #[arg(long, global = true, env = "RAMPART_BIN_DIR")]
     bin_dir: Option<PathBuf>,
     /// Cisco IOS-XE 16.9.3 YANG models for netconfd

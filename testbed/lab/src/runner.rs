@@ -1784,7 +1784,13 @@ pub fn down(lab: &str, env: &Env) -> Result<DownReport, LabError> {
     }
 
     // Files, except logs (kept for post-mortems).
-    for f in ["state.json", "state.json.tmp", "lab.env", "inventory.yaml"] {
+    for f in [
+        "state.json",
+        "state.json.tmp",
+        "lab.env",
+        "inventory.yaml",
+        "sims-ca.pem",
+    ] {
         let _ = fs::remove_file(env.state_dir.join(f));
     }
     let _ = fs::remove_dir_all(env.state_dir.join("nodes"));

@@ -8,7 +8,7 @@ use std::{
 };
 
 use rampart_lab::{
-    inventory,
+    inventory, runner,
     topology::{self, AgentMode, Kind, Lab, Role, TopologyError},
 };
 
@@ -231,6 +231,29 @@ fn startup_configs_enable_management_and_match_the_addresses() {
             "controller env sets {var}"
         );
     }
+    // The containerlab controller serves the agents on the netns lab's
+    // ports, with the controller's address in the agent port's certificate
+    // (the managed agents verify it).
+    let rampartd = std::fs::read_to_string(dir.join("configs/rampartd.toml")).unwrap();
+    let agents = rampartd
+        .split("\n[agents]\n")
+        .nth(1)
+        .expect("rampartd.toml has an [agents] section");
+    assert!(
+        agents.contains(&format!("listen = \"0.0.0.0:{}\"", runner::AGENT_PORT)),
+        "{agents}"
+    );
+    assert!(
+        agents.contains(&format!(
+            "metrics_listen = \"0.0.0.0:{}\"",
+            runner::FLEET_METRICS_PORT
+        )),
+        "{agents}"
+    );
+    assert!(
+        agents.contains(&format!("\"{}\"", addr("controller"))),
+        "agent port SANs: {agents}"
+    );
 }
 
 // ===== precise errors =====
