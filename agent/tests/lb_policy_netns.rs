@@ -367,19 +367,23 @@ virtual_services:
     /// `n` TCP connections from the client to the VIP; answers per backend
     /// (index) and failures.
     fn connect(&self, n: usize) -> (Vec<usize>, usize) {
+        self.connect_within(n, Duration::from_secs(2))
+    }
+
+    /// [`Bed::connect`] with each connection bounded by `limit`.
+    fn connect_within(&self, n: usize, limit: Duration) -> (Vec<usize>, usize) {
         let vip = SocketAddr::from((self.vip(), PORT));
         let backends = self.backends.len();
         in_ns(&self.client, move || {
             let mut per = vec![0usize; backends];
             let mut failed = 0;
             for _ in 0..n {
-                let got =
-                    TcpStream::connect_timeout(&vip, Duration::from_secs(2)).and_then(|mut s| {
-                        s.set_read_timeout(Some(Duration::from_secs(2)))?;
-                        let mut buf = String::new();
-                        s.read_to_string(&mut buf)?;
-                        Ok(buf)
-                    });
+                let got = TcpStream::connect_timeout(&vip, limit).and_then(|mut s| {
+                    s.set_read_timeout(Some(limit))?;
+                    let mut buf = String::new();
+                    s.read_to_string(&mut buf)?;
+                    Ok(buf)
+                });
                 match got.ok().and_then(|a| {
                     a.trim()
                         .strip_prefix('b')
@@ -533,5 +537,75 @@ fn health_checks_in_the_daemon_take_a_dead_backend_out() {
         bed.log().contains("backend failed health checks"),
         "the transition is logged:\n{}",
         bed.log()
+    );
+}
+
+/// The firewall section of a policy file: ingress on the LB's eth0,
+/// default permit, and a deny of TCP to `deny_port`.
+fn firewall(deny_port: u16) -> String {
+    format!(
+        "interfaces:
+  - interface: eth0
+    direction: ingress
+    default_action: permit
+    rules:
+      - {{sequence: 10, action: deny, protocol: 6, destination_ports: [{{first: {deny_port}, last: {deny_port}}}]}}
+"
+    )
+}
+
+#[test]
+fn firewall_and_load_balancer_share_the_interface_and_apply_together() {
+    if skip("firewall_and_load_balancer_share_the_interface_and_apply_together") {
+        return;
+    }
+    let mut bed = Bed::new("c", 2);
+    let lb = bed.policy(&[0, 1], None);
+    // v1: the firewall on the LB's interface (denies TCP 9 only) and the
+    // load balancer chained after it: connections are balanced.
+    bed.write_policy(&format!("{lb}{}", firewall(9)));
+    bed.start_agent();
+    bed.wait_balanced(
+        40,
+        |p| p.iter().all(|&c| c > 0),
+        "balanced through the firewall",
+    );
+
+    // v2: the firewall would deny the VIP's port, but the LB section is
+    // invalid: refused as a whole, so the firewall change is not applied.
+    let bad = bed.policy(&[0], Some("fd00::99"));
+    bed.write_policy(&format!("{bad}{}", firewall(PORT)));
+    bed.wait_metric(
+        "rampart_policy_apply_errors_total",
+        |v| v >= 1.0,
+        "the half-valid file is refused",
+    );
+    let (per, failed) = bed.connect(20);
+    assert_eq!(failed, 0, "firewall unchanged by the refused file: {per:?}");
+
+    // v3: both valid: the firewall (first on the interface) now drops new
+    // connections to the VIP's port before the load balancer sees them.
+    bed.write_policy(&format!("{lb}{}", firewall(PORT)));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (per, failed) = bed.connect_within(3, Duration::from_millis(300));
+        if failed == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the firewall did not take effect: {per:?}\n{}",
+            bed.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // v4: the firewall section removed: the balancer moves to its own XDP
+    // attachment on the interface and serves again.
+    bed.write_policy(&lb);
+    bed.wait_balanced(
+        40,
+        |p| p.iter().all(|&c| c > 0),
+        "balanced again without the firewall",
     );
 }
