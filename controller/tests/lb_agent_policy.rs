@@ -214,3 +214,17 @@ spec:
         "{e}"
     );
 }
+
+#[test]
+fn the_example_spec_compiles_for_agents() {
+    let r = compile::compile(
+        &spec(include_str!("../../examples/lb-web.yaml")),
+        &BTreeMap::new(),
+    )
+    .unwrap();
+    let p: pb::HostPolicy = serde_json::from_str(&r[0].content).unwrap();
+    assert_eq!(r[0].target, "hosts:role=lb");
+    assert_eq!(p.virtual_services.len(), 1);
+    assert_eq!(p.virtual_services[0].interface, "eth0");
+    assert_eq!(p.virtual_services[0].mode, pb::ForwardingMode::Ipip as i32);
+}

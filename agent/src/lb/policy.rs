@@ -538,6 +538,23 @@ mod tests {
     }
 
     #[test]
+    fn the_example_policy_file_is_valid() {
+        let p: pb::HostPolicy =
+            serde_norway::from_str(include_str!("../../../examples/lb-agent-policy.yaml"))
+                .expect("example parses");
+        let plan = plan(&p.virtual_services, &yes, 16, 65_537).expect("example is valid");
+        let specs = &plan["eth0"];
+        assert_eq!(specs.len(), 2);
+        assert_eq!(specs[1].spec.mode, Mode::Dnat);
+        assert_eq!(
+            specs[1].targets()[0],
+            "10.0.1.21:5353".parse::<SocketAddr>().unwrap(),
+            "DNAT backends are probed on their own port"
+        );
+        crate::policy::compile(&p, &yes).expect("firewall section compiles");
+    }
+
+    #[test]
     fn the_same_vip_on_two_interfaces_is_two_balancers() {
         let two = format!(
             "{WEB}{}",
