@@ -199,7 +199,8 @@ async fn hosts_prepare_together_and_a_refusal_changes_no_host() {
             .unwrap_or_else(|| panic!("no dry-run entry for agent/{id}: {:?}", dry.rendered));
         assert_eq!(r.format, "agent-policy");
         assert!(
-            r.content.contains("+ lo ingress: seq 10 allow proto 6 dport 80"),
+            r.content
+                .contains("+ lo ingress: seq 10 allow proto 6 dport 80"),
             "{}",
             r.content
         );
