@@ -167,8 +167,29 @@ fn main() -> anyhow::Result<()> {
             })?;
         }
         Cmd::Detach { interface } => {
+            // Load balancers hooked in on their own (no firewall on the
+            // interface) are pinned beside the firewall's root.
+            let lb_root = rampart_agent::lb::runtime::lb_root(&layout.root);
+            let lb_ifaces: Vec<String> = std::fs::read_dir(&lb_root)
+                .map(|rd| {
+                    rd.filter_map(Result::ok)
+                        .filter_map(|e| e.file_name().into_string().ok())
+                        .filter(|n| interface.is_empty() || interface.contains(n))
+                        .collect()
+                })
+                .unwrap_or_default();
+            for i in &lb_ifaces {
+                rampart_agent::lb::maps::detach_pinned(&lb_root.join(i))?;
+            }
+            if interface.is_empty() {
+                let _ = std::fs::remove_dir(&lb_root);
+            }
             let done = if interface.is_empty() {
-                loader::detach_all(&layout)?
+                let mut all = loader::detach_all(&layout)?;
+                all.extend(lb_ifaces);
+                all.sort();
+                all.dedup();
+                all
             } else {
                 for i in &interface {
                     loader::detach(&layout, i)?;

@@ -538,6 +538,32 @@ fn health_checks_in_the_daemon_take_a_dead_backend_out() {
         "the transition is logged:\n{}",
         bed.log()
     );
+
+    // The agent exits: the pinned balancer keeps serving; `rampart-agent
+    // detach` removes it (its pins beside the firewall's root).
+    if let Some(mut c) = bed.agent.take() {
+        c.kill().expect("kill agent");
+        c.wait().expect("reap agent");
+    }
+    let (per, failed) = bed.connect(10);
+    assert_eq!((per[0], failed), (10, 0), "served without the agent");
+    let out = Command::new(env!("CARGO_BIN_EXE_rampart-agent"))
+        .args(["--netns", &bed.lb, "--pin-root"])
+        .arg(&bed.pin_root)
+        .arg("detach")
+        .output()
+        .expect("run detach");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("eth0"),
+        "detach: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut lb_root = bed.pin_root.clone().into_os_string();
+    lb_root.push("-lb");
+    assert!(!PathBuf::from(lb_root).exists(), "LB pins removed");
+    let (_, failed) = bed.connect_within(3, Duration::from_millis(300));
+    assert_eq!(failed, 3, "the VIP is no longer served after detach");
 }
 
 /// The firewall section of a policy file: ingress on the LB's eth0,
