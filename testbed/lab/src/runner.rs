@@ -739,7 +739,11 @@ fn sim_lines(text: &str) -> BTreeMap<String, String> {
 }
 
 fn lab_env(lab: &Lab) -> Vec<(String, String)> {
-    vec![(MARKER.to_owned(), lab.name.clone())]
+    vec![
+        (MARKER.to_owned(), lab.name.clone()),
+        // Logs go to files: no terminal colour codes in them.
+        ("NO_COLOR".to_owned(), "1".to_owned()),
+    ]
 }
 
 fn random_secret() -> String {

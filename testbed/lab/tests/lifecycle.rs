@@ -79,6 +79,11 @@ impl Lab {
     }
 
     fn run(&self, args: &[&str]) -> Output {
+        self.run_timeout(args, 20)
+    }
+
+    /// `run` with `--ready-timeout SECS`.
+    fn run_timeout(&self, args: &[&str], secs: u32) -> Output {
         Command::new(env!("CARGO_BIN_EXE_rampart-lab"))
             .args(args)
             .arg("--topology")
@@ -88,7 +93,7 @@ impl Lab {
             .arg("--root")
             .arg(repo())
             .arg("--ready-timeout")
-            .arg("20")
+            .arg(secs.to_string())
             .output()
             .unwrap()
     }
@@ -521,6 +526,58 @@ fn broken_exec_midway_fails_up_and_leaves_nothing() {
         !lab.state_dir().join("state.json").exists(),
         "no state of a lab that does not exist"
     );
+}
+
+/// A managed agent that never reaches rampartd (its node is not linked to
+/// the controller's network): `up` fails once the ready timeout passes,
+/// names the node and says it is not online in the fleet, and removes
+/// everything, the agent's state directory and the enrolled token's
+/// controller included.
+#[test]
+fn managed_agent_that_never_comes_online_fails_up_and_leaves_nothing() {
+    if skip("managed_agent_that_never_comes_online_fails_up_and_leaves_nothing") {
+        return;
+    }
+    let bin_dir = PathBuf::from(env!("CARGO_BIN_EXE_rampart-lab"))
+        .parent()
+        .unwrap()
+        .to_owned();
+    for b in ["rampartd", "rampartctl", "rampart-agent"] {
+        if !bin_dir.join(b).is_file() {
+            eprintln!(
+                "SKIP: managed_agent_that_never_comes_online_fails_up_and_leaves_nothing needs {b} in {}",
+                bin_dir.display()
+            );
+            return;
+        }
+    }
+    let lab = Lab::new(
+        "lost",
+        r#"name: NAME
+topology:
+  nodes:
+    sw:
+      kind: bridge
+    ctl:
+      kind: linux
+      labels: {rampart.role: controller, rampart.address: 10.40.0.10/24}
+    h:
+      kind: linux
+      labels: {rampart.role: agent, rampart.label.role: web}
+  links:
+    - endpoints: ["ctl:eth1", "sw:p-ctl"]
+"#,
+    );
+    let t = Instant::now();
+    let up = lab.run_timeout(&["up"], 3);
+    assert_eq!(up.status.code(), Some(1), "{}", text(&up));
+    let err = String::from_utf8_lossy(&up.stderr);
+    assert!(
+        err.contains("node h: rampart-agent not ready: not online in rampartd's fleet"),
+        "{err}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+    lab.assert_clean("after an agent that never came online");
 }
 
 #[test]
