@@ -169,6 +169,18 @@ impl Output {
                         "lastSeenMs": a.last_seen_ms,
                         "lastError": a.last_error,
                         "certNotAfter": a.cert_not_after,
+                        "lbBackends": a.health.as_ref().map(|h| {
+                            h.backends
+                                .iter()
+                                .map(|b| json!({
+                                    "virtualService": b.virtual_service,
+                                    "backend": b.backend,
+                                    "up": b.up,
+                                    "transitions": b.transitions,
+                                    "lastError": b.last_error,
+                                }))
+                                .collect::<Vec<_>>()
+                        }).unwrap_or_default(),
                     })
                 })
                 .collect(),
@@ -188,6 +200,15 @@ impl Output {
                     format!("{}/{}", a.applied_version, a.desired_version),
                     l.join(","),
                     a.last_error.clone(),
+                    // Load-balancer backends passing health checks / checked.
+                    a.health
+                        .as_ref()
+                        .filter(|h| !h.backends.is_empty())
+                        .map(|h| {
+                            let up = h.backends.iter().filter(|b| b.up).count();
+                            format!("{up}/{}", h.backends.len())
+                        })
+                        .unwrap_or_else(|| "-".to_owned()),
                 ]
             })
             .collect();
@@ -200,7 +221,8 @@ impl Output {
                     "STATE",
                     "APPLIED/DESIRED",
                     "LABELS",
-                    "LAST ERROR"
+                    "LAST ERROR",
+                    "LB UP"
                 ],
                 rows
             )
