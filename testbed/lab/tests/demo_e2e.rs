@@ -15,6 +15,7 @@
 //! two namespaces, hit counters through the API.
 
 use std::{
+    collections::BTreeMap,
     io::{Read as _, Write as _},
     net::{SocketAddr, TcpStream},
     path::{Path, PathBuf},
@@ -219,28 +220,48 @@ impl Ctl {
     }
 
     /// Waits until both agents are online and enforce the version rampartd
-    /// wants them to, that version being above `after`; the agents.
-    fn agents_converged(&self, after: u64) -> Vec<Value> {
+    /// wants them to, each above its version in `after` (agent id ->
+    /// version: versions are per agent); the new versions.
+    fn agents_converged(&self, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let agents = self.json(&["agents"]);
             let list = agents.as_array().unwrap().clone();
             let done = list.len() == 2
                 && list.iter().all(|a| {
+                    let before = after
+                        .get(a["agentId"].as_str().unwrap_or_default())
+                        .copied()
+                        .unwrap_or(0);
                     a["state"] == "online"
                         && a["appliedVersion"] == a["desiredVersion"]
-                        && a["desiredVersion"].as_u64().unwrap_or(0) > after
+                        && a["desiredVersion"].as_u64().unwrap_or(0) > before
                 });
             if done {
-                return list;
+                return versions(&agents);
             }
             assert!(
                 Instant::now() < deadline,
-                "agents did not converge past version {after}: {agents:#}"
+                "agents did not converge past versions {after:?}: {agents:#}"
             );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// Desired version per agent id in `rampartctl -o json agents`.
+fn versions(agents: &Value) -> BTreeMap<String, u64> {
+    agents
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["agentId"].as_str().unwrap_or_default().to_owned(),
+                a["desiredVersion"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
 }
 
 /// GET / on `addr` from `ns`: the body, or why not within 1 s.
@@ -469,11 +490,7 @@ fn demo_applies_enforces_counts_and_rolls_back_on_the_lab() {
         assert_eq!(a["state"], "online", "{a}");
         assert_eq!(a["labels"]["role"], role, "{a}");
     }
-    let version0 = list
-        .iter()
-        .filter_map(|a| a["desiredVersion"].as_u64())
-        .max()
-        .unwrap_or(0);
+    let version0 = versions(&agents);
 
     ctl.ok(&["devices", "add", "-f", &ctl.var("RAMPART_INVENTORY")]);
     let controller = lab.ns("controller");
@@ -515,8 +532,7 @@ fn demo_applies_enforces_counts_and_rolls_back_on_the_lab() {
     let applied = ctl.json(&["apply", "-f", spec]);
     let txn = applied["transactionId"].as_str().unwrap().to_owned();
     assert!(txn.starts_with("txn-"), "{applied:#}");
-    let agents = ctl.agents_converged(version0);
-    let version1 = agents[0]["desiredVersion"].as_u64().unwrap();
+    let version1 = ctl.agents_converged(&version0);
 
     // Traffic: tcp/80 served, tcp/8080 dropped, at host1 itself and at the
     // gateway host2 in front of the web backends.
@@ -638,7 +654,7 @@ fn demo_applies_enforces_counts_and_rolls_back_on_the_lab() {
 
     // Rollback: every device and every host restored.
     ctl.ok(&["rollback", &txn]);
-    ctl.agents_converged(version1);
+    ctl.agents_converged(&version1);
     let back = running();
     assert!(
         !back.contains(ACL),
