@@ -585,9 +585,9 @@ fn main() -> anyhow::Result<()> {
     let _ = writeln!(md, "Load average at the start: {}\n", loadavg());
     for mode in &args.modes {
         for &shape in &args.shape {
-            let results = measure_shape(&args, &bed, &mut filters, &cfg, mode, shape)?;
+            let (results, own) = measure_shape(&args, &bed, &mut filters, &cfg, mode, shape)?;
             let _ = writeln!(md, "### {} shape, trafgen {mode} mode\n", shape.name());
-            md.push_str(&markdown(&args, shape, &results));
+            md.push_str(&markdown(&args, shape, &results, own));
             md.push('\n');
             if let Some(p) = &args.svg {
                 let p = p.with_file_name(format!(
@@ -621,9 +621,12 @@ fn loadavg() -> String {
 /// Per filter: (rules, pps).
 type Results = Vec<(String, Vec<(usize, f64)>)>;
 
-/// Every rule count of one shape and mode; filters take turns within a rule
-/// count (and within each of `args.runs` rounds) so they share the
-/// machine's conditions. Reports the median of the rounds.
+/// Every rule count of one shape and mode. Each of `args.runs` rounds
+/// measures every rule count and, within it, every filter in turn, so the
+/// points compared in a ratio are taken minutes apart at most and share the
+/// machine's conditions. Reports the median of the rounds per point, and
+/// the median over rounds of Rampart's (most rules / fewest rules) rate.
+#[allow(clippy::print_stdout, reason = "a benchmark command reports on stdout")]
 fn measure_shape(
     args: &Args,
     bed: &Bed,
@@ -631,18 +634,17 @@ fn measure_shape(
     cfg: &Path,
     mode: &str,
     shape: Shape,
-) -> anyhow::Result<Results> {
-    let mut results: Results = filters
-        .iter()
-        .map(|f| (f.name().to_string(), Vec::new()))
-        .collect();
-    for &n in &args.rules {
-        let lines = acl(shape, n);
-        let mut samples: Vec<Vec<f64>> = vec![Vec::new(); filters.len()];
-        for _ in 0..args.runs.max(1) {
+) -> anyhow::Result<(Results, Option<f64>)> {
+    let acls: Vec<Vec<AclLine>> = args.rules.iter().map(|&n| acl(shape, n)).collect();
+    // samples[filter][rule count index][round]
+    let mut samples = vec![vec![Vec::new(); args.rules.len()]; filters.len()];
+    let mut own = Vec::new();
+    for _ in 0..args.runs.max(1) {
+        let mut round = vec![vec![None; args.rules.len()]; filters.len()];
+        for (k, (&n, lines)) in args.rules.iter().zip(&acls).enumerate() {
             for (i, f) in filters.iter_mut().enumerate() {
                 let t0 = Instant::now();
-                f.install(bed, &lines)?;
+                f.install(bed, lines)?;
                 let setup = t0.elapsed();
                 let r = measure(bed, f.as_ref(), cfg, args.seconds, mode);
                 f.remove(bed)?;
@@ -653,21 +655,46 @@ fn measure_shape(
                             shape.name(),
                             f.name()
                         );
-                        samples[i].push(pps);
+                        samples[i][k].push(pps);
+                        round[i][k] = Some(pps);
                     }
                     Err(e) => println!("{:<13} rules={n:>6}  failed: {e}", f.name()),
                 }
             }
         }
-        for (i, mut v) in samples.into_iter().enumerate() {
-            if v.is_empty() {
-                continue;
-            }
-            v.sort_by(f64::total_cmp);
-            results[i].1.push((n, v[v.len() / 2]));
+        let lo = args.rules.iter().enumerate().min_by_key(|(_, n)| **n);
+        let hi = args.rules.iter().enumerate().max_by_key(|(_, n)| **n);
+        if let (Some(i), Some((lo, _)), Some((hi, _))) = (
+            filters.iter().position(|f| f.name() == "rampart-xdp"),
+            lo,
+            hi,
+        ) && let (Some(a), Some(b)) = (round[i][lo], round[i][hi])
+        {
+            own.push(b / a);
         }
     }
-    Ok(results)
+    let results = filters
+        .iter()
+        .zip(samples)
+        .map(|(f, per_n)| {
+            let points = args
+                .rules
+                .iter()
+                .zip(per_n)
+                .filter_map(|(&n, v)| median(v).map(|m| (n, m)))
+                .collect();
+            (f.name().to_string(), points)
+        })
+        .collect();
+    Ok((results, median(own)))
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    Some(v[v.len() / 2])
 }
 
 fn get(results: &[(String, Vec<(usize, f64)>)], name: &str, n: usize) -> Option<f64> {
@@ -680,7 +707,12 @@ fn get(results: &[(String, Vec<(usize, f64)>)], name: &str, n: usize) -> Option<
         .map(|(_, v)| *v)
 }
 
-fn markdown(args: &Args, shape: Shape, results: &[(String, Vec<(usize, f64)>)]) -> String {
+fn markdown(
+    args: &Args,
+    shape: Shape,
+    results: &[(String, Vec<(usize, f64)>)],
+    own_per_round: Option<f64>,
+) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -724,7 +756,15 @@ fn markdown(args: &Args, shape: Shape, results: &[(String, Vec<(usize, f64)>)]) 
             let ok = if ratio >= 0.8 { "met" } else { "NOT met" };
             let _ = writeln!(
                 s,
-                "- rampart {max} rules / {min} rule = {:.0}% (target >= 80%: {ok})",
+                "- rampart {max} rules / {min} rule = {:.0}% of the medians (target >= 80%: {ok})",
+                ratio * 100.0
+            );
+        }
+        if let Some(ratio) = own_per_round {
+            let ok = if ratio >= 0.8 { "met" } else { "NOT met" };
+            let _ = writeln!(
+                s,
+                "- rampart {max} rules / {min} rule = {:.0}% as the median of each round's ratio (target >= 80%: {ok})",
                 ratio * 100.0
             );
         }
