@@ -152,13 +152,16 @@ spec:
     );
     // Dry-run first: the agent policy is in the rendering.
     let dry = d.apply_doc(&spec, true).await.unwrap();
-    let shown = format!("{dry:?}");
-    assert!(
-        shown.contains("agent-policy")
-            || shown.contains("AgentPolicy")
-            || shown.contains("virtual_services"),
-        "dry-run shows the agent rendering: {shown}"
-    );
+    let r = dry
+        .rendered
+        .iter()
+        .find(|r| r.target == "hosts:role=lb")
+        .unwrap_or_else(|| panic!("no agent rendering in the dry-run: {:?}", dry.rendered));
+    assert_eq!(r.format, "agent-policy");
+    let shown: pb::HostPolicy = serde_json::from_str(&r.content).unwrap();
+    assert_eq!(shown.virtual_services.len(), 1);
+    assert_eq!(shown.virtual_services[0].vip, vip.to_string());
+    assert_eq!(shown.virtual_services[0].interface, g.veth);
     d.apply_doc(&spec, false).await.unwrap();
     let token = d.enroll_token(&[("role", "lb")]).await;
 
