@@ -689,3 +689,144 @@ pub fn spawn_health_loop<S: Send + 'static>(
         })
         .expect("spawn the health-check thread")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+
+    use super::*;
+
+    fn runtime_with(health: HealthSpec, backends: &[SocketAddr]) -> LbRuntime {
+        let mut rt = LbRuntime::new(
+            PinLayout {
+                root: PathBuf::from("/nonexistent/rampart-test"),
+            },
+            LbOptions::default(),
+            XdpModePref::Generic,
+        );
+        let port = backends[0].port();
+        rt.services = vec![LbService {
+            interface: "eth0".into(),
+            spec: ServiceSpec {
+                name: "web".into(),
+                address: "192.0.2.1".parse().unwrap(),
+                protocol: 6,
+                port,
+                backends: backends
+                    .iter()
+                    .map(|b| super::super::service::BackendSpec {
+                        address: b.ip(),
+                        port: b.port(),
+                        weight: 1,
+                    })
+                    .collect(),
+                mode: super::super::service::Mode::Dnat,
+                maglev_table_size: 0,
+            },
+            health: Some(health),
+            owner: "web-lb".into(),
+            tenant: "acme".into(),
+        }];
+        rt.rebuild_monitors();
+        rt
+    }
+
+    fn spec() -> HealthSpec {
+        HealthSpec {
+            check: Check::Tcp,
+            interval: Duration::from_millis(10),
+            timeout: Duration::from_millis(200),
+            rise: 1,
+            fall: 2,
+        }
+    }
+
+    /// One probe round at a clock `k` seconds ahead (always due: the
+    /// interval is 10 ms).
+    fn round(rt: &mut LbRuntime, k: u64) -> Vec<Transition> {
+        let jobs = rt.due_probes(Instant::now() + Duration::from_secs(k));
+        assert!(!jobs.is_empty(), "round {k} is due");
+        rt.record(run_probes(&jobs))
+    }
+
+    #[test]
+    fn probes_flip_state_after_fall_and_report_it() {
+        let live = TcpListener::bind("127.0.0.1:0").unwrap();
+        let good = live.local_addr().unwrap();
+        // A port nobody listens on: bind, note, close.
+        let bad = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut rt = runtime_with(spec(), &[good, bad]);
+        assert!(
+            round(&mut rt, 1).is_empty(),
+            "fall = 2: one failure is not down"
+        );
+        let t = round(&mut rt, 2);
+        assert_eq!(
+            t,
+            vec![Transition {
+                service: "web".into(),
+                backend: bad,
+                up: false
+            }]
+        );
+        let h = rt.backend_health();
+        assert_eq!(h.len(), 2);
+        assert!(h[0].up && h[0].last_error.is_empty());
+        assert!(!h[1].up && h[1].transitions == 1, "{h:?}");
+        assert!(h[1].last_error.contains("connect"), "{}", h[1].last_error);
+        let m = rt.render_metrics();
+        assert!(
+            m.contains(&format!(
+                "rampart_lb_health_transitions_total{{backend=\"{bad}\",to=\"down\"}} 1"
+            )),
+            "{m}"
+        );
+        assert!(
+            m.contains(&format!(
+                "rampart_lb_health_probe_failures_total{{backend=\"{bad}\"}} 2"
+            )),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn unchanged_services_keep_health_state_and_stale_results_are_dropped() {
+        let live = TcpListener::bind("127.0.0.1:0").unwrap();
+        let good = live.local_addr().unwrap();
+        let bad = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut rt = runtime_with(spec(), &[good, bad]);
+        round(&mut rt, 1);
+        round(&mut rt, 2);
+        assert!(!rt.backend_health()[1].up);
+        // A new policy with the same service keeps the down state.
+        rt.rebuild_monitors();
+        assert!(
+            !rt.backend_health()[1].up,
+            "state kept across an unchanged apply"
+        );
+        // A changed check starts over (up).
+        rt.services[0].health = Some(HealthSpec { fall: 5, ..spec() });
+        rt.rebuild_monitors();
+        assert!(rt.backend_health().iter().all(|b| b.up));
+        // Results of probes started before a rebuild are ignored.
+        let jobs = rt.due_probes(Instant::now() + Duration::from_secs(3));
+        rt.rebuild_monitors();
+        for _ in 0..5 {
+            assert!(rt.record(run_probes(&jobs)).is_empty());
+        }
+        assert!(rt.backend_health().iter().all(|b| b.up));
+        // Not due again before the interval.
+        let now = Instant::now() + Duration::from_secs(4);
+        assert!(!rt.due_probes(now).is_empty());
+        assert!(
+            rt.due_probes(now).is_empty(),
+            "scheduled one interval later"
+        );
+    }
+}
