@@ -811,3 +811,52 @@ fn reverse_nat_leaves_other_traffic_alone() {
         assert_eq!(lb.stat(lb_stat::SNAT), 0);
     });
 }
+
+#[test]
+fn next_hop_cache_replaces_the_fib_lookup() {
+    if skip() {
+        return;
+    }
+    in_empty_netns(|| {
+        let mut lb = balancer();
+        let p = packet::ipv4(
+            CLIENT,
+            VIP,
+            packet::TCP,
+            &packet::tcp(42_424, 80, packet::SYN),
+        );
+        let IpAddr::V4(be) = predicted(&lb, "web", &v4_key(42_424)) else {
+            panic!()
+        };
+        let dmac = [0x02, 0x11, 0x22, 0x33, 0x44, 0x55];
+        let smac = [0x02, 0x66, 0x77, 0x88, 0x99, 0xaa];
+        // Interface 1 (lo) is what test runs report as ingress: XDP_TX.
+        assert_eq!(
+            lb.set_next_hop(be.into(), Some((dmac, smac, 1))).unwrap(),
+            1
+        );
+        let r = lb.test_run(LbProgram::Balancer, &p).unwrap();
+        assert_eq!(r.verdict, XDP_TX);
+        assert_eq!(&r.data[0..6], &dmac, "cached next-hop MAC");
+        assert_eq!(&r.data[6..12], &smac, "cached source MAC");
+        assert_eq!(&r.data[30..34], &be.octets(), "same backend");
+        assert_eq!(lb.stat(lb_stat::NEXTHOP_CACHED), 1);
+        // Another egress interface: redirected there.
+        lb.set_next_hop(be.into(), Some((dmac, smac, 999))).unwrap();
+        let r = lb.test_run(LbProgram::Balancer, &p).unwrap();
+        assert_eq!(r.verdict, 4, "XDP_REDIRECT to the cached interface");
+        assert_eq!(lb.stat(lb_stat::REDIRECT), 1);
+        // Cleared: back to the FIB lookup (no route here: gateway MAC).
+        lb.set_next_hop(be.into(), None).unwrap();
+        let r = lb.test_run(LbProgram::Balancer, &p).unwrap();
+        assert_eq!(r.verdict, XDP_TX);
+        assert_eq!(&r.data[0..6], &GW);
+        assert_eq!(lb.stat(lb_stat::NEXTHOP_CACHED), 2);
+        // Unknown backend address: nothing cached.
+        assert_eq!(
+            lb.set_next_hop(Ipv4Addr::new(192, 0, 2, 99).into(), Some((dmac, smac, 1)))
+                .unwrap(),
+            0
+        );
+    });
+}

@@ -1153,3 +1153,24 @@ impl Drop for Balancer {
         let _ = std::fs::remove_dir(&self.pin_dir);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_mac;
+
+    #[test]
+    fn mac_addresses_parse_strictly() {
+        assert_eq!(
+            parse_mac("02:1a:ff:00:09:10"),
+            Some([0x02, 0x1a, 0xff, 0x00, 0x09, 0x10])
+        );
+        for bad in [
+            "",
+            "02:1a:ff:00:09",
+            "02:1a:ff:00:09:10:11",
+            "02:1a:ff:00:09:zz",
+        ] {
+            assert_eq!(parse_mac(bad), None, "{bad:?}");
+        }
+    }
+}
