@@ -255,6 +255,27 @@ spec:
         k.len() == 1 && k[0].port == port + 1
     })
     .await;
+
+    // A spec the agent must refuse (its interface does not exist on the
+    // host). Hosts take part in the transaction: the agent refuses in the
+    // prepare phase (staged push), so the API call fails naming the
+    // virtual service and the interface, and the agent's dataplane keeps
+    // the VIP it had.
+    let refused = other.replace(&format!("interfaces: [{}]", g.veth), "interfaces: [nope0]");
+    let status = d
+        .apply_doc(&refused, false)
+        .await
+        .expect_err("a spec an agent refuses is refused by the transaction");
+    let expect = "virtual service acme/web-lb/web: interface \"nope0\" does not exist on this host";
+    assert!(
+        status.message().contains(expect),
+        "the transaction's refusal carries the agent's reason: {status:?}"
+    );
+    let k = vips(&lb_dir);
+    assert!(
+        k.len() == 1 && k[0].port == port + 1,
+        "the refused spec left the VIP in place: {k:?}"
+    );
     drop(listener);
     d.stop().await;
 }
