@@ -16,6 +16,9 @@
 # Targets are built with debug assertions (-a): an integer overflow or a
 # failed debug_assert! counts as a crash, as it does in the test suite.
 #
+# A libFuzzer dictionary fuzz/dict/<t>.dict (protocol tokens, spec keys) is
+# used when present.
+#
 # Inputs: fuzz/seeds/<t>/ (hand-written, readable names), fuzz/corpus/<t>/
 # (minimised, SHA-1 names) and fuzz/regressions/<t>/ (inputs that once
 # crashed). The first two and the last are all replayed by the normal test
@@ -85,9 +88,11 @@ for t in "${TARGETS[@]}"; do
     echo "fuzz.sh: ${t}: fuzzing for ${SECS} s (log: ${work}/fuzz-0.log)" >&2
     # -jobs=1 runs the fuzzer as one child whose output goes to fuzz-0.log in
     # the working directory; a crash ends the job and leaves an artifact.
+    dict=()
+    if [[ -f "${FUZZ}/dict/${t}.dict" ]]; then dict=(-dict="${FUZZ}/dict/${t}.dict"); fi
     # shellcheck disable=SC2046
     (cd "${work}" && cargo fuzz run "${BUILD[@]}" $(features "${t}") "${t}" "${work}/corpus" -- \
-        "${LIBFUZZER[@]}" -max_total_time="${SECS}" -jobs=1 -workers=1 \
+        "${LIBFUZZER[@]}" "${dict[@]}" -max_total_time="${SECS}" -jobs=1 -workers=1 \
         -print_final_stats=1 -artifact_prefix="${work}/artifacts/") \
         >"${work}/run.log" 2>&1 || true
     log="${work}/fuzz-0.log"
