@@ -6,7 +6,8 @@
 # vFirewall spec is dry-run, applied to the router, the ASA, the Firepower
 # and — selected by label — to both host agents, shown filtering real
 # traffic with per-rule hit counters from the API and Prometheus, then
-# rolled back everywhere.
+# rolled back everywhere. Then a vLoadBalancer: host2's agent spreads the
+# client's connections to a VIP over two backends, and is rolled back.
 #
 # The same steps run unattended, with assertions, in
 # testbed/lab/tests/demo_e2e.rs.
@@ -119,6 +120,28 @@ agents_converged
 run rampartctl check-sync
 run rampartctl agents
 traffic
+
+lbspec=examples/demo/loadbalancer.yaml
+rampartctl delete service web-lb --tenant acme >/dev/null 2>&1 || true
+say "load balancing: $lbspec — VIP 10.10.2.100:80 on host2 (role=gateway), backends app1 and app2"
+run rampartctl apply -f "$lbspec" --dry-run
+out=$(rampartctl -o json apply -f "$lbspec")
+lbtxn=$(jq -r .transactionId <<<"$out")
+echo "committed $lbtxn"
+agents_converged
+sleep 1 # the agent's first health checks mark the backends up
+say "eight connections from the client to the VIP, spread over the backends"
+for port in $(seq 41001 41008); do
+    rampart-lab exec client -- curl -s --max-time 1 --local-port "$port" http://10.10.2.100/ || echo "no answer"
+done | sort | uniq -c
+say "host2's agent: new flows per backend, backend health"
+rampart-lab exec host2 -- curl -s --max-time 3 "http://127.0.0.1:9469/metrics" |
+    grep -E '^rampart_lb_(backend_new_flows_total|backend_up|vip_new_flows_total)' || true
+
+say "rolling the load balancer back"
+run rampartctl rollback "$lbtxn"
+agents_converged
+probe "VIP 10.10.2.100:80" "http://10.10.2.100/"
 run rampartctl get transactions --limit 5
 
 cat <<MSG
@@ -128,6 +151,7 @@ Demo done; the lab is still up. Explore further:
   rampartctl get services|devices|transactions      rampartctl agents
   rampartctl apply -f $spec --dry-run -o json
   rampartctl get service web-fw --tenant acme -o json     (after applying it again)
+  rampartctl apply -f $lbspec      rampart-lab exec client -- curl -s http://10.10.2.100/
   rampartctl check-sync        rampartctl audit -o jsonl
   rampart-lab status           rampart-lab exec client -- curl -s http://10.10.1.12/
   curl -s \$RAMPART_METRICS_URL       curl -s \$RAMPART_FLEET_METRICS_URL

@@ -1282,6 +1282,11 @@ fn start_agent(
     args.extend([
         "--metrics-listen".to_owned(),
         format!("0.0.0.0:{AGENT_METRICS_PORT}"),
+        // Generic XDP: in native mode a veth only transmits what XDP sends
+        // back out (the load balancer's XDP_TX/redirect) when its peer runs
+        // XDP too, and the lab's bridge ports do not.
+        "--xdp-mode".to_owned(),
+        "generic".to_owned(),
     ]);
     let (pid, started, child) = sys::spawn(Some(&ns), &program, &args, &penv, &log)
         .map_err(step(&n.name, "start rampart-agent"))?;
@@ -1782,6 +1787,8 @@ pub fn down(lab: &str, env: &Env) -> Result<DownReport, LabError> {
         if sys::host_link_exists(l) {
             match sys::ip(&["link", "delete", l]) {
                 Ok(_) => report.links += 1,
+                // The controller's namespace going took its peer with it.
+                Err(_) if !sys::host_link_exists(l) => report.links += 1,
                 Err(e) => tracing::error!(error = %e, "cannot delete host link"),
             }
         }

@@ -220,9 +220,13 @@ impl Ctl {
     }
 
     /// Waits until both agents are online and enforce the version rampartd
-    /// wants them to, each above its version in `after` (agent id ->
-    /// version: versions are per agent); the new versions.
-    fn agents_converged(&self, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    /// wants them to, the agents on `hosts` above their version in `after`
+    /// (agent id -> version: versions are per agent); the new versions.
+    fn agents_converged(
+        &self,
+        after: &BTreeMap<String, u64>,
+        hosts: &[&str],
+    ) -> BTreeMap<String, u64> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let agents = self.json(&["agents"]);
@@ -233,9 +237,10 @@ impl Ctl {
                         .get(a["agentId"].as_str().unwrap_or_default())
                         .copied()
                         .unwrap_or(0);
+                    let changed = hosts.iter().any(|h| a["hostname"] == *h);
                     a["state"] == "online"
                         && a["appliedVersion"] == a["desiredVersion"]
-                        && a["desiredVersion"].as_u64().unwrap_or(0) > before
+                        && (!changed || a["desiredVersion"].as_u64().unwrap_or(0) > before)
                 });
             if done {
                 return versions(&agents);
@@ -532,7 +537,7 @@ fn demo_applies_enforces_counts_and_rolls_back_on_the_lab() {
     let applied = ctl.json(&["apply", "-f", spec]);
     let txn = applied["transactionId"].as_str().unwrap().to_owned();
     assert!(txn.starts_with("txn-"), "{applied:#}");
-    let version1 = ctl.agents_converged(&version0);
+    let version1 = ctl.agents_converged(&version0, &["host1", "host2"]);
 
     // Traffic: tcp/80 served, tcp/8080 dropped, at host1 itself and at the
     // gateway host2 in front of the web backends.
@@ -654,7 +659,7 @@ fn demo_applies_enforces_counts_and_rolls_back_on_the_lab() {
 
     // Rollback: every device and every host restored.
     ctl.ok(&["rollback", &txn]);
-    ctl.agents_converged(&version1);
+    let version2 = ctl.agents_converged(&version1, &["host1", "host2"]);
     let back = running();
     assert!(
         !back.contains(ACL),
@@ -665,6 +670,62 @@ fn demo_applies_enforces_counts_and_rolls_back_on_the_lab() {
     assert!(ftd_back.is_empty(), "rollback restored ftd1: {ftd_back:#?}");
     assert_eq!(http_get(&client, host1_admin).unwrap(), "host1 8080\n");
     assert_eq!(http_get(&client, web1_admin).unwrap(), "web1 8080\n");
+
+    // The load balancer: host2's agent (role=gateway) serves the VIP on eth1
+    // and spreads the client's connections over app1 and app2 (DNAT to
+    // their port 8080; replies come back through host2 with the VIP).
+    let vip: SocketAddr = "10.10.2.100:80".parse().unwrap();
+    assert!(http_get(&client, vip).is_err(), "no VIP before the service");
+    let lb_spec = repo().join("examples/demo/loadbalancer.yaml");
+    let lb_spec = lb_spec.to_str().unwrap();
+    let lb_dry = ctl.ok(&["apply", "-f", lb_spec, "--dry-run"]);
+    assert!(
+        lb_dry.contains("--- agent/host2-") && lb_dry.contains("10.10.2.100"),
+        "dry-run shows host2's virtual service:\n{lb_dry}"
+    );
+    let lb = ctl.json(&["apply", "-f", lb_spec]);
+    let lb_txn = lb["transactionId"].as_str().unwrap().to_owned();
+    let version3 = ctl.agents_converged(&version2, &["host2"]);
+    let host2 = lab.ns("host2");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !agent_metrics(&host2)
+        .lines()
+        .filter(|l| l.starts_with("rampart_lb_backend_up{"))
+        .filter(|l| l.ends_with(" 1"))
+        .count()
+        .eq(&2)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "host2's health checks never marked both backends up:\n{}",
+            agent_metrics(&host2)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut served: BTreeMap<String, u32> = BTreeMap::new();
+    for _ in 0..12 {
+        let body = http_get(&client, vip).unwrap_or_else(|e| panic!("VIP: {e}"));
+        *served.entry(body.trim().to_owned()).or_default() += 1;
+    }
+    assert_eq!(
+        served.keys().cloned().collect::<Vec<_>>(),
+        ["app1 8080", "app2 8080"],
+        "12 connections to the VIP spread over both backends: {served:?}"
+    );
+    let m = agent_metrics(&host2);
+    for b in ["10.10.0.41:8080", "10.10.0.42:8080"] {
+        let flows = sample(
+            &m,
+            &format!("rampart_lb_backend_new_flows_total{{backend=\"{b}\"}}"),
+        );
+        assert!(flows.is_some_and(|f| f >= 1.0), "{b} new flows:\n{m}");
+    }
+    ctl.ok(&["rollback", &lb_txn]);
+    ctl.agents_converged(&version3, &["host2"]);
+    assert!(
+        http_get(&client, vip).is_err(),
+        "the VIP is gone after rollback"
+    );
     let t_demo = t0.elapsed();
 
     // down leaves nothing: namespaces, links, processes, pins, agent state.

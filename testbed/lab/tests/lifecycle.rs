@@ -244,7 +244,7 @@ fn reference_lab_up_status_traffic_down_leaves_nothing() {
     assert!(st.status.success(), "status: {}", text(&st));
     let json: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
     let nodes = json["nodes"].as_array().unwrap();
-    assert_eq!(nodes.len(), 14, "{json:#}");
+    assert_eq!(nodes.len(), 16, "{json:#}");
     for n in nodes {
         assert_eq!(n["ns_present"], true, "{n}");
         for p in n["processes"].as_array().unwrap() {
