@@ -726,15 +726,8 @@ async fn apply_push<D: Dataplane>(
     let version = push.version;
     let mut policy = push.policy.unwrap_or_default();
     policy.version = version;
-    let d = dp.clone();
     let p = policy.clone();
-    let res = tokio::task::spawn_blocking(move || {
-        d.lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .apply(&p)
-    })
-    .await
-    .unwrap_or_else(|e| Err(format!("apply task failed: {e}")));
+    let res = on_dataplane(dp, "apply", move |d| d.apply(&p)).await;
     let res = res.and_then(|()| {
         st.save_applied(&Applied {
             version,
@@ -763,6 +756,21 @@ async fn apply_push<D: Dataplane>(
     ack(version, ok, error, false)
 }
 
+/// Runs `f` on the dataplane off the async runtime (map writes and policy
+/// compilation block); a panicking task is reported as `what` failing.
+async fn on_dataplane<D: Dataplane>(
+    dp: &Arc<std::sync::Mutex<D>>,
+    what: &str,
+    f: impl FnOnce(&mut D) -> Result<(), String> + Send + 'static,
+) -> Result<(), String> {
+    let d = dp.clone();
+    tokio::task::spawn_blocking(move || {
+        f(&mut d.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("{what} task failed: {e}")))
+}
+
 /// The acknowledgement of `version` (`staged`: of the prepare phase).
 fn ack(version: u64, ok: bool, error: String, staged: bool) -> pb::AgentMessage {
     pb::AgentMessage {
@@ -785,15 +793,8 @@ async fn stage_push<D: Dataplane>(
     let version = push.version;
     let mut policy = push.policy.take().unwrap_or_default();
     policy.version = version;
-    let d = dp.clone();
     let p = policy.clone();
-    let res = tokio::task::spawn_blocking(move || {
-        d.lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .validate(&p)
-    })
-    .await
-    .unwrap_or_else(|e| Err(format!("validate task failed: {e}")));
+    let res = on_dataplane(dp, "validate", move |d| d.validate(&p)).await;
     match res {
         Ok(()) => {
             info!(version, "policy staged");

@@ -6,19 +6,12 @@
 
 #[path = "../../controller/tests/fleet_common/mod.rs"]
 mod fleet_common;
+mod managed_common;
 #[path = "../../controller/tests/support/mod.rs"]
 mod support;
 
-use std::{
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Duration,
-};
-
 use fleet_common::{eventually, start_with};
-use rampart_agent::managed::{self, Dataplane, ManagedConfig, Status};
+use managed_common::Agent;
 use rampart_controller::transport::netconf::{Datastore, Filter, Session};
 use rampart_proto::v1 as pb;
 use serde_json::json;
@@ -28,45 +21,6 @@ use support::{
 };
 
 const NET1: &str = "L_6468999999000001";
-
-#[derive(Default)]
-struct Host {
-    policy: Option<pb::HostPolicy>,
-    applies: Arc<AtomicU64>,
-}
-
-impl Dataplane for Host {
-    fn apply(&mut self, policy: &pb::HostPolicy) -> Result<(), String> {
-        self.validate(policy)?;
-        self.policy = Some(policy.clone());
-        self.applies.fetch_add(1, Ordering::SeqCst);
-        Ok(())
-    }
-
-    fn validate(&self, policy: &pb::HostPolicy) -> Result<(), String> {
-        rampart_agent::policy::compile(policy, &|i| i == "*" || i == "lo")
-            .map(drop)
-            .map_err(|e| e.to_string())
-    }
-
-    fn health(&self) -> pb::Health {
-        pb::Health::default()
-    }
-
-    fn counters(&self) -> Vec<pb::RuleCounter> {
-        Vec::new()
-    }
-}
-
-fn ports(dp: &Mutex<Host>) -> Vec<u32> {
-    let g = dp.lock().unwrap();
-    g.policy
-        .iter()
-        .flat_map(|p| &p.interfaces)
-        .flat_map(|i| &i.rules)
-        .flat_map(|r| r.destination_ports.iter().map(|p| p.first))
-        .collect()
-}
 
 fn firewall(port: u16) -> String {
     format!(
@@ -142,23 +96,13 @@ async fn a_meraki_fault_rolls_back_iosxe_and_the_host_agent() {
     )
     .await;
 
-    let mut cfg = ManagedConfig::new(format!("https://{}", d.agents), dir.path().join("agent"));
-    cfg.ca_file = Some(d.data.join("tls/ca.crt"));
-    cfg.server_name = Some("localhost".into());
-    cfg.enroll_token = Some(d.enroll_token(&[("role", "web")]).await);
-    cfg.hostname = "host-a".into();
-    cfg.heartbeat = Duration::from_millis(100);
-    let dp = Arc::new(Mutex::new(Host::default()));
-    let applies = dp.lock().unwrap().applies.clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let agent = tokio::spawn(managed::run(
-        cfg,
-        dp.clone(),
-        Arc::new(Status::default()),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let agent = Agent::spawn(
+        &d,
+        &dir.path().join("agent"),
+        Some(d.enroll_token(&[("role", "web")]).await),
+        "host-a",
+        &["lo"],
+    );
     eventually("agent online and converged", || async {
         let l = d.agents().await;
         l.len() == 1 && l[0].state == "online" && l[0].applied_version == l[0].desired_version
@@ -166,7 +110,7 @@ async fn a_meraki_fault_rolls_back_iosxe_and_the_host_agent() {
     .await;
     let id = d.agents().await[0].agent_id.clone();
     let csr_before = csr_running(&csr);
-    let base = applies.load(Ordering::SeqCst);
+    let base = agent.applies();
 
     // Meraki refuses its commit: IOS-XE cancels, the agent is restored.
     meraki.fault(
@@ -189,14 +133,14 @@ async fn a_meraki_fault_rolls_back_iosxe_and_the_host_agent() {
         "mx1 changed"
     );
     assert!(
-        ports(&dp).is_empty(),
+        agent.ports().is_empty(),
         "host kept the failed change: {:?}",
-        ports(&dp)
+        agent.ports()
     );
     let l = d.agents().await;
     assert_eq!(l[0].applied_version, l[0].desired_version, "{:?}", l[0]);
     // The agent either never switched, or switched and was pushed back.
-    let after = applies.load(Ordering::SeqCst) - base;
+    let after = agent.applies() - base;
     assert!(after == 0 || after == 2, "{after} applies");
 
     // No fault: one transaction carries all three.
@@ -210,12 +154,11 @@ async fn a_meraki_fault_rolls_back_iosxe_and_the_host_agent() {
             .len(),
         2
     );
-    assert_eq!(ports(&dp), vec![443]);
+    assert_eq!(agent.ports(), vec![443]);
     let l = d.agents().await;
     assert_eq!(l[0].agent_id, id);
     assert_eq!(l[0].applied_version, l[0].desired_version);
 
-    let _ = stop.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(5), agent).await;
+    agent.stop().await.unwrap();
     d.stop().await;
 }

@@ -7,113 +7,13 @@
 
 #[path = "../../controller/tests/fleet_common/mod.rs"]
 mod fleet_common;
+mod managed_common;
 
-use std::{
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Duration,
-};
+use std::{sync::atomic::Ordering, time::Duration};
 
-use fleet_common::{Rampartd, eventually, start};
-use rampart_agent::managed::{self, Dataplane, ManagedConfig, ManagedError, Status};
-use rampart_proto::v1 as pb;
-use tokio::sync::oneshot;
-
-#[derive(Default)]
-struct Compiled {
-    policy: Option<pb::HostPolicy>,
-    applies: Arc<AtomicU64>,
-}
-
-impl Dataplane for Compiled {
-    fn apply(&mut self, policy: &pb::HostPolicy) -> Result<(), String> {
-        rampart_agent::policy::compile(policy, &|i| i == "*" || i == "lo")
-            .map_err(|e| e.to_string())?;
-        self.policy = Some(policy.clone());
-        self.applies.fetch_add(1, Ordering::SeqCst);
-        Ok(())
-    }
-
-    fn validate(&self, policy: &pb::HostPolicy) -> Result<(), String> {
-        rampart_agent::policy::compile(policy, &|i| i == "*" || i == "lo")
-            .map(drop)
-            .map_err(|e| e.to_string())
-    }
-
-    fn health(&self) -> pb::Health {
-        pb::Health {
-            conntrack_max: 65_536,
-            ..pb::Health::default()
-        }
-    }
-
-    fn counters(&self) -> Vec<pb::RuleCounter> {
-        self.policy
-            .iter()
-            .flat_map(|p| &p.interfaces)
-            .flat_map(|i| &i.rules)
-            .map(|r| pb::RuleCounter {
-                service: r.service.clone(),
-                tenant: r.tenant.clone(),
-                sequence: r.sequence,
-                interface: "lo".into(),
-                packets: 5,
-                bytes: 300,
-            })
-            .collect()
-    }
-}
-
-struct Agent {
-    dp: Arc<Mutex<Compiled>>,
-    status: Arc<Status>,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), ManagedError>>,
-}
-
-impl Agent {
-    fn spawn(d: &Rampartd, state: &std::path::Path, token: Option<String>) -> Self {
-        let mut cfg = ManagedConfig::new(format!("https://{}", d.agents), state);
-        cfg.ca_file = Some(d.data.join("tls/ca.crt"));
-        cfg.server_name = Some("localhost".into());
-        cfg.enroll_token = token;
-        cfg.hostname = "node-1".into();
-        cfg.heartbeat = Duration::from_millis(100);
-        cfg.counters_every = 1;
-        cfg.backoff_min = Duration::from_millis(50);
-        cfg.backoff_max = Duration::from_millis(300);
-        let dp = Arc::new(Mutex::new(Compiled::default()));
-        let status = Arc::new(Status::default());
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(managed::run(cfg, dp.clone(), status.clone(), async move {
-            let _ = rx.await;
-        }));
-        Self {
-            dp,
-            status,
-            stop: Some(tx),
-            task,
-        }
-    }
-
-    fn applies(&self) -> u64 {
-        self.dp.lock().unwrap().applies.load(Ordering::SeqCst)
-    }
-
-    fn version(&self) -> u64 {
-        self.status.applied_version.load(Ordering::SeqCst)
-    }
-
-    async fn stop(mut self) -> Result<(), ManagedError> {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(5), self.task)
-            .await
-            .expect("agent did not stop")
-            .unwrap()
-    }
-}
+use fleet_common::{eventually, start};
+use managed_common::Agent;
+use rampart_agent::managed::ManagedError;
 
 // Input:  a web service; an agent enrolling with a token labelled role=web.
 // Output: version 1 applied and acknowledged, hits aggregated per rule;
@@ -127,7 +27,13 @@ async fn enroll_apply_fail_static_and_resync() {
     let d = start(&data, None).await;
     d.apply_host_fw("web", "web", 22).await;
     let token = d.enroll_token(&[("role", "web")]).await;
-    let a = Agent::spawn(&d, &dir.path().join("agent"), Some(token));
+    let a = Agent::spawn(
+        &d,
+        &dir.path().join("agent"),
+        Some(token),
+        "node-1",
+        &["lo"],
+    );
     eventually("agent applied v1", || async { a.version() == 1 }).await;
     eventually("controller sees v1 online", || async {
         let l = d.agents().await;
@@ -179,11 +85,17 @@ async fn agent_restart_keeps_identity_and_policy() {
     let d = start(&dir.path().join("data"), None).await;
     d.apply_host_fw("web", "web", 22).await;
     let state = dir.path().join("agent");
-    let a = Agent::spawn(&d, &state, Some(d.enroll_token(&[("role", "web")]).await));
+    let a = Agent::spawn(
+        &d,
+        &state,
+        Some(d.enroll_token(&[("role", "web")]).await),
+        "node-1",
+        &["lo"],
+    );
     eventually("v1", || async { a.version() == 1 }).await;
     a.stop().await.unwrap();
 
-    let b = Agent::spawn(&d, &state, None);
+    let b = Agent::spawn(&d, &state, None, "node-1", &["lo"]);
     assert_eq!(b.version(), 0);
     eventually("restored and connected", || async {
         b.version() == 1 && b.status.connected.load(Ordering::SeqCst)
@@ -210,6 +122,8 @@ async fn revoked_agent_stops_and_unenrolled_needs_token() {
         &d,
         &dir.path().join("agent"),
         Some(d.enroll_token(&[("role", "web")]).await),
+        "node-1",
+        &["lo"],
     );
     eventually("v1", || async { a.version() == 1 }).await;
     let id = d.agents().await[0].agent_id.clone();
@@ -224,7 +138,7 @@ async fn revoked_agent_stops_and_unenrolled_needs_token() {
     }
     assert_eq!(a.status.applied_version.load(Ordering::SeqCst), 1);
 
-    let n = Agent::spawn(&d, &dir.path().join("fresh"), None);
+    let n = Agent::spawn(&d, &dir.path().join("fresh"), None, "node-1", &["lo"]);
     let res = tokio::time::timeout(Duration::from_secs(5), n.task)
         .await
         .unwrap()

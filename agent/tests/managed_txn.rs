@@ -6,126 +6,12 @@
 
 #[path = "../../controller/tests/fleet_common/mod.rs"]
 mod fleet_common;
+mod managed_common;
 
-use std::{
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-    },
-    time::Duration,
-};
+use std::{sync::atomic::Ordering, time::Duration};
 
 use fleet_common::{Rampartd, eventually, start};
-use rampart_agent::managed::{self, Dataplane, ManagedConfig, ManagedError, Status};
-use rampart_proto::v1 as pb;
-use tokio::sync::oneshot;
-
-struct Host {
-    interfaces: &'static [&'static str],
-    policy: Option<pb::HostPolicy>,
-    applies: Arc<AtomicU64>,
-    /// The next `apply` (activation) fails, as a map write error would.
-    fail_apply: Arc<AtomicBool>,
-}
-
-impl Host {
-    fn check(&self, policy: &pb::HostPolicy) -> Result<(), String> {
-        let ifs = self.interfaces;
-        rampart_agent::policy::compile(policy, &|i| i == "*" || ifs.contains(&i))
-            .map(drop)
-            .map_err(|e| e.to_string())
-    }
-}
-
-impl Dataplane for Host {
-    fn apply(&mut self, policy: &pb::HostPolicy) -> Result<(), String> {
-        self.check(policy)?;
-        if self.fail_apply.swap(false, Ordering::SeqCst) {
-            return Err("map write failed: injected".into());
-        }
-        self.policy = Some(policy.clone());
-        self.applies.fetch_add(1, Ordering::SeqCst);
-        Ok(())
-    }
-
-    fn validate(&self, policy: &pb::HostPolicy) -> Result<(), String> {
-        self.check(policy)
-    }
-
-    fn health(&self) -> pb::Health {
-        pb::Health::default()
-    }
-
-    fn counters(&self) -> Vec<pb::RuleCounter> {
-        Vec::new()
-    }
-}
-
-struct Agent {
-    dp: Arc<Mutex<Host>>,
-    status: Arc<Status>,
-    fail_apply: Arc<AtomicBool>,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), ManagedError>>,
-}
-
-impl Agent {
-    fn spawn(
-        d: &Rampartd,
-        state: &std::path::Path,
-        token: String,
-        host: &str,
-        interfaces: &'static [&'static str],
-    ) -> Self {
-        let mut cfg = ManagedConfig::new(format!("https://{}", d.agents), state);
-        cfg.ca_file = Some(d.data.join("tls/ca.crt"));
-        cfg.server_name = Some("localhost".into());
-        cfg.enroll_token = Some(token);
-        cfg.hostname = host.into();
-        cfg.heartbeat = Duration::from_millis(100);
-        cfg.backoff_min = Duration::from_millis(50);
-        cfg.backoff_max = Duration::from_millis(300);
-        let fail_apply = Arc::new(AtomicBool::new(false));
-        let dp = Arc::new(Mutex::new(Host {
-            interfaces,
-            policy: None,
-            applies: Arc::default(),
-            fail_apply: fail_apply.clone(),
-        }));
-        let status = Arc::new(Status::default());
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(managed::run(cfg, dp.clone(), status.clone(), async move {
-            let _ = rx.await;
-        }));
-        Self {
-            dp,
-            status,
-            fail_apply,
-            stop: Some(tx),
-            task,
-        }
-    }
-
-    fn applies(&self) -> u64 {
-        self.dp.lock().unwrap().applies.load(Ordering::SeqCst)
-    }
-
-    /// Destination ports of every rule enforced, in order.
-    fn ports(&self) -> Vec<u32> {
-        let g = self.dp.lock().unwrap();
-        g.policy
-            .iter()
-            .flat_map(|p| &p.interfaces)
-            .flat_map(|i| &i.rules)
-            .flat_map(|r| r.destination_ports.iter().map(|p| p.first))
-            .collect()
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
-    }
-}
+use managed_common::Agent;
 
 fn web(name: &str, port: u16, interfaces: &str) -> String {
     format!(
@@ -148,14 +34,14 @@ async fn two_agents(d: &Rampartd, dir: &std::path::Path) -> (Agent, Agent, Strin
     let a = Agent::spawn(
         d,
         &dir.join("a"),
-        d.enroll_token(&[("role", "web")]).await,
+        Some(d.enroll_token(&[("role", "web")]).await),
         "host-a",
         &["lo", "eth1"],
     );
     let b = Agent::spawn(
         d,
         &dir.join("b"),
-        d.enroll_token(&[("role", "web")]).await,
+        Some(d.enroll_token(&[("role", "web")]).await),
         "host-b",
         &["lo"],
     );
@@ -233,8 +119,8 @@ async fn hosts_prepare_together_and_a_refusal_changes_no_host() {
     for x in d.agents().await {
         assert_eq!(x.applied_version, x.desired_version, "{x:?}");
     }
-    a.stop().await;
-    b.stop().await;
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
     d.stop().await;
 }
 
@@ -261,7 +147,7 @@ async fn activation_failure_restores_the_hosts_that_switched() {
     );
     assert_eq!((a.ports(), b.ports()), (vec![80], vec![80]));
     assert!(!a.status.render().is_empty());
-    a.stop().await;
-    b.stop().await;
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
     d.stop().await;
 }

@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 
 use super::{Fleet, lock, policy};
 use crate::{
-    store::{StoredService, now_unix_ms},
+    store::StoredService,
     txn::{
         hosts::{AGENT_PREFIX, HostFabric, HostPlan},
         platform::DeviceError,
@@ -80,6 +80,31 @@ impl Fleet {
         Ok(rec.desired_version.max(rec.applied_version) + 1)
     }
 
+    /// Pushes `policy` under a fresh version (`stage`: prepare only) and
+    /// waits for the ack. Returns the version and the policy's hash.
+    async fn push_policy(
+        &self,
+        agent: &str,
+        policy: &pb::HostPolicy,
+        stage: bool,
+        timeout: Duration,
+    ) -> Result<(u64, String), DeviceError> {
+        let step = if stage { "stage" } else { "push" };
+        let version = self.next_version(agent, step)?;
+        let mut p = policy.clone();
+        p.version = version;
+        let hash = policy::policy_hash(&p);
+        let msg = pb::controller_message::Msg::Push(pb::PolicyPush {
+            version,
+            policy: Some(p),
+            stage,
+            policy_hash: hash.clone(),
+        });
+        self.request(agent, step, msg, (version, stage), timeout)
+            .await?;
+        Ok((version, hash))
+    }
+
     /// Records that `agent` enforces `version` with `hash`, as desired.
     fn record_enforced(&self, agent: &str, version: u64, hash: &str) {
         let res = self.update(agent, |r| {
@@ -143,18 +168,7 @@ impl HostFabric for Fleet {
         policy: &pb::HostPolicy,
         timeout: Duration,
     ) -> Result<u64, DeviceError> {
-        let version = self.next_version(agent, "stage")?;
-        let mut p = policy.clone();
-        p.version = version;
-        let hash = policy::policy_hash(&p);
-        let msg = pb::controller_message::Msg::Push(pb::PolicyPush {
-            version,
-            policy: Some(p),
-            stage: true,
-            policy_hash: hash.clone(),
-        });
-        self.request(agent, "stage", msg, (version, true), timeout)
-            .await?;
+        let (version, hash) = self.push_policy(agent, policy, true, timeout).await?;
         lock(&self.0.staged).insert(agent.to_owned(), (version, hash));
         tracing::info!(agent, version, "host policy staged");
         Ok(version)
@@ -193,20 +207,9 @@ impl HostFabric for Fleet {
         policy: &pb::HostPolicy,
         timeout: Duration,
     ) -> Result<(), DeviceError> {
-        let version = self.next_version(agent, "push")?;
-        let mut p = policy.clone();
-        p.version = version;
-        let hash = policy::policy_hash(&p);
-        let msg = pb::controller_message::Msg::Push(pb::PolicyPush {
-            version,
-            policy: Some(p),
-            stage: false,
-            policy_hash: hash.clone(),
-        });
-        self.request(agent, "push", msg, (version, false), timeout)
-            .await?;
+        let (version, hash) = self.push_policy(agent, policy, false, timeout).await?;
         self.record_enforced(agent, version, &hash);
-        tracing::info!(agent, version, at = now_unix_ms(), "host policy pushed");
+        tracing::info!(agent, version, "host policy pushed");
         Ok(())
     }
 
