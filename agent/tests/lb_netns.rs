@@ -1155,20 +1155,30 @@ fn restarted_agent_adopts_pinned_balancer() {
         root: t.pin.clone(),
     };
     let lb_dir = lb_pin_dir(&layout.dir("eth0"));
-    // The "agent" is a child process that is SIGKILLed.
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "adoption_helper", "--ignored", "--nocapture"])
-        .env(
-            "RAMPART_LB_ADOPT_HELPER",
-            serde_json::to_string(&t.udp_service(&[0, 1])).unwrap(),
-        )
-        .env("RAMPART_LB_NS", &t.lb)
-        .env("RAMPART_LB_PIN", &lb_dir)
-        .env("RAMPART_LB_SRC", format!("10.{}.0.2", t.net))
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
+    // The "agent" is a child process that is SIGKILLed (also if this test
+    // fails before, by the guard).
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = KillOnDrop(
+        Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "adoption_helper", "--ignored", "--nocapture"])
+            .env(
+                "RAMPART_LB_ADOPT_HELPER",
+                serde_json::to_string(&t.udp_service(&[0, 1])).unwrap(),
+            )
+            .env("RAMPART_LB_NS", &t.lb)
+            .env("RAMPART_LB_PIN", &lb_dir)
+            .env("RAMPART_LB_SRC", format!("10.{}.0.2", t.net))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut out = BufReader::new(child.0.stdout.take().unwrap());
     let mut line = String::new();
     while !line.contains("READY") {
         line.clear();
@@ -1179,8 +1189,8 @@ fn restarted_agent_adopts_pinned_balancer() {
     }
     let before = udp_map(&t, 31_000..31_040);
     assert!(before.iter().all(|b| !b.is_empty()), "{before:?}");
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    child.0.kill().unwrap(); // SIGKILL
+    child.0.wait().unwrap();
     // Nobody holds the programs now but their pins: traffic still flows.
     let orphaned = udp_map(&t, 31_000..31_040);
     assert_eq!(orphaned, before, "balancer kept running after the kill");
