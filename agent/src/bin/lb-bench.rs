@@ -43,6 +43,9 @@ struct Args {
     /// Generator(s): `ring` (trafgen TX_RING), `sendto` (`-t 0`) or `both`.
     #[arg(long, default_value = "both")]
     generator: String,
+    /// Concurrent flows (client source ports), 1..=64000.
+    #[arg(long, default_value_t = 63_977)]
+    flows: u32,
     /// Profile the first run of every variant with `perf record -a -g`
     /// into this directory (`perf report -i <file>` afterwards).
     #[arg(long)]
@@ -633,12 +636,17 @@ fn main() -> anyhow::Result<()> {
     let dir = TempDir(std::env::temp_dir().join(format!("lb-bench-{}", std::process::id())));
     std::fs::create_dir_all(&dir.0)?;
     let cfg = dir.0.join("lb.trafgen");
-    // Many flows: the source port walks 1024..65000, so every variant does
-    // new-flow work (flow table insert / conntrack entry) as well as hits.
+    // Many flows by default: the source port walks 1024..(1024 + flows - 1),
+    // so every variant does new-flow work (flow table insert / conntrack
+    // entry) as well as hits, over a working set larger than the caches.
+    if args.flows == 0 || args.flows > 64_000 {
+        bail!("--flows {} is not in 1..=64000", args.flows);
+    }
+    let last_port = 1024 + args.flows - 1;
     std::fs::write(
         &cfg,
         format!(
-            "{{ eth(da={lb_mac}), ipv4(ttl=64, saddr=10.{NET}.0.1, daddr={}), udp(sp=dinc(1024, 65000), dp={PORT}), fill(0x00, 18) }}\n",
+            "{{ eth(da={lb_mac}), ipv4(ttl=64, saddr=10.{NET}.0.1, daddr={}), udp(sp=dinc(1024, {last_port}), dp={PORT}), fill(0x00, 18) }}\n",
             vip()
         ),
     )?;
@@ -807,6 +815,7 @@ fn main() -> anyhow::Result<()> {
     })??;
 
     let mut md = String::new();
+    let _ = writeln!(md, "Flows (client source ports): {}", args.flows);
     let _ = writeln!(
         md,
         "Load average before / after the throughput runs: {} / {}",
