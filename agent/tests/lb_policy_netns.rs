@@ -635,3 +635,72 @@ fn firewall_and_load_balancer_share_the_interface_and_apply_together() {
         "balanced again without the firewall",
     );
 }
+
+#[test]
+fn a_failed_balancer_attach_restores_the_previous_firewall() {
+    if skip("a_failed_balancer_attach_restores_the_previous_firewall") {
+        return;
+    }
+    let mut bed = Bed::new("r", 2);
+    // A second interface on the LB whose XDP hook is already taken by a
+    // program the agent does not own: a balancer there passes validation
+    // but cannot attach.
+    sh(&[
+        "ip", "-n", &bed.lb, "link", "add", "eth1", "type", "veth", "peer", "name", "eth1p",
+    ]);
+    sh(&["ip", "-n", &bed.lb, "link", "set", "eth1", "up"]);
+    sh(&["ip", "-n", &bed.lb, "link", "set", "eth1p", "up"]);
+    let foreign = in_ns(&bed.lb, || {
+        let mut d = rampart_agent::lb::testrun::harness(
+            Path::new("/sys/fs/bpf"),
+            LbOptions {
+                max_vips: 1,
+                max_table_size: 307,
+                flow_max: 1024,
+                ..LbOptions::default()
+            },
+        )
+        .expect("load foreign program");
+        d.attach(LbProgram::Decap, "eth1", true)
+            .expect("attach foreign XDP");
+        d
+    })
+    .join()
+    .expect("foreign thread");
+    bed.decaps.push(foreign);
+
+    let lb = bed.policy(&[0, 1], None);
+    bed.write_policy(&format!("{lb}{}", firewall(9)));
+    bed.start_agent();
+    bed.wait_balanced(40, |p| p.iter().all(|&c| c > 0), "v1 serves");
+
+    // v2: the firewall would deny the VIP's port, and a second virtual
+    // service on eth1 cannot attach: the firewall change is rolled back.
+    let second = "  - {name: other, interface: eth1, vip: 172.31.250.1, protocol: udp, port: 53, backends: [{address: 10.9.9.9}]}\n";
+    bed.write_policy(&format!("{lb}{second}{}", firewall(PORT)));
+    bed.wait_metric(
+        "rampart_policy_apply_errors_total",
+        |v| v >= 1.0,
+        "the failed apply is counted",
+    );
+    assert!(
+        bed.log().contains("load balancer on eth1"),
+        "the failure names the interface:\n{}",
+        bed.log()
+    );
+    // The firewall section of v2 was applied before the attach failed, then
+    // rolled back (without the rollback the VIP port would stay denied).
+    assert!(
+        bed.log()
+            .contains("load balancer not applied; restoring the previous policy"),
+        "the rollback path ran:\n{}",
+        bed.log()
+    );
+    let (per, failed) = bed.connect(20);
+    assert_eq!(
+        failed,
+        0,
+        "the previous firewall (VIP port allowed) was restored and the balancer serves: {per:?}\n{}",
+        bed.log()
+    );
+}

@@ -8,7 +8,9 @@
 //! that must move (its interface gains or loses the firewall, which changes
 //! how it is hooked in) is taken off first, the firewall is applied, then
 //! every balancer; a failure on the way restores the previous firewall
-//! policy and the previous balancers.
+//! policy and the previous balancers (on the first policy of a run there is
+//! no previous firewall policy: the new firewall section then stays, since
+//! no firewall at all would be the less safe state).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -421,9 +423,16 @@ impl LbRuntime {
                     warn!(interface = %iface, error = %e, "previous services not restored");
                 }
             }
-            let prev = self.last_policy.clone().unwrap_or_default();
-            if let Err(e) = enforcer.apply(&prev) {
-                warn!(error = %e, "previous firewall policy not restored");
+            // Without a previous policy (first apply of this run, the
+            // firewall maybe adopted from pins) there is nothing to go back
+            // to: the new firewall section stays rather than none at all.
+            match &self.last_policy {
+                Some(prev) => {
+                    if let Err(e) = enforcer.apply(prev) {
+                        warn!(error = %e, "previous firewall policy not restored");
+                    }
+                }
+                None => warn!("no previous policy in this run: the new firewall section stays"),
             }
             self.restore(&removed);
             return Err(e);
