@@ -702,6 +702,9 @@ fn demo_applies_enforces_counts_and_rolls_back_on_the_lab() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // Each connection has a fresh source port, so Maglev hashes it anew:
+    // 12 connections all landing on one of two equal backends has a
+    // probability of 2 x 2^-12 (0.05 %).
     let mut served: BTreeMap<String, u32> = BTreeMap::new();
     for _ in 0..12 {
         let body = http_get(&client, vip).unwrap_or_else(|e| panic!("VIP: {e}"));
