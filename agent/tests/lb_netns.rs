@@ -165,17 +165,12 @@ impl Topo {
                 format!("10.{net}.0.{host}/24")
             };
             sh(&["ip", "-n", ns, "addr", "add", &v4, "dev", "eth0"]);
-            sh(&[
-                "ip",
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("fd00:{net}::{host}/64"),
-                "dev",
-                "eth0",
-                "nodad",
-            ]);
+            let v6 = if dnat && *host == 1 {
+                format!("fd00:{net}:1::1/64")
+            } else {
+                format!("fd00:{net}::{host}/64")
+            };
+            sh(&["ip", "-n", ns, "addr", "add", &v6, "dev", "eth0", "nodad"]);
             sh(&["ip", "-n", ns, "link", "set", "eth0", "up"]);
             sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
         }
@@ -195,6 +190,17 @@ impl Topo {
                     "ip", "netns", "exec", ns, "ethtool", "-K", "eth0", "tx", "off",
                 ]);
             }
+            sh(&[
+                "ip",
+                "-n",
+                &t.lb,
+                "addr",
+                "add",
+                &format!("fd00:{net}:1::2/64"),
+                "dev",
+                "eth0",
+                "nodad",
+            ]);
             for b in &t.backends {
                 sh(&[
                     "ip",
@@ -205,6 +211,17 @@ impl Topo {
                     "default",
                     "via",
                     &format!("10.{net}.0.2"),
+                ]);
+                sh(&[
+                    "ip",
+                    "-n",
+                    b,
+                    "-6",
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    &format!("fd00:{net}::2"),
                 ]);
             }
         }
@@ -232,7 +249,11 @@ impl Topo {
             "add",
             &format!("fd01:{net}::100/128"),
             "via",
-            &format!("fd00:{net}::2"),
+            &if dnat {
+                format!("fd00:{net}:1::2")
+            } else {
+                format!("fd00:{net}::2")
+            },
         ]);
         // The LB forwards (bpf_fib_lookup answers only for forwarding devices).
         sh(&[
@@ -860,8 +881,8 @@ fn dnat_service(t: &Topo, weights: &[u32]) -> ServiceSpec {
 /// `n` connections to VIP:80 from the client: each reads the backend's
 /// greeting and gets a line echoed (data both ways through both
 /// translations); returns the backend names seen.
-fn dnat_connections(t: &Topo, n: usize) -> HashMap<String, usize> {
-    let vip = SocketAddr::new(t.vip().into(), DNAT_VIP_PORT);
+fn dnat_connections(t: &Topo, vip: IpAddr, n: usize) -> HashMap<String, usize> {
+    let vip = SocketAddr::new(vip, DNAT_VIP_PORT);
     in_ns(&t.client, move || {
         let mut seen = HashMap::new();
         for i in 0..n {
@@ -904,7 +925,7 @@ fn dnat_mode_spreads_by_weight_and_fails_over() {
         .collect();
     lb.apply(&[dnat_service(&t, &[1, 2, 3])]).unwrap();
     let n = 300;
-    let seen = dnat_connections(&t, n);
+    let seen = dnat_connections(&t, t.vip().into(), n);
     assert_eq!(seen.values().sum::<usize>(), n);
     // 0.09 absolute: > 3 standard deviations of a binomial share over 300.
     for (i, w) in [1.0, 2.0, 3.0].iter().enumerate() {
@@ -952,7 +973,7 @@ fn dnat_mode_spreads_by_weight_and_fails_over() {
         vec![(SocketAddr::new(t.backend_ip(victim).into(), PORT), false)],
         "exactly the killed backend went down"
     );
-    let after = dnat_connections(&t, 60);
+    let after = dnat_connections(&t, t.vip().into(), 60);
     assert_eq!(after.values().sum::<usize>(), 60, "every connection served");
     assert!(!after.contains_key("b1"), "{after:?}");
     assert_eq!(after.len(), 2, "both survivors serve: {after:?}");
@@ -1247,4 +1268,58 @@ fn restarted_agent_adopts_pinned_balancer() {
     assert!(!lb_dir.exists() && !layout.root.exists());
     let gone = udp_map(&t, 31_000..31_003);
     assert!(gone.iter().all(String::is_empty), "detached: {gone:?}");
+}
+
+#[test]
+fn dnat_mode_ipv6() {
+    if skip("dnat_mode_ipv6") {
+        return;
+    }
+    let t = Topo::dnat("n", 2);
+    let mut lb = t.balancer();
+    let _srv: Vec<Server> = (0..2)
+        .map(|i| {
+            Server::start(
+                &t.backends[i],
+                format!("b{i}"),
+                Ipv6Addr::UNSPECIFIED.into(),
+            )
+        })
+        .collect();
+    // The LB resolves the IPv6 backends before the first flow.
+    for i in 0..2 {
+        let _ = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &t.lb,
+                "ping",
+                "-6",
+                "-c1",
+                "-W1",
+                &t.backend_ip6(i).to_string(),
+            ])
+            .output();
+    }
+    lb.apply(&[ServiceSpec {
+        name: "web6-dnat".into(),
+        address: t.vip6().into(),
+        protocol: 6,
+        port: DNAT_VIP_PORT,
+        backends: (0..2)
+            .map(|i| BackendSpec {
+                address: t.backend_ip6(i).into(),
+                port: PORT,
+                weight: 1,
+            })
+            .collect(),
+        mode: Mode::Dnat,
+        maglev_table_size: 0,
+    }])
+    .unwrap();
+    let seen = dnat_connections(&t, t.vip6().into(), 60);
+    assert_eq!(seen.values().sum::<usize>(), 60);
+    assert_eq!(seen.len(), 2, "both IPv6 backends served: {seen:?}");
+    assert!(lb.stat(lb_stat::SNAT) > 0);
+    assert_eq!(lb.vip_totals("web6-dnat").unwrap().new_flows, 60);
 }
