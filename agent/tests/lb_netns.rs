@@ -1110,6 +1110,32 @@ fn firewall_and_balancer_on_one_interface() {
     assert_eq!(failed, 3, "denied source dropped by the firewall: {seen:?}");
     let v = lb.vip_totals("web").unwrap();
     assert_eq!(v.new_flows, 40, "the denied SYNs never reached the LB");
+    // An agent restart: the chained balancer is adopted, not reloaded.
+    drop(lb);
+    let (layout3, opts) = (layout.clone(), t.lb_options());
+    let mut lb = in_ns(&t.lb, move || {
+        let (lb, adopted) = Balancer::attach_pinned(
+            &lb_pin_dir(&layout3.dir("eth0")),
+            "eth0",
+            Hook::AfterFirewall,
+            opts,
+        )
+        .expect("adopt the chained balancer");
+        assert!(adopted, "chain slot and pins were live");
+        lb
+    })
+    .join()
+    .unwrap();
+    let (seen, failed) = tcp_from(&t, t.client_ip(), 10);
+    assert_eq!(failed, 0, "still balanced after the restart: {seen:?}");
+    lb.apply(&[t.service(&[], &[0])]).unwrap();
+    lb.clear_flows();
+    let (seen, failed) = tcp_from(&t, t.client_ip(), 10);
+    assert_eq!(
+        (failed, seen.len()),
+        (0, 1),
+        "new pool through adopted maps: {seen:?}"
+    );
     // Only the balancer removed: the firewall keeps working, VIP traffic
     // is no longer balanced (the chain slot is empty again).
     drop(lb);
