@@ -425,6 +425,14 @@ fn ftd_deployed(lab: &Lab) -> (Vec<Value>, String) {
     (rules, st["deployed"]["tcpports"].to_string())
 }
 
+/// What a managed agent persisted as its applied policy
+/// (`applied.json` in its state directory: version, hash, policy).
+fn applied_policy(lab: &Lab, host: &str) -> Value {
+    let f = runner::agent_state_dir(&lab.state_dir(), host).join("applied.json");
+    let text = std::fs::read_to_string(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}: {text}", f.display()))
+}
+
 /// The hits of rule `seq` in `get service -o json`.
 fn hits(svc: &Value, seq: u64) -> (u64, u64) {
     svc["hits"]
@@ -538,6 +546,14 @@ fn demo_applies_enforces_counts_and_rolls_back_on_the_lab() {
     let txn = applied["transactionId"].as_str().unwrap().to_owned();
     assert!(txn.starts_with("txn-"), "{applied:#}");
     let version1 = ctl.agents_converged(&version0, &["host1", "host2"]);
+
+    for host in ["host1", "host2"] {
+        let applied = applied_policy(&lab, host);
+        assert_eq!(
+            applied["policy"]["interfaces"][0]["interface"], "eth1",
+            "{host} enforces the service on eth1: {applied:#}"
+        );
+    }
 
     // Traffic: tcp/80 served, tcp/8080 dropped, at host1 itself and at the
     // gateway host2 in front of the web backends.
@@ -670,6 +686,14 @@ fn demo_applies_enforces_counts_and_rolls_back_on_the_lab() {
     assert!(ftd_back.is_empty(), "rollback restored ftd1: {ftd_back:#?}");
     assert_eq!(http_get(&client, host1_admin).unwrap(), "host1 8080\n");
     assert_eq!(http_get(&client, web1_admin).unwrap(), "web1 8080\n");
+    for host in ["host1", "host2"] {
+        let applied = applied_policy(&lab, host);
+        assert_eq!(
+            applied["policy"]["interfaces"].as_array().map(Vec::len),
+            Some(0),
+            "{host} enforces nothing after the rollback: {applied:#}"
+        );
+    }
 
     // The load balancer: host2's agent (role=gateway) serves the VIP on eth1
     // and spreads the client's connections over app1 and app2 (DNAT to
