@@ -161,7 +161,17 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        let _ = self.run(&["down", "--lab", &self.name]);
+        // Also after a failed step: nothing of the lab may outlive the
+        // test. A panic here would abort the test binary, so say it loudly.
+        let down = self.run(&["down", "--lab", &self.name]);
+        let left = self.remains();
+        if !down.status.success() || !left.is_empty() {
+            eprintln!(
+                "LEFT BEHIND by lab {}: {left:#?}\n{}",
+                self.name,
+                text(&down)
+            );
+        }
     }
 }
 
