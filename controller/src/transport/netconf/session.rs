@@ -467,7 +467,21 @@ impl Session {
         let mut ssh = ssh2::Session::new().map_err(ssh_err("session setup"))?;
         ssh.set_timeout(millis(cfg.connect_timeout));
         ssh.set_tcp_stream(tcp);
-        ssh.handshake().map_err(|e| {
+        // The setup steps run non-blocking so TCP_QUICKACK can be re-armed
+        // before every wait: sshd does not set TCP_NODELAY for a subsystem
+        // session, so each multi-packet answer (banner + KEXINIT, auth
+        // success + channel confirmation) otherwise stalls on our delayed
+        // ACK for up to 40 ms.
+        let deadline = started + cfg.connect_timeout;
+        let stepper = Stepper {
+            ssh: ssh.clone(),
+            tcp: tcp_handle.as_ref(),
+            deadline,
+        };
+        if stepper.tcp.is_some() {
+            ssh.set_blocking(false);
+        }
+        stepper.run(|| ssh.handshake()).map_err(|e| {
             timeout_or(
                 e,
                 "SSH handshake",
@@ -476,18 +490,19 @@ impl Session {
             )
         })?;
         verify_host_key(&ssh, cfg)?;
-        match &cfg.auth {
-            Auth::Password(pw) => ssh.userauth_password(&cfg.username, pw),
-            Auth::KeyFile { path, passphrase } => {
-                ssh.userauth_pubkey_file(&cfg.username, None, path, passphrase.as_deref())
-            }
-        }
-        .map_err(|e| NetconfError::Auth {
-            user: cfg.username.clone(),
-            host: host.clone(),
-            port,
-            reason: e.message().to_owned(),
-        })?;
+        stepper
+            .run(|| match &cfg.auth {
+                Auth::Password(pw) => ssh.userauth_password(&cfg.username, pw),
+                Auth::KeyFile { path, passphrase } => {
+                    ssh.userauth_pubkey_file(&cfg.username, None, path, passphrase.as_deref())
+                }
+            })
+            .map_err(|e| NetconfError::Auth {
+                user: cfg.username.clone(),
+                host: host.clone(),
+                port,
+                reason: e.message().to_owned(),
+            })?;
         if !ssh.authenticated() {
             return Err(NetconfError::Auth {
                 user: cfg.username.clone(),
@@ -499,10 +514,13 @@ impl Session {
         if let Some(k) = cfg.keepalive {
             ssh.set_keepalive(true, u32::try_from(k.as_secs()).unwrap_or(u32::MAX).max(1));
         }
-        let mut channel = ssh.channel_session().map_err(ssh_err("channel open"))?;
-        channel
-            .subsystem("netconf")
+        let mut channel = stepper
+            .run(|| ssh.channel_session())
+            .map_err(ssh_err("channel open"))?;
+        stepper
+            .run(|| channel.subsystem("netconf"))
             .map_err(ssh_err("netconf subsystem request"))?;
+        ssh.set_blocking(true);
         let mut session = Session {
             ssh,
             channel,
@@ -772,6 +790,61 @@ impl Session {
 
 /// Asks the kernel to ACK received segments at once (Linux resets the
 /// mode on its own, so this is re-armed before every read).
+/// Drives one libssh2 call in non-blocking mode to completion, waiting for
+/// the socket between attempts with `TCP_QUICKACK` re-armed, until a
+/// deadline. Without a socket handle the session stays blocking and the
+/// call runs once.
+struct Stepper<'a> {
+    ssh: ssh2::Session,
+    tcp: Option<&'a TcpStream>,
+    deadline: Instant,
+}
+
+/// libssh2's `LIBSSH2_ERROR_EAGAIN`.
+const EAGAIN: i32 = -37;
+/// libssh2's `LIBSSH2_ERROR_TIMEOUT`.
+const ETIMEOUT: i32 = -9;
+
+impl Stepper<'_> {
+    fn run<T>(&self, mut f: impl FnMut() -> Result<T, ssh2::Error>) -> Result<T, ssh2::Error> {
+        loop {
+            match f() {
+                Err(e) if e.code() == ssh2::ErrorCode::Session(EAGAIN) => {
+                    let Some(tcp) = self.tcp else { return Err(e) };
+                    let now = Instant::now();
+                    if now >= self.deadline {
+                        return Err(ssh2::Error::new(
+                            ssh2::ErrorCode::Session(ETIMEOUT),
+                            "timed out during session setup",
+                        ));
+                    }
+                    self.wait(tcp, self.deadline - now);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Waits until the socket is readable (or, when libssh2 is blocked on
+    /// sending, briefly), at most `left`.
+    fn wait(&self, tcp: &TcpStream, left: Duration) {
+        quickack(Some(tcp));
+        if self.ssh.block_directions() == ssh2::BlockDirections::Outbound {
+            std::thread::sleep(Duration::from_micros(200).min(left));
+            return;
+        }
+        // libssh2 keeps the socket non-blocking; a blocking peek with a
+        // timeout on the shared descriptor is the portable readiness wait.
+        if tcp.set_nonblocking(false).is_ok() {
+            let _ = tcp.set_read_timeout(Some(left.max(Duration::from_millis(1))));
+            let _ = tcp.peek(&mut [0u8; 1]);
+            let _ = tcp.set_read_timeout(None);
+            let _ = tcp.set_nonblocking(true);
+        }
+        quickack(Some(tcp));
+    }
+}
+
 fn quickack(tcp: Option<&TcpStream>) {
     if let Some(t) = tcp {
         let _ = socket2::SockRef::from(t).set_tcp_quickack(true);
