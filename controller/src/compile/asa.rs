@@ -16,6 +16,14 @@
 //! target interface of the device; the real side is the `nameif` in the
 //! device label `rampart.io/asa-inside-interface` (default `inside`).
 //!
+//! A vFirewall's `nat` section becomes object NAT too, one network object
+//! `RPN-<tenant>-<service>-<hash>-<n>` per translation: a static mapping is
+//! `host <insideLocal>` + `nat (<inside>,<outside>) static <insideGlobal>
+//! [service tcp|udp <localPort> <globalPort>]`, each overload source prefix
+//! is `subnet …` + `nat (<inside>,<overload interface>) dynamic interface`
+//! (interface PAT). With several inside or outside interfaces the side is
+//! `any`; the interfaces are `nameif`s.
+//!
 //! Only firewall services with IPv4 prefixes and no ICMP type matches, and
 //! such LoadBalancers, are expressible; the rest is refused naming the field.
 
@@ -126,26 +134,43 @@ pub struct AsaConfig {
     pub nat_objects: Vec<NatObject>,
 }
 
-/// A network object with object NAT (a published backend).
+/// A network object with object NAT: a published backend (`RPO-…`), or a
+/// vFirewall's static mapping or overload source (`RPN-…`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct NatObject {
-    /// Name (`RPO-…`).
+    /// Name (`RPO-…` or `RPN-…`).
     pub name: String,
-    /// Real (inside) address.
+    /// Real (inside) address; empty when `subnet` holds the real side.
     pub host: String,
-    /// The NAT statement after `nat ` (`(inside,outside) static 203.0.113.10 service tcp 8443 443`).
+    /// The NAT statement after `nat ` (`(inside,outside) static 203.0.113.10 service tcp 8443 443`,
+    /// `(inside,outside) dynamic interface`).
     pub nat: String,
+    /// `ADDRESS MASK` of a real prefix (an overload's source), shown as
+    /// ` subnet ADDRESS MASK` instead of ` host …`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet: Option<String>,
 }
 
 impl NatObject {
     /// The CLI lines (members indented, as shown by the ASA).
     #[must_use]
     pub fn lines(&self) -> Vec<String> {
+        let real = match &self.subnet {
+            Some(s) => format!(" subnet {s}"),
+            None => format!(" host {}", self.host),
+        };
         vec![
             format!("object network {}", self.name),
-            format!(" host {}", self.host),
+            real,
             format!(" nat {}", self.nat),
         ]
+    }
+
+    /// The translated side of a static NAT (`203.0.113.10 service tcp 8443 443`):
+    /// what two objects must not share. `None` for dynamic NAT.
+    #[must_use]
+    pub fn published(&self) -> Option<&str> {
+        self.nat.split_once(" static ").map(|(_, p)| p)
     }
 }
 
@@ -450,6 +475,153 @@ fn firewall(
     })
 }
 
+/// Prefix of the network objects a vFirewall's `nat` section creates.
+pub const FW_NAT_PREFIX: &str = "RPN-";
+
+/// Whether `name` can stand in `nat (<real>,<mapped>)`: a `nameif` (letters,
+/// digits, `_`, `.`, `-`, at most 48).
+fn valid_nameif(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 48
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// One side of `nat (<real>,<mapped>)`: the one interface, or `any` when
+/// the spec lists several (object NAT then applies on each of them).
+fn nat_side(list: &[String], field: &str, user: &str) -> Result<String, CompileError> {
+    for (k, name) in list.iter().enumerate() {
+        if !valid_nameif(name) {
+            return Err(unsupported(
+                format!("{name:?} as an ASA nameif"),
+                format!("{field}.{user}[{k}]"),
+            ));
+        }
+    }
+    match list {
+        [] => Err(unsupported(
+            "NAT without interfaces (object NAT names the real and mapped nameif)".to_owned(),
+            format!("{field}.{user}"),
+        )),
+        [one] => Ok(one.clone()),
+        _ => Ok("any".to_owned()),
+    }
+}
+
+/// The vFirewall's `nat` entries for `device` as object NAT: one
+/// `RPN-…-<n>` network object per static mapping (`host` + `nat … static`)
+/// and per overload source prefix (`subnet` + `nat … dynamic interface`).
+fn firewall_nat(
+    spec: &ServiceSpec,
+    fw: &FirewallSpec,
+    device: &Device,
+) -> Result<Vec<NatObject>, CompileError> {
+    let Some(nat) = &fw.nat else {
+        return Ok(Vec::new());
+    };
+    let base = object_name("N", &spec.metadata.tenant, &spec.metadata.name);
+    let mut out: Vec<NatObject> = Vec::new();
+    let mut n = 0u32;
+    for (i, d) in nat
+        .devices
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.device == device.name)
+    {
+        let field = format!("spec.nat.devices[{i}]");
+        let inside = nat_side(&d.inside_interfaces, &field, "insideInterfaces")?;
+        let outside = nat_side(&d.outside_interfaces, &field, "outsideInterfaces")?;
+        if let Some(k) = d
+            .outside_interfaces
+            .iter()
+            .position(|o| d.inside_interfaces.contains(o))
+        {
+            return Err(unsupported(
+                format!(
+                    "{} as both NAT inside and outside",
+                    d.outside_interfaces[k]
+                ),
+                format!("{field}.outsideInterfaces[{k}]"),
+            ));
+        }
+        for (j, m) in d.static_mappings.iter().enumerate() {
+            let f = format!("{field}.staticMappings[{j}]");
+            let service = match (m.protocol, m.local_port, m.global_port) {
+                (Some(p), Some(l), Some(g)) => format!(
+                    " service {} {l} {g}",
+                    match p {
+                        crate::model::spec::L4Protocol::Tcp => "tcp",
+                        crate::model::spec::L4Protocol::Udp => "udp",
+                    }
+                ),
+                (None, None, None) => String::new(),
+                _ => {
+                    return Err(unsupported(
+                        "a static NAT port translation without protocol, localPort and globalPort together".to_owned(),
+                        f,
+                    ));
+                }
+            };
+            n += 1;
+            let o = NatObject {
+                name: format!("{base}-{n}"),
+                host: m.inside_local.to_string(),
+                nat: format!("({inside},{outside}) static {}{service}", m.inside_global),
+                subnet: None,
+            };
+            if out.iter().any(|x| x.published() == o.published()) {
+                return Err(unsupported(
+                    format!(
+                        "two static NAT entries publishing {}",
+                        o.published().unwrap_or_default()
+                    ),
+                    f,
+                ));
+            }
+            out.push(o);
+        }
+        for (j, o) in d.overloads.iter().enumerate() {
+            let f = format!("{field}.overloads[{j}]");
+            if !d.outside_interfaces.contains(&o.interface) {
+                return Err(unsupported(
+                    format!(
+                        "overload to {}, which is not an outsideInterface",
+                        o.interface
+                    ),
+                    format!("{f}.interface"),
+                ));
+            }
+            if o.sources.is_empty() {
+                return Err(unsupported(
+                    "an overload without sources".to_owned(),
+                    format!("{f}.sources"),
+                ));
+            }
+            for src in &o.sources {
+                let src = src.trunc();
+                n += 1;
+                let (host, subnet) = if src.prefix_len() == 32 {
+                    (src.addr().to_string(), None)
+                } else {
+                    (
+                        String::new(),
+                        Some(format!("{} {}", src.addr(), mask(src.prefix_len()))),
+                    )
+                };
+                out.push(NatObject {
+                    name: format!("{base}-{n}"),
+                    host,
+                    nat: format!("({inside},{}) dynamic interface", o.interface),
+                    subnet,
+                });
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// Device label: the `nameif` backends sit behind (default `inside`).
 pub const INSIDE_LABEL: &str = "rampart.io/asa-inside-interface";
 
@@ -521,6 +693,7 @@ fn load_balancer(
             .collect();
         out.nat_objects.push(NatObject {
             name: format!("{base}-{vs_name}"),
+            subnet: None,
             host: b.address.to_string(),
             nat: format!(
                 "({inside},{outside}) static {} service {proto} {} {}",
@@ -541,13 +714,9 @@ fn load_balancer(
 pub fn build(spec: &ServiceSpec, device: &Device) -> Result<AsaConfig, CompileError> {
     match &spec.body {
         ServiceBody::Firewall(fw) => {
-            if let Some(i) = fw.nat_device(&device.name) {
-                return Err(unsupported(
-                    "the vFirewall's NAT options (rendered for IOS-XE only)".to_owned(),
-                    format!("spec.nat.devices[{i}]"),
-                ));
-            }
-            firewall(spec, fw, device)
+            let mut c = firewall(spec, fw, device)?;
+            c.nat_objects = firewall_nat(spec, fw, device)?;
+            Ok(c)
         }
         ServiceBody::LoadBalancer(lb) => load_balancer(spec, lb, device),
         _ => Err(unsupported(

@@ -10,6 +10,14 @@
 //!   its own default rule (allow any) last and does not let it be changed:
 //!   a `defaultAction: deny` becomes an explicit final `deny Any` rule,
 //!   network-wide (see `docs/drivers.md`).
+//! - The vFirewall's `nat` section: a static mapping without ports → 1:1
+//!   NAT (`oneToOneNatRules`, one uplink, all inbound allowed: the L3
+//!   inbound rules filter), with ports → port forwarding (the uplink's own
+//!   address is the public side), overloads → nothing to send: an MX always
+//!   translates its LAN to the address of the uplink it uses (device label
+//!   `rampart.io/meraki-uplink`, default `internet1`); an overload naming
+//!   another interface is refused. Inside interfaces have no counterpart
+//!   (the LAN is the MX's VLANs).
 //! - LoadBalancer → port forwarding (one backend per virtual service: an
 //!   MX forwards, it does not balance).
 //! - Vpn → the network's AutoVPN settings: `mode` and `hubs` from the
@@ -86,6 +94,34 @@ pub struct PortForward {
     pub protocol: String,
 }
 
+/// One inbound allowance of a 1:1 NAT rule, in the API's shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AllowedInbound {
+    /// `tcp`, `udp`, `icmp-ping` or `any`.
+    pub protocol: String,
+    /// `["any"]` or ports/ranges.
+    pub destination_ports: Vec<String>,
+    /// `["any"]` or CIDRs.
+    pub allowed_ips: Vec<String>,
+}
+
+/// A 1:1 NAT rule, in the API's shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OneToOneNat {
+    /// Ownership marker.
+    pub name: String,
+    /// The public address on the uplink.
+    pub public_ip: String,
+    /// The LAN host's address.
+    pub lan_ip: String,
+    /// `internet1`, `internet2` or `internet3`.
+    pub uplink: String,
+    /// What may come in (an MX 1:1 NAT admits nothing without it).
+    pub allowed_inbound: Vec<AllowedInbound>,
+}
+
 /// A local subnet joined to AutoVPN.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -138,6 +174,14 @@ pub struct MerakiConfig {
     /// Port forwarding.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub port_forwarding: Vec<PortForward>,
+    /// 1:1 NAT.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub one_to_one_nat: Vec<OneToOneNat>,
+    /// Uplinks whose port address translation a vFirewall's `overloads`
+    /// asks for: an MX always translates its LAN to the uplink address, so
+    /// this is recorded for the dry-run and sends nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inherent_pat: Vec<String>,
     /// AutoVPN.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub site_to_site: Option<SiteToSite>,
@@ -152,6 +196,8 @@ pub mod paths {
     /// Port forwarding.
     pub const PORT_FORWARDING: &str =
         "/networks/{networkId}/appliance/firewall/portForwardingRules";
+    /// 1:1 NAT.
+    pub const ONE_TO_ONE_NAT: &str = "/networks/{networkId}/appliance/firewall/oneToOneNatRules";
     /// AutoVPN.
     pub const VPN: &str = "/networks/{networkId}/appliance/vpn/siteToSiteVpn";
 }
@@ -226,6 +272,13 @@ pub fn edit_calls(prev: &MerakiConfig, next: &MerakiConfig) -> Vec<Call> {
             "PUT",
             paths::PORT_FORWARDING,
             Some(serde_json::json!({"rules": json(&next.port_forwarding)})),
+        ));
+    }
+    if prev.one_to_one_nat != next.one_to_one_nat {
+        out.push(Call::new(
+            "PUT",
+            paths::ONE_TO_ONE_NAT,
+            Some(serde_json::json!({"rules": json(&next.one_to_one_nat)})),
         ));
     }
     if prev.site_to_site != next.site_to_site {
@@ -359,6 +412,168 @@ fn firewall(
     Ok(c)
 }
 
+/// Device label: the uplink the MX sends its LAN traffic out of
+/// (`internet1`, default, `internet2` or `internet3`): the one whose
+/// address the MX's inherent PAT uses.
+pub const UPLINK_LABEL: &str = "rampart.io/meraki-uplink";
+/// Device label: the address of that uplink; when set, a port mapping's
+/// `insideGlobal` must be it (port forwarding publishes on the uplink's
+/// own address).
+pub const UPLINK_IP_LABEL: &str = "rampart.io/meraki-uplink-ip";
+
+const UPLINKS: [&str; 3] = ["internet1", "internet2", "internet3"];
+
+/// The vFirewall's `nat` entries for the MX `device`: static mappings
+/// without ports → 1:1 NAT, with ports → port forwarding, overloads →
+/// the MX's own uplink PAT (checked, nothing sent).
+fn firewall_nat(
+    spec: &ServiceSpec,
+    fw: &FirewallSpec,
+    device: &Device,
+    c: &mut MerakiConfig,
+) -> Result<(), CompileError> {
+    let Some(nat) = &fw.nat else {
+        return Ok(());
+    };
+    let marker = object_name("M", &spec.metadata.tenant, &spec.metadata.name);
+    let used = device
+        .labels
+        .get(UPLINK_LABEL)
+        .map_or("internet1", String::as_str);
+    if !UPLINKS.contains(&used) {
+        return Err(unsupported(
+            format!("uplink {used:?} (internet1, internet2 or internet3)"),
+            format!("device {} label {UPLINK_LABEL}", device.name),
+        ));
+    }
+    for (i, d) in nat
+        .devices
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.device == device.name)
+    {
+        let field = format!("spec.nat.devices[{i}]");
+        for (k, o) in d.outside_interfaces.iter().enumerate() {
+            if !UPLINKS.contains(&o.as_str()) {
+                return Err(unsupported(
+                    format!("outside interface {o:?} (an MX translates on its uplinks: internet1, internet2, internet3)"),
+                    format!("{field}.outsideInterfaces[{k}]"),
+                ));
+            }
+        }
+        for (j, m) in d.static_mappings.iter().enumerate() {
+            let f = format!("{field}.staticMappings[{j}]");
+            match (m.protocol, m.local_port, m.global_port) {
+                (None, None, None) => {
+                    let [uplink] = d.outside_interfaces.as_slice() else {
+                        return Err(unsupported(
+                            format!(
+                                "1:1 NAT on {} uplinks (a 1:1 NAT rule names one)",
+                                d.outside_interfaces.len()
+                            ),
+                            format!("{field}.outsideInterfaces"),
+                        ));
+                    };
+                    let rule = OneToOneNat {
+                        name: format!("{marker} nat#{j}"),
+                        public_ip: m.inside_global.to_string(),
+                        lan_ip: m.inside_local.to_string(),
+                        uplink: uplink.clone(),
+                        allowed_inbound: vec![AllowedInbound {
+                            protocol: "any".to_owned(),
+                            destination_ports: vec!["any".to_owned()],
+                            allowed_ips: vec!["any".to_owned()],
+                        }],
+                    };
+                    if c.one_to_one_nat.iter().any(|r| r.public_ip == rule.public_ip) {
+                        return Err(unsupported(
+                            format!("two 1:1 NAT rules for public IP {}", rule.public_ip),
+                            f,
+                        ));
+                    }
+                    c.one_to_one_nat.push(rule);
+                }
+                (Some(p), Some(l), Some(g)) => {
+                    if let Some(ip) = device.labels.get(UPLINK_IP_LABEL)
+                        && *ip != m.inside_global.to_string()
+                    {
+                        return Err(unsupported(
+                            format!(
+                                "port forwarding on {} (an MX forwards ports on its uplink address {ip})",
+                                m.inside_global
+                            ),
+                            format!("{f}.insideGlobal"),
+                        ));
+                    }
+                    let uplink = match d.outside_interfaces.as_slice() {
+                        [one] if one != "internet3" => one.clone(),
+                        [a, b]
+                            if a != b
+                                && [a, b]
+                                    .iter()
+                                    .all(|x| *x == "internet1" || *x == "internet2") =>
+                        {
+                            "both".to_owned()
+                        }
+                        _ => {
+                            return Err(unsupported(
+                                "port forwarding on these uplinks (internet1, internet2, or both)"
+                                    .to_owned(),
+                                format!("{field}.outsideInterfaces"),
+                            ));
+                        }
+                    };
+                    let protocol = match p {
+                        L4Protocol::Tcp => "tcp",
+                        L4Protocol::Udp => "udp",
+                    }
+                    .to_owned();
+                    if c
+                        .port_forwarding
+                        .iter()
+                        .any(|r| r.protocol == protocol && r.public_port == g.to_string())
+                    {
+                        return Err(unsupported(
+                            format!("two port forwards of {protocol} port {g}"),
+                            f,
+                        ));
+                    }
+                    c.port_forwarding.push(PortForward {
+                        name: format!("{marker} nat#{j}"),
+                        lan_ip: m.inside_local.to_string(),
+                        uplink,
+                        public_port: g.to_string(),
+                        local_port: l.to_string(),
+                        allowed_ips: vec!["any".to_owned()],
+                        protocol,
+                    });
+                }
+                _ => {
+                    return Err(unsupported(
+                        "a static NAT port translation without protocol, localPort and globalPort together".to_owned(),
+                        f,
+                    ));
+                }
+            }
+        }
+        for (j, o) in d.overloads.iter().enumerate() {
+            if o.interface != used || !d.outside_interfaces.contains(&o.interface) {
+                return Err(unsupported(
+                    format!(
+                        "overload to {:?}: an MX translates its LAN to the address of the uplink it uses ({used}, label {UPLINK_LABEL}), which must also be an outsideInterface",
+                        o.interface
+                    ),
+                    format!("{field}.overloads[{j}].interface"),
+                ));
+            }
+            if !c.inherent_pat.contains(&o.interface) {
+                c.inherent_pat.push(o.interface.clone());
+            }
+        }
+    }
+    Ok(())
+}
+
 fn load_balancer(spec: &ServiceSpec, lb: &LoadBalancerSpec) -> Result<MerakiConfig, CompileError> {
     let marker = object_name("M", &spec.metadata.tenant, &spec.metadata.name);
     let mut c = MerakiConfig::default();
@@ -464,13 +679,9 @@ fn vpn(vpn: &VpnSpec, device: &Device) -> Result<MerakiConfig, CompileError> {
 pub fn build(spec: &ServiceSpec, device: &Device) -> Result<MerakiConfig, CompileError> {
     match &spec.body {
         ServiceBody::Firewall(fw) => {
-            if let Some(i) = fw.nat_device(&device.name) {
-                return Err(unsupported(
-                    "the vFirewall's NAT options (rendered for IOS-XE only)".to_owned(),
-                    format!("spec.nat.devices[{i}]"),
-                ));
-            }
-            firewall(spec, fw, device)
+            let mut c = firewall(spec, fw, device)?;
+            firewall_nat(spec, fw, device, &mut c)?;
+            Ok(c)
         }
         ServiceBody::LoadBalancer(lb) => load_balancer(spec, lb),
         ServiceBody::Vpn(v) => vpn(v, device),
@@ -491,17 +702,20 @@ pub fn render(spec: &ServiceSpec, device: &Device) -> Result<Vec<Rendering>, Com
         .labels
         .get(NETWORK_LABEL)
         .map_or("<discovered>", String::as_str);
+    let mut notes = vec![
+        format!("Meraki Dashboard API v1, network {network}"),
+        "rules whose comment/name does not start with RPM- are kept (after Rampart's rules, before its default deny)"
+            .to_owned(),
+    ];
+    for uplink in &c.inherent_pat {
+        notes.push(format!(
+            "overload (PAT) to {uplink}: inherent, the MX translates its LAN to the {uplink} address; no call"
+        ));
+    }
     Ok(vec![Rendering {
         target: device.name.clone(),
         platform: PLATFORM.to_owned(),
         format: Format::Http,
-        content: render_calls(
-            &[
-                format!("Meraki Dashboard API v1, network {network}"),
-                "rules whose comment/name does not start with RPM- are kept (after Rampart's rules, before its default deny)"
-                    .to_owned(),
-            ],
-            &c.calls(),
-        ),
+        content: render_calls(&notes, &c.calls()),
     }])
 }

@@ -98,16 +98,24 @@ fn merge_configs(contributions: &BTreeMap<String, Value>) -> Result<AsaConfig, C
             out.bindings.push(b);
         }
         for o in c.nat_objects {
-            // One static NAT per published address and port.
-            let published = o.nat.split_once(" static ").map(|(_, p)| p.to_owned());
-            if let Some(clash) = out
-                .nat_objects
-                .iter()
-                .find(|x| x.nat.split_once(" static ").map(|(_, p)| p.to_owned()) == published)
+            // One static NAT per published address and port; interface PAT
+            // (`dynamic interface`) is shared by nature.
+            if let Some(published) = o.published()
+                && let Some(clash) = out
+                    .nat_objects
+                    .iter()
+                    .find(|x| x.published() == Some(published))
             {
                 return Err(Conflict {
-                    what: format!("static NAT {}", published.unwrap_or_default()),
+                    what: format!("static NAT {published}"),
                     first: clash.name.clone(),
+                    second: service.clone(),
+                });
+            }
+            if let Some(same) = out.nat_objects.iter().find(|x| x.name == o.name) {
+                return Err(Conflict {
+                    what: format!("object network {}", o.name),
+                    first: same.name.clone(),
                     second: service.clone(),
                 });
             }
@@ -121,8 +129,8 @@ fn merge_configs(contributions: &BTreeMap<String, Value>) -> Result<AsaConfig, C
     Ok(out)
 }
 
-/// Prefix of Rampart's NAT objects.
-const NAT_PREFIX: &str = "RPO-";
+/// Prefixes of Rampart's NAT objects (LoadBalancer, vFirewall `nat`).
+const NAT_PREFIXES: [&str; 2] = ["RPO-", asa::FW_NAT_PREFIX];
 
 /// Port names the ASA shows instead of numbers.
 const PORT_NAMES: [(&str, u16); 30] = [
@@ -200,6 +208,10 @@ pub fn parse_running(text: &str) -> AsaConfig {
                 let m = member.trim();
                 if let Some(h) = m.strip_prefix("host ") {
                     o.host = h.to_owned();
+                    o.subnet = None;
+                } else if let Some(sub) = m.strip_prefix("subnet ") {
+                    o.host = String::new();
+                    o.subnet = Some(sub.to_owned());
                 } else if let Some(n) = m.strip_prefix("nat ") {
                     o.nat = n.to_owned();
                 }
@@ -211,13 +223,14 @@ pub fn parse_running(text: &str) -> AsaConfig {
         }
         object = None;
         if let Some(name) = line.strip_prefix("object network ").map(str::trim)
-            && name.starts_with(NAT_PREFIX)
+            && NAT_PREFIXES.iter().any(|p| name.starts_with(p))
         {
             if !c.nat_objects.iter().any(|o| o.name == name) {
                 c.nat_objects.push(NatObject {
                     name: name.to_owned(),
                     host: String::new(),
                     nat: String::new(),
+                    subnet: None,
                 });
             }
             object = Some(name.to_owned());

@@ -34,7 +34,7 @@ use super::{
 use crate::{
     compile::{
         CompileError,
-        meraki::{self, L3Rule, MerakiConfig, NETWORK_LABEL, OWNED_PREFIX, PortForward},
+        meraki::{self, L3Rule, MerakiConfig, NETWORK_LABEL, OneToOneNat, OWNED_PREFIX, PortForward},
     },
     model::{device::Device, spec::ServiceSpec},
     transport::http::{
@@ -222,6 +222,7 @@ fn merge_configs(contributions: &BTreeMap<String, Value>) -> Result<MerakiConfig
     let mut default_owner: [Option<String>; 2] = [None, None];
     let mut pf_owner: BTreeMap<(String, String), String> = BTreeMap::new();
     let mut vpn_owner: Option<String> = None;
+    let mut nat_owner: BTreeMap<String, String> = BTreeMap::new();
     for (service, v) in contributions {
         let c = decode(v).map_err(|e| conflict(e, service, service))?;
         out.l3.extend(c.l3);
@@ -266,6 +267,25 @@ fn merge_configs(contributions: &BTreeMap<String, Value>) -> Result<MerakiConfig
             pf_owner.insert(key, service.clone());
             out.port_forwarding.push(pf);
         }
+        for r in c.one_to_one_nat {
+            if let Some(x) = out.one_to_one_nat.iter().find(|x| x.public_ip == r.public_ip) {
+                if *x == r {
+                    continue;
+                }
+                return Err(conflict(
+                    format!("1:1 NAT of public IP {}", r.public_ip),
+                    nat_owner.get(&r.public_ip).map_or("", String::as_str),
+                    service,
+                ));
+            }
+            nat_owner.insert(r.public_ip.clone(), service.clone());
+            out.one_to_one_nat.push(r);
+        }
+        for u in c.inherent_pat {
+            if !out.inherent_pat.contains(&u) {
+                out.inherent_pat.push(u);
+            }
+        }
         if let Some(s) = c.site_to_site {
             match &mut out.site_to_site {
                 Some(cur) if cur.mode != s.mode || cur.hubs != s.hubs => {
@@ -302,6 +322,7 @@ fn owned_view(c: &MerakiConfig) -> Value {
         "l3": c.l3_rules(),
         "inbound": c.inbound_rules(),
         "portForwarding": c.port_forwarding,
+        "oneToOneNat": c.one_to_one_nat,
     });
     if let Some(s) = &c.site_to_site {
         v["siteToSite"] = serde_json::to_value(s).unwrap_or_default();
@@ -359,6 +380,15 @@ impl PlatformDriver for MerakiPlatform {
         {
             o.remove("siteToSite");
         }
+        // Baselines accepted before 1:1 NAT was read back lack the key.
+        if expected.get("oneToOneNat").is_none()
+            && let Some(o) = actual.as_object_mut()
+            && o.get("oneToOneNat")
+                .and_then(Value::as_array)
+                .is_some_and(Vec::is_empty)
+        {
+            o.remove("oneToOneNat");
+        }
         Ok(json_differences("", &expected, &actual))
     }
 }
@@ -392,6 +422,15 @@ fn reply_error(device: &str, stage: &str, path: &str, r: &Reply) -> DeviceError 
         format!("HTTP {}: {msg}", r.status),
         Some(path),
     )
+}
+
+/// The field carrying Rampart's `RPM-` marker in the rules of `path`.
+fn rule_key(path: &str) -> &'static str {
+    if path == meraki::paths::PORT_FORWARDING || path == meraki::paths::ONE_TO_ONE_NAT {
+        "name"
+    } else {
+        "comment"
+    }
 }
 
 fn is_owned_rule(v: &Value, key: &str) -> bool {
@@ -627,11 +666,7 @@ impl MerakiParticipant {
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
-        let key = if path == meraki::paths::PORT_FORWARDING {
-            "name"
-        } else {
-            "comment"
-        };
+        let key = rule_key(&path);
         let rules = if key == "comment" {
             without_default(rules)
         } else {
@@ -657,6 +692,7 @@ impl MerakiParticipant {
             meraki::paths::L3,
             meraki::paths::INBOUND,
             meraki::paths::PORT_FORWARDING,
+            meraki::paths::ONE_TO_ONE_NAT,
             meraki::paths::VPN,
         ];
         let mut staged = Vec::new();
@@ -679,11 +715,7 @@ impl MerakiParticipant {
                         Some(&path),
                     )
                 })?;
-                let key = if path == meraki::paths::PORT_FORWARDING {
-                    "name"
-                } else {
-                    "comment"
-                };
+                let key = rule_key(&path);
                 if let Some(bad) = rules.iter().position(|r| !is_owned_rule(r, key)) {
                     return Err(dev_err(
                         &self.device,
@@ -780,6 +812,7 @@ impl MerakiParticipant {
         let l3 = get(meraki::paths::L3).await?;
         let inbound = get(meraki::paths::INBOUND).await?;
         let pf = get(meraki::paths::PORT_FORWARDING).await?;
+        let one = get(meraki::paths::ONE_TO_ONE_NAT).await?;
         let vpn = get(meraki::paths::VPN).await?;
         let norm_l3 = |list: Vec<Value>| -> Vec<Value> {
             list.into_iter()
@@ -792,6 +825,11 @@ impl MerakiParticipant {
             .filter_map(|r| serde_json::from_value::<PortForward>(r).ok())
             .map(|r| serde_json::to_value(r).unwrap_or_default())
             .collect();
+        let norm_nat: Vec<Value> = rules(&one, "name", false)
+            .into_iter()
+            .filter_map(|r| serde_json::from_value::<OneToOneNat>(r).ok())
+            .map(|r| serde_json::to_value(r).unwrap_or_default())
+            .collect();
         let mut site = vpn;
         if let Some(subs) = site.get_mut("subnets").and_then(Value::as_array_mut) {
             subs.sort_by(|a, b| a["localSubnet"].as_str().cmp(&b["localSubnet"].as_str()));
@@ -800,6 +838,7 @@ impl MerakiParticipant {
             "l3": norm_l3(rules(&l3, "comment", true)),
             "inbound": norm_l3(rules(&inbound, "comment", true)),
             "portForwarding": norm_pf,
+            "oneToOneNat": norm_nat,
             "siteToSite": site,
         }))
     }
