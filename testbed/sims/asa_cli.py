@@ -349,7 +349,24 @@ def parse_nat_body(t: Tokens, cfg: dict, in_object: bool) -> str:
             mapped = "interface"
         elif not is_ip(mapped) and mapped not in cfg["objects"] and mapped not in cfg["object_groups"]:
             raise CliError(f"ERROR: Address {mapped} is neither an IP address nor an object")
+        if kind == "dynamic" and mapped == "interface" and m.group(2) == "any":
+            # interface PAT needs one mapped interface whose address it uses
+            raise CliError("ERROR: Cannot use interface PAT when the mapped interface is 'any'")
         parts += [kind, mapped]
+        spos = t.pos()
+        if t.kw("service", optional=True):
+            # `service tcp|udp REAL MAPPED`: static NAT only (port translation)
+            if kind != "static":
+                raise Invalid(spos)
+            proto = t.kw("tcp", "udp")
+            ports = []
+            for _ in range(2):
+                pos = t.pos()
+                p = t.next()
+                if not (p.isdigit() and 1 <= int(p) <= 65535) and p not in PORT_NAMES:
+                    raise Invalid(pos)
+                ports.append(p)
+            parts += ["service", proto] + ports
         if not t.done():
             parts.append(t.rest())
         return " ".join(parts)

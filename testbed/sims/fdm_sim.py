@@ -80,9 +80,13 @@ class FdmSim(simlib.Simulator):
                      defaultAction={"action": "DENY", "eventLogAction": "LOG_NONE",
                                     "type": "accessdefaultaction"})
         natpol = obj("objectnatpolicy", "ObjectNatPolicy")
+        # Interfaces: `name` is the logical name (nameif) NAT rules reference.
+        ifaces = [obj("physicalinterface", n, hardwareName=hw, mode="ROUTED", enabled=True)
+                  for n, hw in (("outside", "GigabitEthernet0/0"), ("inside", "GigabitEthernet0/1"),
+                                ("dmz", "GigabitEthernet0/2"), ("diagnostic", "Management0/0"))]
         manual = obj("manualnatpolicy", "NGFW-Before-Auto-NAT-Policy")
         staged = {"networks": [any4], "networkgroups": [], "tcpports": [], "udpports": [],
-                  "securityzones": [inside, outside], "accesspolicies": [policy],
+                  "securityzones": [inside, outside], "interfaces": ifaces, "accesspolicies": [policy],
                   "objectnatpolicies": [natpol], "manualnatpolicies": [manual],
                   "accessrules": {policy["id"]: []}, "objectnatrules": {natpol["id"]: []},
                   "manualnatrules": {manual["id"]: []}}
@@ -100,6 +104,8 @@ class FdmSim(simlib.Simulator):
             r("GET", BASE + f"/object/{coll}/{ID}", lambda q, c=coll: self.get_object(q, c))
             r("PUT", BASE + f"/object/{coll}/{ID}", lambda q, c=coll: self.update_object(q, c))
             r("DELETE", BASE + f"/object/{coll}/{ID}", lambda q, c=coll: self.delete_object(q, c))
+        r("GET", BASE + "/devices/default/interfaces", lambda q: self.list_objects(q, "interfaces"))
+        r("GET", BASE + f"/devices/default/interfaces/{ID}", lambda q: self.get_object(q, "interfaces"))
         for coll in ("accesspolicies", "objectnatpolicies", "manualnatpolicies"):
             r("GET", BASE + f"/policy/{coll}", lambda q, c=coll: self.list_objects(q, c))
             r("GET", BASE + f"/policy/{coll}/{ID}", lambda q, c=coll: self.get_object(q, c))
@@ -338,8 +344,8 @@ class FdmSim(simlib.Simulator):
         if not isinstance(ref, dict) or not isinstance(ref.get("id"), str):
             raise fdm_error(422, f"{location}: each reference needs an id and a type", code="invalidReference",
                             location=location)
-        for coll in ("networks", "networkgroups", "tcpports", "udpports", "securityzones"):
-            for o in self.state["staged"][coll]:
+        for coll in ("networks", "networkgroups", "tcpports", "udpports", "securityzones", "interfaces"):
+            for o in self.state["staged"].get(coll, []):
                 if o["id"] == ref["id"]:
                     if o["type"] not in kinds:
                         raise fdm_error(422, f"{location}: {o['type']} '{o['name']}' is not allowed here "
@@ -394,7 +400,53 @@ class FdmSim(simlib.Simulator):
             tfield = "translatedNetwork" if coll == "objectnatrules" else "translatedSource"
             if body.get(tfield) is not None:
                 out[tfield] = self.resolve(body[tfield], ("networkobject", "networkobjectgroup"), tfield)
+            if coll == "objectnatrules":
+                self.validate_object_nat(body, out)
         return out
+
+    def validate_object_nat(self, body: dict, out: dict) -> None:
+        """What FDM documents for object NAT: interfaces are interface objects; the
+        translated side is a network object or, with `interfaceInTranslatedNetwork`,
+        the destination interface's address (interface PAT needs a destination
+        interface); port translation is STATIC only, both ports of one protocol."""
+        for f in ("sourceInterface", "destinationInterface"):
+            if body.get(f) is not None:
+                out[f] = self.resolve(body[f], ("physicalinterface", "subinterface"), f)
+        iface = body.get("interfaceInTranslatedNetwork", False)
+        if not isinstance(iface, bool):
+            raise fdm_error(422, "interfaceInTranslatedNetwork must be a boolean",
+                            location="interfaceInTranslatedNetwork")
+        out["interfaceInTranslatedNetwork"] = iface
+        if iface and body.get("translatedNetwork") is not None:
+            raise fdm_error(422, "translatedNetwork must be empty when interfaceInTranslatedNetwork is true",
+                            location="translatedNetwork")
+        if iface and body.get("destinationInterface") is None:
+            raise fdm_error(422, "Interface PAT (interfaceInTranslatedNetwork) requires a destinationInterface",
+                            location="destinationInterface")
+        if not iface and body.get("translatedNetwork") is None:
+            raise fdm_error(422, f"{body['natType']} NAT needs a translatedNetwork or "
+                                 "interfaceInTranslatedNetwork: true", location="translatedNetwork")
+        ports = [body.get("originalPort"), body.get("translatedPort")]
+        if any(p is not None for p in ports):
+            if body["natType"] != "STATIC":
+                raise fdm_error(422, "Port translation is only allowed for STATIC NAT", location="originalPort")
+            if any(p is None for p in ports):
+                raise fdm_error(422, "originalPort and translatedPort must be given together",
+                                location="translatedPort" if ports[0] is not None else "originalPort")
+            o = self.resolve(ports[0], ("tcpportobject", "udpportobject"), "originalPort")
+            t = self.resolve(ports[1], ("tcpportobject", "udpportobject"), "translatedPort")
+            if o["type"] != t["type"]:
+                raise fdm_error(422, "originalPort and translatedPort must use the same protocol",
+                                location="translatedPort")
+            out["originalPort"], out["translatedPort"] = o, t
+        # An object carries at most one object NAT rule.
+        orig = out["originalNetwork"]["id"]
+        for rules in self.state["staged"]["objectnatrules"].values():
+            for r in rules:
+                if r["originalNetwork"]["id"] == orig and r.get("name") != body.get("name"):
+                    raise fdm_error(422, f"Network object '{out['originalNetwork']['name']}' already has an "
+                                         f"object NAT rule ('{r['name']}')", location="originalNetwork",
+                                    code="duplicateNat")
 
     def list_rules(self, req, coll):
         with self.lock:

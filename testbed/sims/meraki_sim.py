@@ -358,6 +358,7 @@ class MerakiSim(simlib.Simulator):
         inbound = rule.get("allowedInbound", [])
         if not isinstance(inbound, list):
             raise err(400, f"{where}: 'allowedInbound' must be an array")
+        clean = []
         for j, a in enumerate(inbound):
             if not isinstance(a, dict) or a.get("protocol") not in ("tcp", "udp", "icmp-ping", "any"):
                 raise err(400, f"{where}: allowedInbound {j + 1}: 'protocol' must be tcp, udp, "
@@ -365,8 +366,16 @@ class MerakiSim(simlib.Simulator):
             ports = a.get("destinationPorts", ["any"])
             if not isinstance(ports, list) or not all(valid_port_spec(p) for p in ports):
                 raise err(400, f"{where}: allowedInbound {j + 1}: invalid destinationPorts")
+            if a["protocol"] not in ("tcp", "udp") and ports != ["any"]:
+                raise err(400, f"{where}: allowedInbound {j + 1}: destinationPorts must be 'any' for "
+                               f"protocol '{a['protocol']}'")
+            allowed = a.get("allowedIps", ["any"])
+            if not isinstance(allowed, list) or not all(valid_cidr_list(x) for x in allowed):
+                raise err(400, f"{where}: allowedInbound {j + 1}: 'allowedIps' must be a list of 'any' or CIDRs")
+            clean.append({"protocol": a["protocol"], "destinationPorts": [str(p) for p in ports],
+                          "allowedIps": allowed})
         return {"name": str(rule.get("name", "")), "publicIp": rule["publicIp"], "lanIp": rule["lanIp"],
-                "uplink": uplink, "allowedInbound": inbound}
+                "uplink": uplink, "allowedInbound": clean}
 
     # ----- site-to-site VPN ---------------------------------------------------
     def get_vpn(self, req):

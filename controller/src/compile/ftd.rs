@@ -13,6 +13,15 @@
 //!   source zones, `egress` targets destination zones.
 //! - LoadBalancer → static object NAT (`RPFN-…-<vs>`), one backend per
 //!   virtual service, same port (FTD translates, it does not balance).
+//! - The vFirewall's `nat` section → object NAT rules `RPFN-…-<n>`, each on
+//!   its own original network object `RPN-<tenant>-<service>-<hash>-<n>`
+//!   (an object carries one object NAT rule): a static mapping is
+//!   `natType: STATIC` to the host object of `insideGlobal` (plus
+//!   `originalPort`/`translatedPort` objects for a port translation), each
+//!   overload source is `natType: DYNAMIC` with
+//!   `interfaceInTranslatedNetwork: true` and the overload interface as
+//!   `destinationInterface`. Interfaces are FDM interface names; with
+//!   several inside or outside interfaces the side is any.
 //! - ICMP matches, Router, Vpn and SdWan are not expressible here.
 //!
 //! References inside rules are by object name; the driver resolves names to
@@ -25,8 +34,8 @@ use crate::{
     model::{
         device::Device,
         spec::{
-            Action, Direction, FirewallSpec, LoadBalancerSpec, PortRange, Protocol, ServiceBody,
-            ServiceSpec,
+            Action, Direction, FirewallSpec, L4Protocol, LoadBalancerSpec, PortRange, Protocol,
+            ServiceBody, ServiceSpec,
         },
     },
     transport::http::{Call, render_calls},
@@ -80,15 +89,32 @@ pub struct AccessRule {
     pub destination_ports: Vec<String>,
 }
 
-/// A static object NAT rule.
+/// An object NAT rule: static (a published backend or a vFirewall static
+/// mapping, optionally of one port) or dynamic interface PAT (an overload).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NatRule {
     /// Rule name.
     pub name: String,
-    /// Real (inside) host object.
+    /// Real (inside) network object.
     pub original: String,
-    /// Mapped (public) host object.
+    /// Mapped (public) host object; empty for interface PAT.
     pub translated: String,
+    /// `natType: DYNAMIC` translating to the destination interface's
+    /// address (`interfaceInTranslatedNetwork`), rather than `STATIC`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dynamic: bool,
+    /// Real port object (a static port translation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_port: Option<String>,
+    /// Mapped port object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub translated_port: Option<String>,
+    /// Interface (FDM `name`, the `nameif`) the real side is on; any when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_interface: Option<String>,
+    /// Interface the mapped side is on; any when absent (required for PAT).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_interface: Option<String>,
 }
 
 /// What services put on one FTD.
@@ -161,17 +187,47 @@ impl AccessRule {
     }
 }
 
+/// The reference to an interface by its FDM `name`.
+fn interface_ref(name: &str) -> serde_json::Value {
+    serde_json::json!({"name": name, "type": "physicalinterface"})
+}
+
+/// The reference to a port object (`RPP-<proto>-…`).
+fn port_ref(name: &str) -> serde_json::Value {
+    let kind = if name.starts_with("RPP-udp-") {
+        "udpportobject"
+    } else {
+        "tcpportobject"
+    };
+    serde_json::json!({"name": name, "type": kind})
+}
+
 impl NatRule {
     /// The API body.
     #[must_use]
     pub fn body(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut b = serde_json::json!({
             "name": self.name,
             "type": "objectnatrule",
-            "natType": "STATIC",
+            "natType": if self.dynamic { "DYNAMIC" } else { "STATIC" },
             "originalNetwork": net_ref(&self.original),
-            "translatedNetwork": net_ref(&self.translated),
-        })
+        });
+        if self.dynamic {
+            b["interfaceInTranslatedNetwork"] = serde_json::Value::Bool(true);
+        } else {
+            b["translatedNetwork"] = net_ref(&self.translated);
+        }
+        if let (Some(o), Some(t)) = (&self.original_port, &self.translated_port) {
+            b["originalPort"] = port_ref(o);
+            b["translatedPort"] = port_ref(t);
+        }
+        if let Some(i) = &self.source_interface {
+            b["sourceInterface"] = interface_ref(i);
+        }
+        if let Some(i) = &self.destination_interface {
+            b["destinationInterface"] = interface_ref(i);
+        }
+        b
     }
 }
 
@@ -428,6 +484,153 @@ fn firewall(
     Ok(c)
 }
 
+/// An interface side of a NAT rule: the one interface, or any (absent)
+/// when the spec lists several.
+fn nat_side(list: &[String]) -> Option<String> {
+    match list {
+        [one] => Some(one.clone()),
+        _ => None,
+    }
+}
+
+/// The vFirewall's `nat` entries for `device` as object NAT rules
+/// `RPFN-…-<n>`, each on its own original network object `RPN-…-<n>`
+/// (FDM allows one object NAT rule per object): static mappings are
+/// `STATIC` to a host object (with port objects for a port translation),
+/// each overload source is `DYNAMIC` to its interface's address.
+fn firewall_nat(
+    spec: &ServiceSpec,
+    fw: &FirewallSpec,
+    device: &Device,
+    c: &mut FtdConfig,
+) -> Result<(), CompileError> {
+    let Some(nat) = &fw.nat else {
+        return Ok(());
+    };
+    let rule_base = object_name("FN", &spec.metadata.tenant, &spec.metadata.name);
+    let object_base = object_name("N", &spec.metadata.tenant, &spec.metadata.name);
+    let mut n = 0u32;
+    for (i, d) in nat
+        .devices
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.device == device.name)
+    {
+        let field = format!("spec.nat.devices[{i}]");
+        if d.inside_interfaces.is_empty() {
+            return Err(unsupported(
+                "NAT without inside interfaces".to_owned(),
+                format!("{field}.insideInterfaces"),
+            ));
+        }
+        if d.outside_interfaces.is_empty() {
+            return Err(unsupported(
+                "NAT without outside interfaces".to_owned(),
+                format!("{field}.outsideInterfaces"),
+            ));
+        }
+        let inside = nat_side(&d.inside_interfaces);
+        let outside = nat_side(&d.outside_interfaces);
+        let original = |n: u32, net: ipnet::IpNet, c: &mut FtdConfig| -> String {
+            let mut o = net_object(&net);
+            o.name = format!("{object_base}-{n}");
+            let name = o.name.clone();
+            add(&mut c.networks, &o);
+            name
+        };
+        for (j, m) in d.static_mappings.iter().enumerate() {
+            let f = format!("{field}.staticMappings[{j}]");
+            let ports = match (m.protocol, m.local_port, m.global_port) {
+                (Some(p), Some(l), Some(g)) => {
+                    let proto = match p {
+                        L4Protocol::Tcp => "tcp",
+                        L4Protocol::Udp => "udp",
+                    };
+                    let lo = port_object(proto, &PortRange { first: l, last: l });
+                    let go = port_object(proto, &PortRange { first: g, last: g });
+                    add(&mut c.ports, &lo);
+                    add(&mut c.ports, &go);
+                    Some((lo.name, go.name))
+                }
+                (None, None, None) => None,
+                _ => {
+                    return Err(unsupported(
+                        "a static NAT port translation without protocol, localPort and globalPort together".to_owned(),
+                        f,
+                    ));
+                }
+            };
+            let mapped = net_object(&ipnet::IpNet::from(std::net::IpAddr::V4(m.inside_global)));
+            add(&mut c.networks, &mapped);
+            if let Some(x) = c.nat.iter().find(|x| {
+                !x.dynamic
+                    && x.translated == mapped.name
+                    && (x.translated_port.is_none()
+                        || ports.is_none()
+                        || x.translated_port.as_ref() == ports.as_ref().map(|p| &p.1))
+            }) {
+                return Err(unsupported(
+                    format!(
+                        "two static NAT rules publishing {} (the other is {})",
+                        m.inside_global, x.name
+                    ),
+                    f,
+                ));
+            }
+            n += 1;
+            let orig = original(
+                n,
+                ipnet::IpNet::from(std::net::IpAddr::V4(m.inside_local)),
+                c,
+            );
+            let (original_port, translated_port) = ports.unzip();
+            c.nat.push(NatRule {
+                name: format!("{rule_base}-{n}"),
+                original: orig,
+                translated: mapped.name,
+                dynamic: false,
+                original_port,
+                translated_port,
+                source_interface: inside.clone(),
+                destination_interface: outside.clone(),
+            });
+        }
+        for (j, o) in d.overloads.iter().enumerate() {
+            let f = format!("{field}.overloads[{j}]");
+            if !d.outside_interfaces.contains(&o.interface) {
+                return Err(unsupported(
+                    format!(
+                        "overload to {}, which is not an outsideInterface",
+                        o.interface
+                    ),
+                    format!("{f}.interface"),
+                ));
+            }
+            if o.sources.is_empty() {
+                return Err(unsupported(
+                    "an overload without sources".to_owned(),
+                    format!("{f}.sources"),
+                ));
+            }
+            for src in &o.sources {
+                n += 1;
+                let orig = original(n, ipnet::IpNet::V4(src.trunc()), c);
+                c.nat.push(NatRule {
+                    name: format!("{rule_base}-{n}"),
+                    original: orig,
+                    translated: String::new(),
+                    dynamic: true,
+                    original_port: None,
+                    translated_port: None,
+                    source_interface: inside.clone(),
+                    destination_interface: Some(o.interface.clone()),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 fn load_balancer(spec: &ServiceSpec, lb: &LoadBalancerSpec) -> Result<FtdConfig, CompileError> {
     let base = object_name("FN", &spec.metadata.tenant, &spec.metadata.name);
     let mut c = FtdConfig::default();
@@ -455,6 +658,11 @@ fn load_balancer(spec: &ServiceSpec, lb: &LoadBalancerSpec) -> Result<FtdConfig,
             name: format!("{base}-{}", vs.name),
             original: real.name,
             translated: mapped.name,
+            dynamic: false,
+            original_port: None,
+            translated_port: None,
+            source_interface: None,
+            destination_interface: None,
         });
     }
     Ok(c)
@@ -467,13 +675,9 @@ fn load_balancer(spec: &ServiceSpec, lb: &LoadBalancerSpec) -> Result<FtdConfig,
 pub fn build(spec: &ServiceSpec, device: &Device) -> Result<FtdConfig, CompileError> {
     match &spec.body {
         ServiceBody::Firewall(fw) => {
-            if let Some(i) = fw.nat_device(&device.name) {
-                return Err(unsupported(
-                    "the vFirewall's NAT options (rendered for IOS-XE only)".to_owned(),
-                    format!("spec.nat.devices[{i}]"),
-                ));
-            }
-            firewall(spec, fw, device)
+            let mut c = firewall(spec, fw, device)?;
+            firewall_nat(spec, fw, device, &mut c)?;
+            Ok(c)
         }
         ServiceBody::LoadBalancer(lb) => load_balancer(spec, lb),
         ServiceBody::Router(_) | ServiceBody::Vpn(_) | ServiceBody::SdWan(_) => Err(unsupported(

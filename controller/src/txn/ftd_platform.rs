@@ -256,7 +256,7 @@ fn fdm_message(r: &Reply) -> (String, Vec<String>) {
 }
 
 /// Fields of rules that reference objects.
-const REF_FIELDS: [&str; 8] = [
+const REF_FIELDS: [&str; 12] = [
     "sourceZones",
     "destinationZones",
     "sourceNetworks",
@@ -265,6 +265,10 @@ const REF_FIELDS: [&str; 8] = [
     "destinationPorts",
     "originalNetwork",
     "translatedNetwork",
+    "originalPort",
+    "translatedPort",
+    "sourceInterface",
+    "destinationInterface",
 ];
 
 /// A saved object or rule made fit to send again: server fields dropped,
@@ -528,6 +532,7 @@ impl FtdParticipant {
                     "networkobject" => "/object/networks",
                     "tcpportobject" => "/object/tcpports",
                     "udpportobject" => "/object/udpports",
+                    "physicalinterface" => "/devices/default/interfaces",
                     other => {
                         return Err(dev_err(
                             &self.device,
@@ -765,16 +770,19 @@ impl FtdParticipant {
             .await?
             .iter()
             .filter(|r| owned(r, "RPFN-"))
-            .map(|r| NatRule {
-                name: r["name"].as_str().unwrap_or_default().to_owned(),
-                original: r["originalNetwork"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-                translated: r["translatedNetwork"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
+            .map(|r| {
+                let name_of = |f: &str| r[f]["name"].as_str().map(str::to_owned);
+                NatRule {
+                    name: r["name"].as_str().unwrap_or_default().to_owned(),
+                    original: name_of("originalNetwork").unwrap_or_default(),
+                    translated: name_of("translatedNetwork").unwrap_or_default(),
+                    dynamic: r["natType"].as_str() == Some("DYNAMIC")
+                        && r["interfaceInTranslatedNetwork"].as_bool() == Some(true),
+                    original_port: name_of("originalPort"),
+                    translated_port: name_of("translatedPort"),
+                    source_interface: name_of("sourceInterface"),
+                    destination_interface: name_of("destinationInterface"),
+                }
             })
             .collect();
         let mut networks: Vec<ftd::NetObject> = self

@@ -244,3 +244,30 @@ def test_state_file_sync_and_restart(start_sim, tmp_path):
         conn.disconnect()
     sim2.admin("POST", "/_sim/reset")
     assert sim2.state()["running"]["access_lists"] == {}
+
+
+def test_object_nat_subnet_interface_pat_and_port_static(asa):
+    conn = connect(asa)
+    try:
+        conn.send_config_set(["object network LAN", "subnet 10.5.0.0 255.255.0.0",
+                              "nat (inside,outside) dynamic interface",
+                              "object network WEB", "host 10.5.0.9",
+                              "nat (inside,outside) static 203.0.113.9 service tcp 8443 443"],
+                             error_pattern=r"ERROR")
+        objs = conn.send_command("show running-config object")
+        assert "object network LAN\n subnet 10.5.0.0 255.255.0.0" in objs
+        nat = conn.send_command("show running-config nat")
+        assert nat.splitlines() == ["object network LAN", " nat (inside,outside) dynamic interface",
+                                    "object network WEB",
+                                    " nat (inside,outside) static 203.0.113.9 service tcp 8443 443"]
+        conn.config_mode()
+        conn.send_command("object network LAN", expect_string=r"#")
+        out = conn.send_command("nat (inside,any) dynamic interface", expect_string=r"#")
+        assert "ERROR: Cannot use interface PAT" in out
+        out = conn.send_command("nat (inside,outside) dynamic interface service tcp 80 8080", expect_string=r"#")
+        assert "Invalid input" in out
+        conn.exit_config_mode()
+    finally:
+        conn.disconnect()
+    objects = asa.state()["running"]["objects"]
+    assert objects["LAN"]["nat"] == "(inside,outside) dynamic interface"

@@ -219,3 +219,39 @@ def test_object_nat_rules_and_injected_faults(sim, fdm):
     assert fdm.get("/object/networks").status_code == 200
     sim.faults(expire_tokens=True)
     assert fdm.get("/object/networks").status_code == 401
+
+
+def test_object_nat_interface_pat_and_port_translation(fdm):
+    nat_pid = fdm.ok(fdm.get("/policy/objectnatpolicies"))["items"][0]["id"]
+    rules = f"/policy/objectnatpolicies/{nat_pid}/objectnatrules"
+    ifaces = {i["name"]: i for i in fdm.ok(fdm.get("/devices/default/interfaces"))["items"]}
+    assert ifaces["outside"]["hardwareName"] == "GigabitEthernet0/0"
+    out_ref = {"id": ifaces["outside"]["id"], "type": "physicalinterface"}
+    lan = fdm.ok(fdm.post("/object/networks", {"name": "lan", "subType": "NETWORK", "value": "10.4.0.0/16",
+                                               "type": "networkobject"}))
+    lan_ref = {"id": lan["id"], "type": "networkobject"}
+    pat = {"name": "pat", "natType": "DYNAMIC", "type": "objectnatrule", "originalNetwork": lan_ref,
+           "interfaceInTranslatedNetwork": True}
+    r = fdm.post(rules, pat)
+    assert r.status_code == 422 and r.json()["error"]["messages"][0]["location"] == "destinationInterface"
+    r = fdm.post(rules, {**pat, "interfaceInTranslatedNetwork": False})
+    assert r.status_code == 422 and "translatedNetwork" in r.text
+    rule = fdm.ok(fdm.post(rules, {**pat, "destinationInterface": out_ref}))
+    assert rule["destinationInterface"]["name"] == "outside" and rule["interfaceInTranslatedNetwork"] is True
+    # one object NAT rule per object
+    r = fdm.post(rules, {**pat, "name": "pat2", "destinationInterface": out_ref})
+    assert r.status_code == 422 and r.json()["error"]["messages"][0]["code"] == "duplicateNat"
+    real = fdm.host("srv", "10.4.0.9")
+    mapped = fdm.host("pub", "203.0.113.9")
+    p443 = fdm.ok(fdm.post("/object/tcpports", {"name": "t443", "port": "443", "type": "tcpportobject"}))
+    p53 = fdm.ok(fdm.post("/object/udpports", {"name": "u53", "port": "53", "type": "udpportobject"}))
+    static = {"name": "pf", "natType": "STATIC", "type": "objectnatrule",
+              "originalNetwork": {"id": real["id"], "type": "networkobject"},
+              "translatedNetwork": {"id": mapped["id"], "type": "networkobject"},
+              "originalPort": {"id": p443["id"], "type": "tcpportobject"}}
+    r = fdm.post(rules, static)
+    assert r.status_code == 422 and r.json()["error"]["messages"][0]["location"] == "translatedPort"
+    r = fdm.post(rules, {**static, "translatedPort": {"id": p53["id"], "type": "udpportobject"}})
+    assert r.status_code == 422 and "same protocol" in r.text
+    rule = fdm.ok(fdm.post(rules, {**static, "translatedPort": {"id": p443["id"], "type": "tcpportobject"}}))
+    assert rule["originalPort"]["name"] == "t443"

@@ -231,3 +231,24 @@ def test_fault_documents_are_validated(sim):
         assert exc.value.code == 400 and needle in exc.value.read().decode()
     assert sim.admin("GET", "/_sim/faults")["fail_next"] == 0
     assert sim.admin("DELETE", "/_sim/faults")["rate_limit"] is None
+
+
+def test_one_to_one_nat_and_port_forwarding_through_the_sdk(sim):
+    d = dashboard(sim)
+    rules = [{"name": "web", "publicIp": "203.0.113.20", "lanIp": "10.0.1.20", "uplink": "internet1",
+              "allowedInbound": [{"protocol": "tcp", "destinationPorts": ["443", "8000-8080"],
+                                  "allowedIps": ["any"]}]}]
+    out = d.appliance.updateNetworkApplianceFirewallOneToOneNatRules(NET, rules)
+    assert out["rules"] == rules
+    assert d.appliance.getNetworkApplianceFirewallOneToOneNatRules(NET)["rules"] == rules
+    for bad, needle in (({**rules[0], "lanIp": "10.0.1.300"}, "lanIp"),
+                        ({**rules[0], "uplink": "wan9"}, "uplink"),
+                        ({**rules[0], "allowedInbound": [{"protocol": "icmp-ping", "destinationPorts": ["80"]}]},
+                         "destinationPorts")):
+        with pytest.raises(meraki.APIError) as e:
+            d.appliance.updateNetworkApplianceFirewallOneToOneNatRules(NET, [bad])
+        assert e.value.status == 400 and needle in str(e.value.message)
+    assert sim.state()["networks"][NET]["oneToOneNat"]["rules"] == rules
+    pf = [{"name": "ssh", "lanIp": "10.0.1.21", "uplink": "both", "publicPort": "2222", "localPort": "22",
+           "allowedIps": ["any"], "protocol": "tcp"}]
+    assert d.appliance.updateNetworkApplianceFirewallPortForwardingRules(NET, pf)["rules"] == pf
