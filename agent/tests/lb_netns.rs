@@ -613,6 +613,39 @@ fn connections_spread_by_weight() {
     let mut lb = t.balancer();
     let _srv = servers(&t, false);
     lb.apply(&[t.service(&[1, 2, 3], &[0, 1, 2])]).unwrap();
+    let lb = in_ns(&t.lb, move || {
+        let mut lb = lb;
+        assert_eq!(
+            lb.resolve_next_hops("eth0").unwrap(),
+            3,
+            "3 backends cached"
+        );
+        lb
+    })
+    .join()
+    .unwrap();
+    let mac = |ns: &str| {
+        let out = Command::new("ip")
+            .args(["-n", ns, "-br", "link", "show", "eth0"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .nth(2)
+            .unwrap()
+            .to_string()
+    };
+    let hex = |m: [u8; 6]| {
+        m.iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    };
+    for i in 0..3 {
+        let hop = lb.next_hop(t.backend_ip(i).into(), PORT).expect("cached");
+        assert_eq!(hex(hop.smac), mac(&t.lb), "source MAC: the LB's eth0");
+        assert_eq!(hex(hop.dmac), mac(&t.backends[i]), "backend b{i}'s MAC");
+    }
     let n = 600;
     let seen = tcp_spread(&t, t.vip().into(), n);
     let total: usize = seen.values().sum();
@@ -631,6 +664,10 @@ fn connections_spread_by_weight() {
     assert!(v.new_flows >= n as u64, "{v:?}");
     assert!(lb.stat(lb_stat::TX) > 0);
     assert_eq!(lb.stat(lb_stat::FIB_FAIL), 0);
+    assert!(
+        lb.stat(lb_stat::NEXTHOP_CACHED) >= n as u64,
+        "cached next hops used"
+    );
 }
 
 #[test]

@@ -691,6 +691,12 @@ impl Balancer {
         Ok((lb, false))
     }
 
+    /// The next-hop cache entry of backend `address:port`, if filled.
+    pub fn next_hop(&self, address: IpAddr, port: u16) -> Option<NextHop> {
+        let id = *self.backend_ids.get(&(address, port))?;
+        self.nexthops.get(&id, 0).ok().filter(|h| h.valid != 0)
+    }
+
     /// Fills the next-hop cache of every backend with address `address`:
     /// the dataplane then skips `bpf_fib_lookup` for them. `None` clears it
     /// (back to the FIB lookup).
@@ -731,14 +737,10 @@ impl Balancer {
     pub fn resolve_next_hops(&mut self, interface: &str) -> Result<usize, LbMapsError> {
         let ifindex = crate::loader::ifindex(interface)
             .ok_or_else(|| LbMapsError::NoInterface(interface.to_string()))?;
-        let mac_path = format!("/sys/class/net/{interface}/address");
-        let smac = std::fs::read_to_string(&mac_path)
-            .ok()
-            .and_then(|s| parse_mac(s.trim()))
-            .ok_or_else(|| LbMapsError::Neighbours {
-                path: mac_path.clone(),
-                source: std::io::Error::other("no MAC address"),
-            })?;
+        let smac = interface_mac(interface).map_err(|source| LbMapsError::Neighbours {
+            path: format!("SIOCGIFHWADDR {interface}"),
+            source,
+        })?;
         let path = "/proc/thread-self/net/arp";
         let text = std::fs::read_to_string(path).map_err(|source| LbMapsError::Neighbours {
             path: path.into(),
@@ -1130,6 +1132,51 @@ fn sum(map: &PerCpuArray<MapData, LbCounter>, id: u32) -> Option<Totals> {
         t.new_flows += c.new_flows;
     }
     Some(t)
+}
+
+/// The hardware address of `interface` in the calling thread's network
+/// namespace (an ioctl on a socket made here: `/sys/class/net` would show
+/// the namespace sysfs was mounted in, not the thread's).
+fn interface_mac(interface: &str) -> std::io::Result<[u8; 6]> {
+    let name = interface.as_bytes();
+    // SAFETY: an all-zero ifreq is valid.
+    #[allow(unsafe_code, reason = "ifreq for ioctl(2)")]
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    if name.len() >= req.ifr_name.len() {
+        return Err(std::io::Error::other("interface name too long"));
+    }
+    for (d, s) in req.ifr_name.iter_mut().zip(name) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: plain socket(2); the fd is owned below.
+    #[allow(unsafe_code, reason = "socket(2)")]
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd is a new descriptor we own.
+    #[allow(unsafe_code, reason = "fd from socket(2)")]
+    let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    // SAFETY: req is a valid ifreq with a NUL-terminated name.
+    #[allow(unsafe_code, reason = "ioctl(SIOCGIFHWADDR)")]
+    let r = unsafe {
+        libc::ioctl(
+            std::os::fd::AsRawFd::as_raw_fd(&sock),
+            libc::SIOCGIFHWADDR,
+            &raw mut req,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: SIOCGIFHWADDR filled the hwaddr member of the union.
+    #[allow(unsafe_code, reason = "reading the ioctl's union member")]
+    let data = unsafe { req.ifr_ifru.ifru_hwaddr.sa_data };
+    let mut mac = [0u8; 6];
+    for (d, s) in mac.iter_mut().zip(data.iter()) {
+        *d = *s as u8;
+    }
+    Ok(mac)
 }
 
 /// Parses `aa:bb:cc:dd:ee:ff`.
