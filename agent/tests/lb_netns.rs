@@ -613,6 +613,8 @@ fn connections_spread_by_weight() {
     let mut lb = t.balancer();
     let _srv = servers(&t, false);
     lb.apply(&[t.service(&[1, 2, 3], &[0, 1, 2])]).unwrap();
+    // Next hops from the LB namespace's neighbour table (primed by
+    // `balancer()`): the dataplane skips the FIB lookup.
     let lb = in_ns(&t.lb, move || {
         let mut lb = lb;
         assert_eq!(
