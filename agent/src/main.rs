@@ -233,6 +233,26 @@ fn main() -> anyhow::Result<()> {
                 };
                 out.push(entry);
             }
+            // Load balancers: their own entry, or a key of the firewall's.
+            for (iface, dir, chained) in rampart_agent::lb::runtime::pinned_balancers(&layout) {
+                let lb = match rampart_agent::lb::runtime::pinned_vips(&dir) {
+                    Ok(v) => serde_json::json!({
+                        "hook": if chained { "after-firewall" } else { "xdp" },
+                        "xdp_link": dir.join("link_xdp").exists(),
+                        "vips": v
+                            .iter()
+                            .map(|(a, p, proto)| format!("{}/{}", std::net::SocketAddr::new(*a, *p), if *proto == 6 { "tcp" } else { "udp" }))
+                            .collect::<Vec<_>>(),
+                    }),
+                    Err(e) => serde_json::json!({ "error": e.to_string() }),
+                };
+                match out.iter_mut().find(|e| e["interface"] == iface.as_str()) {
+                    Some(e) => e["load_balancer"] = lb,
+                    None => {
+                        out.push(serde_json::json!({ "interface": iface, "load_balancer": lb }));
+                    }
+                }
+            }
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
         Cmd::Check { policy } => {

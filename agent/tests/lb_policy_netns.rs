@@ -321,6 +321,31 @@ virtual_services:
         self.agent = Some(child);
     }
 
+    /// `rampart-agent status` (JSON) in the LB namespace.
+    fn status(&self) -> serde_json::Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_rampart-agent"))
+            .args(["--netns", &self.lb, "--pin-root"])
+            .arg(&self.pin_root)
+            .arg("status")
+            .output()
+            .expect("run status");
+        assert!(
+            out.status.success(),
+            "status: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("status prints JSON")
+    }
+
+    /// The load-balancer part of `status` for eth0.
+    fn lb_status(&self) -> serde_json::Value {
+        let st = self.status();
+        st.as_array()
+            .and_then(|a| a.iter().find(|e| e["interface"] == "eth0"))
+            .map(|e| e["load_balancer"].clone())
+            .unwrap_or_else(|| panic!("no eth0 in status: {st}"))
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
     }
@@ -502,6 +527,13 @@ fn policy_file_balances_real_connections_and_hot_reloads() {
     bed.write_policy(&bed.policy(&[0], None));
     let per = bed.wait_balanced(40, |p| p[1] == 0, "backend 1 removed by the reload");
     assert_eq!(per[0], 40);
+    let lb = bed.lb_status();
+    assert_eq!(lb["hook"], "xdp", "{lb}");
+    assert_eq!(
+        lb["vips"],
+        serde_json::json!([format!("{}:{PORT}/tcp", bed.vip())]),
+        "status shows the VIP: {lb}"
+    );
 }
 
 #[test]
@@ -596,6 +628,7 @@ fn firewall_and_load_balancer_share_the_interface_and_apply_together() {
         |p| p.iter().all(|&c| c > 0),
         "balanced through the firewall",
     );
+    assert_eq!(bed.lb_status()["hook"], "after-firewall");
 
     // v2: the firewall would deny the VIP's port, but the LB section is
     // invalid: refused as a whole, so the firewall change is not applied.

@@ -538,6 +538,29 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_services_convert() {
+        let six = "  - name: web6
+    interface: eth0
+    vip: 'fd01::100'
+    protocol: 17
+    port: 53
+    mode: dnat
+    backends: [{address: 'fd00::11', port: 5353}, {address: 'fd00::12', port: 5353, weight: 2}]
+";
+        let p = plan(&vs(six), &yes, 16, 65_537).unwrap();
+        let s = &p["eth0"][0];
+        assert!(s.spec.address.is_ipv6());
+        assert_eq!(
+            s.targets(),
+            [
+                "[fd00::11]:5353".parse::<SocketAddr>().unwrap(),
+                "[fd00::12]:5353".parse().unwrap()
+            ]
+        );
+        assert!(s.health.is_none(), "no health_check: backends always up");
+    }
+
+    #[test]
     fn the_example_policy_file_is_valid() {
         let p: pb::HostPolicy =
             serde_norway::from_str(include_str!("../../../examples/lb-agent-policy.yaml"))

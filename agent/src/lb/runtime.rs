@@ -303,21 +303,7 @@ impl LbRuntime {
     /// Removes balancers pinned by an earlier run on interfaces the first
     /// policy no longer names.
     fn sweep_stale(&mut self, plan: &LbPlan) {
-        let mut dirs: Vec<(String, PathBuf)> = Vec::new();
-        if let Ok(rd) = std::fs::read_dir(&self.lb_root) {
-            for e in rd.filter_map(Result::ok) {
-                if let Ok(n) = e.file_name().into_string() {
-                    dirs.push((n, e.path()));
-                }
-            }
-        }
-        for i in self.fw_layout.interfaces() {
-            let d = maps::lb_pin_dir(&self.fw_layout.dir(&i));
-            if d.exists() {
-                dirs.push((i, d));
-            }
-        }
-        for (iface, dir) in dirs {
+        for (iface, dir, _) in pinned_balancers(&self.fw_layout) {
             if plan.contains_key(&iface) {
                 continue;
             }
@@ -643,6 +629,61 @@ impl LbRuntime {
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8(buf).unwrap_or_default()
     }
+}
+
+/// The VIPs (address, port, protocol) in the pinned `LB_VIPS` map of a
+/// balancer's pin directory: what `rampart-agent status` shows.
+///
+/// # Errors
+/// The map is missing or not the expected type.
+pub fn pinned_vips(dir: &Path) -> Result<Vec<(std::net::IpAddr, u16, u8)>, LbMapsError> {
+    use aya::maps::{HashMap as BpfHashMap, Map, MapData};
+    use rampart_common::lb::{LB_FAMILY_V4, VipInfo, VipKey};
+
+    let err = |source| LbMapsError::Map {
+        name: "LB_VIPS",
+        source: Box::new(source),
+    };
+    let data = MapData::from_pin(dir.join("LB_VIPS")).map_err(err)?;
+    let map = Map::from_map_data(data).map_err(err)?;
+    let vips = BpfHashMap::<MapData, VipKey, VipInfo>::try_from(map).map_err(err)?;
+    let mut out: Vec<_> = vips
+        .keys()
+        .filter_map(Result::ok)
+        .map(|k| {
+            let addr = if k.family == LB_FAMILY_V4 {
+                std::net::IpAddr::from([k.addr[0], k.addr[1], k.addr[2], k.addr[3]])
+            } else {
+                std::net::IpAddr::from(k.addr)
+            };
+            (addr, k.port, k.proto)
+        })
+        .collect();
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// Pin directories of the load balancers under a firewall root: beside it
+/// (own XDP hook) and inside the firewall's interface directories (chained),
+/// as `(interface, directory, chained)`.
+#[must_use]
+pub fn pinned_balancers(fw_layout: &PinLayout) -> Vec<(String, PathBuf, bool)> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(lb_root(&fw_layout.root)) {
+        for e in rd.filter_map(Result::ok) {
+            if let Ok(n) = e.file_name().into_string() {
+                out.push((n, e.path(), false));
+            }
+        }
+    }
+    for i in fw_layout.interfaces() {
+        let d = maps::lb_pin_dir(&fw_layout.dir(&i));
+        if d.exists() {
+            out.push((i, d, true));
+        }
+    }
+    out.sort();
+    out
 }
 
 /// Runs probe jobs in parallel (bounded), outside any lock.
