@@ -619,16 +619,30 @@ fn firewall_and_load_balancer_share_the_interface_and_apply_together() {
     }
     let mut bed = Bed::new("c", 2);
     let lb = bed.policy(&[0, 1], None);
-    // v1: the firewall on the LB's interface (denies TCP 9 only) and the
-    // load balancer chained after it: connections are balanced.
-    bed.write_policy(&format!("{lb}{}", firewall(9)));
+    // v0: the load balancer alone, on its own XDP hook.
+    bed.write_policy(&lb);
     bed.start_agent();
+    bed.wait_balanced(20, |p| p.iter().all(|&c| c > 0), "balanced alone");
+    assert_eq!(bed.lb_status()["hook"], "xdp");
+    // v1: the firewall arrives on the LB's interface (denies TCP 9 only):
+    // the balancer moves behind it (chained) and connections are balanced.
+    bed.write_policy(&format!("{lb}{}", firewall(9)));
     bed.wait_balanced(
         40,
         |p| p.iter().all(|&c| c > 0),
         "balanced through the firewall",
     );
-    assert_eq!(bed.lb_status()["hook"], "after-firewall");
+    // The move is applied when status shows it; poll briefly.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while bed.lb_status()["hook"] != "after-firewall" {
+        assert!(Instant::now() < deadline, "never chained:\n{}", bed.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bed.wait_balanced(
+        40,
+        |p| p.iter().all(|&c| c > 0),
+        "balanced through the firewall after the move",
+    );
 
     // v2: the firewall would deny the VIP's port, but the LB section is
     // invalid: refused as a whole, so the firewall change is not applied.
