@@ -14,10 +14,14 @@ use fleet_common::{Rampartd, eventually, start};
 use managed_common::Agent;
 
 fn web(name: &str, port: u16, interfaces: &str) -> String {
+    web_of("acme", name, port, interfaces)
+}
+
+fn web_of(tenant: &str, name: &str, port: u16, interfaces: &str) -> String {
     format!(
         "apiVersion: rampart.io/v1
 kind: Firewall
-metadata: {{name: {name}, tenant: acme}}
+metadata: {{name: {name}, tenant: {tenant}}}
 spec:
   defaultAction: deny
   rules:
@@ -147,6 +151,51 @@ async fn activation_failure_restores_the_hosts_that_switched() {
     );
     assert_eq!((a.ports(), b.ports()), (vec![80], vec![80]));
     assert!(!a.status.render().is_empty());
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+    d.stop().await;
+}
+
+// Input:  acme's service on two shared hosts; globex (tenant role) dry-runs
+//         its own service for the same hosts.
+// Output: globex sees its own rule diff and policy on each host, and none
+//         of acme's rules, in the dry-run and in the transaction history.
+#[tokio::test]
+async fn a_tenant_never_sees_another_tenants_rules_on_a_shared_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = start(&dir.path().join("data"), None).await;
+    let (a, b, _, _) = two_agents(&d, dir.path()).await;
+    d.apply_doc(&web("web", 80, "lo"), false).await.unwrap();
+    let globex = d.token_for("tenant", &["globex"]).await;
+    let doc = web_of("globex", "db", 5432, "lo").replace("sequence: 10", "sequence: 20");
+    let dry = d.apply_doc_as(&globex, &doc, true).await.unwrap();
+    let agents: Vec<_> = dry
+        .rendered
+        .iter()
+        .filter(|r| r.target.starts_with("agent/"))
+        .collect();
+    assert_eq!(agents.len(), 2, "{:?}", dry.rendered);
+    for r in agents {
+        assert!(
+            r.content.contains("globex/db") && r.content.contains("5432"),
+            "{}",
+            r.content
+        );
+        assert!(
+            !r.content.contains("acme") && !r.content.contains("\"first\": 80"),
+            "another tenant's rule shown: {}",
+            r.content
+        );
+    }
+    let applied = d.apply_doc_as(&globex, &doc, false).await.unwrap();
+    for r in applied
+        .rendered
+        .iter()
+        .filter(|r| r.target.starts_with("agent/"))
+    {
+        assert!(!r.content.contains("acme"), "{}", r.content);
+    }
+    assert_eq!((a.ports(), b.ports()), (vec![80, 5432], vec![80, 5432]));
     a.stop().await.unwrap();
     b.stop().await.unwrap();
     d.stop().await;

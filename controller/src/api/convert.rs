@@ -4,7 +4,7 @@ use rampart_proto::v1 as pb;
 use tonic::Status;
 
 use crate::{
-    compile::Rendering,
+    compile::{Format, Rendering},
     model::{
         self, Diagnostic, Severity,
         device::{Device, Platform},
@@ -60,21 +60,34 @@ pub fn service_to_pb(s: &StoredService) -> pb::Service {
     }
 }
 
-/// One target's rendering as the API returns it.
+/// Which tenants' data a caller may see (`true`: visible).
+pub type Visible<'a> = &'a dyn Fn(&str) -> bool;
+
+/// The content of `r` as a caller limited by `may` sees it: an agent's
+/// policy on a shared host loses other tenants' rules.
+fn visible_content(r: &Rendering, may: Visible<'_>) -> String {
+    if r.format == Format::AgentPolicy {
+        crate::txn::hosts::redact(&r.content, may)
+    } else {
+        r.content.clone()
+    }
+}
+
+/// One target's rendering as the API returns it to a caller limited by `may`.
 #[must_use]
-pub fn rendering_to_pb(r: &Rendering) -> pb::RenderedConfig {
+pub fn rendering_to_pb(r: &Rendering, may: Visible<'_>) -> pb::RenderedConfig {
     pb::RenderedConfig {
         target: r.target.clone(),
         platform: r.platform.clone(),
         format: r.format.as_str().to_owned(),
-        content: r.content.clone(),
+        content: visible_content(r, may),
     }
 }
 
 /// The response to a dry-run: the services as they would be stored
 /// (generation 0: not stored) and every rendering.
 #[must_use]
-pub fn dry_run_response(plan: &Planned) -> pb::ApplyServiceResponse {
+pub fn dry_run_response(plan: &Planned, may: Visible<'_>) -> pb::ApplyServiceResponse {
     pb::ApplyServiceResponse {
         services: plan
             .services
@@ -95,7 +108,7 @@ pub fn dry_run_response(plan: &Planned) -> pb::ApplyServiceResponse {
         rendered: plan
             .dry_run_renderings()
             .iter()
-            .map(rendering_to_pb)
+            .map(|r| rendering_to_pb(r, may))
             .collect(),
         transaction_id: String::new(),
         dry_run: true,
@@ -148,7 +161,7 @@ pub fn device_to_pb(d: &Device) -> pb::Device {
 
 /// A transaction as the API returns it.
 #[must_use]
-pub fn txn_to_pb(t: &TxnRecord) -> pb::Transaction {
+pub fn txn_to_pb(t: &TxnRecord, may: Visible<'_>) -> pb::Transaction {
     pb::Transaction {
         id: store::txn_display_id(t.id),
         state: super::txn_state_to_pb(t.state) as i32,
@@ -157,10 +170,9 @@ pub fn txn_to_pb(t: &TxnRecord) -> pb::Transaction {
         author: t.author.clone(),
         started: timestamp_ms(t.started_unix_ms),
         finished: t.finished_unix_ms.and_then(timestamp_ms),
-        changes: t
-            .changes
+        changes: crate::txn::engine::targets_view(t)
             .iter()
-            .map(|c| change_to_pb(&c.rendering, c.error.as_deref()))
+            .map(|(r, e)| change_to_pb(r, e.as_deref(), may))
             .collect(),
         error: t.error.clone().unwrap_or_default(),
     }
@@ -168,12 +180,12 @@ pub fn txn_to_pb(t: &TxnRecord) -> pb::Transaction {
 
 /// One target's part of a transaction as the API returns it.
 #[must_use]
-pub fn change_to_pb(r: &Rendering, error: Option<&str>) -> pb::DeviceChange {
+pub fn change_to_pb(r: &Rendering, error: Option<&str>, may: Visible<'_>) -> pb::DeviceChange {
     pb::DeviceChange {
         target: r.target.clone(),
         platform: r.platform.clone(),
         format: r.format.as_str().to_owned(),
-        content: r.content.clone(),
+        content: visible_content(r, may),
         error: error.unwrap_or_default().to_owned(),
     }
 }

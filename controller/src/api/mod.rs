@@ -398,13 +398,14 @@ impl ServiceManager for Api {
         let req = request.into_inner();
         self.observe(&call, async {
             let plan = self.plan(&req, &call).await?;
+            let may = call.caller.tenant_filter();
             if req.dry_run {
-                return Ok(convert::dry_run_response(&plan));
+                return Ok(convert::dry_run_response(&plan, &may));
             }
             let rendered: Vec<pb::RenderedConfig> = plan
                 .dry_run_renderings()
                 .iter()
-                .map(convert::rendering_to_pb)
+                .map(|r| convert::rendering_to_pb(r, &may))
                 .collect();
             let (txn, stored) = self.execute(plan, "apply").await?;
             call.note(|n| n.transaction = Some(store::txn_display_id(txn.id)));
@@ -431,7 +432,10 @@ impl ServiceManager for Api {
         let req = request.into_inner();
         self.observe(&call, async {
             let plan = self.plan(&req, &call).await?;
-            Ok(convert::dry_run_response(&plan))
+            Ok(convert::dry_run_response(
+                &plan,
+                &call.caller.tenant_filter(),
+            ))
         })
         .await
     }
@@ -701,7 +705,7 @@ impl TransactionManager for Api {
                 .iter()
                 .filter(|t| txn_visible(&call.caller, t))
                 .take(limit)
-                .map(convert::txn_to_pb)
+                .map(|t| convert::txn_to_pb(t, &call.caller.tenant_filter()))
                 .collect();
             Ok(pb::ListTransactionsResponse { transactions })
         })
@@ -725,7 +729,9 @@ impl TransactionManager for Api {
                 ))
             };
             match self.store.txn(id).map_err(store_status)? {
-                Some(t) if txn_visible(&call.caller, &t) => Ok(convert::txn_to_pb(&t)),
+                Some(t) if txn_visible(&call.caller, &t) => {
+                    Ok(convert::txn_to_pb(&t, &call.caller.tenant_filter()))
+                }
                 Some(_) => Err(foreign()),
                 // A tenant-scoped caller gets the same answer for a missing
                 // transaction as for another tenant's.
@@ -770,19 +776,16 @@ impl TransactionManager for Api {
             let author = call.caller.author();
             if req.dry_run {
                 let plan = self.engine.plan_rollback(id, &author).map_err(txn_status)?;
-                let mut out = convert::txn_to_pb(&plan.record);
-                out.changes = plan
-                    .dry_run_renderings()
-                    .iter()
-                    .map(|r| convert::change_to_pb(r, None))
-                    .collect();
-                return Ok(out);
+                return Ok(convert::txn_to_pb(
+                    &plan.record,
+                    &call.caller.tenant_filter(),
+                ));
             }
             match self.engine.rollback(id, &author).await {
                 Ok(record) => {
                     self.metrics.transaction("rollback", "committed");
                     call.note(|n| n.transaction = Some(store::txn_display_id(record.id)));
-                    Ok(convert::txn_to_pb(&record))
+                    Ok(convert::txn_to_pb(&record, &call.caller.tenant_filter()))
                 }
                 Err(e) => {
                     self.metrics.transaction("rollback", "failed");

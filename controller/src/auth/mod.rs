@@ -288,6 +288,13 @@ impl Caller {
         self.role.grants(permission) && self.tenants.contains(tenant)
     }
 
+    /// Whether data of `tenant` may be shown to the caller (renderings of
+    /// shared hosts and devices are filtered with it).
+    #[must_use]
+    pub fn tenant_filter(&self) -> impl Fn(&str) -> bool + '_ {
+        |tenant| self.tenants.contains(tenant)
+    }
+
     /// Whether the caller sees the whole device inventory; the tenant role
     /// only sees devices its own services target.
     #[must_use]

@@ -180,35 +180,50 @@ pub struct Planned {
 }
 
 impl Planned {
-    /// Per-device native changes for dry-run output, then the intent
-    /// renderings of targets that are not transactional devices.
+    /// Per-target native changes for dry-run output (see [`targets_view`]).
     #[must_use]
     pub fn dry_run_renderings(&self) -> Vec<Rendering> {
-        let mut out: Vec<Rendering> = self
-            .record
-            .devices
-            .iter()
-            .map(|d| Rendering {
-                target: d.device.clone(),
-                platform: d.platform.clone(),
-                format: match Platform::parse(&d.platform) {
-                    _ if d.platform == AGENT_PLATFORM => Format::AgentPolicy,
-                    Some(Platform::IosXe) => Format::NetconfXml,
-                    Some(Platform::Asa) => Format::Cli,
-                    _ => Format::Http,
-                },
-                content: d.edit.clone(),
-            })
-            .collect();
-        // Devices show their change (above); hosts their whole policy.
-        out.extend(
-            self.renderings
-                .iter()
-                .filter(|r| r.format == Format::AgentPolicy)
-                .cloned(),
-        );
-        out
+        targets_view(&self.record)
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect()
     }
+}
+
+/// A journaled participant's change as a rendering: the native edit in its
+/// platform's format.
+#[must_use]
+pub fn device_rendering(d: &DeviceTxn) -> Rendering {
+    Rendering {
+        target: d.device.clone(),
+        platform: d.platform.clone(),
+        format: match Platform::parse(&d.platform) {
+            _ if d.platform == AGENT_PLATFORM => Format::AgentPolicy,
+            Some(Platform::IosXe) => Format::NetconfXml,
+            Some(Platform::Asa) => Format::Cli,
+            _ => Format::Http,
+        },
+        content: d.edit.clone(),
+    }
+}
+
+/// What a transaction does per target, with each target's error: every
+/// participant's native change (devices, and agents as `agent/<id>`),
+/// then, when no agent takes part, the host policy each host selector
+/// would get (so a dry-run shows host intent before any agent enrolled).
+#[must_use]
+pub fn targets_view(t: &TxnRecord) -> Vec<(Rendering, Option<String>)> {
+    let agents = t.devices.iter().any(|d| d.platform == AGENT_PLATFORM);
+    t.devices
+        .iter()
+        .map(|d| (device_rendering(d), d.error.clone()))
+        .chain(
+            t.changes
+                .iter()
+                .filter(|c| !agents && c.rendering.format == Format::AgentPolicy)
+                .map(|c| (c.rendering.clone(), c.error.clone())),
+        )
+        .collect()
 }
 
 /// A device's drift report.

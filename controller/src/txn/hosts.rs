@@ -140,6 +140,33 @@ impl AgentEdit {
     }
 }
 
+impl AgentEdit {
+    /// The edit as a caller who may see only some tenants sees it: rules
+    /// and diff lines of other tenants are left out, so a dry-run on a
+    /// shared host never shows another tenant's policy.
+    #[must_use]
+    pub fn visible_to(&self, may: &dyn Fn(&str) -> bool) -> Self {
+        let mut out = self.clone();
+        for i in &mut out.policy.interfaces {
+            i.rules.retain(|r| r.tenant.is_empty() || may(&r.tenant));
+        }
+        out.changes.retain(|l| {
+            l.rsplit_once(" (")
+                .and_then(|(_, owner)| owner.split_once('/'))
+                .is_none_or(|(tenant, _)| may(tenant))
+        });
+        out
+    }
+}
+
+/// `content` of a rendering as a caller limited to some tenants sees it:
+/// agent edits are filtered by [`AgentEdit::visible_to`]; anything else is
+/// returned unchanged.
+#[must_use]
+pub fn redact(content: &str, may: &dyn Fn(&str) -> bool) -> String {
+    AgentEdit::parse(content).map_or_else(|_| content.to_owned(), |e| e.visible_to(may).render())
+}
+
 fn rule_line(r: &pb::FirewallRule) -> String {
     let mut s = format!(
         "seq {} {} proto {}",
@@ -315,6 +342,7 @@ mod tests {
     fn rule(seq: u32, port: u32) -> pb::FirewallRule {
         pb::FirewallRule {
             sequence: seq,
+            action: pb::Action::Permit as i32,
             protocol: 6,
             destination_ports: vec![pb::PortRange {
                 first: port,
@@ -328,6 +356,8 @@ mod tests {
         pb::HostPolicy {
             interfaces: vec![pb::InterfacePolicy {
                 interface: "eth0".into(),
+                direction: pb::Direction::Ingress as i32,
+                default_action: pb::Action::Deny as i32,
                 rules,
                 ..Default::default()
             }],
@@ -344,6 +374,32 @@ mod tests {
         assert!(d[0].starts_with("- eth0 ingress: seq 20") && d[0].contains("dport 443"));
         assert!(d[1].starts_with("+ eth0 ingress: seq 30") && d[1].contains("dport 8443"));
         assert!(policy_diff(&a, &a).is_empty());
+    }
+
+    #[test]
+    fn other_tenants_rules_are_not_shown() {
+        let mut mine = rule(10, 80);
+        mine.tenant = "acme".into();
+        mine.service = "web".into();
+        let mut theirs = rule(20, 443);
+        theirs.tenant = "globex".into();
+        theirs.service = "db".into();
+        let plan = HostPlan {
+            agent_id: "a1".into(),
+            hostname: "h1".into(),
+            prev: pb::HostPolicy::default(),
+            next: policy(vec![mine, theirs]),
+        };
+        let e = AgentEdit::new(&plan, &plan.prev, &plan.next).render();
+        let seen = redact(&e, &|t| t == "acme");
+        assert!(
+            seen.contains("acme/web") && !seen.contains("globex"),
+            "{seen}"
+        );
+        let back = AgentEdit::parse(&seen).unwrap();
+        assert_eq!(back.policy.interfaces[0].rules.len(), 1);
+        assert_eq!(redact(&e, &|_| true), e);
+        assert_eq!(redact("<config/>", &|_| false), "<config/>");
     }
 
     #[test]

@@ -13,9 +13,10 @@ use rampart_controller::{
     daemon::{self, Listeners},
 };
 use rampart_proto::v1::{
-    self as pb, agent_enrollment_client::AgentEnrollmentClient,
-    agent_service_client::AgentServiceClient, device_manager_client::DeviceManagerClient,
-    fleet_manager_client::FleetManagerClient, service_manager_client::ServiceManagerClient,
+    self as pb, access_manager_client::AccessManagerClient,
+    agent_enrollment_client::AgentEnrollmentClient, agent_service_client::AgentServiceClient,
+    device_manager_client::DeviceManagerClient, fleet_manager_client::FleetManagerClient,
+    service_manager_client::ServiceManagerClient,
 };
 use tokio::{
     net::TcpListener,
@@ -241,6 +242,42 @@ spec:
             }))
             .await
             .unwrap();
+    }
+
+    /// A bearer token with `role` over `tenants`.
+    pub async fn token_for(&self, role: &str, tenants: &[&str]) -> String {
+        AccessManagerClient::new(self.admin().await)
+            .create_token(self.authed(pb::CreateTokenRequest {
+                name: format!("test-{role}"),
+                role: role.into(),
+                tenants: tenants.iter().map(|t| (*t).to_owned()).collect(),
+                ttl_seconds: 600,
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .secret
+    }
+
+    /// Applies (or dry-runs) a YAML document as the holder of `token`.
+    pub async fn apply_doc_as(
+        &self,
+        token: &str,
+        doc: &str,
+        dry_run: bool,
+    ) -> Result<pb::ApplyServiceResponse, Status> {
+        let mut r = Request::new(pb::ApplyServiceRequest {
+            document: doc.to_owned(),
+            format: 0,
+            source_name: "spec.yaml".into(),
+            dry_run,
+        });
+        r.metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        ServiceManagerClient::new(self.admin().await)
+            .apply_service(r)
+            .await
+            .map(tonic::Response::into_inner)
     }
 
     /// Applies (or dry-runs) a YAML service document.
