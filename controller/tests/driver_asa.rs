@@ -408,3 +408,211 @@ spec:
         "{running}"
     );
 }
+
+/// A vFirewall with a `nat` section on `asa1`: two static mappings (one a
+/// port translation) and an overload of two prefixes.
+fn nat_firewall(global: &str, overload_to: &str) -> String {
+    format!(
+        "apiVersion: rampart.io/v1
+kind: Firewall
+metadata: {{name: edge, tenant: acme}}
+spec:
+  defaultAction: permit
+  rules:
+    - {{sequence: 10, action: deny, protocol: tcp, destinations: [192.0.2.99/32], destinationPorts: [23]}}
+  targets:
+    devices:
+      - {{device: asa1, interface: outside, direction: ingress}}
+  nat:
+    devices:
+      - device: asa1
+        insideInterfaces: [inside]
+        outsideInterfaces: [outside, dmz]
+        staticMappings:
+          - {{insideLocal: 10.0.0.10, insideGlobal: {global}}}
+          - {{insideLocal: 10.0.0.11, insideGlobal: 192.0.2.11, protocol: tcp, localPort: 8443, globalPort: 443}}
+        overloads:
+          - {{interface: {overload_to}, sources: [10.0.0.0/24, 10.0.5.7/32]}}
+"
+    )
+}
+
+fn render_inventory() -> BTreeMap<String, Device> {
+    let d = Device {
+        name: "asa1".to_owned(),
+        platform: Platform::Asa,
+        address: "127.0.0.1:22".to_owned(),
+        credentials_ref: "env:X".to_owned(),
+        labels: BTreeMap::new(),
+        created_unix: 0,
+    };
+    BTreeMap::from([(d.name.clone(), d)])
+}
+
+fn render_spec(yaml: &str) -> ServiceSpec {
+    let doc = SourceDoc {
+        text: yaml,
+        format: DocFormat::Yaml,
+        name: "nat.yaml",
+    };
+    Validator::new()
+        .unwrap()
+        .validate(&doc, &render_inventory())
+        .unwrap()
+        .remove(0)
+        .spec
+}
+
+#[test]
+fn firewall_nat_renders_as_object_nat() {
+    let spec = render_spec(&nat_firewall("192.0.2.10", "outside"));
+    let r = rampart_controller::compile::compile(&spec, &render_inventory()).unwrap();
+    let text = &r[0].content;
+    // Static → host + static (port translation with `service`); overload →
+    // subnet/host + interface PAT on the overload's interface; two outside
+    // interfaces make the static mappings' mapped side `any`.
+    assert!(
+        text.contains(" host 10.0.0.10\n nat (inside,any) static 192.0.2.10\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(" nat (inside,any) static 192.0.2.11 service tcp 8443 443\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(" subnet 10.0.0.0 255.255.255.0\n nat (inside,outside) dynamic interface\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(" host 10.0.5.7\n nat (inside,outside) dynamic interface\n"),
+        "{text}"
+    );
+    insta::assert_snapshot!("asa_firewall_nat", text);
+}
+
+#[test]
+fn firewall_nat_refusals_name_the_field() {
+    let inv = render_inventory();
+    let err = |yaml: &str| {
+        rampart_controller::compile::compile(&render_spec(yaml), &inv)
+            .unwrap_err()
+            .to_string()
+    };
+    let e = err(&nat_firewall("192.0.2.10", "outside").replace("[inside]", "[Gi0/1]"));
+    assert!(
+        e.contains("spec.nat.devices[0].insideInterfaces[0]") && e.contains("nameif"),
+        "{e}"
+    );
+    let e = err(&nat_firewall("192.0.2.11", "outside"));
+    assert!(
+        e.contains("spec.nat.devices[0].staticMappings[1]") && e.contains("two static NAT"),
+        "{e}"
+    );
+}
+
+fn rampart_nat_objects(running: &Value) -> BTreeMap<String, Value> {
+    running["objects"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.starts_with("RPN-acme-edge-"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firewall_nat_apply_drift_repair_and_delete() {
+    let Some(lab) = Lab::start(&[], None) else {
+        return;
+    };
+    lab.run(&[&nat_firewall("192.0.2.10", "outside")], &[])
+        .await
+        .unwrap();
+    let objs = rampart_nat_objects(&lab.running());
+    let summary: Vec<(Value, Value)> = objs
+        .values()
+        .map(|o| (o["lines"][0].clone(), o["nat"].clone()))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (
+                json!("host 10.0.0.10"),
+                json!("(inside,any) static 192.0.2.10")
+            ),
+            (
+                json!("host 10.0.0.11"),
+                json!("(inside,any) static 192.0.2.11 service tcp 8443 443")
+            ),
+            (
+                json!("subnet 10.0.0.0 255.255.255.0"),
+                json!("(inside,outside) dynamic interface")
+            ),
+            (
+                json!("host 10.0.5.7"),
+                json!("(inside,outside) dynamic interface")
+            ),
+        ],
+        "{objs:?}"
+    );
+    assert!(
+        lab.engine.check_sync(None).await.unwrap()[0]
+            .differences
+            .is_empty()
+    );
+
+    // Update: only the changed mapping's object is rewritten.
+    lab.run(&[&nat_firewall("192.0.2.20", "outside")], &[])
+        .await
+        .unwrap();
+    let now = rampart_nat_objects(&lab.running());
+    assert_eq!(now.len(), 4);
+    let first = now.values().next().unwrap();
+    assert_eq!(first["nat"], "(inside,any) static 192.0.2.20");
+    assert!(
+        lab.engine.check_sync(None).await.unwrap()[0]
+            .differences
+            .is_empty()
+    );
+
+    // Out of band: an operator removes the interface PAT of one object.
+    let (name, _) = now
+        .iter()
+        .find(|(_, o)| o["lines"][0] == "subnet 10.0.0.0 255.255.255.0")
+        .unwrap();
+    let cfg = lab.cli();
+    let obj = format!("object network {name}");
+    tokio::task::spawn_blocking(move || {
+        let mut s = CliSession::connect(&cfg).unwrap();
+        s.run("configure terminal").unwrap();
+        s.run(&obj).unwrap();
+        s.run("no nat (inside,outside) dynamic interface").unwrap();
+        s.run("end").unwrap();
+    })
+    .await
+    .unwrap();
+    let report = lab.engine.check_sync(None).await.unwrap();
+    let d = &report[0].differences;
+    assert!(
+        d.iter().any(|x| x.path
+            == format!("object network {name}: nat (inside,outside) dynamic interface")
+            && x.what == "missing on the device"),
+        "{d:?}"
+    );
+    lab.engine.sync_to_device("asa1").await.unwrap();
+    assert!(
+        lab.engine.check_sync(None).await.unwrap()[0]
+            .differences
+            .is_empty()
+    );
+    assert_eq!(
+        lab.running()["objects"][name]["nat"],
+        "(inside,outside) dynamic interface"
+    );
+
+    // Delete: no NAT object of the service remains, saved too.
+    lab.run(&[], &["acme/edge"]).await.unwrap();
+    let state = lab.sim.state();
+    assert!(rampart_nat_objects(&state["running"]).is_empty(), "{state}");
+    assert!(rampart_nat_objects(&state["startup"]).is_empty(), "{state}");
+}

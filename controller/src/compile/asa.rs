@@ -172,6 +172,23 @@ impl NatObject {
     pub fn published(&self) -> Option<&str> {
         self.nat.split_once(" static ").map(|(_, p)| p)
     }
+
+    /// Whether two static NATs publish the same thing: the same mapped
+    /// address, unless both translate different ports (or protocols) of it.
+    #[must_use]
+    pub fn clashes(&self, other: &NatObject) -> bool {
+        let (Some(a), Some(b)) = (self.published(), other.published()) else {
+            return false;
+        };
+        // `ADDR [service PROTO REAL MAPPED]` → (ADDR, Some((PROTO, MAPPED))).
+        let split = |p: &str| {
+            let w: Vec<&str> = p.split(' ').collect();
+            let service = (w.get(1) == Some(&"service")).then(|| (w.get(2).copied(), w.get(4).copied()));
+            (w.first().copied(), service)
+        };
+        let ((ia, sa), (ib, sb)) = (split(a), split(b));
+        ia == ib && (sa.is_none() || sb.is_none() || sa == sb)
+    }
 }
 
 impl AsaConfig {
@@ -538,10 +555,7 @@ fn firewall_nat(
             .position(|o| d.inside_interfaces.contains(o))
         {
             return Err(unsupported(
-                format!(
-                    "{} as both NAT inside and outside",
-                    d.outside_interfaces[k]
-                ),
+                format!("{} as both NAT inside and outside", d.outside_interfaces[k]),
                 format!("{field}.outsideInterfaces[{k}]"),
             ));
         }
@@ -570,7 +584,7 @@ fn firewall_nat(
                 nat: format!("({inside},{outside}) static {}{service}", m.inside_global),
                 subnet: None,
             };
-            if out.iter().any(|x| x.published() == o.published()) {
+            if out.iter().any(|x| x.clashes(&o)) {
                 return Err(unsupported(
                     format!(
                         "two static NAT entries publishing {}",

@@ -100,14 +100,9 @@ fn merge_configs(contributions: &BTreeMap<String, Value>) -> Result<AsaConfig, C
         for o in c.nat_objects {
             // One static NAT per published address and port; interface PAT
             // (`dynamic interface`) is shared by nature.
-            if let Some(published) = o.published()
-                && let Some(clash) = out
-                    .nat_objects
-                    .iter()
-                    .find(|x| x.published() == Some(published))
-            {
+            if let Some(clash) = out.nat_objects.iter().find(|x| x.clashes(&o)) {
                 return Err(Conflict {
-                    what: format!("static NAT {published}"),
+                    what: format!("static NAT {}", o.published().unwrap_or_default()),
                     first: clash.name.clone(),
                     second: service.clone(),
                 });
@@ -328,7 +323,10 @@ impl PlatformDriver for AsaPlatform {
             None => decode(expected)?,
         };
         let actual = parse_running(actual);
-        let (e, a) = (expected.running_lines(), actual.running_lines());
+        let (e, a) = (
+            qualified(&expected.running_lines()),
+            qualified(&actual.running_lines()),
+        );
         let mut out = Vec::new();
         for l in &e {
             if !a.contains(l) {
@@ -354,6 +352,24 @@ impl PlatformDriver for AsaPlatform {
         }
         Ok(out)
     }
+}
+
+/// Running-config lines with each member line (` nat …`, ` network-object …`)
+/// prefixed by its block's header, so that two objects with the same member
+/// line are still compared one by one.
+fn qualified(lines: &[String]) -> Vec<String> {
+    let mut header = "";
+    lines
+        .iter()
+        .map(|l| {
+            if l.starts_with(' ') {
+                format!("{header}:{l}")
+            } else {
+                header = l;
+                l.clone()
+            }
+        })
+        .collect()
 }
 
 /// Adapts an edit to what the device holds: an ACL the edit writes in full
