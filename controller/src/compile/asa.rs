@@ -180,15 +180,16 @@ impl NatObject {
         let (Some(a), Some(b)) = (self.published(), other.published()) else {
             return false;
         };
-        // `ADDR [service PROTO REAL MAPPED]` → (ADDR, Some((PROTO, MAPPED))).
-        let split = |p: &str| {
-            let w: Vec<&str> = p.split(' ').collect();
-            let service = (w.get(1) == Some(&"service")).then(|| (w.get(2).copied(), w.get(4).copied()));
-            (w.first().copied(), service)
-        };
-        let ((ia, sa), (ib, sb)) = (split(a), split(b));
+        let ((ia, sa), (ib, sb)) = (split_published(a), split_published(b));
         ia == ib && (sa.is_none() || sb.is_none() || sa == sb)
     }
+}
+
+/// `ADDR [service PROTO REAL MAPPED]` → (ADDR, Some((PROTO, MAPPED))).
+fn split_published(p: &str) -> (Option<&str>, Option<(Option<&str>, Option<&str>)>) {
+    let w: Vec<&str> = p.split(' ').collect();
+    let service = (w.get(1) == Some(&"service")).then(|| (w.get(2).copied(), w.get(4).copied()));
+    (w.first().copied(), service)
 }
 
 impl AsaConfig {
