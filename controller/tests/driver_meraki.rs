@@ -496,3 +496,193 @@ async fn shared_org_bucket_never_trips_the_limit_and_retry_after_is_honoured() {
         .to_string();
     assert!(err.contains("gave up after 3 attempts"), "{err}");
 }
+
+/// A vFirewall with a `nat` section on `mx1`.
+fn nat_firewall(global: &str, outside: &str, overload: &str, statics: bool) -> String {
+    let statics = if statics {
+        format!(
+            "        staticMappings:
+          - {{insideLocal: 10.0.1.20, insideGlobal: {global}}}
+          - {{insideLocal: 10.0.1.21, insideGlobal: 198.51.100.2, protocol: tcp, localPort: 22, globalPort: 2222}}
+"
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "apiVersion: rampart.io/v1
+kind: Firewall
+metadata: {{name: edge, tenant: acme}}
+spec:
+  defaultAction: permit
+  rules:
+    - {{sequence: 10, action: deny, protocol: tcp, destinations: [192.0.2.99/32], destinationPorts: [23]}}
+  targets:
+    devices:
+      - {{device: mx1, interface: internet1, direction: ingress}}
+  nat:
+    devices:
+      - device: mx1
+        insideInterfaces: [lan]
+        outsideInterfaces: [{outside}]
+{statics}        overloads:
+          - {{interface: {overload}, sources: [10.0.1.0/24]}}
+"
+    )
+}
+
+fn render_inventory() -> BTreeMap<String, Device> {
+    let d = Device {
+        name: "mx1".to_owned(),
+        platform: Platform::MerakiMx,
+        address: "https://127.0.0.1:1".to_owned(),
+        credentials_ref: "env:X".to_owned(),
+        labels: BTreeMap::from([("rampart.io/meraki-network".to_owned(), NET1.to_owned())]),
+        created_unix: 0,
+    };
+    BTreeMap::from([(d.name.clone(), d)])
+}
+
+fn compile_nat(yaml: &str) -> Result<String, String> {
+    let doc = SourceDoc {
+        text: yaml,
+        format: DocFormat::Yaml,
+        name: "nat.yaml",
+    };
+    let inv = render_inventory();
+    let spec = Validator::new()
+        .unwrap()
+        .validate(&doc, &inv)
+        .unwrap()
+        .remove(0)
+        .spec;
+    rampart_controller::compile::compile(&spec, &inv)
+        .map(|r| r[0].content.clone())
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn firewall_nat_renders_as_one_to_one_nat_port_forwarding_and_inherent_pat() {
+    let text = compile_nat(&nat_firewall("198.51.100.20", "internet1", "internet1", true)).unwrap();
+    assert!(
+        text.contains("PUT /networks/{networkId}/appliance/firewall/oneToOneNatRules"),
+        "{text}"
+    );
+    assert!(
+        text.contains("PUT /networks/{networkId}/appliance/firewall/portForwardingRules"),
+        "{text}"
+    );
+    assert!(
+        text.contains("overload (PAT) to internet1: inherent") && text.contains("no call"),
+        "{text}"
+    );
+    insta::assert_snapshot!("meraki_firewall_nat", text);
+}
+
+#[test]
+fn firewall_nat_refusals_name_the_field() {
+    // The MX uses internet1 (default label): an overload to internet2 is not what it does.
+    let e = compile_nat(&nat_firewall("", "internet1, internet2", "internet2", false)).unwrap_err();
+    assert!(
+        e.contains("spec.nat.devices[0].overloads[0].interface") && e.contains("internet1"),
+        "{e}"
+    );
+    // 1:1 NAT arrives on one uplink.
+    let e = compile_nat(&nat_firewall("198.51.100.20", "internet1, internet2", "internet1", true))
+        .unwrap_err();
+    assert!(e.contains("spec.nat.devices[0].outsideInterfaces"), "{e}");
+    // Not an uplink at all.
+    let e = compile_nat(&nat_firewall("198.51.100.20", "wan9", "wan9", true)).unwrap_err();
+    assert!(e.contains("spec.nat.devices[0].outsideInterfaces[0]"), "{e}");
+}
+
+async fn put_resource(client: &RestClient, net: &str, resource: &str, rules: Value) {
+    let r = client
+        .send(
+            reqwest::Method::PUT,
+            &format!("/networks/{net}/appliance/firewall/{resource}"),
+            &[("X-Cisco-Meraki-API-Key", KEY.to_owned())],
+            &Body::Json(json!({ "rules": rules })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firewall_nat_apply_drift_repair_and_delete_keep_foreign_rules() {
+    let lab = Lab::start(
+        &[],
+        &[("mx1", &[("rampart.io/meraki-network", NET1)])],
+        None,
+    );
+    let foreign = json!({"name": "ops: mail", "publicIp": "198.51.100.99", "lanIp": "10.0.1.99",
+        "uplink": "internet1", "allowedInbound": [{"protocol": "tcp", "destinationPorts": ["25"], "allowedIps": ["any"]}]});
+    put_resource(&lab.client(), NET1, "oneToOneNatRules", json!([foreign])).await;
+    lab.apply(&[&nat_firewall("198.51.100.20", "internet1", "internet1", true)])
+        .await
+        .unwrap();
+    let net = lab.net(NET1);
+    let nat = net["oneToOneNat"]["rules"].as_array().unwrap().clone();
+    assert_eq!(nat.len(), 2, "{nat:?}");
+    assert!(nat[0]["name"].as_str().unwrap().starts_with("RPM-acme-edge-"));
+    assert_eq!(
+        (&nat[0]["publicIp"], &nat[0]["lanIp"], &nat[0]["uplink"]),
+        (&json!("198.51.100.20"), &json!("10.0.1.20"), &json!("internet1"))
+    );
+    assert_eq!(nat[1], foreign, "foreign 1:1 NAT kept after Rampart's");
+    let pf = &net["portForwarding"]["rules"][0];
+    assert_eq!(
+        (&pf["lanIp"], &pf["publicPort"], &pf["localPort"], &pf["protocol"]),
+        (&json!("10.0.1.21"), &json!("2222"), &json!("22"), &json!("tcp"))
+    );
+    assert!(
+        lab.engine.check_sync(Some("mx1")).await.unwrap()[0]
+            .differences
+            .is_empty()
+    );
+
+    // Update: a new public address is one PUT of the 1:1 NAT rules.
+    lab.apply(&[&nat_firewall("198.51.100.21", "internet1", "internet1", true)])
+        .await
+        .unwrap();
+    assert_eq!(
+        lab.net(NET1)["oneToOneNat"]["rules"][0]["publicIp"],
+        "198.51.100.21"
+    );
+
+    // Out of band: someone points the mapping at another host.
+    let mut changed = lab.net(NET1)["oneToOneNat"]["rules"].clone();
+    changed[0]["lanIp"] = json!("10.0.1.66");
+    put_resource(&lab.client(), NET1, "oneToOneNatRules", changed).await;
+    let report = lab.engine.check_sync(Some("mx1")).await.unwrap();
+    let d = &report[0].differences;
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(d[0].path.contains("/oneToOneNat[0]/lanIp"), "{d:?}");
+    lab.engine.sync_to_device("mx1").await.unwrap();
+    assert!(
+        lab.engine.check_sync(Some("mx1")).await.unwrap()[0]
+            .differences
+            .is_empty()
+    );
+    assert_eq!(
+        lab.net(NET1)["oneToOneNat"]["rules"][0]["lanIp"],
+        "10.0.1.20"
+    );
+
+    // Delete: Rampart's NAT goes, the foreign rule stays.
+    let planned = lab
+        .engine
+        .plan(
+            Change {
+                apply: vec![],
+                delete: vec!["acme/edge".to_owned()],
+            },
+            "test",
+        )
+        .unwrap();
+    lab.engine.execute(planned).await.unwrap();
+    let net = lab.net(NET1);
+    assert_eq!(net["oneToOneNat"]["rules"], json!([foreign]));
+    assert_eq!(net["portForwarding"]["rules"], json!([]));
+}
