@@ -760,9 +760,9 @@ fn check_contains(want: &Elem, have_parent: &Elem, path: &mut String, missing: &
 /// (and `e` has children: an empty element is content, not a removal).
 fn only_removals(e: &Elem) -> bool {
     !e.children.is_empty()
-        && e.children.iter().all(|c| {
-            matches!(c.op.as_deref(), Some("delete" | "remove")) || only_removals(c)
-        })
+        && e.children
+            .iter()
+            .all(|c| matches!(c.op.as_deref(), Some("delete" | "remove")) || only_removals(c))
 }
 
 #[cfg(test)]
