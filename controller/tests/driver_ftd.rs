@@ -467,3 +467,241 @@ async fn rate_limit_is_respected_and_retry_after_honoured() {
     assert_eq!(log[i + 1]["path"], log[i]["path"]);
     assert!(rules(&lab.deployed()).is_empty());
 }
+
+/// A vFirewall with a `nat` section on `ftd1`.
+fn nat_firewall(global: &str) -> String {
+    format!(
+        "apiVersion: rampart.io/v1
+kind: Firewall
+metadata: {{name: edge, tenant: acme}}
+spec:
+  defaultAction: permit
+  rules:
+    - {{sequence: 10, action: deny, protocol: tcp, destinations: [192.0.2.99/32], destinationPorts: [23]}}
+  targets:
+    devices:
+      - {{device: ftd1, interface: inside_zone, direction: ingress}}
+  nat:
+    devices:
+      - device: ftd1
+        insideInterfaces: [inside]
+        outsideInterfaces: [outside]
+        staticMappings:
+          - {{insideLocal: 10.0.1.20, insideGlobal: {global}}}
+          - {{insideLocal: 10.0.1.21, insideGlobal: 198.51.100.2, protocol: tcp, localPort: 22, globalPort: 2222}}
+        overloads:
+          - {{interface: outside, sources: [10.0.1.0/24, 10.0.2.0/24]}}
+"
+    )
+}
+
+fn compile_nat(yaml: &str) -> Result<String, String> {
+    let doc = SourceDoc {
+        text: yaml,
+        format: DocFormat::Yaml,
+        name: "nat.yaml",
+    };
+    let d = Device {
+        name: "ftd1".to_owned(),
+        platform: Platform::Ftd,
+        address: "https://127.0.0.1:1".to_owned(),
+        credentials_ref: "env:X".to_owned(),
+        labels: BTreeMap::new(),
+        created_unix: 0,
+    };
+    let inv = BTreeMap::from([(d.name.clone(), d)]);
+    let spec = Validator::new()
+        .unwrap()
+        .validate(&doc, &inv)
+        .unwrap()
+        .remove(0)
+        .spec;
+    rampart_controller::compile::compile(&spec, &inv)
+        .map(|r| r[0].content.clone())
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn firewall_nat_renders_as_object_nat_rules() {
+    let text = compile_nat(&nat_firewall("198.51.100.20")).unwrap();
+    assert!(text.contains("\"natType\":\"DYNAMIC\""), "{text}");
+    assert!(text.contains("\"interfaceInTranslatedNetwork\":true"), "{text}");
+    assert!(
+        text.contains("\"originalPort\":{\"name\":\"RPP-tcp-22\",\"type\":\"tcpportobject\"}"),
+        "{text}"
+    );
+    insta::assert_snapshot!("ftd_firewall_nat", text);
+    let e = compile_nat(&nat_firewall("198.51.100.2")).unwrap_err();
+    assert!(
+        e.contains("spec.nat.devices[0].staticMappings[1]") && e.contains("two static NAT"),
+        "{e}"
+    );
+}
+
+/// Changes the NAT rule `name` by hand through the FDM API and deploys.
+async fn edit_nat_by_hand(lab: &Lab, name: &str, change: impl Fn(&mut Value)) {
+    let http = rampart_controller::transport::http::client(
+        lab.sim.cert.as_deref(),
+        std::time::Duration::from_secs(10),
+    )
+    .unwrap();
+    let base = format!("{}/api/fdm/v6", lab.sim.base_url());
+    let tok: Value = http
+        .post(format!("{base}/fdm/token"))
+        .json(&json!({"grant_type": "password", "username": "admin", "password": "Admin123"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bearer = format!("Bearer {}", tok["access_token"].as_str().unwrap());
+    let get = |url: String| {
+        let (http, bearer) = (http.clone(), bearer.clone());
+        async move {
+            http.get(url)
+                .header("Authorization", bearer)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let pid = get(format!("{base}/policy/objectnatpolicies")).await["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let coll = format!("{base}/policy/objectnatpolicies/{pid}/objectnatrules");
+    let mut rule = get(format!("{coll}?filter=name:{name}")).await["items"][0].clone();
+    change(&mut rule);
+    let id = rule["id"].as_str().unwrap().to_owned();
+    let r = http
+        .put(format!("{coll}/{id}"))
+        .header("Authorization", &bearer)
+        .json(&rule)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{:?}", r.text().await);
+    let job: Value = http
+        .post(format!("{base}/operational/deploy"))
+        .header("Authorization", &bearer)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let jid = job["id"].as_str().unwrap().to_owned();
+    for _ in 0..100 {
+        if get(format!("{base}/operational/deploy/{jid}")).await["state"] == "DEPLOYED" {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    }
+    panic!("manual deploy did not finish");
+}
+
+fn nat_rules(cfg: &Value) -> Vec<Value> {
+    cfg["objectnatrules"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["name"].as_str().unwrap().starts_with("RPFN-acme-edge-"))
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firewall_nat_staged_deployed_drift_repair_and_delete() {
+    let lab = Lab::start(&["--deploy-queued-ms", "20", "--deploy-ms", "50"]);
+    lab.run(&[&nat_firewall("198.51.100.20")], &[]).await.unwrap();
+    let nat = nat_rules(&lab.deployed());
+    assert_eq!(nat.len(), 4, "{nat:?}");
+    let by_type: Vec<(&str, &str, &str)> = nat
+        .iter()
+        .map(|r| {
+            (
+                r["natType"].as_str().unwrap(),
+                r["translatedNetwork"]["name"].as_str().unwrap_or("-"),
+                r["destinationInterface"]["name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        by_type,
+        vec![
+            ("STATIC", "RPN-198.51.100.20", "outside"),
+            ("STATIC", "RPN-198.51.100.2", "outside"),
+            ("DYNAMIC", "-", "outside"),
+            ("DYNAMIC", "-", "outside"),
+        ]
+    );
+    assert_eq!(nat[1]["originalPort"]["name"], "RPP-tcp-22");
+    assert_eq!(nat[1]["translatedPort"]["name"], "RPP-tcp-2222");
+    assert_eq!(nat[2]["interfaceInTranslatedNetwork"], true);
+    assert_eq!(nat[0]["sourceInterface"]["name"], "inside");
+    let orig: Vec<&str> = nat
+        .iter()
+        .map(|r| r["originalNetwork"]["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        orig.iter().all(|o| o.starts_with("RPN-acme-edge-")),
+        "one original object per rule: {orig:?}"
+    );
+    assert!(
+        lab.engine.check_sync(None).await.unwrap()[0]
+            .differences
+            .is_empty()
+    );
+
+    // Out of band: the PAT rule loses its interface; drift sees it, repair restores it.
+    let pat = nat[2]["name"].as_str().unwrap().to_owned();
+    edit_nat_by_hand(&lab, &pat, |r| {
+        r["interfaceInTranslatedNetwork"] = json!(false);
+        r["translatedNetwork"] = r["originalNetwork"].clone();
+    })
+    .await;
+    let report = lab.engine.check_sync(None).await.unwrap();
+    let d = &report[0].differences;
+    assert!(
+        d.iter().any(|x| x.path.starts_with("/nat[2]")),
+        "{d:?}"
+    );
+    lab.engine.sync_to_device("ftd1").await.unwrap();
+    assert!(
+        lab.engine.check_sync(None).await.unwrap()[0]
+            .differences
+            .is_empty()
+    );
+    assert_eq!(nat_rules(&lab.deployed())[2]["natType"], "DYNAMIC");
+
+    // Update: the changed mapping's rule points at a new object; the old
+    // public object is removed.
+    lab.run(&[&nat_firewall("198.51.100.21")], &[]).await.unwrap();
+    let deployed = lab.deployed();
+    assert_eq!(
+        nat_rules(&deployed)[0]["translatedNetwork"]["name"],
+        "RPN-198.51.100.21"
+    );
+    let nets = names(deployed["networks"].as_array().unwrap());
+    assert!(!nets.contains(&"RPN-198.51.100.20".to_owned()), "{nets:?}");
+
+    // Delete: nothing of the service remains, deployed or staged.
+    lab.run(&[], &["acme/edge"]).await.unwrap();
+    for cfg in [lab.deployed(), lab.staged()] {
+        assert!(nat_rules(&cfg).is_empty(), "{cfg}");
+        let nets = names(cfg["networks"].as_array().unwrap());
+        assert!(
+            !nets.iter().any(|n| n.starts_with("RPN-acme-edge-")),
+            "{nets:?}"
+        );
+    }
+}

@@ -497,7 +497,8 @@ class FdmSim(simlib.Simulator):
             if any(r["name"] == body.get("name") and r["id"] != cur["id"] for r in rules):
                 raise fdm_error(422, f"A rule named '{body.get('name')}' already exists", code="duplicateName",
                                 location="name", key="Duplicate")
-            rule = self.validate_rule(coll, {**cur, **body})
+            # PUT replaces the whole rule, as FDM does: fields left out are cleared.
+            rule = self.validate_rule(coll, body)
             rule.update({"id": cur["id"], "version": new_version(), "ruleId": cur["ruleId"]})
             at = self.position(req, len(rules) - 1)
             idx = rules.index(cur)
