@@ -525,7 +525,10 @@ fn compile_nat(yaml: &str) -> Result<String, String> {
 fn firewall_nat_renders_as_object_nat_rules() {
     let text = compile_nat(&nat_firewall("198.51.100.20")).unwrap();
     assert!(text.contains("\"natType\":\"DYNAMIC\""), "{text}");
-    assert!(text.contains("\"interfaceInTranslatedNetwork\":true"), "{text}");
+    assert!(
+        text.contains("\"interfaceInTranslatedNetwork\":true"),
+        "{text}"
+    );
     assert!(
         text.contains("\"originalPort\":{\"name\":\"RPP-tcp-22\",\"type\":\"tcpportobject\"}"),
         "{text}"
@@ -622,7 +625,9 @@ fn nat_rules(cfg: &Value) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn firewall_nat_staged_deployed_drift_repair_and_delete() {
     let lab = Lab::start(&["--deploy-queued-ms", "20", "--deploy-ms", "50"]);
-    lab.run(&[&nat_firewall("198.51.100.20")], &[]).await.unwrap();
+    lab.run(&[&nat_firewall("198.51.100.20")], &[])
+        .await
+        .unwrap();
     let nat = nat_rules(&lab.deployed());
     assert_eq!(nat.len(), 4, "{nat:?}");
     let by_type: Vec<(&str, &str, &str)> = nat
@@ -671,10 +676,7 @@ async fn firewall_nat_staged_deployed_drift_repair_and_delete() {
     .await;
     let report = lab.engine.check_sync(None).await.unwrap();
     let d = &report[0].differences;
-    assert!(
-        d.iter().any(|x| x.path.starts_with("/nat[2]")),
-        "{d:?}"
-    );
+    assert!(d.iter().any(|x| x.path.starts_with("/nat[2]")), "{d:?}");
     lab.engine.sync_to_device("ftd1").await.unwrap();
     assert!(
         lab.engine.check_sync(None).await.unwrap()[0]
@@ -685,7 +687,9 @@ async fn firewall_nat_staged_deployed_drift_repair_and_delete() {
 
     // Update: the changed mapping's rule points at a new object; the old
     // public object is removed.
-    lab.run(&[&nat_firewall("198.51.100.21")], &[]).await.unwrap();
+    lab.run(&[&nat_firewall("198.51.100.21")], &[])
+        .await
+        .unwrap();
     let deployed = lab.deployed();
     assert_eq!(
         nat_rules(&deployed)[0]["translatedNetwork"]["name"],

@@ -563,7 +563,13 @@ fn compile_nat(yaml: &str) -> Result<String, String> {
 
 #[test]
 fn firewall_nat_renders_as_one_to_one_nat_port_forwarding_and_inherent_pat() {
-    let text = compile_nat(&nat_firewall("198.51.100.20", "internet1", "internet1", true)).unwrap();
+    let text = compile_nat(&nat_firewall(
+        "198.51.100.20",
+        "internet1",
+        "internet1",
+        true,
+    ))
+    .unwrap();
     assert!(
         text.contains("PUT /networks/{networkId}/appliance/firewall/oneToOneNatRules"),
         "{text}"
@@ -582,18 +588,32 @@ fn firewall_nat_renders_as_one_to_one_nat_port_forwarding_and_inherent_pat() {
 #[test]
 fn firewall_nat_refusals_name_the_field() {
     // The MX uses internet1 (default label): an overload to internet2 is not what it does.
-    let e = compile_nat(&nat_firewall("", "internet1, internet2", "internet2", false)).unwrap_err();
+    let e = compile_nat(&nat_firewall(
+        "",
+        "internet1, internet2",
+        "internet2",
+        false,
+    ))
+    .unwrap_err();
     assert!(
         e.contains("spec.nat.devices[0].overloads[0].interface") && e.contains("internet1"),
         "{e}"
     );
     // 1:1 NAT arrives on one uplink.
-    let e = compile_nat(&nat_firewall("198.51.100.20", "internet1, internet2", "internet1", true))
-        .unwrap_err();
+    let e = compile_nat(&nat_firewall(
+        "198.51.100.20",
+        "internet1, internet2",
+        "internet1",
+        true,
+    ))
+    .unwrap_err();
     assert!(e.contains("spec.nat.devices[0].outsideInterfaces"), "{e}");
     // Not an uplink at all.
     let e = compile_nat(&nat_firewall("198.51.100.20", "wan9", "wan9", true)).unwrap_err();
-    assert!(e.contains("spec.nat.devices[0].outsideInterfaces[0]"), "{e}");
+    assert!(
+        e.contains("spec.nat.devices[0].outsideInterfaces[0]"),
+        "{e}"
+    );
 }
 
 async fn put_resource(client: &RestClient, net: &str, resource: &str, rules: Value) {
@@ -619,22 +639,46 @@ async fn firewall_nat_apply_drift_repair_and_delete_keep_foreign_rules() {
     let foreign = json!({"name": "ops: mail", "publicIp": "198.51.100.99", "lanIp": "10.0.1.99",
         "uplink": "internet1", "allowedInbound": [{"protocol": "tcp", "destinationPorts": ["25"], "allowedIps": ["any"]}]});
     put_resource(&lab.client(), NET1, "oneToOneNatRules", json!([foreign])).await;
-    lab.apply(&[&nat_firewall("198.51.100.20", "internet1", "internet1", true)])
-        .await
-        .unwrap();
+    lab.apply(&[&nat_firewall(
+        "198.51.100.20",
+        "internet1",
+        "internet1",
+        true,
+    )])
+    .await
+    .unwrap();
     let net = lab.net(NET1);
     let nat = net["oneToOneNat"]["rules"].as_array().unwrap().clone();
     assert_eq!(nat.len(), 2, "{nat:?}");
-    assert!(nat[0]["name"].as_str().unwrap().starts_with("RPM-acme-edge-"));
+    assert!(
+        nat[0]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("RPM-acme-edge-")
+    );
     assert_eq!(
         (&nat[0]["publicIp"], &nat[0]["lanIp"], &nat[0]["uplink"]),
-        (&json!("198.51.100.20"), &json!("10.0.1.20"), &json!("internet1"))
+        (
+            &json!("198.51.100.20"),
+            &json!("10.0.1.20"),
+            &json!("internet1")
+        )
     );
     assert_eq!(nat[1], foreign, "foreign 1:1 NAT kept after Rampart's");
     let pf = &net["portForwarding"]["rules"][0];
     assert_eq!(
-        (&pf["lanIp"], &pf["publicPort"], &pf["localPort"], &pf["protocol"]),
-        (&json!("10.0.1.21"), &json!("2222"), &json!("22"), &json!("tcp"))
+        (
+            &pf["lanIp"],
+            &pf["publicPort"],
+            &pf["localPort"],
+            &pf["protocol"]
+        ),
+        (
+            &json!("10.0.1.21"),
+            &json!("2222"),
+            &json!("22"),
+            &json!("tcp")
+        )
     );
     assert!(
         lab.engine.check_sync(Some("mx1")).await.unwrap()[0]
@@ -643,9 +687,14 @@ async fn firewall_nat_apply_drift_repair_and_delete_keep_foreign_rules() {
     );
 
     // Update: a new public address is one PUT of the 1:1 NAT rules.
-    lab.apply(&[&nat_firewall("198.51.100.21", "internet1", "internet1", true)])
-        .await
-        .unwrap();
+    lab.apply(&[&nat_firewall(
+        "198.51.100.21",
+        "internet1",
+        "internet1",
+        true,
+    )])
+    .await
+    .unwrap();
     assert_eq!(
         lab.net(NET1)["oneToOneNat"]["rules"][0]["publicIp"],
         "198.51.100.21"

@@ -185,8 +185,12 @@ impl NatObject {
     }
 }
 
+/// The mapped address of a static NAT and, for a port translation, its
+/// protocol and mapped port.
+type Published<'a> = (Option<&'a str>, Option<(Option<&'a str>, Option<&'a str>)>);
+
 /// `ADDR [service PROTO REAL MAPPED]` → (ADDR, Some((PROTO, MAPPED))).
-fn split_published(p: &str) -> (Option<&str>, Option<(Option<&str>, Option<&str>)>) {
+fn split_published(p: &str) -> Published<'_> {
     let w: Vec<&str> = p.split(' ').collect();
     let service = (w.get(1) == Some(&"service")).then(|| (w.get(2).copied(), w.get(4).copied()));
     (w.first().copied(), service)

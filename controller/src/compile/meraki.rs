@@ -456,7 +456,9 @@ fn firewall_nat(
         for (k, o) in d.outside_interfaces.iter().enumerate() {
             if !UPLINKS.contains(&o.as_str()) {
                 return Err(unsupported(
-                    format!("outside interface {o:?} (an MX translates on its uplinks: internet1, internet2, internet3)"),
+                    format!(
+                        "outside interface {o:?} (an MX translates on its uplinks: internet1, internet2, internet3)"
+                    ),
                     format!("{field}.outsideInterfaces[{k}]"),
                 ));
             }
@@ -485,7 +487,10 @@ fn firewall_nat(
                             allowed_ips: vec!["any".to_owned()],
                         }],
                     };
-                    if c.one_to_one_nat.iter().any(|r| r.public_ip == rule.public_ip) {
+                    if c.one_to_one_nat
+                        .iter()
+                        .any(|r| r.public_ip == rule.public_ip)
+                    {
                         return Err(unsupported(
                             format!("two 1:1 NAT rules for public IP {}", rule.public_ip),
                             f,
@@ -528,8 +533,7 @@ fn firewall_nat(
                         L4Protocol::Udp => "udp",
                     }
                     .to_owned();
-                    if c
-                        .port_forwarding
+                    if c.port_forwarding
                         .iter()
                         .any(|r| r.protocol == protocol && r.public_port == g.to_string())
                     {

@@ -34,7 +34,9 @@ use super::{
 use crate::{
     compile::{
         CompileError,
-        meraki::{self, L3Rule, MerakiConfig, NETWORK_LABEL, OneToOneNat, OWNED_PREFIX, PortForward},
+        meraki::{
+            self, L3Rule, MerakiConfig, NETWORK_LABEL, OWNED_PREFIX, OneToOneNat, PortForward,
+        },
     },
     model::{device::Device, spec::ServiceSpec},
     transport::http::{
@@ -268,7 +270,11 @@ fn merge_configs(contributions: &BTreeMap<String, Value>) -> Result<MerakiConfig
             out.port_forwarding.push(pf);
         }
         for r in c.one_to_one_nat {
-            if let Some(x) = out.one_to_one_nat.iter().find(|x| x.public_ip == r.public_ip) {
+            if let Some(x) = out
+                .one_to_one_nat
+                .iter()
+                .find(|x| x.public_ip == r.public_ip)
+            {
                 if *x == r {
                     continue;
                 }
@@ -666,7 +672,7 @@ impl MerakiParticipant {
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
-        let key = rule_key(&path);
+        let key = rule_key(path);
         let rules = if key == "comment" {
             without_default(rules)
         } else {
