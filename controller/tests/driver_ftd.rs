@@ -709,3 +709,19 @@ async fn firewall_nat_staged_deployed_drift_repair_and_delete() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_services_publishing_one_address_conflict_by_name() {
+    let lab = Lab::start(&["--deploy-queued-ms", "20", "--deploy-ms", "50"]);
+    let first = nat_firewall("198.51.100.20");
+    lab.run(&[&first], &[]).await.unwrap();
+    let second = first
+        .replace("name: edge", "name: edge2")
+        .replace("globalPort: 2222", "globalPort: 2223");
+    let err = lab.run(&[&second], &[]).await.unwrap_err().to_string();
+    assert!(
+        err.contains("static NAT publishing RPN-198.51.100.20") && err.contains("acme/edge2"),
+        "{err}"
+    );
+    assert_eq!(nat_rules(&lab.staged()).len(), 4, "nothing staged");
+}

@@ -735,3 +735,28 @@ async fn firewall_nat_apply_drift_repair_and_delete_keep_foreign_rules() {
     assert_eq!(net["oneToOneNat"]["rules"], json!([foreign]));
     assert_eq!(net["portForwarding"]["rules"], json!([]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_services_mapping_one_public_ip_conflict_by_name() {
+    let lab = Lab::start(
+        &[],
+        &[("mx1", &[("rampart.io/meraki-network", NET1)])],
+        None,
+    );
+    let first = nat_firewall("198.51.100.20", "internet1", "internet1", true);
+    lab.apply(&[&first]).await.unwrap();
+    // Same public IP, another service (and another port-forward port).
+    let second = first
+        .replace("name: edge", "name: edge2")
+        .replace("globalPort: 2222", "globalPort: 2223");
+    let err = lab.apply(&[&second]).await.unwrap_err().to_string();
+    assert!(
+        err.contains("1:1 NAT of public IP 198.51.100.20")
+            && err.contains("acme/edge")
+            && err.contains("acme/edge2"),
+        "{err}"
+    );
+    // Nothing of the refused service reached the network.
+    let nat = lab.net(NET1)["oneToOneNat"]["rules"].clone();
+    assert_eq!(nat.as_array().unwrap().len(), 1, "{nat}");
+}

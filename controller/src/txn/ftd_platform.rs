@@ -121,6 +121,29 @@ fn merge_configs(contributions: &BTreeMap<String, Value>) -> Result<FtdConfig, C
                     service,
                 ));
             }
+            // Two static NATs must not publish the same address (unless both
+            // translate different ports of it).
+            if let Some(x) = out.nat.iter().find(|x| {
+                !x.dynamic
+                    && !r.dynamic
+                    && x.translated == r.translated
+                    && (x.translated_port.is_none()
+                        || r.translated_port.is_none()
+                        || x.translated_port == r.translated_port)
+            }) {
+                return Err(clash(
+                    format!(
+                        "static NAT publishing {}{}",
+                        r.translated,
+                        r.translated_port
+                            .as_deref()
+                            .map(|p| format!(" port {p}"))
+                            .unwrap_or_default()
+                    ),
+                    owner.get(&x.name),
+                    service,
+                ));
+            }
             owner.insert(r.name.clone(), service.clone());
             out.nat.push(r);
         }
