@@ -616,3 +616,22 @@ async fn firewall_nat_apply_drift_repair_and_delete() {
     assert!(rampart_nat_objects(&state["running"]).is_empty(), "{state}");
     assert!(rampart_nat_objects(&state["startup"]).is_empty(), "{state}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firewall_nat_refused_by_the_device_is_reverted() {
+    let Some(lab) = Lab::start(&[], None) else {
+        return;
+    };
+    let before = lab.running();
+    // `wan9` is a valid name but no nameif of this ASA: the device refuses
+    // the NAT line; the ACL, binding and objects typed before it go again.
+    let yaml = nat_firewall("192.0.2.10", "outside").replace("[outside, dmz]", "[outside, wan9]");
+    let yaml = yaml.replace("interface: outside, sources", "interface: wan9, sources");
+    let err = lab.run(&[&yaml], &[]).await.unwrap_err().to_string();
+    assert!(
+        err.contains("asa1: configure") && err.contains("'wan9' is not a valid interface name"),
+        "{err}"
+    );
+    assert_eq!(lab.running(), before, "partial configuration left behind");
+    assert!(lab.engine.store().services().unwrap().is_empty());
+}
