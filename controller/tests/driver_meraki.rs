@@ -531,25 +531,35 @@ spec:
     )
 }
 
-fn render_inventory() -> BTreeMap<String, Device> {
+fn render_inventory(labels: &[(&str, &str)]) -> BTreeMap<String, Device> {
+    let mut all = BTreeMap::from([("rampart.io/meraki-network".to_owned(), NET1.to_owned())]);
+    all.extend(
+        labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
     let d = Device {
         name: "mx1".to_owned(),
         platform: Platform::MerakiMx,
         address: "https://127.0.0.1:1".to_owned(),
         credentials_ref: "env:X".to_owned(),
-        labels: BTreeMap::from([("rampart.io/meraki-network".to_owned(), NET1.to_owned())]),
+        labels: all,
         created_unix: 0,
     };
     BTreeMap::from([(d.name.clone(), d)])
 }
 
 fn compile_nat(yaml: &str) -> Result<String, String> {
+    compile_nat_with(yaml, &[])
+}
+
+fn compile_nat_with(yaml: &str, labels: &[(&str, &str)]) -> Result<String, String> {
     let doc = SourceDoc {
         text: yaml,
         format: DocFormat::Yaml,
         name: "nat.yaml",
     };
-    let inv = render_inventory();
+    let inv = render_inventory(labels);
     let spec = Validator::new()
         .unwrap()
         .validate(&doc, &inv)
@@ -759,4 +769,27 @@ async fn two_services_mapping_one_public_ip_conflict_by_name() {
     // Nothing of the refused service reached the network.
     let nat = lab.net(NET1)["oneToOneNat"]["rules"].clone();
     assert_eq!(nat.as_array().unwrap().len(), 1, "{nat}");
+}
+
+#[test]
+fn overload_follows_the_uplink_label_and_port_mappings_its_address() {
+    // The MX uses internet2: an overload to internet2 is its inherent PAT.
+    let yaml = nat_firewall("", "internet1, internet2", "internet2", false);
+    let text = compile_nat_with(&yaml, &[("rampart.io/meraki-uplink", "internet2")]).unwrap();
+    assert!(
+        text.contains("overload (PAT) to internet2: inherent"),
+        "{text}"
+    );
+    assert!(!text.contains("oneToOneNatRules"), "{text}");
+    // With the uplink address known, a port mapping must publish on it.
+    let yaml = nat_firewall("198.51.100.20", "internet1", "internet1", true);
+    let e =
+        compile_nat_with(&yaml, &[("rampart.io/meraki-uplink-ip", "198.51.100.1")]).unwrap_err();
+    assert!(
+        e.contains("spec.nat.devices[0].staticMappings[1].insideGlobal")
+            && e.contains("198.51.100.1"),
+        "{e}"
+    );
+    let yaml = yaml.replace("insideGlobal: 198.51.100.2,", "insideGlobal: 198.51.100.1,");
+    assert!(compile_nat_with(&yaml, &[("rampart.io/meraki-uplink-ip", "198.51.100.1")]).is_ok());
 }
