@@ -20,16 +20,23 @@ fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
     for kind in ["seeds", "corpus", "regressions"] {
         let dir = fuzz.join(kind).join(target);
-        // Only seeds must exist: the other two start empty.
+        // Seeds and the minimised corpus must be there; a target may have
+        // no regressions yet.
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
-            Err(e) if kind != "seeds" && e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) if kind == "regressions" && e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => panic!("{}: {e}", dir.display()),
         };
+        let before = out.len();
         for path in entries.map(|e| e.unwrap().path()) {
             let data = std::fs::read(&path).unwrap();
             out.push((path, data));
         }
+        assert!(
+            kind == "regressions" || out.len() > before,
+            "{} is empty",
+            dir.display()
+        );
     }
     out.sort();
     assert!(out.len() >= 8, "corpus {target} is nearly empty");

@@ -726,6 +726,7 @@ impl<'a> Converter<'a> {
             } else {
                 let mut key_values = Vec::new();
                 let mut pred = String::new();
+                let mut keyless = None;
                 for key in keys {
                     let user_key = schema
                         .child(key)
@@ -733,8 +734,35 @@ impl<'a> Converter<'a> {
                     let kv = key_value(item, user_key);
                     if let Some(kv) = &kv {
                         let _ = write!(pred, "[{key}={}]", pred_value(kv));
+                    } else if keyless.is_none() {
+                        keyless = Some(user_key);
                     }
                     key_values.push(kv.unwrap_or_default());
+                }
+                // libyang's multi-error validation frees a list instance
+                // without its key while nodes under it are still queued
+                // (heap use-after-free in lyd_validate_unres, found by
+                // fuzzing: fuzz/regressions/spec_parse/). Such an entry is
+                // reported here, walked for its own errors, and never
+                // reaches libyang.
+                if let Some(user_key) = keyless {
+                    if key_absent_or_null(item, user_key) {
+                        self.diags.push(Diagnostic {
+                            severity: Severity::Error,
+                            message: format!(
+                                "missing required field \"{user_key}\" (the list key)"
+                            ),
+                            path: Some(cpath.to_owned()),
+                            field: Some(format!("{ifield}.{user_key}")),
+                            line: item.pos.line,
+                            column: item.pos.column,
+                            source_name: self.source_name.to_owned(),
+                        });
+                    }
+                    let was = std::mem::replace(&mut self.recording, false);
+                    let _ = self.container(item, schema, cpath, &ifield);
+                    self.recording = was;
+                    continue;
                 }
                 if keys.iter().len() == key_values.iter().filter(|k| !k.is_empty()).count() {
                     if let Some((prev_field, prev_line)) = seen.get(&key_values) {
@@ -788,6 +816,17 @@ impl<'a> Converter<'a> {
 
 fn user_name_of<'s>(schema: &'s SNode, yang: &'s str) -> &'s str {
     schema.child(yang).map_or(yang, |c| c.user_name.as_str())
+}
+
+/// Whether a list entry lacks its key field or leaves it null (any other
+/// unusable value gets its own error from the entry's walk).
+fn key_absent_or_null(item: &UNode, user_key: &str) -> bool {
+    let UValue::Map(m) = &item.value else {
+        return item.is_null();
+    };
+    m.iter()
+        .find(|(k, _)| k.text == user_key)
+        .is_none_or(|(_, v)| v.is_null())
 }
 
 /// The normalised text of a list key as the user wrote it (numbers without
@@ -908,4 +947,67 @@ impl Printer {
 
 fn json_string(out: &mut String, s: &str) {
     out.push_str(&serde_json::Value::String(s.to_owned()).to_string());
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::super::{DocFormat, ModelError, SourceDoc, Validator};
+
+    /// Errors of `text` as `field: message (path)`.
+    fn errors(text: &str) -> Vec<String> {
+        let doc = SourceDoc {
+            text,
+            format: DocFormat::Yaml,
+            name: "t",
+        };
+        match Validator::new().unwrap().validate(&doc, &BTreeMap::new()) {
+            Err(ModelError::Invalid { diagnostics, .. }) => diagnostics
+                .iter()
+                .map(|d| {
+                    format!(
+                        "{}: {} ({})",
+                        d.field.as_deref().unwrap_or(""),
+                        d.message,
+                        d.path.as_deref().unwrap_or("")
+                    )
+                })
+                .collect(),
+            other => panic!("expected diagnostics, got {other:?}"),
+        }
+    }
+
+    // The fuzzing regression (fuzz/regressions/spec_parse/): a keyed list
+    // entry without its key, holding a container with `when` leaves, made
+    // libyang read freed memory. The converter now names the missing key
+    // itself, with the path libyang used to give.
+    #[test]
+    fn keyless_list_entries_are_reported_before_libyang() {
+        let head = "apiVersion: rampart.io/v1\nkind: LoadBalancer\nmetadata: {name: lb, tenant: acme}\nspec:\n  targets: {hosts: [{selector: {role: lb}}]}\n  virtualServices:\n";
+        for entry in [
+            "    - {address: 10.0.0.1, port: 80, backends: [{address: 10.0.0.2}], healthCheck: {type: tcp}}\n",
+            "    - {name: ~, address: 10.0.0.1, port: 80, backends: [{address: 10.0.0.2}], healthCheck: {}}\n",
+            "    - healthCheck:\n",
+        ] {
+            let errs = errors(&format!("{head}{entry}"));
+            let want = "spec.virtualServices[0].name: missing required field \"name\" (the list key) (/rampart-loadbalancer:";
+            assert!(
+                errs.iter().any(|e| e.starts_with(want)),
+                "{entry}: {errs:#?}"
+            );
+        }
+        // A non-scalar key is a shape error of its own, not "missing".
+        let errs = errors(&format!("{head}    - {{name: [a], port: 80}}\n"));
+        assert!(
+            errs.iter()
+                .all(|e| !e.contains("missing required field \"name\"")),
+            "{errs:#?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("spec.virtualServices[0].name")),
+            "{errs:#?}"
+        );
+    }
 }
