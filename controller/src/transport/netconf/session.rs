@@ -415,10 +415,26 @@ impl Session {
     /// subsystem and exchanges hellos. Framing follows the capabilities:
     /// chunked when both sides speak base:1.1.
     ///
+    /// A server hello that does not parse is retried once on a fresh
+    /// connection (within the connect timeout): under load, about one
+    /// connect in a few hundred through libssh2 against sshd +
+    /// netconf-subsystem received the hello without its first 2,000-byte
+    /// block, which OpenSSH's client never showed on the same server.
+    ///
     /// # Errors
     /// [`NetconfError`] naming the failed step.
     pub fn connect(cfg: &SessionConfig) -> Result<Session, NetconfError> {
         let started = Instant::now();
+        match Session::connect_once(cfg, started) {
+            Err(NetconfError::Reply(e)) if started.elapsed() < cfg.connect_timeout / 2 => {
+                tracing::warn!(peer = %format!("{}:{}", cfg.host, cfg.port), error = %e, "unreadable hello; reconnecting once");
+                Session::connect_once(cfg, Instant::now())
+            }
+            other => other,
+        }
+    }
+
+    fn connect_once(cfg: &SessionConfig, started: Instant) -> Result<Session, NetconfError> {
         let (host, port) = (cfg.host.clone(), cfg.port);
         let addrs: Vec<_> = (host.as_str(), port)
             .to_socket_addrs()
