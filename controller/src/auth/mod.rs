@@ -290,7 +290,6 @@ impl Caller {
 
     /// Whether data of `tenant` may be shown to the caller (renderings of
     /// shared hosts and devices are filtered with it).
-    #[must_use]
     pub fn tenant_filter(&self) -> impl Fn(&str) -> bool + '_ {
         |tenant| self.tenants.contains(tenant)
     }

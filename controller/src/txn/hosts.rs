@@ -359,7 +359,6 @@ mod tests {
                 direction: pb::Direction::Ingress as i32,
                 default_action: pb::Action::Deny as i32,
                 rules,
-                ..Default::default()
             }],
             ..Default::default()
         }
