@@ -2,7 +2,8 @@
 # A libFuzzer campaign over Rampart's cargo-fuzz targets (fuzz/, outside the
 # workspace): builds every target, runs each one in turn for N seconds with a
 # single job (the machine is shared: never two fuzzers at once), minimises
-# what was found together with the kept corpus (`cargo fuzz cmin`) into
+# what was found together with the kept corpus (libFuzzer merge, as
+# `cargo fuzz cmin` does) into
 # fuzz/corpus/<target>/, and prints execs/s, coverage and crashes per target.
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     (default 300, all)
@@ -10,11 +11,19 @@
 # Environment:
 #   FUZZ_SANITIZER  address (default) or none
 #   FUZZ_NO_CMIN=1  run only; leave fuzz/corpus/ untouched
+#   FUZZ_PREBUILT=fuzz/target/campaign/<stamp>  reuse that campaign's binaries
 #
 # cargo-fuzz passes nightly-only flags (-Zsanitizer, -Cpasses=sancov-module);
 # only the stable toolchain is installed, so it runs with RUSTC_BOOTSTRAP=1.
 # Targets are built with debug assertions (-a): an integer overflow or a
 # failed debug_assert! counts as a crash, as it does in the test suite.
+#
+# Each target is built once (`cargo fuzz build`) and that binary is copied
+# into the campaign directory and run from there, for the fuzzing and for
+# the minimisation (libFuzzer `-merge=1`, exactly what `cargo fuzz cmin`
+# runs): `cargo fuzz run/cmin` rebuild first, and with the controller under
+# constant edit that meant ten more minutes of sanitizer build per step for
+# spec_parse, and fuzzing a different build than the one reported.
 #
 # A libFuzzer dictionary fuzz/dict/<t>.dict (protocol tokens, spec keys) is
 # used when present.
@@ -58,19 +67,37 @@ CAMPAIGN="${FUZZ}/target/campaign/$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "${CAMPAIGN}"
 SUMMARY="${CAMPAIGN}/summary.txt"
 
-# spec_parse links the whole controller (feature `spec`); the NETCONF
-# targets include their few source files by path and build in seconds.
-features() { if [[ "$1" == spec_parse ]]; then echo --features=spec; fi; }
+# spec_parse links the whole controller (feature `spec`, on by default); the
+# NETCONF targets include their few source files by path and build in
+# seconds without it.
+features() { if [[ "$1" == spec_parse ]]; then echo --features=spec; else echo --no-default-features; fi; }
 
-echo "fuzz.sh: building ${TARGETS[*]} (sanitizer ${SAN}, debug assertions)" >&2
-for t in "${TARGETS[@]}"; do
-    # shellcheck disable=SC2046 # features() prints zero or one word
-    cargo fuzz build "${BUILD[@]}" $(features "${t}") "${t}" >>"${CAMPAIGN}/build.log" 2>&1 ||
-        { tail -n 30 "${CAMPAIGN}/build.log" >&2; exit 1; }
-done
+mkdir -p "${CAMPAIGN}/bin"
+if [[ -n "${FUZZ_PREBUILT:-}" ]]; then
+    # Reuse the binaries of an earlier campaign (same sanitizer assumed).
+    echo "fuzz.sh: reusing the binaries of ${FUZZ_PREBUILT}" >&2
+    for t in "${TARGETS[@]}"; do cp "${FUZZ_PREBUILT}/bin/${t}" "${CAMPAIGN}/bin/${t}"; done
+    cp "${FUZZ_PREBUILT}/commit" "${CAMPAIGN}/commit"
+else
+    echo "fuzz.sh: building ${TARGETS[*]} (sanitizer ${SAN}, debug assertions)" >&2
+    for t in "${TARGETS[@]}"; do
+        # shellcheck disable=SC2046 # features() prints one word
+        cargo fuzz build "${BUILD[@]}" $(features "${t}") "${t}" >>"${CAMPAIGN}/build.log" 2>&1 ||
+            { tail -n 30 "${CAMPAIGN}/build.log" >&2; exit 1; }
+        cp "${FUZZ}/target/x86_64-unknown-linux-gnu/release/${t}" "${CAMPAIGN}/bin/${t}"
+    done
+    git -C "${ROOT}" rev-parse HEAD >"${CAMPAIGN}/commit"
+    git -C "${ROOT}" status --short -- controller/src fuzz >>"${CAMPAIGN}/commit"
+fi
+# What `cargo fuzz run` sets for address-sanitized targets, plus the
+# suppression of a one-off leak in a dependency (see fuzz/lsan.supp).
+if [[ "${SAN}" == address ]]; then
+    export ASAN_OPTIONS="${ASAN_OPTIONS:+${ASAN_OPTIONS}:}detect_odr_violation=0"
+    export LSAN_OPTIONS="${LSAN_OPTIONS:+${LSAN_OPTIONS}:}suppressions=${FUZZ}/lsan.supp"
+fi
 
-count() { find "$1" -maxdepth 1 -type f 2>/dev/null | wc -l; }
-bytes() { find "$1" -maxdepth 1 -type f -printf '%s\n' 2>/dev/null | awk '{s+=$1} END {print s+0}'; }
+count() { if [[ -d "$1" ]]; then find "$1" -maxdepth 1 -type f | wc -l; else echo 0; fi; }
+bytes() { if [[ -d "$1" ]]; then find "$1" -maxdepth 1 -type f -printf '%s\n' | awk '{s+=$1} END {print s+0}'; else echo 0; fi; }
 copy_in() { if [[ -d "$1" ]]; then find "$1" -maxdepth 1 -type f -exec cp -t "$2" {} +; fi; }
 stat_of() { sed -n "s/^stat::$1: *//p" "$2" | tail -n 1; }
 
@@ -90,10 +117,9 @@ for t in "${TARGETS[@]}"; do
     # the working directory; a crash ends the job and leaves an artifact.
     dict=()
     if [[ -f "${FUZZ}/dict/${t}.dict" ]]; then dict=(-dict="${FUZZ}/dict/${t}.dict"); fi
-    # shellcheck disable=SC2046
-    (cd "${work}" && cargo fuzz run "${BUILD[@]}" $(features "${t}") "${t}" "${work}/corpus" -- \
-        "${LIBFUZZER[@]}" "${dict[@]}" -max_total_time="${SECS}" -jobs=1 -workers=1 \
-        -print_final_stats=1 -artifact_prefix="${work}/artifacts/") \
+    (cd "${work}" && "${CAMPAIGN}/bin/${t}" "${LIBFUZZER[@]}" "${dict[@]}" \
+        -max_total_time="${SECS}" -jobs=1 -workers=1 -print_final_stats=1 \
+        -artifact_prefix="${work}/artifacts/" "${work}/corpus") \
         >"${work}/run.log" 2>&1 || true
     log="${work}/fuzz-0.log"
     [[ -f "${log}" ]] || log="${work}/run.log"
@@ -109,10 +135,8 @@ for t in "${TARGETS[@]}"; do
     if [[ "${FUZZ_NO_CMIN:-0}" != 1 ]]; then
         stage="${work}/min"
         mkdir -p "${stage}"
-        copy_in "${work}/corpus" "${stage}"
-        # shellcheck disable=SC2046
-        if cargo fuzz cmin "${BUILD[@]}" $(features "${t}") "${t}" "${stage}" -- "${LIBFUZZER[@]}" \
-            >"${work}/cmin.log" 2>&1 && [[ -d "${stage}" ]]; then
+        if "${CAMPAIGN}/bin/${t}" "${LIBFUZZER[@]}" -merge=1 "${stage}" "${work}/corpus" \
+            >"${work}/cmin.log" 2>&1; then
             # Seeds and regressions are kept in their own directories under
             # readable names; the corpus holds only what they do not cover.
             for keep in "${FUZZ}/seeds/${t}" "${FUZZ}/regressions/${t}"; do
