@@ -135,7 +135,8 @@ for t in "${TARGETS[@]}"; do
     if [[ "${FUZZ_NO_CMIN:-0}" != 1 ]]; then
         stage="${work}/min"
         mkdir -p "${stage}"
-        if "${CAMPAIGN}/bin/${t}" "${LIBFUZZER[@]}" -merge=1 "${stage}" "${work}/corpus" \
+        if "${CAMPAIGN}/bin/${t}" "${LIBFUZZER[@]}" -artifact_prefix="${work}/merge-" \
+            -merge=1 "${stage}" "${work}/corpus" \
             >"${work}/cmin.log" 2>&1; then
             # Seeds and regressions are kept in their own directories under
             # readable names; the corpus holds only what they do not cover.
