@@ -563,7 +563,7 @@ mod tests {
     #[test]
     fn the_example_policy_file_is_valid() {
         let p: pb::HostPolicy =
-            serde_norway::from_str(include_str!("../../../examples/lb-agent-policy.yaml"))
+            serde_norway::from_str(include_str!("../../../examples/agent/lb-policy.yaml"))
                 .expect("example parses");
         let plan = plan(&p.virtual_services, &yes, 16, 65_537).expect("example is valid");
         let specs = &plan["eth0"];
