@@ -978,6 +978,33 @@ mod tests {
         }
     }
 
+    // What libyang is given: no list instance without its key (the input
+    // of fuzz/regressions/spec_parse/ made libyang read freed memory, which
+    // only a sanitizer sees; this checks the cause instead).
+    #[test]
+    fn keyless_list_entries_never_reach_libyang() {
+        let v = Validator::new().unwrap();
+        let text = "kind: LoadBalancer\nspec:\n virtualServices:\n - healthCheck:\n - {name: w, healthCheck: {type: tcp}}\n";
+        let docs = super::super::source::parse_documents(text, DocFormat::Yaml).unwrap();
+        let (converted, diags) = super::Converter::new("t").convert(&docs[0], |m| v.schemas.get(m));
+        let (_, converted) = converted.expect("kind recognised");
+        let json: serde_json::Value = serde_json::from_str(&converted.json).unwrap();
+        let entries = json
+            .as_object()
+            .and_then(|o| o.values().next())
+            .and_then(|lb| lb.get("virtual-service"))
+            .and_then(serde_json::Value::as_array)
+            .unwrap_or_else(|| panic!("no virtual-service list in {json}"));
+        assert_eq!(entries.len(), 1, "{json}");
+        assert!(entries.iter().all(|e| e.get("name").is_some()), "{json}");
+        assert!(
+            diags
+                .iter()
+                .any(|d| d.field.as_deref() == Some("spec.virtualServices[0].name")),
+            "{diags:?}"
+        );
+    }
+
     // The fuzzing regression (fuzz/regressions/spec_parse/): a keyed list
     // entry without its key, holding a container with `when` leaves, made
     // libyang read freed memory. The converter now names the missing key
