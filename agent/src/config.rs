@@ -139,4 +139,20 @@ mod tests {
         let e = Config::load(Some(&p)).unwrap_err().to_string();
         assert!(e.contains("conntrak_max"), "{e}");
     }
+
+    #[test]
+    fn shipped_sample_is_the_defaults() {
+        let sample: Config = toml::from_str(include_str!("../../systemd/agent.toml")).unwrap();
+        let d = Config::default();
+        assert_eq!(sample.pin_root, d.pin_root);
+        assert_eq!(sample.metrics_listen, d.metrics_listen);
+        assert_eq!(sample.conntrack_max, d.conntrack_max);
+        assert_eq!(sample.xdp_mode, d.xdp_mode);
+        assert_eq!(sample.reload_interval_ms, d.reload_interval_ms);
+        let (s, d) = (sample.timeouts.timeouts(), d.timeouts.timeouts());
+        assert_eq!(
+            (s.tcp_syn, s.tcp_established, s.tcp_closed, s.udp, s.icmp),
+            (d.tcp_syn, d.tcp_established, d.tcp_closed, d.udp, d.icmp)
+        );
+    }
 }
