@@ -29,7 +29,10 @@ fn static_checks(name: &str, unit: &str) {
         .unwrap_or_else(|| panic!("{name}: address families not restricted"));
     assert!(families.contains("AF_NETLINK"), "{name}: {families}");
     let settings: String = unit.lines().filter(|l| !l.starts_with('#')).collect();
-    assert!(!settings.contains("CAP_SYS_ADMIN"), "{name}: no CAP_SYS_ADMIN");
+    assert!(
+        !settings.contains("CAP_SYS_ADMIN"),
+        "{name}: no CAP_SYS_ADMIN"
+    );
 }
 
 #[test]
