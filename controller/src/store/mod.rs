@@ -9,6 +9,7 @@
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use serde::{Deserialize, Serialize};
@@ -306,6 +307,8 @@ pub struct Store {
     synced: sled::Tree,
     path: Option<PathBuf>,
     secret_keys: secrets::KeySlot,
+    /// One flush at a time: see [`Store::flush`].
+    flush_turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -396,6 +399,7 @@ impl Store {
             db,
             path,
             secret_keys: secrets::KeySlot::default(),
+            flush_turn: Arc::default(),
         })
     }
 
@@ -403,8 +407,26 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Io`] when the flush fails.
+    /// sled 0.34's `flush_async` deadlocks when several run at once
+    /// (spacejam/sled#1308: its I/O threads wait for a flush the log
+    /// flusher can no longer take its lock for). rampartd hit it with 32
+    /// concurrent agent enrollments: every store access then hung. So
+    /// flushes take turns and run as the blocking `flush` off the runtime;
+    /// a caller that waited for its turn usually finds nothing left to
+    /// write.
+    ///
+    /// # Errors
+    /// [`StoreError::Io`] when the flush fails.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await.map_err(io("flush"))?;
+        let _turn = self.flush_turn.lock().await;
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| StoreError::Io {
+                op: "flush",
+                source: sled::Error::ReportableBug(format!("flush task: {e}")),
+            })?
+            .map_err(io("flush"))?;
         Ok(())
     }
 
@@ -815,6 +837,38 @@ mod tests {
             labels: BTreeMap::new(),
             created_unix: 0,
         }
+    }
+
+    /// Many writers flushing at once (as concurrent enrollments do) must
+    /// all finish: sled's own `flush_async` deadlocked here.
+    #[test]
+    fn concurrent_writes_and_flushes_all_finish() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        rt.block_on(async {
+            let mut tasks = tokio::task::JoinSet::new();
+            for i in 0..400 {
+                let s = s.clone();
+                tasks.spawn(async move {
+                    s.put_device(&device(&format!("d{i}")), false).unwrap();
+                    s.flush().await.unwrap();
+                });
+            }
+            let all = async {
+                while let Some(r) = tasks.join_next().await {
+                    r.unwrap();
+                }
+            };
+            tokio::time::timeout(std::time::Duration::from_secs(30), all)
+                .await
+                .expect("concurrent flushes deadlocked");
+        });
+        assert_eq!(s.devices().unwrap().len(), 400);
     }
 
     #[test]
