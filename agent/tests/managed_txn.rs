@@ -81,20 +81,36 @@ async fn hosts_prepare_together_and_a_refusal_changes_no_host() {
     let base = (a.applies(), b.applies());
 
     let dry = d.apply_doc(&web("web", 80, "lo"), true).await.unwrap();
-    for id in [&id_a, &id_b] {
-        let r = dry
-            .rendered
+    let entry = |id: &str| {
+        dry.rendered
             .iter()
             .find(|r| r.target == format!("agent/{id}"))
-            .unwrap_or_else(|| panic!("no dry-run entry for agent/{id}: {:?}", dry.rendered));
-        assert_eq!(r.format, "agent-policy");
-        assert!(
-            r.content
-                .contains("+ lo ingress: seq 10 allow proto 6 dport 80"),
-            "{}",
-            r.content
-        );
-    }
+            .unwrap_or_else(|| panic!("no dry-run entry for agent/{id}: {:?}", dry.rendered))
+    };
+    // Same labels, same change: shown in full once, referenced by the other.
+    let (ra, rb) = (entry(&id_a), entry(&id_b));
+    assert_eq!(
+        (ra.format.as_str(), rb.format.as_str()),
+        ("agent-policy", "agent-policy")
+    );
+    let (full, other, full_id) = if ra.content.contains("same_change_as") {
+        (rb, ra, &id_b)
+    } else {
+        (ra, rb, &id_a)
+    };
+    assert!(
+        full.content
+            .contains("+ lo ingress: seq 10 allow proto 6 dport 80"),
+        "{}",
+        full.content
+    );
+    let reference: serde_json::Value = serde_json::from_str(&other.content).unwrap();
+    assert_eq!(
+        reference["same_change_as"],
+        format!("agent/{full_id}"),
+        "{}",
+        other.content
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!((a.applies(), b.applies()), base, "dry-run changed a host");
 
@@ -175,18 +191,24 @@ async fn a_tenant_never_sees_another_tenants_rules_on_a_shared_host() {
         .filter(|r| r.target.starts_with("agent/"))
         .collect();
     assert_eq!(agents.len(), 2, "{:?}", dry.rendered);
+    // Both hosts get the same change: one is shown, the other refers to it.
+    let shown: Vec<_> = agents
+        .iter()
+        .filter(|r| !r.content.contains("same_change_as"))
+        .collect();
+    assert_eq!(shown.len(), 1, "{:?}", dry.rendered);
     for r in agents {
-        assert!(
-            r.content.contains("globex/db") && r.content.contains("5432"),
-            "{}",
-            r.content
-        );
         assert!(
             !r.content.contains("acme") && !r.content.contains("\"first\": 80"),
             "another tenant's rule shown: {}",
             r.content
         );
     }
+    assert!(
+        shown[0].content.contains("globex/db") && shown[0].content.contains("5432"),
+        "{}",
+        shown[0].content
+    );
     let applied = d.apply_doc_as(&globex, &doc, false).await.unwrap();
     for r in applied
         .rendered
