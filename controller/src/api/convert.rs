@@ -10,7 +10,7 @@ use crate::{
         device::{Device, Platform},
     },
     store::{self, StoredService, TxnRecord},
-    txn::Planned,
+    txn::{Planned, hosts::refer_to_first_identical},
 };
 
 fn timestamp_secs(secs: i64) -> Option<prost_types::Timestamp> {
@@ -84,6 +84,20 @@ pub fn rendering_to_pb(r: &Rendering, may: Visible<'_>) -> pb::RenderedConfig {
     }
 }
 
+/// Every rendering as the API returns it to a caller limited by `may`,
+/// agents with the same (visible) change shown once
+/// ([`refer_to_first_identical`]).
+#[must_use]
+pub fn renderings_to_pb(rs: &[Rendering], may: Visible<'_>) -> Vec<pb::RenderedConfig> {
+    let mut out: Vec<pb::RenderedConfig> = rs.iter().map(|r| rendering_to_pb(r, may)).collect();
+    refer_to_first_identical(
+        out.iter_mut()
+            .filter(|r| r.format == Format::AgentPolicy.as_str())
+            .map(|r| (r.target.as_str(), &mut r.content)),
+    );
+    out
+}
+
 /// The response to a dry-run: the services as they would be stored
 /// (generation 0: not stored) and every rendering.
 #[must_use]
@@ -105,11 +119,7 @@ pub fn dry_run_response(plan: &Planned, may: Visible<'_>) -> pb::ApplyServiceRes
             })
             .collect(),
         diagnostics: Vec::new(),
-        rendered: plan
-            .dry_run_renderings()
-            .iter()
-            .map(|r| rendering_to_pb(r, may))
-            .collect(),
+        rendered: renderings_to_pb(&plan.dry_run_renderings(), may),
         transaction_id: String::new(),
         dry_run: true,
     }
@@ -170,10 +180,19 @@ pub fn txn_to_pb(t: &TxnRecord, may: Visible<'_>) -> pb::Transaction {
         author: t.author.clone(),
         started: timestamp_ms(t.started_unix_ms),
         finished: t.finished_unix_ms.and_then(timestamp_ms),
-        changes: crate::txn::engine::targets_view(t)
-            .iter()
-            .map(|(r, e)| change_to_pb(r, e.as_deref(), may))
-            .collect(),
+        changes: {
+            let mut changes: Vec<pb::DeviceChange> = crate::txn::engine::targets_view(t)
+                .iter()
+                .map(|(r, e)| change_to_pb(r, e.as_deref(), may))
+                .collect();
+            refer_to_first_identical(
+                changes
+                    .iter_mut()
+                    .filter(|c| c.format == Format::AgentPolicy.as_str())
+                    .map(|c| (c.target.as_str(), &mut c.content)),
+            );
+            changes
+        },
         error: t.error.clone().unwrap_or_default(),
     }
 }

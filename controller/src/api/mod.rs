@@ -402,11 +402,7 @@ impl ServiceManager for Api {
             if req.dry_run {
                 return Ok(convert::dry_run_response(&plan, &may));
             }
-            let rendered: Vec<pb::RenderedConfig> = plan
-                .dry_run_renderings()
-                .iter()
-                .map(|r| convert::rendering_to_pb(r, &may))
-                .collect();
+            let rendered = convert::renderings_to_pb(&plan.dry_run_renderings(), &may);
             let (txn, stored) = self.execute(plan, "apply").await?;
             call.note(|n| n.transaction = Some(store::txn_display_id(txn.id)));
             Ok(pb::ApplyServiceResponse {

@@ -211,42 +211,12 @@ pub fn device_rendering(d: &DeviceTxn) -> Rendering {
 /// participant's native change (devices, and agents as `agent/<id>`),
 /// then, when no agent takes part, the host policy each host selector
 /// would get (so a dry-run shows host intent before any agent enrolled).
-///
-/// Agents that get the same change (same rule diff and policy: hosts with
-/// the same labels) are shown in full once; every later one carries a
-/// reference, `{"agent", "hostname", "same_change_as": "agent/<id>"}`,
-/// so a change to 5,000 agents stays a readable (and sendable) answer.
 #[must_use]
 pub fn targets_view(t: &TxnRecord) -> Vec<(Rendering, Option<String>)> {
     let agents = t.devices.iter().any(|d| d.platform == AGENT_PLATFORM);
-    let mut first_with: HashMap<(Vec<String>, String), String> = HashMap::new();
     t.devices
         .iter()
-        .map(|d| {
-            let mut r = device_rendering(d);
-            if d.platform == AGENT_PLATFORM
-                && let Ok(edit) = AgentEdit::parse(&d.edit)
-            {
-                let key = (
-                    edit.changes,
-                    serde_json::to_string(&edit.policy).unwrap_or_default(),
-                );
-                match first_with.get(&key) {
-                    Some(first) => {
-                        r.content = serde_json::to_string_pretty(&serde_json::json!({
-                            "agent": edit.agent,
-                            "hostname": edit.hostname,
-                            "same_change_as": first,
-                        }))
-                        .unwrap_or_default();
-                    }
-                    None => {
-                        first_with.insert(key, d.device.clone());
-                    }
-                }
-            }
-            (r, d.error.clone())
-        })
+        .map(|d| (device_rendering(d), d.error.clone()))
         .chain(
             t.changes
                 .iter()
