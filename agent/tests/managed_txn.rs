@@ -197,7 +197,7 @@ async fn a_tenant_never_sees_another_tenants_rules_on_a_shared_host() {
         .filter(|r| !r.content.contains("same_change_as"))
         .collect();
     assert_eq!(shown.len(), 1, "{:?}", dry.rendered);
-    for r in agents {
+    for r in &agents {
         assert!(
             !r.content.contains("acme") && !r.content.contains("\"first\": 80"),
             "another tenant's rule shown: {}",
