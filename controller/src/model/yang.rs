@@ -296,16 +296,41 @@ impl YangContext {
 
     /// Parses and validates RFC 7951 JSON; on success returns the validated
     /// tree printed back as JSON with every default filled in.
+    ///
+    /// Two passes. The first only parses (every value checked against its
+    /// type, all errors collected); the second, run only on data whose
+    /// values are all valid, also validates (`when`, `must`, mandatory,
+    /// unique). libyang's multi-error mode drops a node whose value is
+    /// invalid while its validation sets still point into it: a list entry
+    /// with an invalid key and a `when` below it crashed in
+    /// `lyd_validate_node_when` (found by the mutation test), like the
+    /// key-less entries before (see the converter).
     pub fn validate_json(&self, json: &str) -> Result<serde_json::Value, Vec<YangError>> {
         let ctx = &self.ctx.0;
+        let (parsed, errors) = ffi::collect_errors(ctx, || {
+            DataTree::parse_string(
+                ctx,
+                json,
+                DataFormat::JSON,
+                DataParserFlags::STRICT
+                    | DataParserFlags::NO_STATE
+                    | DataParserFlags::NO_VALIDATION,
+                validation_flags(),
+            )
+        });
+        if let Err(e) = parsed {
+            let errors = Self::errors_or(errors, e);
+            if errors.iter().any(|e| self.on_list_key(e)) {
+                return Err(errors);
+            }
+        }
         let (result, errors) = ffi::collect_errors(ctx, || {
             DataTree::parse_string(
                 ctx,
                 json,
                 DataFormat::JSON,
                 DataParserFlags::STRICT | DataParserFlags::NO_STATE,
-                DataValidationFlags::NO_STATE
-                    | DataValidationFlags::from_bits_retain(yang3::ffi::LYD_VALIDATE_MULTI_ERROR),
+                validation_flags(),
             )
         });
         match result {
@@ -319,20 +344,51 @@ impl YangContext {
                 serde_json::from_str(&printed)
                     .map_err(|e| vec![internal(format!("reading libyang output: {e}"))])
             }
-            Err(e) => {
-                if errors.is_empty() {
-                    Err(vec![YangError {
-                        message: e.msg.unwrap_or_else(|| "invalid data".to_owned()),
-                        data_path: e.path,
-                        schema_path: None,
-                        line: None,
-                    }])
-                } else {
-                    Err(errors)
-                }
-            }
+            Err(e) => Err(Self::errors_or(errors, e)),
         }
     }
+
+    /// Whether `e` is about a list key, or cannot be placed: the cases
+    /// where validating the rest would reach the dropped entry.
+    fn on_list_key(&self, e: &YangError) -> bool {
+        let Some(path) = e.schema_path.as_deref().or(e.data_path.as_deref()) else {
+            return true;
+        };
+        let mut plain = String::with_capacity(path.len());
+        let mut depth = 0_u32;
+        for c in path.chars() {
+            match c {
+                '[' => depth += 1,
+                ']' => depth = depth.saturating_sub(1),
+                _ if depth == 0 => plain.push(c),
+                _ => {}
+            }
+        }
+        self.ctx
+            .0
+            .find_path(&plain)
+            .map_or(true, |n| n.is_list_key())
+    }
+
+    /// The collected errors, or libyang's last error when none was stored.
+    fn errors_or(errors: Vec<YangError>, e: yang3::Error) -> Vec<YangError> {
+        if errors.is_empty() {
+            vec![YangError {
+                message: e.msg.unwrap_or_else(|| "invalid data".to_owned()),
+                data_path: e.path,
+                schema_path: None,
+                line: None,
+            }]
+        } else {
+            errors
+        }
+    }
+}
+
+/// No state data, every error collected (libyang's multi-error mode).
+fn validation_flags() -> DataValidationFlags {
+    DataValidationFlags::NO_STATE
+        | DataValidationFlags::from_bits_retain(yang3::ffi::LYD_VALIDATE_MULTI_ERROR)
 }
 
 fn internal(message: String) -> YangError {
