@@ -298,13 +298,15 @@ impl YangContext {
     /// tree printed back as JSON with every default filled in.
     ///
     /// Two passes. The first only parses (every value checked against its
-    /// type, all errors collected); the second, run only on data whose
-    /// values are all valid, also validates (`when`, `must`, mandatory,
-    /// unique). libyang's multi-error mode drops a node whose value is
-    /// invalid while its validation sets still point into it: a list entry
-    /// with an invalid key and a `when` below it crashed in
-    /// `lyd_validate_node_when` (found by the mutation test), like the
-    /// key-less entries before (see the converter).
+    /// type, all errors collected). When one of its errors is on a list key
+    /// (or cannot be placed), those errors are the answer; otherwise the
+    /// second pass parses again and validates (`when`, `must`, mandatory,
+    /// unique), so the other errors still come all at once. libyang's
+    /// multi-error mode drops a list entry whose key is invalid while its
+    /// validation sets still point into it: such an entry with a `when`
+    /// below it crashed in `lyd_validate_node_when` (found by the mutation
+    /// test), like the key-less entries before (see the converter). Valid
+    /// documents pay for the parse twice.
     pub fn validate_json(&self, json: &str) -> Result<serde_json::Value, Vec<YangError>> {
         let ctx = &self.ctx.0;
         let (parsed, errors) = ffi::collect_errors(ctx, || {
