@@ -396,3 +396,79 @@ fn confirmed_commit_confirm_cancel_and_timeout() {
     assert!(running_acl(&mut other, "CC-1").contains("CC-1"));
     other.close().unwrap();
 }
+
+/// Opens the `netconf` subsystem with raw ssh2 and waits until the server's
+/// hello has reached our socket, before anything of ours is sent.
+fn subsystem_with_hello_pending(nc: &Netconfd) -> (ssh2::Session, ssh2::Channel) {
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", nc.port)).unwrap();
+    let probe = tcp.try_clone().unwrap();
+    let mut ssh = ssh2::Session::new().unwrap();
+    ssh.set_tcp_stream(tcp);
+    ssh.handshake().unwrap();
+    ssh.userauth_pubkey_file(support::netconfd::USER, None, &nc.client_key(), None)
+        .unwrap();
+    let mut channel = ssh.channel_session().unwrap();
+    channel.subsystem("netconf").unwrap();
+    // The next bytes on the wire are the server's hello (netconfd sends it
+    // at once); peek until the first arrive, then give the relay time to
+    // pass on the rest of its 2,000-byte blocks.
+    // (libssh2 keeps the shared socket non-blocking.)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while probe.peek(&mut [0u8; 1]).is_err() {
+        assert!(Instant::now() < deadline, "no server hello within 10 s");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    (ssh, channel)
+}
+
+/// Reads one 1.0-framed message, or what arrived before `timeout_ms` ended.
+fn read_message(ssh: &ssh2::Session, r: &mut impl std::io::Read, timeout_ms: u32) -> String {
+    ssh.set_timeout(timeout_ms);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.ends_with(b"]]>]]>") {
+        match r.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// Regression: `ssh2::Channel::flush` is libssh2's *read-buffer* flush. A
+/// write first pulls the server's already-sent hello into that buffer, so a
+/// write + flush deleted it. The raw channel still shows the loss (so this
+/// test can tell); `SshChannel`, which every Rampart SSH transport uses,
+/// must read the whole hello.
+#[test]
+fn hello_that_arrives_before_ours_is_read_whole() {
+    use std::io::Write as _;
+
+    use rampart_controller::transport::{
+        netconf::{ops::CLIENT_HELLO, reply::parse_hello},
+        ssh_channel::SshChannel,
+    };
+    let Some(nc) = Netconfd::start_with(false) else {
+        return;
+    };
+    let ours = format!("{CLIENT_HELLO}]]>]]>");
+
+    let (ssh, mut raw) = subsystem_with_hello_pending(&nc);
+    raw.write_all(ours.as_bytes()).unwrap();
+    raw.flush().unwrap();
+    let left = read_message(&ssh, &mut raw, 2_000);
+    assert!(
+        parse_hello(left.trim_end_matches("]]>]]>").as_bytes()).is_err(),
+        "raw ssh2 flush kept the pending hello: the test no longer reproduces the loss"
+    );
+
+    let (ssh, raw) = subsystem_with_hello_pending(&nc);
+    let mut channel = SshChannel::new(raw);
+    channel.write_all(ours.as_bytes()).unwrap();
+    channel.flush().unwrap();
+    let hello = read_message(&ssh, &mut channel, 10_000);
+    let parsed = parse_hello(hello.trim_end_matches("]]>]]>").as_bytes())
+        .unwrap_or_else(|e| panic!("hello lost or cut: {e}: {hello:?}"));
+    assert!(parsed.session_id > 0, "{hello}");
+}

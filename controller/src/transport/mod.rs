@@ -10,4 +10,5 @@ pub mod http;
 pub mod iosxe_driver;
 pub mod netconf;
 pub mod restconf;
+pub mod ssh_channel;
 pub mod ssh_cli;

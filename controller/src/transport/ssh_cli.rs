@@ -23,7 +23,7 @@ use std::{
 
 use ssh2::{CheckResult, HashType, KnownHostFileKind};
 
-use crate::transport::netconf::HostKeyPolicy;
+use crate::transport::{netconf::HostKeyPolicy, ssh_channel::SshChannel};
 
 /// Why a CLI exchange failed.
 #[derive(Debug, thiserror::Error)]
@@ -132,7 +132,7 @@ const MORE: &str = "<--- More --->";
 /// An interactive CLI session.
 pub struct CliSession {
     _session: ssh2::Session,
-    channel: ssh2::Channel,
+    channel: SshChannel,
     hostname: String,
     prompt: String,
     timeout: Duration,
@@ -289,7 +289,7 @@ impl CliSession {
         ssh.set_blocking(false);
         let mut s = CliSession {
             _session: ssh,
-            channel,
+            channel: SshChannel::new(channel),
             hostname: String::new(),
             prompt: String::new(),
             timeout: cfg.command_timeout,
@@ -333,20 +333,9 @@ impl CliSession {
                 }
             }
         }
-        loop {
-            match self.channel.flush() {
-                Ok(()) => return Ok(()),
-                Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                Err(source) => {
-                    return Err(CliError::Io {
-                        command: command.to_owned(),
-                        source,
-                    });
-                }
-            }
-        }
+        // No flush: libssh2 sends on write, and a raw channel flush would
+        // discard device output already read (see `SshChannel`).
+        Ok(())
     }
 
     /// Reads what is available within `wait`; `Ok(None)` on end of stream.

@@ -20,7 +20,10 @@ use super::{
     ops::{self, Commit, Datastore, EditConfig, Filter, Operation},
     reply::{self, ReplyError, RpcReply},
 };
-use crate::transport::error::{self as rpc_error, RpcError};
+use crate::transport::{
+    error::{self as rpc_error, RpcError},
+    ssh_channel::SshChannel,
+};
 
 /// How the client proves who it is.
 #[derive(Clone)]
@@ -365,7 +368,7 @@ impl Capabilities {
 /// An open NETCONF session.
 pub struct Session {
     ssh: ssh2::Session,
-    channel: ssh2::Channel,
+    channel: SshChannel,
     decoder: FrameDecoder,
     capabilities: Capabilities,
     session_id: u32,
@@ -415,26 +418,10 @@ impl Session {
     /// subsystem and exchanges hellos. Framing follows the capabilities:
     /// chunked when both sides speak base:1.1.
     ///
-    /// A server hello that does not parse is retried once on a fresh
-    /// connection (within the connect timeout): under load, about one
-    /// connect in a few hundred through libssh2 against sshd +
-    /// netconf-subsystem received the hello without its first 2,000-byte
-    /// block, which OpenSSH's client never showed on the same server.
-    ///
     /// # Errors
     /// [`NetconfError`] naming the failed step.
     pub fn connect(cfg: &SessionConfig) -> Result<Session, NetconfError> {
         let started = Instant::now();
-        match Session::connect_once(cfg, started) {
-            Err(NetconfError::Reply(e)) if started.elapsed() < cfg.connect_timeout / 2 => {
-                tracing::warn!(peer = %format!("{}:{}", cfg.host, cfg.port), error = %e, "unreadable hello; reconnecting once");
-                Session::connect_once(cfg, Instant::now())
-            }
-            other => other,
-        }
-    }
-
-    fn connect_once(cfg: &SessionConfig, started: Instant) -> Result<Session, NetconfError> {
         let (host, port) = (cfg.host.clone(), cfg.port);
         let addrs: Vec<_> = (host.as_str(), port)
             .to_socket_addrs()
@@ -539,7 +526,7 @@ impl Session {
         ssh.set_blocking(true);
         let mut session = Session {
             ssh,
-            channel,
+            channel: SshChannel::new(channel),
             decoder: FrameDecoder::new(Framing::EndOfMessage, cfg.max_message_bytes),
             capabilities: Capabilities::default(),
             session_id: 0,
@@ -585,11 +572,10 @@ impl Session {
     fn send(&mut self, body: &[u8]) -> Result<(), NetconfError> {
         let frame = encode(self.decoder.framing(), body);
         let after = self.rpc_timeout;
+        // No flush: libssh2 sends on write, and a raw channel flush would
+        // discard the reply data already read (see `SshChannel`).
         self.channel
             .write_all(&frame)
-            .map_err(|e| io_error(e, "write", after))?;
-        self.channel
-            .flush()
             .map_err(|e| io_error(e, "write", after))?;
         self.last_io = Instant::now();
         Ok(())
