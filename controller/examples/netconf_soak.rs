@@ -1,5 +1,5 @@
 //! NETCONF soak: many short sessions against one netconfd behind sshd, with
-//! the CPU loaded, counting every failure by kind. It is the check behind the
+//! Cisco's IOS-XE models loaded and the CPU loaded, counting every failure by kind. It is the check behind the
 //! fix for lost server data (`SshChannel`): before it, about one connect in a
 //! few hundred lost the server's hello under load.
 //!
@@ -28,12 +28,12 @@ use rampart_controller::transport::netconf::{
     Commit, Datastore, EditConfig, NetconfError, Session, SessionConfig,
 };
 
-const CONFIG: &str = "<config xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\"><interfaces xmlns=\"urn:ietf:params:xml:ns:yang:ietf-interfaces\"><interface><name>soak</name><type xmlns:ianaift=\"urn:ietf:params:xml:ns:yang:iana-if-type\">ianaift:ethernetCsmacd</type><description>n</description></interface></interfaces></config>";
+const CONFIG: &str = "<config xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\"><native xmlns=\"http://cisco.com/ns/yang/Cisco-IOS-XE-native\"><ip><access-list><extended xmlns=\"http://cisco.com/ns/yang/Cisco-IOS-XE-acl\"><name>SOAK</name><access-list-seq-rule><sequence>10</sequence><ace-rule><action>permit</action><protocol>tcp</protocol><any/><dst-any/><dst-eq>PORT</dst-eq></ace-rule></access-list-seq-rule></extended></access-list></ip></native></config>";
 
 fn one_session(cfg: &SessionConfig, n: usize) -> Result<(), (&'static str, NetconfError)> {
     let mut s = Session::connect(cfg).map_err(|e| ("connect", e))?;
     s.lock(Datastore::Candidate).map_err(|e| ("lock", e))?;
-    let config = CONFIG.replace(">n<", &format!(">soak {n}<"));
+    let config = CONFIG.replace("PORT", &(1024 + n % 60_000).to_string());
     s.edit_config(EditConfig::new(Datastore::Candidate, config))
         .map_err(|e| ("edit-config", e))?;
     s.commit(Commit::default()).map_err(|e| ("commit", e))?;
@@ -53,7 +53,7 @@ fn main() -> anyhow::Result<()> {
         .next()
         .map_or(Ok(2), |a| a.parse())
         .context("busy threads")?;
-    let nc = Netconfd::start_with(false).context("netconfd cannot run here")?;
+    let nc = Netconfd::start().context("netconfd cannot run here")?;
     let cfg = nc.session_config();
 
     let stop = Arc::new(AtomicBool::new(false));
