@@ -12,6 +12,7 @@ pub mod config;
 pub mod daemon;
 pub mod fleet;
 pub mod model;
+pub mod observe;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
