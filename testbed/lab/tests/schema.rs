@@ -2,6 +2,8 @@
 //! schema, its inventory, its `exec` lines and its startup configurations;
 //! and precise errors for broken topologies. No root needed.
 
+mod support;
+
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
@@ -11,13 +13,7 @@ use rampart_lab::{
     inventory, runner,
     topology::{self, AgentMode, Kind, Lab, Role, TopologyError},
 };
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
+use support::repo;
 
 /// Every `*.clab.yml` under the repository (build output and tools skipped).
 fn topology_files() -> Vec<PathBuf> {

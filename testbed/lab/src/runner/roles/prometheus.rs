@@ -1,0 +1,169 @@
+//! `prometheus`: Debian's Prometheus, scraping rampartd's `/metrics`, its
+//! fleet endpoint and every agent of the lab, and evaluating the
+//! repository's alert rules (`deploy/prometheus/rules.yml`).
+//!
+//! [`config`] is also what the containerlab topology's
+//! `configs/prometheus.yml` must agree with (a schema test compares them).
+
+use std::{fs, net::SocketAddr, path::Path};
+
+use serde::Serialize;
+
+use super::{
+    agent::AGENT_METRICS_PORT,
+    controller::{FLEET_METRICS_PORT, METRICS_PORT},
+};
+use crate::{
+    runner::base::{Env, LabError, Pending, Ready, io, lab_env, ns_name, primary, step},
+    state::{Proc, State},
+    sys,
+    topology::{Lab, Node, Role},
+};
+
+/// Prometheus's port in the lab.
+pub const PROMETHEUS_PORT: u16 = 9090;
+/// Scrape and rule evaluation interval: short, so the demo and the tests
+/// see a change within seconds (production setups use 15 s or more).
+pub const SCRAPE_INTERVAL: &str = "1s";
+/// Debian's Prometheus.
+pub const PROMETHEUS_BIN: &str = "/usr/bin/prometheus";
+/// The alert rules, relative to the project root.
+pub const RULES: &str = "deploy/prometheus/rules.yml";
+
+/// One scrape job of the lab's Prometheus.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Job {
+    /// `job` label: `rampartd`, `rampart-fleet` or `rampart-agent`.
+    pub job: &'static str,
+    /// `(address:port, node name)` per target.
+    pub targets: Vec<(String, String)>,
+}
+
+/// What the lab's Prometheus scrapes: rampartd and its fleet endpoint on
+/// the controller, and the metrics port of every agent node.
+#[must_use]
+pub fn jobs(lab: &Lab) -> Vec<Job> {
+    let on = |role: Role, port: u16| -> Vec<(String, String)> {
+        lab.nodes
+            .iter()
+            .filter(|n| n.has(role))
+            .map(|n| {
+                (
+                    SocketAddr::new(primary(n), port).to_string(),
+                    n.name.clone(),
+                )
+            })
+            .collect()
+    };
+    vec![
+        Job {
+            job: "rampartd",
+            targets: on(Role::Controller, METRICS_PORT),
+        },
+        Job {
+            job: "rampart-fleet",
+            targets: on(Role::Controller, FLEET_METRICS_PORT),
+        },
+        Job {
+            job: "rampart-agent",
+            targets: on(Role::Agent, AGENT_METRICS_PORT),
+        },
+    ]
+}
+
+/// The Prometheus configuration (YAML) for `lab`, loading `rules` when
+/// given. Each target carries a `node` label naming the lab node.
+#[must_use]
+pub fn config(lab: &Lab, rules: Option<&Path>) -> String {
+    let scrape: Vec<serde_json::Value> = jobs(lab)
+        .into_iter()
+        .map(|j| {
+            let groups: Vec<serde_json::Value> = j
+                .targets
+                .iter()
+                .map(
+                    |(addr, node)| serde_json::json!({"targets": [addr], "labels": {"node": node}}),
+                )
+                .collect();
+            serde_json::json!({"job_name": j.job, "static_configs": groups})
+        })
+        .collect();
+    let doc = serde_json::json!({
+        "global": {
+            "scrape_interval": SCRAPE_INTERVAL,
+            "scrape_timeout": SCRAPE_INTERVAL,
+            "evaluation_interval": SCRAPE_INTERVAL,
+            "external_labels": {"lab": lab.name},
+        },
+        "rule_files": rules.map(|r| vec![r.display().to_string()]).unwrap_or_default(),
+        "scrape_configs": scrape,
+    });
+    format!(
+        "# Prometheus of lab {} (written by rampart-lab up).\n{}",
+        lab.name,
+        serde_norway::to_string(&doc).unwrap_or_default()
+    )
+}
+
+/// Where Prometheus answers in the lab (inside the lab's network).
+#[must_use]
+pub fn address(n: &Node) -> SocketAddr {
+    SocketAddr::new(primary(n), PROMETHEUS_PORT)
+}
+
+/// Starts Prometheus on `n`; ready once `/-/ready` answers 200.
+pub(crate) fn start(
+    lab: &Lab,
+    n: &Node,
+    env: &Env,
+    state: &mut State,
+) -> Result<Pending, LabError> {
+    let dir = env.node_dir(&n.name);
+    let data = dir.join("tsdb");
+    fs::create_dir_all(&data).map_err(io(&data))?;
+    let rules = env.root.join(RULES);
+    let file = dir.join("prometheus.yml");
+    fs::write(
+        &file,
+        config(lab, rules.is_file().then_some(rules.as_path())),
+    )
+    .map_err(io(&file))?;
+    let addr = address(n);
+    let args = [
+        format!("--config.file={}", file.display()),
+        format!("--storage.tsdb.path={}", data.display()),
+        format!("--web.listen-address={addr}"),
+        "--storage.tsdb.retention.time=1d".to_owned(),
+    ];
+    let log = env.log_dir().join(format!("{}-prometheus.log", n.name));
+    let ns = ns_name(&lab.name, &n.name);
+    let (pid, started, child) = sys::spawn(
+        Some(&ns),
+        Path::new(PROMETHEUS_BIN),
+        &args,
+        &lab_env(lab),
+        &log,
+    )
+    .map_err(step(&n.name, "start prometheus"))?;
+    if let Some(s) = state.nodes.get_mut(&n.name) {
+        s.info
+            .insert("prometheus".to_owned(), format!("http://{addr}"));
+        s.info
+            .insert("config".to_owned(), file.display().to_string());
+    }
+    Ok(Pending {
+        child,
+        node: n.name.clone(),
+        proc: Proc {
+            name: "prometheus".to_owned(),
+            pid,
+            started,
+            log,
+        },
+        ns,
+        ready: Ready::Http {
+            addr,
+            path: "/-/ready".to_owned(),
+        },
+    })
+}
