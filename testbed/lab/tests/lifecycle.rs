@@ -71,13 +71,14 @@ fn reference_lab_up_status_traffic_down_leaves_nothing() {
     assert!(st.status.success(), "status: {}", text(&st));
     let json: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
     let nodes = json["nodes"].as_array().unwrap();
-    assert_eq!(nodes.len(), 16, "{json:#}");
+    assert_eq!(nodes.len(), 17, "{json:#}");
     for n in nodes {
         assert_eq!(n["ns_present"], true, "{n}");
         for p in n["processes"].as_array().unwrap() {
             assert_eq!(p[2], true, "process alive: {n}");
         }
     }
+    prometheus_scrapes_the_lab(&lab, nodes);
 
     // The network: the client reaches host1 directly and the backends
     // through host2 (routing + forwarding), each answering with its name.
@@ -247,6 +248,52 @@ fn reference_lab_up_status_traffic_down_leaves_nothing() {
         "status of a lab that is down: {}",
         text(&st)
     );
+}
+
+/// The lab's Prometheus runs and says where it is; `status` shows the
+/// managed agent online in rampartd's fleet and, once Prometheus scraped
+/// them, all four targets (rampartd, its fleet endpoint, both agents) up.
+fn prometheus_scrapes_the_lab(lab: &Lab, nodes: &[serde_json::Value]) {
+    let prom = nodes.iter().find(|n| n["node"] == "prometheus").unwrap();
+    assert_eq!(prom["processes"][0][0], "prometheus", "{prom}");
+    assert_eq!(
+        prom["info"]["prometheus"], "http://10.10.0.50:9090",
+        "{prom}"
+    );
+    let env = std::fs::read_to_string(lab.state_dir().join("lab.env")).unwrap();
+    assert!(
+        env.contains("export RAMPART_PROMETHEUS_URL='http://10.10.0.50:9090'"),
+        "{env}"
+    );
+    if !bin_dir().join("rampart-agent").is_file() {
+        return;
+    }
+    let host2 = nodes.iter().find(|n| n["node"] == "host2").unwrap();
+    assert_eq!(host2["live"]["fleet"], "online", "{host2}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let st = lab.run(&["status", "--json"]);
+        let json: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+        let prom = json["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["node"] == "prometheus")
+            .unwrap()
+            .clone();
+        if prom["live"]["targets"] == "4/4 up" {
+            let table = lab.run(&["status"]);
+            let table = String::from_utf8_lossy(&table.stdout).into_owned();
+            assert!(table.contains("targets: 4/4 up"), "{table}");
+            assert!(table.contains("fleet: online"), "{table}");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never had all targets up: {prom:#}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
 }
 
 fn libc_sigkill() -> i32 {

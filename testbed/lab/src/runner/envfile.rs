@@ -10,11 +10,12 @@ use super::{
     roles::{
         agent::agent_policy,
         controller::{API_PORT, FLEET_METRICS_PORT, METRICS_PORT},
+        prometheus,
     },
 };
 use crate::{
     state::State,
-    topology::{AgentMode, Lab},
+    topology::{AgentMode, Lab, Role},
 };
 
 fn shell_quote(s: &str) -> String {
@@ -80,6 +81,12 @@ pub(super) fn write_env_file(
         "RAMPART_SIMS_CA_BUNDLE",
         &env.state_dir.join("sims-ca.pem").display().to_string(),
     );
+    if let Some(p) = lab.nodes.iter().find(|n| n.has(Role::Prometheus)) {
+        set(
+            "RAMPART_PROMETHEUS_URL",
+            &format!("http://{}", prometheus::address(p)),
+        );
+    }
     for (k, v) in creds.iter().chain(extra) {
         set(k, v);
     }

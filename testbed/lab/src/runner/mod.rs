@@ -31,7 +31,7 @@ pub use self::{
         controller::{AGENT_PORT, API_PORT, FLEET_METRICS_PORT, METRICS_PORT},
         netconf::NETCONF_USER,
     },
-    status::{LabStatus, NodeStatus, status},
+    status::{LabStatus, NodeStatus, observe, status},
 };
 use crate::{
     state::State,

@@ -1,9 +1,17 @@
 //! `status`: what of a lab exists and runs, from its state file, checked
 //! against the machine.
 
-use std::{collections::BTreeMap, fmt::Write as _};
+use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
 
-use crate::{state::State, sys};
+use super::{
+    base::{Env, ns_name},
+    roles::{controller::ctl, prometheus},
+};
+use crate::{
+    state::State,
+    sys,
+    topology::{AgentMode, Role},
+};
 
 /// One line of `status`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -24,6 +32,10 @@ pub struct NodeStatus {
     pub notes: Vec<String>,
     /// Facts (endpoints, certificates).
     pub info: BTreeMap<String, String>,
+    /// What the lab's services report now (filled by [`observe`]): the
+    /// agent's state in rampartd's fleet (`fleet`), Prometheus's scrape
+    /// targets (`targets`).
+    pub live: BTreeMap<String, String>,
 }
 
 /// A lab's status.
@@ -40,15 +52,17 @@ pub struct LabStatus {
 }
 
 impl LabStatus {
-    /// Everything up: `up` finished, every namespace and process there.
+    /// Everything up: `up` finished, every namespace and process there,
+    /// and every agent rampartd was asked about online.
     #[must_use]
     pub fn healthy(&self) -> bool {
         self.complete
             && self.mgmt.as_ref().is_none_or(|m| m.1)
-            && self
-                .nodes
-                .iter()
-                .all(|n| n.ns_present && n.processes.iter().all(|p| p.2))
+            && self.nodes.iter().all(|n| {
+                n.ns_present
+                    && n.processes.iter().all(|p| p.2)
+                    && n.live.get("fleet").is_none_or(|s| s == "online")
+            })
     }
 
     /// Human-readable table.
@@ -89,7 +103,7 @@ impl LabStatus {
                     if *alive { "running" } else { "DOWN" }
                 );
             }
-            for (k, v) in &n.info {
+            for (k, v) in n.info.iter().chain(&n.live) {
                 let _ = writeln!(out, "  {:<10}   {k}: {v}", "");
             }
             for note in &n.notes {
@@ -127,7 +141,75 @@ pub fn status(state: &State) -> LabStatus {
                     .collect(),
                 notes: s.notes.clone(),
                 info: s.info.clone(),
+                live: BTreeMap::new(),
             })
             .collect(),
     }
+}
+
+/// Adds what the lab's services say to `st`: each managed agent's state in
+/// rampartd's fleet (`rampartctl agents`; `unknown` when it is not listed,
+/// `unreachable` when rampartd does not answer), and Prometheus's scrape
+/// targets (`N/M up`, naming those down).
+pub fn observe(st: &mut LabStatus, state: &State, env: &Env) {
+    let lab = &state.spec;
+    if lab.controller().is_some() {
+        let agents: Option<Vec<serde_json::Value>> = ctl(lab, env, state, &["agents"])
+            .ok()
+            .and_then(|out| serde_json::from_str(&out).ok());
+        for n in st.nodes.iter_mut().filter(|n| {
+            n.info
+                .get("mode")
+                .is_some_and(|m| m == AgentMode::Managed.as_str())
+        }) {
+            let fleet = match &agents {
+                None => "unreachable".to_owned(),
+                Some(list) => list
+                    .iter()
+                    .find(|a| a["hostname"] == n.node.as_str())
+                    .and_then(|a| a["state"].as_str())
+                    .unwrap_or("unknown")
+                    .to_owned(),
+            };
+            n.live.insert("fleet".to_owned(), fleet);
+        }
+    }
+    for node in lab.nodes.iter().filter(|n| n.has(Role::Prometheus)) {
+        let ns = ns_name(&lab.name, &node.name);
+        let targets = scrape_health(&ns, prometheus::address(node));
+        if let Some(n) = st.nodes.iter_mut().find(|n| n.node == node.name) {
+            n.live.insert("targets".to_owned(), targets);
+        }
+    }
+}
+
+/// `N/M up` from Prometheus's `/api/v1/targets`, with the jobs and nodes of
+/// the targets that are down.
+fn scrape_health(ns: &str, addr: std::net::SocketAddr) -> String {
+    let Some((200, body)) = sys::http_get(ns, addr, "/api/v1/targets", Duration::from_secs(2))
+    else {
+        return "Prometheus does not answer".to_owned();
+    };
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    let targets = json["data"]["activeTargets"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let down: Vec<String> = targets
+        .iter()
+        .filter(|t| t["health"] != "up")
+        .map(|t| {
+            format!(
+                "{} {} ({})",
+                t["labels"]["job"].as_str().unwrap_or("?"),
+                t["labels"]["node"].as_str().unwrap_or("?"),
+                t["health"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    let mut out = format!("{}/{} up", targets.len() - down.len(), targets.len());
+    if !down.is_empty() {
+        let _ = write!(out, "; not up: {}", down.join(", "));
+    }
+    out
 }

@@ -67,6 +67,8 @@ pub const API_PORT: u16 = 50051;
 pub const METRICS_PORT: u16 = 9464;
 /// rampartd's agent port (mutual TLS) in the lab.
 pub const AGENT_PORT: u16 = 7443;
+/// rampartd's periodic drift check interval in the lab, seconds.
+pub const DRIFT_INTERVAL_S: u64 = 10;
 /// rampartd's fleet metrics port (`rampart_fleet_*`) in the lab.
 pub const FLEET_METRICS_PORT: u16 = 9465;
 
@@ -99,7 +101,7 @@ pub(crate) fn start(
     fs::write(
         &config,
         format!(
-            "# rampartd in lab {} (written by rampart-lab)\n[api]\nlisten = \"0.0.0.0:{API_PORT}\"\n\n[metrics]\nenabled = true\nlisten = \"0.0.0.0:{METRICS_PORT}\"\n\n[store]\ndata_dir = {:?}\n\n[log]\nformat = \"text\"\nlevel = \"info\"\n\n[tls]\nextra_sans = [{}]\n\n[agents]\n# Managed agents of the lab enroll and stream here (mutual TLS).\nlisten = \"0.0.0.0:{AGENT_PORT}\"\nmetrics_listen = \"0.0.0.0:{FLEET_METRICS_PORT}\"\nrefresh_ms = 200\nstale_after_s = 5\nextra_sans = [{}]\n\n[southbound]\n# The simulators' throw-away CAs, written once they are up (read at connect).\nca_bundle = {:?}\n",
+            "# rampartd in lab {} (written by rampart-lab)\n[api]\nlisten = \"0.0.0.0:{API_PORT}\"\n\n[metrics]\nenabled = true\nlisten = \"0.0.0.0:{METRICS_PORT}\"\n\n[store]\ndata_dir = {:?}\n\n[log]\nformat = \"text\"\nlevel = \"info\"\n\n[tls]\nextra_sans = [{}]\n\n[agents]\n# Managed agents of the lab enroll and stream here (mutual TLS).\nlisten = \"0.0.0.0:{AGENT_PORT}\"\nmetrics_listen = \"0.0.0.0:{FLEET_METRICS_PORT}\"\nrefresh_ms = 200\nstale_after_s = 5\nextra_sans = [{}]\n\n[southbound]\n# Drift checks often enough that the lab's dashboards show drift (and\n# unreachable devices) within seconds.\ndrift_interval_s = {DRIFT_INTERVAL_S}\n# The simulators' throw-away CAs, written once they are up (read at connect).\nca_bundle = {:?}\n",
             lab.name,
             data.display().to_string(),
             quoted.join(", "),
