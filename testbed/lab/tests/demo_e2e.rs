@@ -18,16 +18,15 @@ mod support;
 
 use std::{
     collections::BTreeMap,
-    io::Write as _,
-    net::{SocketAddr, TcpStream},
+    net::SocketAddr,
     time::{Duration, Instant},
 };
 
-use rampart_lab::{runner, sys};
+use rampart_lab::runner;
 use serde_json::Value;
 use support::{
-    Ctl, Lab, agent_metrics, http_get_within, http_text, read_until, reference_yaml, repo, sample,
-    skip_without, text, versions,
+    Ctl, Lab, agent_metrics, http_get_within, http_text, netconf_running, reference_yaml, repo,
+    sample, skip_without, text, versions,
 };
 
 /// GET / on `addr` from `ns`: the body, or why not within 1 s.
@@ -38,39 +37,7 @@ fn http_get(ns: &str, addr: SocketAddr) -> Result<String, String> {
 /// csr1's running configuration, read over NETCONF (`<get-config>`) from
 /// the controller's namespace with the lab's credentials.
 fn csr1_running(ns: &str, user_secret: &str) -> String {
-    const END: &str = "]]>]]>";
-    let addr: SocketAddr = "10.10.0.21:830".parse().unwrap();
-    let tcp = sys::in_netns(ns, move || {
-        TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-    })
-    .unwrap()
-    .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    let (user, secret) = user_secret.split_once(':').unwrap();
-    let mut sess = ssh2::Session::new().unwrap();
-    sess.set_tcp_stream(tcp);
-    sess.set_timeout(15_000);
-    sess.handshake().unwrap();
-    sess.userauth_password(user, secret).unwrap();
-    let mut ch = sess.channel_session().unwrap();
-    ch.subsystem("netconf").unwrap();
-    read_until(&mut ch, END);
-    ch.write_all(
-        format!(
-            "<hello xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\"><capabilities><capability>urn:ietf:params:netconf:base:1.0</capability></capabilities></hello>{END}"
-        )
-        .as_bytes(),
-    )
-    .unwrap();
-    // netconfd drops an <rpc> arriving in the same read as the <hello>.
-    std::thread::sleep(Duration::from_millis(50));
-    ch.write_all(
-        format!(
-            "<rpc message-id=\"1\" xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\"><get-config><source><running/></source></get-config></rpc>{END}"
-        )
-        .as_bytes(),
-    )
-    .unwrap();
-    read_until(&mut ch, END)
+    netconf_running(ns, "10.10.0.21:830".parse().unwrap(), user_secret)
 }
 
 /// A simulator's persisted state (what its API/CLI shows), as text.

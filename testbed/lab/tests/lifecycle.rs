@@ -16,7 +16,8 @@ use std::{
 
 use rampart_lab::{runner, sys};
 use support::{
-    Lab, bin_dir, http_get_within, read_until, reference_yaml, repo, skip, skip_without, text,
+    Lab, bin_dir, http_get_within, netconf_running, read_until, reference_yaml, repo, skip,
+    skip_without, ssh_session, text,
 };
 
 /// GET / on `addr` from inside `ns`; the body.
@@ -514,22 +515,6 @@ assert r.read() == b"" and "JSESSIONID=" in r.headers.get("Set-Cookie", ""), "lo
 print("vmanage session")
 "#;
 
-fn ssh_session(ns: &str, addr: SocketAddr, user_secret: &str) -> ssh2::Session {
-    let tcp = sys::in_netns(ns, move || {
-        TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-    })
-    .unwrap()
-    .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    let (user, secret) = user_secret.split_once(':').unwrap();
-    let mut sess = ssh2::Session::new().unwrap();
-    sess.set_tcp_stream(tcp);
-    sess.set_timeout(15_000);
-    sess.handshake().unwrap();
-    sess.userauth_password(user, secret)
-        .unwrap_or_else(|e| panic!("{addr} login as {user}: {e}"));
-    sess
-}
-
 /// csr1 speaks NETCONF over SSH with the Cisco models: an ACL edit on the
 /// candidate commits and shows in running; an out-of-range port is refused
 /// by the device's schema.
@@ -658,33 +643,6 @@ fn host1_agent_filters(lab: &Lab, policy: &str) {
     let pins = runner::bpf_root(&lab.name).join("host1");
     let pinned = std::fs::read_dir(&pins).map(Iterator::count).unwrap_or(0);
     assert!(pinned > 0, "agent objects pinned under {}", pins.display());
-}
-
-/// `<get-config>` of running on a NETCONF device, as text.
-fn netconf_running(ns: &str, addr: SocketAddr, user_secret: &str) -> String {
-    const END: &str = "]]>]]>";
-    let sess = ssh_session(ns, addr, user_secret);
-    let mut ch = sess.channel_session().unwrap();
-    ch.subsystem("netconf").unwrap();
-    read_until(&mut ch, END);
-    ch.write_all(
-        format!(
-            "<hello xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\"><capabilities><capability>urn:ietf:params:netconf:base:1.0</capability></capabilities></hello>{END}"
-        )
-        .as_bytes(),
-    )
-    .unwrap();
-    // A separate message, a moment later: netconfd drops an <rpc> that
-    // arrives in the same read as the client's <hello>.
-    std::thread::sleep(Duration::from_millis(50));
-    ch.write_all(
-        format!(
-            "<rpc message-id=\"1\" xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\"><get-config><source><running/></source></get-config></rpc>{END}"
-        )
-        .as_bytes(),
-    )
-    .unwrap();
-    read_until(&mut ch, END)
 }
 
 const MINI_FW: &str = "apiVersion: rampart.io/v1

@@ -336,6 +336,50 @@ pub fn read_until(ch: &mut ssh2::Channel, marker: &str) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
+/// An SSH session to `addr` from inside `ns`, logged in with `user:secret`.
+pub fn ssh_session(ns: &str, addr: SocketAddr, user_secret: &str) -> ssh2::Session {
+    let tcp = sys::in_netns(ns, move || {
+        TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+    })
+    .unwrap()
+    .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    let (user, secret) = user_secret.split_once(':').unwrap();
+    let mut sess = ssh2::Session::new().unwrap();
+    sess.set_tcp_stream(tcp);
+    sess.set_timeout(15_000);
+    sess.handshake().unwrap();
+    sess.userauth_password(user, secret)
+        .unwrap_or_else(|e| panic!("{addr} login as {user}: {e}"));
+    sess
+}
+
+/// `<get-config>` of running on a NETCONF device, as text.
+pub fn netconf_running(ns: &str, addr: SocketAddr, user_secret: &str) -> String {
+    const END: &str = "]]>]]>";
+    let sess = ssh_session(ns, addr, user_secret);
+    let mut ch = sess.channel_session().unwrap();
+    ch.subsystem("netconf").unwrap();
+    read_until(&mut ch, END);
+    ch.write_all(
+        format!(
+            "<hello xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\"><capabilities><capability>urn:ietf:params:netconf:base:1.0</capability></capabilities></hello>{END}"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    // A separate message, a moment later: netconfd drops an <rpc> that
+    // arrives in the same read as the client's <hello>.
+    std::thread::sleep(Duration::from_millis(50));
+    ch.write_all(
+        format!(
+            "<rpc message-id=\"1\" xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\"><get-config><source><running/></source></get-config></rpc>{END}"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    read_until(&mut ch, END)
+}
+
 /// rampartctl with the lab's environment (server, CA, admin token).
 pub struct Ctl {
     pub env: Vec<(String, String)>,

@@ -61,75 +61,19 @@ pub(crate) fn start(
     state.save(&env.state_file())?;
     let log = env.log_dir().join(format!("{}-agent.log", n.name));
     let ns = ns_name(&lab.name, &n.name);
-    let mut args = vec!["--pin-root".to_owned(), pins.display().to_string()];
     let mut penv = lab_env(lab);
-    let (program, mode) = match (n.agent_mode, lab.controller()) {
+    let (program, mut args, mode) = match (n.agent_mode, lab.controller()) {
         (Some(AgentMode::Managed), Some(ctl)) => {
-            let agent_dir = agent_state_dir(&env.state_dir, &n.name);
-            fs::create_dir_all(&agent_dir).map_err(io(&agent_dir))?;
-            fs::set_permissions(&agent_dir, fs::Permissions::from_mode(0o700))
-                .map_err(io(&agent_dir))?;
-            let token = enroll_token(lab, n, env, state)?;
+            let (token, args) = managed_args(lab, n, ctl, env, state, &bin, &pins)?;
             // The token goes through the environment, not argv (`ps`).
             penv.push(("RAMPART_ENROLL_TOKEN".to_owned(), token));
-            let data = env.node_dir(&ctl.name).join("data");
-            let controller = format!("https://{}:{AGENT_PORT}", primary(ctl));
-            // A UTS namespace of its own: the agent enrolls with the node's
-            // name as host name (the kernel's, which it reads), so
-            // `rampartctl agents` tells the lab's hosts apart.
-            args = vec![
-                "--uts".to_owned(),
-                "--".to_owned(),
-                "/bin/sh".to_owned(),
-                "-c".to_owned(),
-                r#"echo "$1" > /proc/sys/kernel/hostname && shift && exec "$@""#.to_owned(),
-                "rampart-lab-agent".to_owned(),
-                n.name.clone(),
-                bin.display().to_string(),
-                "--pin-root".to_owned(),
-                pins.display().to_string(),
-            ];
-            args.extend([
-                "run".to_owned(),
-                "--controller".to_owned(),
-                controller.clone(),
-                "--controller-ca".to_owned(),
-                data.join("tls/ca.crt").display().to_string(),
-                "--state-dir".to_owned(),
-                agent_dir.display().to_string(),
-                "--heartbeat-ms".to_owned(),
-                AGENT_HEARTBEAT_MS.to_string(),
-            ]);
-            for (k, v) in &n.inventory_labels {
-                args.extend(["--label".to_owned(), format!("{k}={v}")]);
-            }
-            if let Some(s) = state.nodes.get_mut(&n.name) {
-                s.info.insert("controller".to_owned(), controller);
-                s.info
-                    .insert("state-dir".to_owned(), agent_dir.display().to_string());
-            }
-            (PathBuf::from("/usr/bin/unshare"), AgentMode::Managed)
+            (PathBuf::from("/usr/bin/unshare"), args, AgentMode::Managed)
         }
-        _ => {
-            let policy = agent_policy(&env.state_dir, &n.name);
-            if !policy.exists() {
-                fs::write(
-                    &policy,
-                    "# Host policy of this lab node; rewrite it and the agent reloads it.\nversion: 1\ninterfaces: []\n",
-                )
-                .map_err(io(&policy))?;
-            }
-            args.extend([
-                "run".to_owned(),
-                "--policy".to_owned(),
-                policy.display().to_string(),
-            ]);
-            if let Some(s) = state.nodes.get_mut(&n.name) {
-                s.info
-                    .insert("policy".to_owned(), policy.display().to_string());
-            }
-            (bin.clone(), AgentMode::Standalone)
-        }
+        _ => (
+            bin.clone(),
+            standalone_args(n, env, state, &pins)?,
+            AgentMode::Standalone,
+        ),
     };
     args.extend([
         "--metrics-listen".to_owned(),
@@ -164,6 +108,86 @@ pub(crate) fn start(
             AGENT_METRICS_PORT,
         )]),
     }))
+}
+
+/// A managed agent's enrollment token and command line: in a UTS namespace
+/// of its own, so the agent enrolls with the node's name as host name (the
+/// kernel's, which it reads) and `rampartctl agents` tells the lab's hosts
+/// apart.
+fn managed_args(
+    lab: &Lab,
+    n: &Node,
+    ctl: &Node,
+    env: &Env,
+    state: &mut State,
+    bin: &Path,
+    pins: &Path,
+) -> Result<(String, Vec<String>), LabError> {
+    let agent_dir = agent_state_dir(&env.state_dir, &n.name);
+    fs::create_dir_all(&agent_dir).map_err(io(&agent_dir))?;
+    fs::set_permissions(&agent_dir, fs::Permissions::from_mode(0o700)).map_err(io(&agent_dir))?;
+    let token = enroll_token(lab, n, env, state)?;
+    let data = env.node_dir(&ctl.name).join("data");
+    let controller = format!("https://{}:{AGENT_PORT}", primary(ctl));
+    let mut args = vec![
+        "--uts".to_owned(),
+        "--".to_owned(),
+        "/bin/sh".to_owned(),
+        "-c".to_owned(),
+        r#"echo "$1" > /proc/sys/kernel/hostname && shift && exec "$@""#.to_owned(),
+        "rampart-lab-agent".to_owned(),
+        n.name.clone(),
+        bin.display().to_string(),
+        "--pin-root".to_owned(),
+        pins.display().to_string(),
+        "run".to_owned(),
+        "--controller".to_owned(),
+        controller.clone(),
+        "--controller-ca".to_owned(),
+        data.join("tls/ca.crt").display().to_string(),
+        "--state-dir".to_owned(),
+        agent_dir.display().to_string(),
+        "--heartbeat-ms".to_owned(),
+        AGENT_HEARTBEAT_MS.to_string(),
+    ];
+    for (k, v) in &n.inventory_labels {
+        args.extend(["--label".to_owned(), format!("{k}={v}")]);
+    }
+    if let Some(s) = state.nodes.get_mut(&n.name) {
+        s.info.insert("controller".to_owned(), controller);
+        s.info
+            .insert("state-dir".to_owned(), agent_dir.display().to_string());
+    }
+    Ok((token, args))
+}
+
+/// A standalone agent's command line: it enforces the node's policy file,
+/// written empty when it does not exist yet.
+fn standalone_args(
+    n: &Node,
+    env: &Env,
+    state: &mut State,
+    pins: &Path,
+) -> Result<Vec<String>, LabError> {
+    let policy = agent_policy(&env.state_dir, &n.name);
+    if !policy.exists() {
+        fs::write(
+            &policy,
+            "# Host policy of this lab node; rewrite it and the agent reloads it.\nversion: 1\ninterfaces: []\n",
+        )
+        .map_err(io(&policy))?;
+    }
+    if let Some(s) = state.nodes.get_mut(&n.name) {
+        s.info
+            .insert("policy".to_owned(), policy.display().to_string());
+    }
+    Ok(vec![
+        "--pin-root".to_owned(),
+        pins.display().to_string(),
+        "run".to_owned(),
+        "--policy".to_owned(),
+        policy.display().to_string(),
+    ])
 }
 
 /// Where a managed agent of the lab keeps its key, certificate and last

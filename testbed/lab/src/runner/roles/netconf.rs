@@ -5,7 +5,7 @@
 use std::{
     collections::BTreeMap,
     fs,
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
 };
@@ -65,8 +65,58 @@ pub(crate) fn start(
     env: &Env,
     creds: &mut BTreeMap<String, String>,
 ) -> Result<Pending, LabError> {
-    // Under /run, not the state directory: the unprivileged server user must
-    // reach its home, whatever the permissions of the project checkout.
+    let dir = private_dir(lab, n, env)?;
+    let password = login_and_host_key(n, &dir)?;
+    let (_, _, port) = n.device().unwrap_or((Role::NetconfDevice, "iosxe", 830));
+    let addr = primary(n);
+    write_sshd_config(&dir, addr, port)?;
+    let mods: Vec<String> = NETCONF_MODULES
+        .iter()
+        .map(|m| format!("--module={m}"))
+        .collect();
+    let log = env.log_dir().join(format!("{}-netconfd.log", n.name));
+    let ns = ns_name(&lab.name, &n.name);
+    // netconfd binds no TCP port: `--port` is the SSH port it accepts
+    // sessions for, which netconf-subsystem reports from its sockname.
+    let (pid, started, child) = sys::spawn(
+        Some(&ns),
+        Path::new("/usr/bin/unshare"),
+        &[
+            "-m".to_owned(),
+            "bash".to_owned(),
+            dir.join("launch.sh").display().to_string(),
+            dir.display().to_string(),
+            port.to_string(),
+            mods.join(" "),
+            NETCONF_UID.to_string(),
+            NETCONF_USER.to_owned(),
+        ],
+        &lab_env(lab),
+        &log,
+    )
+    .map_err(step(&n.name, "start netconfd"))?;
+    creds.insert(
+        topology::credentials_var(&n.name),
+        format!("{NETCONF_USER}:{password}"),
+    );
+    Ok(Pending {
+        child,
+        node: n.name.clone(),
+        proc: Proc {
+            name: "netconfd+sshd".to_owned(),
+            pid,
+            started,
+            log,
+        },
+        ns,
+        ready: Ready::Tcp(vec![SocketAddr::new(addr, port)]),
+    })
+}
+
+/// The device's private directory (its /etc, home, module farm and launch
+/// script) under /run, not the state directory: the unprivileged server
+/// user must reach its home, whatever the permissions of the checkout.
+fn private_dir(lab: &Lab, n: &Node, env: &Env) -> Result<PathBuf, LabError> {
     let dir = run_dir(&lab.name).join(&n.name);
     for sub in ["etc", "home", "yang"] {
         fs::create_dir_all(dir.join(sub)).map_err(io(&dir))?;
@@ -97,12 +147,17 @@ pub(crate) fn start(
         acl.replace("{,3}", "{0,3}"),
     )
     .map_err(io(&yang))?;
+    fs::write(dir.join("launch.sh"), NETCONF_LAUNCH).map_err(io(&dir))?;
+    Ok(dir)
+}
 
+/// A fresh password for [`NETCONF_USER`] (its hash for the private
+/// /etc/shadow) and the SSH host key; the password.
+fn login_and_host_key(n: &Node, dir: &Path) -> Result<String, LabError> {
     let password = random_secret();
     let hash = sys::run("openssl", &["passwd", "-6", &password])
         .map_err(step(&n.name, "hash the NETCONF password"))?;
-    fs::write(dir.join("pwhash"), hash.trim()).map_err(io(&dir))?;
-    fs::write(dir.join("launch.sh"), NETCONF_LAUNCH).map_err(io(&dir))?;
+    fs::write(dir.join("pwhash"), hash.trim()).map_err(io(dir))?;
     let hostkey = dir.join("hostkey");
     if !hostkey.exists() {
         sys::run(
@@ -121,10 +176,12 @@ pub(crate) fn start(
         )
         .map_err(step(&n.name, "ssh host key"))?;
     }
-    let (_, _, port) = n.device().unwrap_or((Role::NetconfDevice, "iosxe", 830));
-    let addr = primary(n);
-    // netconfd binds no TCP port: `--port` is the SSH port it accepts
-    // sessions for, which netconf-subsystem reports from its sockname.
+    Ok(password)
+}
+
+/// sshd's configuration (the netconf subsystem) and the `known_hosts`
+/// line rampartd trusts for it.
+fn write_sshd_config(dir: &Path, addr: IpAddr, port: u16) -> Result<(), LabError> {
     let ncx_port = port;
     let t = dir.display();
     fs::write(
@@ -136,8 +193,8 @@ pub(crate) fn start(
              Subsystem netconf \"/usr/sbin/netconf-subsystem --ncxserver-sockname={ncx_port}@{t}/home/ncx.sock\"\n"
         ),
     )
-    .map_err(io(&dir))?;
-    let host_pub = fs::read_to_string(dir.join("hostkey.pub")).map_err(io(&dir))?;
+    .map_err(io(dir))?;
+    let host_pub = fs::read_to_string(dir.join("hostkey.pub")).map_err(io(dir))?;
     let mut parts = host_pub.split_whitespace();
     let (kt, kb) = (
         parts.next().unwrap_or_default(),
@@ -148,44 +205,5 @@ pub(crate) fn start(
     } else {
         format!("[{addr}]:{port} {kt} {kb}\n")
     };
-    fs::write(dir.join("known_hosts"), known).map_err(io(&dir))?;
-    let mods: Vec<String> = NETCONF_MODULES
-        .iter()
-        .map(|m| format!("--module={m}"))
-        .collect();
-    let log = env.log_dir().join(format!("{}-netconfd.log", n.name));
-    let ns = ns_name(&lab.name, &n.name);
-    let (pid, started, child) = sys::spawn(
-        Some(&ns),
-        Path::new("/usr/bin/unshare"),
-        &[
-            "-m".to_owned(),
-            "bash".to_owned(),
-            dir.join("launch.sh").display().to_string(),
-            dir.display().to_string(),
-            ncx_port.to_string(),
-            mods.join(" "),
-            NETCONF_UID.to_string(),
-            NETCONF_USER.to_owned(),
-        ],
-        &lab_env(lab),
-        &log,
-    )
-    .map_err(step(&n.name, "start netconfd"))?;
-    creds.insert(
-        topology::credentials_var(&n.name),
-        format!("{NETCONF_USER}:{password}"),
-    );
-    Ok(Pending {
-        child,
-        node: n.name.clone(),
-        proc: Proc {
-            name: "netconfd+sshd".to_owned(),
-            pid,
-            started,
-            log,
-        },
-        ns,
-        ready: Ready::Tcp(vec![SocketAddr::new(addr, port)]),
-    })
+    fs::write(dir.join("known_hosts"), known).map_err(io(dir))
 }
