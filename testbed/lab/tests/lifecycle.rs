@@ -16,8 +16,8 @@ use std::{
 
 use rampart_lab::{runner, sys};
 use support::{
-    Lab, bin_dir, http_get_within, netconf_running, read_until, reference_yaml, repo, skip,
-    skip_without, ssh_session, text,
+    Lab, bin_dir, http_get_within, netconf_running, partly_skipped, read_until, reference_yaml,
+    repo, skip, skip_without, ssh_session, text,
 };
 
 /// GET / on `addr` from inside `ns`; the body.
@@ -206,7 +206,10 @@ fn reference_lab_up_status_traffic_down_leaves_nothing() {
             agent_dir.display()
         );
     } else {
-        eprintln!("NOTE: rampart-agent is not built; the filtering part of this test did not run");
+        partly_skipped(
+            "reference_lab_up_status_traffic_down_leaves_nothing",
+            "rampart-agent is not built (host filtering)",
+        );
     }
 
     // up again: nothing to do.
@@ -267,6 +270,10 @@ fn prometheus_scrapes_the_lab(lab: &Lab, nodes: &[serde_json::Value]) {
         "{env}"
     );
     if !bin_dir().join("rampart-agent").is_file() {
+        partly_skipped(
+            "reference_lab_up_status_traffic_down_leaves_nothing",
+            "rampart-agent is not built (agents in status and Prometheus)",
+        );
         return;
     }
     let host2 = nodes.iter().find(|n| n["node"] == "host2").unwrap();
