@@ -1,6 +1,11 @@
-//! The vendor simulators (`sim-meraki`, `sim-fdm`, `sim-asa`, `sim-sdwan`):
-//! one Python script each in `testbed/sims`, started alike; they differ in
-//! the script and in how they are given credentials, both chosen here.
+//! The vendor simulators: one Python script each in `testbed/sims`, started
+//! alike here; what differs (the script, how it gets or makes its login)
+//! is in each simulator's module.
+
+pub mod asa;
+pub mod fdm;
+pub mod meraki;
+pub mod sdwan;
 
 use std::{collections::BTreeMap, fs, path::Path};
 
@@ -13,6 +18,51 @@ use crate::{
     topology::{self, Lab, Node, Role},
 };
 
+/// What sets one simulator apart.
+pub(crate) struct Sim {
+    /// Its script in `testbed/sims`.
+    pub script: &'static str,
+    /// Whether it makes up its own login and prints it (`CREDENTIALS`).
+    pub prints_credentials: bool,
+    /// Its own arguments, given its node and TLS directory.
+    pub args: fn(n: &Node, tls: &Path) -> SimArgs,
+}
+
+/// A simulator's own arguments, and the value of its credentials variable
+/// for rampartd when the lab chooses the login.
+pub(crate) struct SimArgs {
+    pub args: Vec<String>,
+    pub login: Option<String>,
+}
+
+/// The simulator a device role runs.
+fn sim(role: Role) -> Sim {
+    match role {
+        Role::SimAsa => asa::SIM,
+        Role::SimFdm => fdm::SIM,
+        Role::SimMeraki => meraki::SIM,
+        _ => sdwan::SIM,
+    }
+}
+
+/// `--username admin --password <fresh> --cert-dir <tls>`: the HTTPS
+/// simulators that log in with a user and password.
+fn user_password(tls: &Path) -> SimArgs {
+    let password = random_secret();
+    let args = vec![
+        "--username".to_owned(),
+        "admin".to_owned(),
+        "--password".to_owned(),
+        password.clone(),
+        "--cert-dir".to_owned(),
+        tls.display().to_string(),
+    ];
+    SimArgs {
+        args,
+        login: Some(format!("admin:{password}")),
+    }
+}
+
 /// Starts the simulator of `role` on `n`; its credentials go into `creds`.
 pub(crate) fn start(
     lab: &Lab,
@@ -21,12 +71,8 @@ pub(crate) fn start(
     env: &Env,
     creds: &mut BTreeMap<String, String>,
 ) -> Result<Pending, LabError> {
-    let script = match role {
-        Role::SimMeraki => "meraki_sim.py",
-        Role::SimFdm => "fdm_sim.py",
-        Role::SimAsa => "asa_sim.py",
-        _ => "vmanage_sim.py",
-    };
+    let sim = sim(role);
+    let script = sim.script;
     let dir = env.node_dir(&n.name);
     fs::create_dir_all(dir.join("tls")).map_err(io(&dir))?;
     let (_, _, port) = n.device().unwrap_or((role, "", 443));
@@ -45,29 +91,10 @@ pub(crate) fn start(
         "--state-file".to_owned(),
         dir.join("sim-state.json").display().to_string(),
     ];
-    match role {
-        Role::SimAsa => {
-            args.extend(["--hostname".to_owned(), n.name.clone()]);
-        }
-        Role::SimMeraki => {
-            let key = random_secret();
-            args.extend(["--api-key".to_owned(), key.clone()]);
-            args.extend([
-                "--cert-dir".to_owned(),
-                dir.join("tls").display().to_string(),
-            ]);
-            creds.insert(var.clone(), format!("meraki:{key}"));
-        }
-        _ => {
-            let password = random_secret();
-            args.extend(["--username".to_owned(), "admin".to_owned()]);
-            args.extend(["--password".to_owned(), password.clone()]);
-            args.extend([
-                "--cert-dir".to_owned(),
-                dir.join("tls").display().to_string(),
-            ]);
-            creds.insert(var.clone(), format!("admin:{password}"));
-        }
+    let own = (sim.args)(n, &dir.join("tls"));
+    args.extend(own.args);
+    if let Some(login) = own.login {
+        creds.insert(var.clone(), login);
     }
     let log = env
         .log_dir()
@@ -86,7 +113,7 @@ pub(crate) fn start(
         },
         ns,
         ready: Ready::SimLines {
-            asa: role == Role::SimAsa,
+            asa: sim.prints_credentials,
             cred_var: var,
         },
     })
