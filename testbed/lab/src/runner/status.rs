@@ -183,15 +183,18 @@ pub fn observe(st: &mut LabStatus, state: &State, env: &Env) {
     }
 }
 
-/// `N/M up` from Prometheus's `/api/v1/targets`, with the jobs and nodes of
-/// the targets that are down.
+/// Prometheus's scrape targets in `ns` at `addr`, summarized.
 fn scrape_health(ns: &str, addr: std::net::SocketAddr) -> String {
-    let Some((200, body)) = sys::http_get(ns, addr, "/api/v1/targets", Duration::from_secs(2))
-    else {
-        return "Prometheus does not answer".to_owned();
-    };
-    let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-    let targets = json["data"]["activeTargets"]
+    match sys::http_get(ns, addr, "/api/v1/targets", Duration::from_secs(2)) {
+        Some((200, body)) => targets_summary(&serde_json::from_str(&body).unwrap_or_default()),
+        _ => "Prometheus does not answer".to_owned(),
+    }
+}
+
+/// `N/M up` from an `/api/v1/targets` answer, naming the job and node of
+/// each target that is not up.
+fn targets_summary(answer: &serde_json::Value) -> String {
+    let targets = answer["data"]["activeTargets"]
         .as_array()
         .cloned()
         .unwrap_or_default();
@@ -212,4 +215,24 @@ fn scrape_health(ns: &str, addr: std::net::SocketAddr) -> String {
         let _ = write!(out, "; not up: {}", down.join(", "));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_summary_counts_and_names_those_not_up() {
+        let t = |job: &str, node: &str, health: &str| serde_json::json!({"labels": {"job": job, "node": node}, "health": health});
+        let answer = serde_json::json!({"status": "success", "data": {"activeTargets": [
+            t("rampartd", "controller", "up"),
+            t("rampart-agent", "host1", "down"),
+            t("rampart-agent", "host2", "unknown"),
+        ]}});
+        assert_eq!(
+            targets_summary(&answer),
+            "1/3 up; not up: rampart-agent host1 (down), rampart-agent host2 (unknown)"
+        );
+        assert_eq!(targets_summary(&serde_json::json!({})), "0/0 up");
+    }
 }

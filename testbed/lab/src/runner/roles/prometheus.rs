@@ -40,18 +40,17 @@ pub struct Job {
 }
 
 /// What the lab's Prometheus scrapes: rampartd and its fleet endpoint on
-/// the controller, and the metrics port of every agent node.
+/// the controller, and the metrics port of every agent node with an
+/// address (one without is not reachable from Prometheus).
 #[must_use]
 pub fn jobs(lab: &Lab) -> Vec<Job> {
     let on = |role: Role, port: u16| -> Vec<(String, String)> {
         lab.nodes
             .iter()
             .filter(|n| n.has(role))
-            .map(|n| {
-                (
-                    SocketAddr::new(primary(n), port).to_string(),
-                    n.name.clone(),
-                )
+            .filter_map(|n| {
+                let a = n.primary_address()?;
+                Some((SocketAddr::new(a, port).to_string(), n.name.clone()))
             })
             .collect()
     };
@@ -166,4 +165,77 @@ pub(crate) fn start(
             path: "/-/ready".to_owned(),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LAB: &str = r#"name: p
+topology:
+  nodes:
+    sw: {kind: bridge}
+    ctl:
+      kind: linux
+      labels: {rampart.role: controller, rampart.address: 10.9.0.10/24}
+    h1:
+      kind: linux
+      labels: {rampart.role: agent, rampart.address: 10.9.0.31/24}
+    h2:
+      kind: linux
+      labels: {rampart.role: "agent,server", rampart.address: 10.9.0.32/24}
+    prom:
+      kind: linux
+      labels: {rampart.role: prometheus, rampart.address: 10.9.0.50/24}
+  links:
+    - endpoints: ["ctl:eth1", "sw:p1"]
+    - endpoints: ["h1:eth1", "sw:p2"]
+    - endpoints: ["h2:eth1", "sw:p3"]
+    - endpoints: ["prom:eth1", "sw:p4"]
+"#;
+
+    fn lab() -> Lab {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p.clab.yml");
+        std::fs::write(&f, LAB).unwrap();
+        crate::topology::load(&f).unwrap()
+    }
+
+    #[test]
+    fn scrapes_the_controller_twice_and_every_agent_labelled_by_node() {
+        let lab = lab();
+        let got: Vec<(&str, Vec<(String, String)>)> =
+            jobs(&lab).into_iter().map(|j| (j.job, j.targets)).collect();
+        let t = |a: &str, n: &str| (a.to_owned(), n.to_owned());
+        assert_eq!(
+            got,
+            [
+                ("rampartd", vec![t("10.9.0.10:9464", "ctl")]),
+                ("rampart-fleet", vec![t("10.9.0.10:9465", "ctl")]),
+                (
+                    "rampart-agent",
+                    vec![t("10.9.0.31:9469", "h1"), t("10.9.0.32:9469", "h2")]
+                ),
+            ]
+        );
+        assert_eq!(
+            address(lab.node("prom").unwrap()).to_string(),
+            "10.9.0.50:9090"
+        );
+    }
+
+    #[test]
+    fn config_names_the_rules_only_when_given() {
+        let lab = lab();
+        let with: serde_json::Value =
+            serde_norway::from_str(&config(&lab, Some(Path::new("/r.yml")))).unwrap();
+        assert_eq!(with["rule_files"], serde_json::json!(["/r.yml"]));
+        assert_eq!(with["global"]["external_labels"]["lab"], "p");
+        assert_eq!(
+            with["scrape_configs"][2]["static_configs"][1],
+            serde_json::json!({"targets": ["10.9.0.32:9469"], "labels": {"node": "h2"}})
+        );
+        let without: serde_json::Value = serde_norway::from_str(&config(&lab, None)).unwrap();
+        assert_eq!(without["rule_files"], serde_json::json!([]));
+    }
 }
