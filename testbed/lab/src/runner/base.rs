@@ -14,7 +14,7 @@ use thiserror::Error;
 
 use crate::{
     state::{Proc, State, StateError},
-    sys::SysError,
+    sys::{self, SysError},
     topology::{Lab, Node, TopologyError},
 };
 
@@ -202,6 +202,37 @@ pub(crate) enum Ready {
         addr: SocketAddr,
         files: Vec<PathBuf>,
     },
+}
+
+/// A node's process to start: its name in `status`, its log file
+/// (`<state>/logs/<node>-<log>.log`), what to run, and when it is ready.
+pub(crate) struct Launch<'a> {
+    pub(crate) process: &'a str,
+    pub(crate) log: &'a str,
+    pub(crate) program: &'a Path,
+    pub(crate) args: &'a [String],
+    pub(crate) env: &'a [(String, String)],
+    pub(crate) ready: Ready,
+}
+
+/// Starts `l` in node `n`'s namespace.
+pub(crate) fn launch(lab: &Lab, n: &Node, env: &Env, l: Launch<'_>) -> Result<Pending, LabError> {
+    let log = env.log_dir().join(format!("{}-{}.log", n.name, l.log));
+    let ns = ns_name(&lab.name, &n.name);
+    let (pid, started, child) = sys::spawn(Some(&ns), l.program, l.args, l.env, &log)
+        .map_err(step(&n.name, format!("start {}", l.process)))?;
+    Ok(Pending {
+        child,
+        node: n.name.clone(),
+        proc: Proc {
+            name: l.process.to_owned(),
+            pid,
+            started,
+            log,
+        },
+        ns,
+        ready: l.ready,
+    })
 }
 
 pub(crate) fn record(state: &mut State, node: &str, p: &Pending) {

@@ -14,10 +14,10 @@ use std::{
 use super::controller::{AGENT_PORT, ctl};
 use crate::{
     runner::base::{
-        Env, LabError, Pending, Ready, bpf_root, io, lab_env, ns_name, primary, step, tail,
+        Env, LabError, Launch, Pending, Ready, bpf_root, io, lab_env, launch, primary, step, tail,
     },
-    state::{Proc, State},
-    sys::{self, SysError},
+    state::State,
+    sys::SysError,
     topology::{AgentMode, Lab, Node},
 };
 
@@ -59,8 +59,6 @@ pub(crate) fn start(
     let pins = bpf_root(&lab.name).join(&n.name);
     state.bpf_dirs.push(pins.clone());
     state.save(&env.state_file())?;
-    let log = env.log_dir().join(format!("{}-agent.log", n.name));
-    let ns = ns_name(&lab.name, &n.name);
     let mut penv = lab_env(lab);
     let (program, mut args, mode) = match (n.agent_mode, lab.controller()) {
         (Some(AgentMode::Managed), Some(ctl)) => {
@@ -84,8 +82,22 @@ pub(crate) fn start(
         "--xdp-mode".to_owned(),
         "generic".to_owned(),
     ]);
-    let (pid, started, child) = sys::spawn(Some(&ns), &program, &args, &penv, &log)
-        .map_err(step(&n.name, "start rampart-agent"))?;
+    let p = launch(
+        lab,
+        n,
+        env,
+        Launch {
+            process: "rampart-agent",
+            log: "agent",
+            program: &program,
+            args: &args,
+            env: &penv,
+            ready: Ready::Tcp(vec![SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                AGENT_METRICS_PORT,
+            )]),
+        },
+    )?;
     if let Some(s) = state.nodes.get_mut(&n.name) {
         s.info.insert("mode".to_owned(), mode.as_str().to_owned());
         s.info.insert(
@@ -93,21 +105,7 @@ pub(crate) fn start(
             format!("http://{}:{AGENT_METRICS_PORT}/metrics", primary(n)),
         );
     }
-    Ok(Some(Pending {
-        child,
-        node: n.name.clone(),
-        proc: Proc {
-            name: "rampart-agent".to_owned(),
-            pid,
-            started,
-            log,
-        },
-        ns,
-        ready: Ready::Tcp(vec![SocketAddr::new(
-            IpAddr::V4(Ipv4Addr::LOCALHOST),
-            AGENT_METRICS_PORT,
-        )]),
-    }))
+    Ok(Some(p))
 }
 
 /// A managed agent's enrollment token and command line: in a UTS namespace

@@ -9,8 +9,10 @@ use std::{
 };
 
 use crate::{
-    runner::base::{Env, LabError, Pending, Ready, io, lab_env, ns_name, primary, run_dir, step},
-    state::{Proc, State},
+    runner::base::{
+        Env, LabError, Launch, Pending, Ready, io, lab_env, launch, ns_name, primary, run_dir, step,
+    },
+    state::State,
     sys::{self, SysError},
     topology::{Lab, Node, Role},
 };
@@ -129,31 +131,22 @@ pub(crate) fn start(
     }
     let mut penv = lab_env(lab);
     penv.extend(creds.iter().map(|(k, v)| (k.clone(), v.clone())));
-    let log = env.log_dir().join(format!("{}-rampartd.log", n.name));
-    let ns = ns_name(&lab.name, &n.name);
-    let (pid, started, child) = sys::spawn(
-        Some(&ns),
-        &env.bin_dir.join("rampartd"),
-        &["--config".to_owned(), config.display().to_string()],
-        &penv,
-        &log,
+    launch(
+        lab,
+        n,
+        env,
+        Launch {
+            process: "rampartd",
+            log: "rampartd",
+            program: &env.bin_dir.join("rampartd"),
+            args: &["--config".to_owned(), config.display().to_string()],
+            env: &penv,
+            ready: Ready::Controller {
+                addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), API_PORT),
+                files: vec![data.join("admin.token"), data.join("tls/ca.crt")],
+            },
+        },
     )
-    .map_err(step(&n.name, "start rampartd"))?;
-    Ok(Pending {
-        child,
-        node: n.name.clone(),
-        proc: Proc {
-            name: "rampartd".to_owned(),
-            pid,
-            started,
-            log,
-        },
-        ns,
-        ready: Ready::Controller {
-            addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), API_PORT),
-            files: vec![data.join("admin.token"), data.join("tls/ca.crt")],
-        },
-    })
 }
 
 /// rampartctl against the lab's rampartd, over the management link, as the

@@ -12,10 +12,9 @@ use std::{
 
 use crate::{
     runner::base::{
-        Env, LabError, Pending, RUN_DIR, Ready, io, lab_env, ns_name, primary, random_secret,
-        run_dir, step,
+        Env, LabError, Launch, Pending, RUN_DIR, Ready, io, lab_env, launch, primary,
+        random_secret, run_dir, step,
     },
-    state::Proc,
     sys,
     topology::{self, Lab, Node, Role},
 };
@@ -74,43 +73,36 @@ pub(crate) fn start(
         .iter()
         .map(|m| format!("--module={m}"))
         .collect();
-    let log = env.log_dir().join(format!("{}-netconfd.log", n.name));
-    let ns = ns_name(&lab.name, &n.name);
     // netconfd binds no TCP port: `--port` is the SSH port it accepts
     // sessions for, which netconf-subsystem reports from its sockname.
-    let (pid, started, child) = sys::spawn(
-        Some(&ns),
-        Path::new("/usr/bin/unshare"),
-        &[
-            "-m".to_owned(),
-            "bash".to_owned(),
-            dir.join("launch.sh").display().to_string(),
-            dir.display().to_string(),
-            port.to_string(),
-            mods.join(" "),
-            NETCONF_UID.to_string(),
-            NETCONF_USER.to_owned(),
-        ],
-        &lab_env(lab),
-        &log,
-    )
-    .map_err(step(&n.name, "start netconfd"))?;
+    let args = [
+        "-m".to_owned(),
+        "bash".to_owned(),
+        dir.join("launch.sh").display().to_string(),
+        dir.display().to_string(),
+        port.to_string(),
+        mods.join(" "),
+        NETCONF_UID.to_string(),
+        NETCONF_USER.to_owned(),
+    ];
+    let p = launch(
+        lab,
+        n,
+        env,
+        Launch {
+            process: "netconfd+sshd",
+            log: "netconfd",
+            program: Path::new("/usr/bin/unshare"),
+            args: &args,
+            env: &lab_env(lab),
+            ready: Ready::Tcp(vec![SocketAddr::new(addr, port)]),
+        },
+    )?;
     creds.insert(
         topology::credentials_var(&n.name),
         format!("{NETCONF_USER}:{password}"),
     );
-    Ok(Pending {
-        child,
-        node: n.name.clone(),
-        proc: Proc {
-            name: "netconfd+sshd".to_owned(),
-            pid,
-            started,
-            log,
-        },
-        ns,
-        ready: Ready::Tcp(vec![SocketAddr::new(addr, port)]),
-    })
+    Ok(p)
 }
 
 /// The device's private directory (its /etc, home, module farm and launch

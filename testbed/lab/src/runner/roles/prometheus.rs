@@ -14,9 +14,8 @@ use super::{
     controller::{FLEET_METRICS_PORT, METRICS_PORT},
 };
 use crate::{
-    runner::base::{Env, LabError, Pending, Ready, io, lab_env, ns_name, primary, step},
-    state::{Proc, State},
-    sys,
+    runner::base::{Env, LabError, Launch, Pending, Ready, io, lab_env, launch, primary},
+    state::State,
     topology::{Lab, Node, Role},
 };
 
@@ -134,37 +133,29 @@ pub(crate) fn start(
         format!("--web.listen-address={addr}"),
         "--storage.tsdb.retention.time=1d".to_owned(),
     ];
-    let log = env.log_dir().join(format!("{}-prometheus.log", n.name));
-    let ns = ns_name(&lab.name, &n.name);
-    let (pid, started, child) = sys::spawn(
-        Some(&ns),
-        Path::new(PROMETHEUS_BIN),
-        &args,
-        &lab_env(lab),
-        &log,
-    )
-    .map_err(step(&n.name, "start prometheus"))?;
+    let p = launch(
+        lab,
+        n,
+        env,
+        Launch {
+            process: "prometheus",
+            log: "prometheus",
+            program: Path::new(PROMETHEUS_BIN),
+            args: &args,
+            env: &lab_env(lab),
+            ready: Ready::Http {
+                addr,
+                path: "/-/ready".to_owned(),
+            },
+        },
+    )?;
     if let Some(s) = state.nodes.get_mut(&n.name) {
         s.info
             .insert("prometheus".to_owned(), format!("http://{addr}"));
         s.info
             .insert("config".to_owned(), file.display().to_string());
     }
-    Ok(Pending {
-        child,
-        node: n.name.clone(),
-        proc: Proc {
-            name: "prometheus".to_owned(),
-            pid,
-            started,
-            log,
-        },
-        ns,
-        ready: Ready::Http {
-            addr,
-            path: "/-/ready".to_owned(),
-        },
-    })
+    Ok(p)
 }
 
 #[cfg(test)]

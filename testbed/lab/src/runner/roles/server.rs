@@ -4,9 +4,7 @@
 use std::net::SocketAddr;
 
 use crate::{
-    runner::base::{Env, LabError, Pending, Ready, lab_env, ns_name, primary, step},
-    state::Proc,
-    sys,
+    runner::base::{Env, LabError, Launch, Pending, Ready, lab_env, launch, primary},
     topology::{Lab, Node},
 };
 
@@ -17,26 +15,23 @@ pub(crate) fn start(lab: &Lab, n: &Node, env: &Env) -> Result<Pending, LabError>
     for p in &n.http_ports {
         args.extend(["--listen".to_owned(), format!("0.0.0.0:{p}")]);
     }
-    let log = env.log_dir().join(format!("{}-http.log", n.name));
-    let ns = ns_name(&lab.name, &n.name);
-    let (pid, started, child) = sys::spawn(Some(&ns), &me, &args, &lab_env(lab), &log)
-        .map_err(step(&n.name, "start the HTTP server"))?;
     let addr = primary(n);
-    Ok(Pending {
-        child,
-        node: n.name.clone(),
-        proc: Proc {
-            name: "http-server".to_owned(),
-            pid,
-            started,
-            log,
+    launch(
+        lab,
+        n,
+        env,
+        Launch {
+            process: "http-server",
+            log: "http",
+            program: &me,
+            args: &args,
+            env: &lab_env(lab),
+            ready: Ready::Tcp(
+                n.http_ports
+                    .iter()
+                    .map(|p| SocketAddr::new(addr, *p))
+                    .collect(),
+            ),
         },
-        ns,
-        ready: Ready::Tcp(
-            n.http_ports
-                .iter()
-                .map(|p| SocketAddr::new(addr, *p))
-                .collect(),
-        ),
-    })
+    )
 }

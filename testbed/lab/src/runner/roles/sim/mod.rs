@@ -11,10 +11,9 @@ use std::{collections::BTreeMap, fs, path::Path};
 
 use crate::{
     runner::base::{
-        Env, LabError, Pending, Ready, io, lab_env, ns_name, primary, python, random_secret, step,
+        Env, LabError, Launch, Pending, Ready, io, lab_env, launch, primary, python, random_secret,
     },
-    state::{Proc, State},
-    sys,
+    state::State,
     topology::{self, Lab, Node, Role},
 };
 
@@ -96,27 +95,23 @@ pub(crate) fn start(
     if let Some(login) = own.login {
         creds.insert(var.clone(), login);
     }
-    let log = env
-        .log_dir()
-        .join(format!("{}-{}.log", n.name, script.trim_end_matches(".py")));
-    let ns = ns_name(&lab.name, &n.name);
-    let (pid, started, child) = sys::spawn(Some(&ns), &python(), &args, &lab_env(lab), &log)
-        .map_err(step(&n.name, format!("start {script}")))?;
-    Ok(Pending {
-        child,
-        node: n.name.clone(),
-        proc: Proc {
-            name: script.trim_end_matches(".py").to_owned(),
-            pid,
-            started,
-            log,
+    let name = script.trim_end_matches(".py");
+    launch(
+        lab,
+        n,
+        env,
+        Launch {
+            process: name,
+            log: name,
+            program: &python(),
+            args: &args,
+            env: &lab_env(lab),
+            ready: Ready::SimLines {
+                asa: sim.prints_credentials,
+                cred_var: var,
+            },
         },
-        ns,
-        ready: Ready::SimLines {
-            asa: sim.prints_credentials,
-            cred_var: var,
-        },
-    })
+    )
 }
 
 /// One PEM bundle of every HTTPS simulator's throw-away CA, for rampartd's
