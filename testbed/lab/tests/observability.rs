@@ -265,20 +265,36 @@ fn dashboards_are_importable_and_the_pending_list_is_used() {
     }
 }
 
-/// `GET /api/v1/<path>?query=<q>` on the lab's Prometheus, as JSON.
-fn prom(ns: &str, addr: SocketAddr, path: &str, query: Option<&str>) -> Value {
-    let mut url = format!("/api/v1/{path}");
-    if let Some(q) = query {
-        url.push('?');
-        url.push_str(
-            &form_urlencoded::Serializer::new(String::new())
-                .append_pair("query", q)
-                .finish(),
-        );
+/// The lab's Prometheus, reached from inside its node's namespace.
+struct Prom {
+    ns: String,
+    addr: SocketAddr,
+    url: String,
+}
+
+impl Prom {
+    /// `GET /api/v1/<path>?query=<q>`, as JSON.
+    fn get(&self, path: &str, query: Option<&str>) -> Value {
+        let mut url = format!("/api/v1/{path}");
+        if let Some(q) = query {
+            url.push('?');
+            url.push_str(
+                &form_urlencoded::Serializer::new(String::new())
+                    .append_pair("query", q)
+                    .finish(),
+            );
+        }
+        let (_, body) = sys::http_get(&self.ns, self.addr, &url, Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("Prometheus at {} does not answer {url}", self.addr));
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{url}: {e}: {body}"))
     }
-    let (_, body) = sys::http_get(ns, addr, &url, Duration::from_secs(5))
-        .unwrap_or_else(|| panic!("Prometheus at {addr} does not answer {url}"));
-    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{url}: {e}: {body}"))
+
+    /// How many series `q` returns now; the query must parse.
+    fn series(&self, q: &Query) -> usize {
+        let v = self.get("query", Some(&q.expr));
+        assert_eq!(v["status"], "success", "{}: {}: {v}", q.at, q.expr);
+        v["data"]["result"].as_array().map_or(0, Vec::len)
+    }
 }
 
 /// The demo's firewall with one more rule, letting the lab's Prometheus
@@ -333,26 +349,10 @@ fn real_traffic(lab: &Lab, ctl: &Ctl, dir: &Path) {
     }
 }
 
-#[test]
-#[allow(clippy::too_many_lines, reason = "one lab run, its steps in order")]
-fn every_dashboard_query_returns_series_on_the_lab_prometheus() {
-    let test = "every_dashboard_query_returns_series_on_the_lab_prometheus";
-    if skip_without(test, &["rampartd", "rampartctl", "rampart-agent"]) || no_promtool(test) {
-        return;
-    }
-    let lab = Lab::new("obs", &reference_yaml()).ready_timeout(30);
-    let up = lab.run(&["up"]);
-    assert!(up.status.success(), "up: {}", text(&up));
-    let ctl = Ctl::of(&lab);
-    let url = ctl.var("RAMPART_PROMETHEUS_URL");
-    let addr: SocketAddr = url.trim_start_matches("http://").parse().unwrap();
-    assert_eq!(addr.port(), prometheus::PROMETHEUS_PORT);
-    let ns = lab.ns("prometheus");
-    let dir = tempfile::tempdir().unwrap();
-    real_traffic(&lab, &ctl, dir.path());
-
-    // Every query parses; wait (bounded) until the data of each query over
-    // exported metrics has been scraped, then assert every query's answer.
+/// Every query parses; once scraped (bounded wait), every query over
+/// exported metrics has series and every query over a pending metric has
+/// none, nor has any pending metric itself. Returns (queries, pending).
+fn assert_dashboard_queries(prom: &Prom) -> (usize, usize) {
     let all = queries();
     assert!(all.len() > 30, "{} queries", all.len());
     let pending: BTreeSet<&str> = NOT_EXPORTED_YET.iter().copied().collect();
@@ -361,15 +361,10 @@ fn every_dashboard_query_returns_series_on_the_lab_prometheus() {
             .iter()
             .any(|m| pending.contains(m.as_str()))
     };
-    let answer = |q: &Query| {
-        let v = prom(&ns, addr, "query", Some(&q.expr));
-        assert_eq!(v["status"], "success", "{}: {}: {v}", q.at, q.expr);
-        v["data"]["result"].as_array().map_or(0, Vec::len)
-    };
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut empty: Vec<&Query> = all.iter().filter(|q| !is_pending(q)).collect();
     while !empty.is_empty() && Instant::now() < deadline {
-        empty.retain(|q| answer(q) == 0);
+        empty.retain(|q| prom.series(q) == 0);
         std::thread::sleep(Duration::from_millis(500));
     }
     let empty: Vec<String> = empty
@@ -381,34 +376,31 @@ fn every_dashboard_query_returns_series_on_the_lab_prometheus() {
         "queries over exported metrics without series:\n{}",
         empty.join("\n")
     );
-    let mut pending_queries = 0;
-    for q in all.iter().filter(|q| is_pending(q)) {
+    let over_pending: Vec<&Query> = all.iter().filter(|q| is_pending(q)).collect();
+    for q in &over_pending {
         assert_eq!(
-            answer(q),
+            prom.series(q),
             0,
             "{}: {} returns series: drop its metric from NOT_EXPORTED_YET",
             q.at,
             q.expr
         );
-        pending_queries += 1;
     }
     for m in NOT_EXPORTED_YET {
-        let v = prom(
-            &ns,
-            addr,
-            "query",
-            Some(&format!("count({{__name__=\"{m}\"}})")),
-        );
+        let v = prom.get("query", Some(&format!("count({{__name__=\"{m}\"}})")));
         assert_eq!(
             v["data"]["result"],
             serde_json::json!([]),
             "{m} exists now: drop it from NOT_EXPORTED_YET"
         );
     }
+    (all.len(), over_pending.len())
+}
 
-    // The rules load and evaluate without errors on the real series, and
-    // the alerts for what was cut off fire.
-    let rules = prom(&ns, addr, "rules", None);
+/// The rules load and evaluate without errors on the real series, and the
+/// alerts for what `real_traffic` cut off fire.
+fn assert_rules_and_alerts(prom: &Prom) {
+    let rules = prom.get("rules", None);
     let groups = rules["data"]["groups"].as_array().unwrap();
     assert_eq!(groups.len(), 4, "{rules:#}");
     for r in groups.iter().flat_map(|g| g["rules"].as_array().unwrap()) {
@@ -418,9 +410,9 @@ fn every_dashboard_query_returns_series_on_the_lab_prometheus() {
         ("RampartDevicePollErrors", "device", "asa1"),
         ("RampartLbBackendDown", "backend", "10.10.0.42:8080"),
     ];
-    let alert_deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let alerts = prom(&ns, addr, "alerts", None);
+        let alerts = prom.get("alerts", None);
         let list = alerts["data"]["alerts"].as_array().unwrap();
         let firing = |(name, label, value): &(&str, &str, &str)| {
             list.iter().any(|a| {
@@ -430,20 +422,22 @@ fn every_dashboard_query_returns_series_on_the_lab_prometheus() {
             })
         };
         if expected.iter().all(firing) {
-            break;
+            return;
         }
         assert!(
-            Instant::now() < alert_deadline,
+            Instant::now() < deadline,
             "expected {expected:?} firing: {alerts:#}"
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+}
 
-    // The demo's query, as the demo runs it.
+/// The demo's query, as the demo runs it: promtool in Prometheus's node.
+fn assert_demo_query(prom: &Prom) {
     let demo_query = r#"sum by (service, sequence) (rampart_fleet_rule_packets{tenant="acme"})"#;
     let out = Command::new("nsenter")
-        .arg(format!("--net={}/{ns}", sys::NETNS_DIR))
-        .args([PROMTOOL, "query", "instant", &url, demo_query])
+        .arg(format!("--net={}/{}", sys::NETNS_DIR, prom.ns))
+        .args([PROMTOOL, "query", "instant", &prom.url, demo_query])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
@@ -453,8 +447,31 @@ fn every_dashboard_query_returns_series_on_the_lab_prometheus() {
         "{}",
         text(&out)
     );
+}
+
+#[test]
+fn every_dashboard_query_returns_series_on_the_lab_prometheus() {
+    let test = "every_dashboard_query_returns_series_on_the_lab_prometheus";
+    if skip_without(test, &["rampartd", "rampartctl", "rampart-agent"]) || no_promtool(test) {
+        return;
+    }
+    let lab = Lab::new("obs", &reference_yaml()).ready_timeout(30);
+    let up = lab.run(&["up"]);
+    assert!(up.status.success(), "up: {}", text(&up));
+    let ctl = Ctl::of(&lab);
+    let url = ctl.var("RAMPART_PROMETHEUS_URL");
+    let prom = Prom {
+        ns: lab.ns("prometheus"),
+        addr: url.trim_start_matches("http://").parse().unwrap(),
+        url,
+    };
+    assert_eq!(prom.addr.port(), prometheus::PROMETHEUS_PORT);
+    let dir = tempfile::tempdir().unwrap();
+    real_traffic(&lab, &ctl, dir.path());
+    let (queries, pending) = assert_dashboard_queries(&prom);
+    assert_rules_and_alerts(&prom);
+    assert_demo_query(&prom);
     eprintln!(
-        "{} dashboard queries answered, {pending_queries} of them over pending metrics (empty)",
-        all.len()
+        "{queries} dashboard queries answered, {pending} of them over pending metrics (empty)"
     );
 }
