@@ -6,7 +6,8 @@
 # vFirewall spec is dry-run, applied to the router, the ASA, the Firepower
 # and — selected by label — to both host agents, shown filtering real
 # traffic with per-rule hit counters from the API and Prometheus, then
-# rolled back everywhere. Then a vLoadBalancer: host2's agent spreads the
+# rolled back everywhere; the lab's Prometheus answers a query over what
+# it scraped. Then a vLoadBalancer: host2's agent spreads the
 # client's connections to a VIP over two backends, and is rolled back.
 #
 # The same steps run unattended, with assertions, in
@@ -110,6 +111,11 @@ curl -s --max-time 3 "$RAMPART_METRICS_URL" |
 say "Prometheus: rampartd's fleet metrics (agents, per-rule counters)"
 curl -s --max-time 3 "$RAMPART_FLEET_METRICS_URL" |
     grep -E '^rampart_fleet_(agents|agents_out_of_date|rule_packets)' || true
+say "Prometheus in the lab, at $RAMPART_PROMETHEUS_URL (node prometheus): it scrapes rampartd, its fleet endpoint and both agents, and evaluates deploy/prometheus/rules.yml"
+sleep 1.5 # one scrape interval
+query='sum by (service, sequence) (rampart_fleet_rule_packets{tenant="acme"})'
+echo "\$ promtool query instant \$RAMPART_PROMETHEUS_URL '$query'"
+rampart-lab exec prometheus -- promtool query instant "$RAMPART_PROMETHEUS_URL" "$query"
 say "Prometheus: host2's agent"
 rampart-lab exec host2 -- curl -s --max-time 3 "http://127.0.0.1:9469/metrics" |
     grep -E '^rampart_(rule_packets_total|policy_version|agent_controller_connected)' | head -8 || true
@@ -155,6 +161,8 @@ Demo done; the lab is still up. Explore further:
   rampartctl check-sync        rampartctl audit -o jsonl
   rampart-lab status           rampart-lab exec client -- curl -s http://10.10.1.12/
   curl -s \$RAMPART_METRICS_URL       curl -s \$RAMPART_FLEET_METRICS_URL
+  rampart-lab exec prometheus -- promtool query instant \$RAMPART_PROMETHEUS_URL 'up'
+  Grafana dashboards and alert rules for this Prometheus: deploy/ (docs/observability.md)
 Take the lab down (removes every namespace, link, process, agent state and BPF pin):
   $bin/rampart-lab down
 MSG

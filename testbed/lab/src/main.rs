@@ -230,7 +230,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 return Ok(ExitCode::from(1));
             };
-            let st = runner::status(&state);
+            let mut st = runner::status(&state);
+            runner::observe(&mut st, &state, &env);
             if json {
                 println!("{}", serde_json::to_string_pretty(&st)?);
             } else {

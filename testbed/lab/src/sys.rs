@@ -485,3 +485,28 @@ pub fn lock(path: &Path) -> Result<fs::File, SysError> {
     }
     Ok(file)
 }
+
+/// `GET path` on `addr` from inside `ns` (HTTP/1.0, `timeout` per step):
+/// the status code and body, or `None` when nothing answers properly.
+#[must_use]
+pub fn http_get(
+    ns: &str,
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+) -> Option<(u16, String)> {
+    use std::io::{Read as _, Write as _};
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    in_netns(ns, move || {
+        let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).ok()?;
+        s.set_read_timeout(Some(timeout)).ok()?;
+        s.write_all(request.as_bytes()).ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        let (head, body) = out.split_once("\r\n\r\n")?;
+        let code = head.split_whitespace().nth(1)?.parse().ok()?;
+        Some((code, body.to_owned()))
+    })
+    .ok()
+    .flatten()
+}

@@ -275,11 +275,14 @@ pub enum Role {
     Client,
     /// An HTTP server answering with its node name.
     Server,
+    /// Prometheus (Debian's package) scraping rampartd, its fleet endpoint
+    /// and every agent of the lab.
+    Prometheus,
 }
 
 impl Role {
     /// Every role, for error messages.
-    pub const ALL: [Role; 9] = [
+    pub const ALL: [Role; 10] = [
         Role::Controller,
         Role::Agent,
         Role::NetconfDevice,
@@ -289,6 +292,7 @@ impl Role {
         Role::SimSdwan,
         Role::Client,
         Role::Server,
+        Role::Prometheus,
     ];
 
     /// The label spelling.
@@ -304,6 +308,7 @@ impl Role {
             Role::SimSdwan => "sim-sdwan",
             Role::Client => "client",
             Role::Server => "server",
+            Role::Prometheus => "prometheus",
         }
     }
 
@@ -1115,13 +1120,14 @@ fn resolve_node(
             "{at}.labels.rampart.address: a device needs an address (the inventory and the simulator use it)"
         ));
     }
-    let needs_address = node.has(Role::Controller) || node.has(Role::Server);
+    let needs_address =
+        node.has(Role::Controller) || node.has(Role::Server) || node.has(Role::Prometheus);
     if needs_address && node.primary_address().is_none() {
         problems.push(format!(
             "{at}.labels.rampart.address: a {} needs an address",
             node.roles
                 .iter()
-                .find(|r| matches!(r, Role::Controller | Role::Server))
+                .find(|r| matches!(r, Role::Controller | Role::Server | Role::Prometheus))
                 .map_or("", |r| r.as_str())
         ));
     }

@@ -14,378 +14,30 @@
 //! targeting hosts by label, applied with rampartctl, enforced by agents in
 //! two namespaces, hit counters through the API.
 
+mod support;
+
 use std::{
     collections::BTreeMap,
-    io::{Read as _, Write as _},
-    net::{SocketAddr, TcpStream},
-    path::{Path, PathBuf},
-    process::{Command, Output, Stdio},
+    net::SocketAddr,
     time::{Duration, Instant},
 };
 
-use rampart_lab::{runner, sys};
+use rampart_lab::runner;
 use serde_json::Value;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(2))
-        == Some("0")
-}
-
-fn bin_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_rampart-lab"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
-/// The reference lab under a unique name, state in a temp dir; `down` on
-/// drop, so a failing step leaves nothing behind either.
-struct Lab {
-    name: String,
-    dir: tempfile::TempDir,
-    topology: PathBuf,
-}
-
-impl Lab {
-    fn reference() -> Lab {
-        let name = format!("d{}", std::process::id() % 100_000);
-        let dir = tempfile::Builder::new()
-            .prefix("rampart-demo-e2e-")
-            .tempdir()
-            .unwrap();
-        let configs = dir.path().join("configs");
-        std::fs::create_dir(&configs).unwrap();
-        for e in std::fs::read_dir(repo().join("testbed/clab/configs")).unwrap() {
-            let e = e.unwrap();
-            std::fs::copy(e.path(), configs.join(e.file_name())).unwrap();
-        }
-        let yaml = std::fs::read_to_string(repo().join("testbed/clab/rampart.clab.yml")).unwrap();
-        assert!(yaml.contains("\nname: rampart\n"), "reference lab renamed?");
-        let topology = dir.path().join("lab.clab.yml");
-        std::fs::write(
-            &topology,
-            yaml.replacen("\nname: rampart\n", &format!("\nname: {name}\n"), 1),
-        )
-        .unwrap();
-        Lab {
-            name,
-            dir,
-            topology,
-        }
-    }
-
-    fn state_dir(&self) -> PathBuf {
-        self.dir.path().join("state")
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_rampart-lab"))
-            .args(args)
-            .arg("--topology")
-            .arg(&self.topology)
-            .arg("--state-dir")
-            .arg(self.state_dir())
-            .arg("--root")
-            .arg(repo())
-            .arg("--ready-timeout")
-            .arg("30")
-            .output()
-            .unwrap()
-    }
-
-    fn ns(&self, node: &str) -> String {
-        runner::ns_name(&self.name, node)
-    }
-
-    /// Everything of the lab still on the machine, found with `ip` and
-    /// `/proc`, independently of the runner.
-    fn remains(&self) -> Vec<String> {
-        let mut left = Vec::new();
-        let netns = Command::new("ip").args(["netns", "list"]).output().unwrap();
-        for line in String::from_utf8_lossy(&netns.stdout).lines() {
-            let ns = line.split_whitespace().next().unwrap_or_default();
-            if ns.starts_with(&format!("rl-{}-", self.name)) {
-                left.push(format!("netns {ns}"));
-            }
-        }
-        let link = Command::new("ip")
-            .args(["link", "show", &format!("rl-{}", self.name)])
-            .output()
-            .unwrap();
-        if link.status.success() {
-            left.push(format!("link rl-{}", self.name));
-        }
-        let marker = format!("{}={}", runner::MARKER, self.name);
-        for e in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(env) = std::fs::read(e.path().join("environ")) else {
-                continue;
-            };
-            if env.split(|b| *b == 0).any(|kv| kv == marker.as_bytes()) {
-                let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-                let zombie = stat
-                    .rsplit_once(") ")
-                    .is_some_and(|(_, r)| r.starts_with('Z'));
-                if !zombie {
-                    let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
-                    left.push(format!(
-                        "process {} {}",
-                        e.file_name().to_string_lossy(),
-                        comm.trim()
-                    ));
-                }
-            }
-        }
-        for p in [
-            runner::bpf_root(&self.name),
-            runner::run_dir(&self.name),
-            self.state_dir().join("nodes"),
-        ] {
-            if p.exists() {
-                left.push(p.display().to_string());
-            }
-        }
-        left
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        // Also after a failed step: nothing of the lab may outlive the
-        // test. A panic here would abort the test binary, so say it loudly.
-        let down = self.run(&["down", "--lab", &self.name]);
-        let left = self.remains();
-        if !down.status.success() || !left.is_empty() {
-            eprintln!(
-                "LEFT BEHIND by lab {}: {left:#?}\n{}",
-                self.name,
-                text(&down)
-            );
-        }
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// rampartctl with the lab's environment (server, CA, admin token).
-struct Ctl {
-    env: Vec<(String, String)>,
-}
-
-impl Ctl {
-    fn var(&self, k: &str) -> String {
-        self.env
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_else(|| panic!("{k} missing from lab.env"))
-    }
-
-    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut child = Command::new(bin_dir().join("rampartctl"))
-            .args(args)
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut input = child.stdin.take().unwrap();
-        input
-            .write_all(stdin.unwrap_or_default().as_bytes())
-            .unwrap();
-        drop(input);
-        child.wait_with_output().unwrap()
-    }
-
-    /// Runs and requires success; stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(args, None);
-        assert!(o.status.success(), "rampartctl {args:?}: {}", text(&o));
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = vec!["-o", "json"];
-        all.extend_from_slice(args);
-        let out = self.ok(&all);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
-    }
-
-    /// Waits until both agents are online and enforce the version rampartd
-    /// wants them to, the agents on `hosts` above their version in `after`
-    /// (agent id -> version: versions are per agent); the new versions.
-    fn agents_converged(
-        &self,
-        after: &BTreeMap<String, u64>,
-        hosts: &[&str],
-    ) -> BTreeMap<String, u64> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let agents = self.json(&["agents"]);
-            let list = agents.as_array().unwrap().clone();
-            let done = list.len() == 2
-                && list.iter().all(|a| {
-                    let before = after
-                        .get(a["agentId"].as_str().unwrap_or_default())
-                        .copied()
-                        .unwrap_or(0);
-                    let changed = hosts.iter().any(|h| a["hostname"] == *h);
-                    a["state"] == "online"
-                        && a["appliedVersion"] == a["desiredVersion"]
-                        && (!changed || a["desiredVersion"].as_u64().unwrap_or(0) > before)
-                });
-            if done {
-                return versions(&agents);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "agents did not converge past versions {after:?}: {agents:#}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-/// Desired version per agent id in `rampartctl -o json agents`.
-fn versions(agents: &Value) -> BTreeMap<String, u64> {
-    agents
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| {
-            (
-                a["agentId"].as_str().unwrap_or_default().to_owned(),
-                a["desiredVersion"].as_u64().unwrap_or(0),
-            )
-        })
-        .collect()
-}
+use support::{
+    Ctl, Lab, agent_metrics, http_get_within, http_text, netconf_running, reference_yaml, repo,
+    sample, skip_without, text, versions,
+};
 
 /// GET / on `addr` from `ns`: the body, or why not within 1 s.
 fn http_get(ns: &str, addr: SocketAddr) -> Result<String, String> {
-    sys::in_netns(ns, move || {
-        let mut s =
-            TcpStream::connect_timeout(&addr, Duration::from_secs(1)).map_err(|e| e.to_string())?;
-        s.set_read_timeout(Some(Duration::from_secs(2)))
-            .map_err(|e| e.to_string())?;
-        s.write_all(b"GET / HTTP/1.0\r\n\r\n")
-            .map_err(|e| e.to_string())?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).map_err(|e| e.to_string())?;
-        Ok(out.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned())
-    })
-    .map_err(|e| e.to_string())?
-}
-
-/// `/metrics` of the agent in `ns` (it listens on the lab port).
-fn agent_metrics(ns: &str) -> String {
-    http_text(ns, "127.0.0.1:9469".parse().unwrap())
-}
-
-/// `GET /metrics` on `addr` from `ns` (None: the host), the whole body.
-fn http_text(ns: &str, addr: SocketAddr) -> String {
-    let fetch = move || {
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-            .unwrap_or_else(|e| panic!("{addr}: {e}"));
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
-    };
-    if ns.is_empty() {
-        fetch()
-    } else {
-        sys::in_netns(ns, fetch).unwrap()
-    }
-}
-
-/// The value of the first sample whose line starts with `prefix`.
-fn sample(metrics: &str, prefix: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
-fn read_until(ch: &mut ssh2::Channel, marker: &str) -> String {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !String::from_utf8_lossy(&buf).contains(marker) {
-        assert!(
-            Instant::now() < deadline,
-            "no {marker:?} in {:?}",
-            String::from_utf8_lossy(&buf)
-        );
-        match ch.read(&mut chunk) {
-            Ok(0) => panic!(
-                "channel closed before {marker:?}: {:?}",
-                String::from_utf8_lossy(&buf)
-            ),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
-            Err(e) => panic!("read: {e}"),
-        }
-    }
-    String::from_utf8_lossy(&buf).into_owned()
+    http_get_within(ns, addr, Duration::from_secs(1))
 }
 
 /// csr1's running configuration, read over NETCONF (`<get-config>`) from
 /// the controller's namespace with the lab's credentials.
 fn csr1_running(ns: &str, user_secret: &str) -> String {
-    const END: &str = "]]>]]>";
-    let addr: SocketAddr = "10.10.0.21:830".parse().unwrap();
-    let tcp = sys::in_netns(ns, move || {
-        TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-    })
-    .unwrap()
-    .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    let (user, secret) = user_secret.split_once(':').unwrap();
-    let mut sess = ssh2::Session::new().unwrap();
-    sess.set_tcp_stream(tcp);
-    sess.set_timeout(15_000);
-    sess.handshake().unwrap();
-    sess.userauth_password(user, secret).unwrap();
-    let mut ch = sess.channel_session().unwrap();
-    ch.subsystem("netconf").unwrap();
-    read_until(&mut ch, END);
-    ch.write_all(
-        format!(
-            "<hello xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\"><capabilities><capability>urn:ietf:params:netconf:base:1.0</capability></capabilities></hello>{END}"
-        )
-        .as_bytes(),
-    )
-    .unwrap();
-    // netconfd drops an <rpc> arriving in the same read as the <hello>.
-    std::thread::sleep(Duration::from_millis(50));
-    ch.write_all(
-        format!(
-            "<rpc message-id=\"1\" xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\"><get-config><source><running/></source></get-config></rpc>{END}"
-        )
-        .as_bytes(),
-    )
-    .unwrap();
-    read_until(&mut ch, END)
+    netconf_running(ns, "10.10.0.21:830".parse().unwrap(), user_secret)
 }
 
 /// A simulator's persisted state (what its API/CLI shows), as text.
@@ -466,35 +118,19 @@ const ACL: &str = "RP4-acme-web_fw";
     reason = "the demo's steps read best as one sequence"
 )]
 fn demo_applies_enforces_counts_and_rolls_back_on_the_lab() {
-    if !is_root() {
-        eprintln!(
-            "SKIP: demo_applies_enforces_counts_and_rolls_back_on_the_lab needs root (network namespaces, veth, eBPF)"
-        );
+    if skip_without(
+        "demo_applies_enforces_counts_and_rolls_back_on_the_lab",
+        &["rampartd", "rampartctl", "rampart-agent"],
+    ) {
         return;
     }
-    for b in ["rampartd", "rampartctl", "rampart-agent"] {
-        if !bin_dir().join(b).is_file() {
-            eprintln!(
-                "SKIP: demo_applies_enforces_counts_and_rolls_back_on_the_lab needs {b} in {} (cargo build -p rampart-controller -p rampartctl -p rampart-agent)",
-                bin_dir().display()
-            );
-            return;
-        }
-    }
     let t0 = Instant::now();
-    let lab = Lab::reference();
+    let lab = Lab::new("demo", &reference_yaml()).ready_timeout(30);
     let up = lab.run(&["up"]);
     assert!(up.status.success(), "up: {}", text(&up));
     let t_up = t0.elapsed();
     let env_text = std::fs::read_to_string(lab.state_dir().join("lab.env")).unwrap();
-    let ctl = Ctl {
-        env: env_text
-            .lines()
-            .filter_map(|l| l.strip_prefix("export "))
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.trim_matches('\'').to_owned()))
-            .collect(),
-    };
+    let ctl = Ctl::of(&lab);
     assert!(
         !env_text.contains("RAMPART_POLICY_HOST"),
         "managed agents have no policy file: {env_text}"

@@ -4,225 +4,53 @@
 //! directly, not only through the runner's own view. Every test uses its own
 //! lab name and state directory and tears down in a Drop guard.
 
+mod support;
+
 use std::{
     io::{Read as _, Write as _},
     net::{SocketAddr, TcpStream},
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Output},
     time::{Duration, Instant},
 };
 
 use rampart_lab::{runner, sys};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(2))
-        == Some("0")
-}
-
-fn skip(test: &str) -> bool {
-    if is_root() {
-        return false;
-    }
-    eprintln!("SKIP: {test} needs root (network namespaces, veth, bpffs)");
-    true
-}
-
-/// A lab name unique to this process and test (at most 12 characters).
-fn unique(tag: &str) -> String {
-    format!("t{}{tag}", std::process::id() % 100_000)
-}
-
-/// A lab under test: topology and state in a temp dir, torn down on drop.
-struct Lab {
-    name: String,
-    dir: tempfile::TempDir,
-    topology: PathBuf,
-}
-
-impl Lab {
-    /// Writes `yaml` (with `NAME` replaced) as the topology; the reference
-    /// lab's `configs/` are copied next to it for relative paths.
-    fn new(tag: &str, yaml: &str) -> Lab {
-        let name = unique(tag);
-        let dir = tempfile::Builder::new()
-            .prefix("rampart-lab-test-")
-            .tempdir()
-            .unwrap();
-        let configs = dir.path().join("configs");
-        std::fs::create_dir(&configs).unwrap();
-        for e in std::fs::read_dir(repo().join("testbed/clab/configs")).unwrap() {
-            let e = e.unwrap();
-            std::fs::copy(e.path(), configs.join(e.file_name())).unwrap();
-        }
-        let topology = dir.path().join("lab.clab.yml");
-        std::fs::write(&topology, yaml.replace("NAME", &name)).unwrap();
-        Lab {
-            name,
-            dir,
-            topology,
-        }
-    }
-
-    fn state_dir(&self) -> PathBuf {
-        self.dir.path().join("state")
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.run_timeout(args, 20)
-    }
-
-    /// `run` with `--ready-timeout SECS`.
-    fn run_timeout(&self, args: &[&str], secs: u32) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_rampart-lab"))
-            .args(args)
-            .arg("--topology")
-            .arg(&self.topology)
-            .arg("--state-dir")
-            .arg(self.state_dir())
-            .arg("--root")
-            .arg(repo())
-            .arg("--ready-timeout")
-            .arg(secs.to_string())
-            .output()
-            .unwrap()
-    }
-
-    fn ns(&self, node: &str) -> String {
-        runner::ns_name(&self.name, node)
-    }
-
-    /// Everything with the lab's name, found independently of the runner.
-    fn remains(&self) -> Vec<String> {
-        let mut left = Vec::new();
-        let netns = Command::new("ip").args(["netns", "list"]).output().unwrap();
-        for line in String::from_utf8_lossy(&netns.stdout).lines() {
-            let ns = line.split_whitespace().next().unwrap_or_default();
-            if ns.starts_with(&format!("rl-{}-", self.name)) {
-                left.push(format!("netns {ns}"));
-            }
-        }
-        let link = Command::new("ip")
-            .args(["link", "show", &format!("rl-{}", self.name)])
-            .output()
-            .unwrap();
-        if link.status.success() {
-            left.push(format!("link rl-{}", self.name));
-        }
-        let marker = format!("{}={}", runner::MARKER, self.name);
-        for e in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(env) = std::fs::read(e.path().join("environ")) else {
-                continue;
-            };
-            if env.split(|b| *b == 0).any(|kv| kv == marker.as_bytes()) {
-                let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
-                let state = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-                let zombie = state
-                    .rsplit_once(") ")
-                    .is_some_and(|(_, r)| r.starts_with('Z'));
-                if !zombie {
-                    left.push(format!(
-                        "process {} {}",
-                        e.file_name().to_string_lossy(),
-                        comm.trim()
-                    ));
-                }
-            }
-        }
-        for p in [
-            runner::bpf_root(&self.name),
-            runner::run_dir(&self.name),
-            self.state_dir().join("nodes"),
-        ] {
-            if p.exists() {
-                left.push(format!("{}", p.display()));
-            }
-        }
-        left
-    }
-
-    fn assert_clean(&self, when: &str) {
-        let left = self.remains();
-        assert!(left.is_empty(), "{when}: left behind: {left:#?}");
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = self.run(&["down", "--lab", &self.name]);
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use support::{
+    Lab, bin_dir, http_get_within, netconf_running, partly_skipped, read_until, reference_yaml,
+    repo, skip, skip_without, ssh_session, text,
+};
 
 /// GET / on `addr` from inside `ns`; the body.
 fn http_get(ns: &str, addr: SocketAddr) -> Result<String, String> {
-    sys::in_netns(ns, move || {
-        let mut s =
-            TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
-        s.set_read_timeout(Some(Duration::from_secs(2)))
-            .map_err(|e| e.to_string())?;
-        s.write_all(b"GET / HTTP/1.0\r\n\r\n")
-            .map_err(|e| e.to_string())?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).map_err(|e| e.to_string())?;
-        Ok(out.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned())
-    })
-    .map_err(|e| e.to_string())?
+    http_get_within(ns, addr, Duration::from_secs(2))
 }
 
 /// The reference lab under a unique name, with host1's agent in standalone
 /// mode (a policy file) and host2's managed (enrolled with rampartd): both
 /// ways the runner starts agents. The demo's test runs both managed.
 fn reference(tag: &str) -> Lab {
-    let yaml = std::fs::read_to_string(repo().join("testbed/clab/rampart.clab.yml")).unwrap();
+    let yaml = reference_yaml();
     let host1 = "        rampart.label.role: web\n";
     assert!(yaml.contains(host1), "host1's labels changed");
     Lab::new(
         tag,
-        &yaml
-            .replacen("name: rampart\n", "name: NAME\n", 1)
-            .replacen(
-                host1,
-                &format!("{host1}        rampart.agent-mode: standalone\n"),
-                1,
-            ),
+        &yaml.replacen(
+            host1,
+            &format!("{host1}        rampart.agent-mode: standalone\n"),
+            1,
+        ),
     )
 }
 
 #[test]
 fn reference_lab_up_status_traffic_down_leaves_nothing() {
-    if skip("reference_lab_up_status_traffic_down_leaves_nothing") {
+    if skip_without(
+        "reference_lab_up_status_traffic_down_leaves_nothing",
+        &["rampartd"],
+    ) {
         return;
     }
-    let bin_dir = PathBuf::from(env!("CARGO_BIN_EXE_rampart-lab"))
-        .parent()
-        .unwrap()
-        .to_owned();
-    if !bin_dir.join("rampartd").is_file() {
-        eprintln!(
-            "SKIP: reference_lab_up_status_traffic_down_leaves_nothing needs rampartd in {} (cargo build -p rampart-controller)",
-            bin_dir.display()
-        );
-        return;
-    }
+    let bin_dir = bin_dir();
     let lab = reference("ref");
     lab.assert_clean("before up");
     let t = Instant::now();
@@ -244,13 +72,14 @@ fn reference_lab_up_status_traffic_down_leaves_nothing() {
     assert!(st.status.success(), "status: {}", text(&st));
     let json: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
     let nodes = json["nodes"].as_array().unwrap();
-    assert_eq!(nodes.len(), 16, "{json:#}");
+    assert_eq!(nodes.len(), 17, "{json:#}");
     for n in nodes {
         assert_eq!(n["ns_present"], true, "{n}");
         for p in n["processes"].as_array().unwrap() {
             assert_eq!(p[2], true, "process alive: {n}");
         }
     }
+    prometheus_scrapes_the_lab(&lab, nodes);
 
     // The network: the client reaches host1 directly and the backends
     // through host2 (routing + forwarding), each answering with its name.
@@ -377,7 +206,10 @@ fn reference_lab_up_status_traffic_down_leaves_nothing() {
             agent_dir.display()
         );
     } else {
-        eprintln!("NOTE: rampart-agent is not built; the filtering part of this test did not run");
+        partly_skipped(
+            "reference_lab_up_status_traffic_down_leaves_nothing",
+            "rampart-agent is not built (host filtering)",
+        );
     }
 
     // up again: nothing to do.
@@ -420,6 +252,56 @@ fn reference_lab_up_status_traffic_down_leaves_nothing() {
         "status of a lab that is down: {}",
         text(&st)
     );
+}
+
+/// The lab's Prometheus runs and says where it is; `status` shows the
+/// managed agent online in rampartd's fleet and, once Prometheus scraped
+/// them, all four targets (rampartd, its fleet endpoint, both agents) up.
+fn prometheus_scrapes_the_lab(lab: &Lab, nodes: &[serde_json::Value]) {
+    let prom = nodes.iter().find(|n| n["node"] == "prometheus").unwrap();
+    assert_eq!(prom["processes"][0][0], "prometheus", "{prom}");
+    assert_eq!(
+        prom["info"]["prometheus"], "http://10.10.0.50:9090",
+        "{prom}"
+    );
+    let env = std::fs::read_to_string(lab.state_dir().join("lab.env")).unwrap();
+    assert!(
+        env.contains("export RAMPART_PROMETHEUS_URL='http://10.10.0.50:9090'"),
+        "{env}"
+    );
+    if !bin_dir().join("rampart-agent").is_file() {
+        partly_skipped(
+            "reference_lab_up_status_traffic_down_leaves_nothing",
+            "rampart-agent is not built (agents in status and Prometheus)",
+        );
+        return;
+    }
+    let host2 = nodes.iter().find(|n| n["node"] == "host2").unwrap();
+    assert_eq!(host2["live"]["fleet"], "online", "{host2}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let st = lab.run(&["status", "--json"]);
+        let json: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+        let prom = json["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["node"] == "prometheus")
+            .unwrap()
+            .clone();
+        if prom["live"]["targets"] == "4/4 up" {
+            let table = lab.run(&["status"]);
+            let table = String::from_utf8_lossy(&table.stdout).into_owned();
+            assert!(table.contains("targets: 4/4 up"), "{table}");
+            assert!(table.contains("fleet: online"), "{table}");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never had all targets up: {prom:#}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
 }
 
 fn libc_sigkill() -> i32 {
@@ -535,21 +417,11 @@ fn broken_exec_midway_fails_up_and_leaves_nothing() {
 /// controller included.
 #[test]
 fn managed_agent_that_never_comes_online_fails_up_and_leaves_nothing() {
-    if skip("managed_agent_that_never_comes_online_fails_up_and_leaves_nothing") {
+    if skip_without(
+        "managed_agent_that_never_comes_online_fails_up_and_leaves_nothing",
+        &["rampartd", "rampartctl", "rampart-agent"],
+    ) {
         return;
-    }
-    let bin_dir = PathBuf::from(env!("CARGO_BIN_EXE_rampart-lab"))
-        .parent()
-        .unwrap()
-        .to_owned();
-    for b in ["rampartd", "rampartctl", "rampart-agent"] {
-        if !bin_dir.join(b).is_file() {
-            eprintln!(
-                "SKIP: managed_agent_that_never_comes_online_fails_up_and_leaves_nothing needs {b} in {}",
-                bin_dir.display()
-            );
-            return;
-        }
     }
     let lab = Lab::new(
         "lost",
@@ -649,46 +521,6 @@ r = urllib.request.urlopen(req, context=ctx("VMANAGE1_CA_CERT"), timeout=5)
 assert r.read() == b"" and "JSESSIONID=" in r.headers.get("Set-Cookie", ""), "login refused"
 print("vmanage session")
 "#;
-
-/// Reads from `ch` until `marker` appears; the text read.
-fn read_until(ch: &mut ssh2::Channel, marker: &str) -> String {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !String::from_utf8_lossy(&buf).contains(marker) {
-        assert!(
-            Instant::now() < deadline,
-            "no {marker:?} in {:?}",
-            String::from_utf8_lossy(&buf)
-        );
-        match ch.read(&mut chunk) {
-            Ok(0) => panic!(
-                "channel closed before {marker:?}: {:?}",
-                String::from_utf8_lossy(&buf)
-            ),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
-            Err(e) => panic!("read: {e}"),
-        }
-    }
-    String::from_utf8_lossy(&buf).into_owned()
-}
-
-fn ssh_session(ns: &str, addr: SocketAddr, user_secret: &str) -> ssh2::Session {
-    let tcp = sys::in_netns(ns, move || {
-        TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-    })
-    .unwrap()
-    .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    let (user, secret) = user_secret.split_once(':').unwrap();
-    let mut sess = ssh2::Session::new().unwrap();
-    sess.set_tcp_stream(tcp);
-    sess.set_timeout(15_000);
-    sess.handshake().unwrap();
-    sess.userauth_password(user, secret)
-        .unwrap_or_else(|e| panic!("{addr} login as {user}: {e}"));
-    sess
-}
 
 /// csr1 speaks NETCONF over SSH with the Cisco models: an ACL edit on the
 /// candidate commits and shows in running; an out-of-range port is refused
@@ -820,33 +652,6 @@ fn host1_agent_filters(lab: &Lab, policy: &str) {
     assert!(pinned > 0, "agent objects pinned under {}", pins.display());
 }
 
-/// `<get-config>` of running on a NETCONF device, as text.
-fn netconf_running(ns: &str, addr: SocketAddr, user_secret: &str) -> String {
-    const END: &str = "]]>]]>";
-    let sess = ssh_session(ns, addr, user_secret);
-    let mut ch = sess.channel_session().unwrap();
-    ch.subsystem("netconf").unwrap();
-    read_until(&mut ch, END);
-    ch.write_all(
-        format!(
-            "<hello xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\"><capabilities><capability>urn:ietf:params:netconf:base:1.0</capability></capabilities></hello>{END}"
-        )
-        .as_bytes(),
-    )
-    .unwrap();
-    // A separate message, a moment later: netconfd drops an <rpc> that
-    // arrives in the same read as the client's <hello>.
-    std::thread::sleep(Duration::from_millis(50));
-    ch.write_all(
-        format!(
-            "<rpc message-id=\"1\" xmlns=\"urn:ietf:params:xml:ns:netconf:base:1.0\"><get-config><source><running/></source></get-config></rpc>{END}"
-        )
-        .as_bytes(),
-    )
-    .unwrap();
-    read_until(&mut ch, END)
-}
-
 const MINI_FW: &str = "apiVersion: rampart.io/v1
 kind: Firewall
 metadata: {name: lab-fw, tenant: lab}
@@ -866,22 +671,13 @@ spec:
 /// (the ACL is gone).
 #[test]
 fn controller_applies_and_rolls_back_on_the_lab_device() {
-    if skip("controller_applies_and_rolls_back_on_the_lab_device") {
+    if skip_without(
+        "controller_applies_and_rolls_back_on_the_lab_device",
+        &["rampartd", "rampartctl"],
+    ) {
         return;
     }
-    let bin_dir = PathBuf::from(env!("CARGO_BIN_EXE_rampart-lab"))
-        .parent()
-        .unwrap()
-        .to_owned();
-    for b in ["rampartd", "rampartctl"] {
-        if !bin_dir.join(b).is_file() {
-            eprintln!(
-                "SKIP: controller_applies_and_rolls_back_on_the_lab_device needs {b} in {} (cargo build -p rampart-controller -p rampartctl)",
-                bin_dir.display()
-            );
-            return;
-        }
-    }
+    let bin_dir = bin_dir();
     let yaml =
         std::fs::read_to_string(repo().join("testbed/topologies/mini/mini.clab.yml")).unwrap();
     let lab = Lab::new("e2e", &yaml.replacen("name: mini\n", "name: NAME\n", 1));

@@ -2,22 +2,19 @@
 //! schema, its inventory, its `exec` lines and its startup configurations;
 //! and precise errors for broken topologies. No root needed.
 
+mod support;
+
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
 };
 
 use rampart_lab::{
-    inventory, runner,
+    inventory,
+    runner::{self, roles::prometheus},
     topology::{self, AgentMode, Kind, Lab, Role, TopologyError},
 };
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
+use support::repo;
 
 /// Every `*.clab.yml` under the repository (build output and tools skipped).
 fn topology_files() -> Vec<PathBuf> {
@@ -535,4 +532,136 @@ fn inventory_disagreements_are_named() {
             .any(|x| x == "device a has no device role in the topology"),
         "{p:?}"
     );
+}
+
+/// `(job, target, node label)` of every scrape target in a Prometheus
+/// configuration.
+fn scrape_targets(config: &str) -> Vec<(String, String, String)> {
+    let v: serde_json::Value = serde_norway::from_str(config).unwrap();
+    let mut out = Vec::new();
+    for job in v["scrape_configs"].as_array().unwrap() {
+        for group in job["static_configs"].as_array().unwrap() {
+            for t in group["targets"].as_array().unwrap() {
+                out.push((
+                    job["job_name"].as_str().unwrap().to_owned(),
+                    t.as_str().unwrap().to_owned(),
+                    group["labels"]["node"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The containerlab lab's Prometheus (configs/prometheus.yml, its node's
+/// command and binds, the image) scrapes exactly what the netns lab's
+/// does: rampartd, its fleet endpoint and both agents, at the topology's
+/// addresses and the runner's ports, and loads the repository's rules.
+#[test]
+fn clab_prometheus_scrapes_what_the_netns_lab_does() {
+    let dir = repo().join("testbed/clab");
+    let lab = topology::load(&dir.join("rampart.clab.yml")).unwrap();
+    let node = lab
+        .nodes
+        .iter()
+        .find(|n| n.has(Role::Prometheus))
+        .expect("the reference lab has a prometheus node");
+    let clab = std::fs::read_to_string(dir.join("configs/prometheus.yml")).unwrap();
+    let netns = prometheus::config(&lab, Some(Path::new("/etc/rampart/rules.yml")));
+    let want: Vec<(String, String, String)> = {
+        let mut v: Vec<_> = prometheus::jobs(&lab)
+            .into_iter()
+            .flat_map(|j| {
+                j.targets
+                    .into_iter()
+                    .map(move |(t, n)| (j.job.to_owned(), t, n))
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(want.len(), 4, "rampartd, fleet, host1, host2: {want:?}");
+    assert!(
+        want.contains(&(
+            "rampart-fleet".into(),
+            format!("10.10.0.10:{}", runner::FLEET_METRICS_PORT),
+            "controller".into()
+        )),
+        "{want:?}"
+    );
+    assert_eq!(scrape_targets(&clab), want, "configs/prometheus.yml");
+    assert_eq!(scrape_targets(&netns), want, "the netns lab's config");
+    for doc in [&clab, &netns] {
+        let v: serde_json::Value = serde_norway::from_str(doc).unwrap();
+        assert_eq!(v["rule_files"][0], "/etc/rampart/rules.yml", "{doc}");
+        assert_eq!(
+            v["global"]["scrape_interval"],
+            prometheus::SCRAPE_INTERVAL,
+            "{doc}"
+        );
+    }
+
+    let raw: serde_json::Value =
+        serde_norway::from_str(&std::fs::read_to_string(dir.join("rampart.clab.yml")).unwrap())
+            .unwrap();
+    let clab_node = &raw["topology"]["nodes"][&node.name];
+    let cmd = clab_node["cmd"].as_str().unwrap();
+    let listen = format!("--web.listen-address={}", prometheus::address(node));
+    assert!(cmd.contains(&listen), "{cmd}");
+    assert!(
+        cmd.contains("--config.file=/etc/rampart/prometheus.yml"),
+        "{cmd}"
+    );
+    assert_eq!(
+        clab_node["binds"][0],
+        "configs/prometheus.yml:/etc/rampart/prometheus.yml:ro"
+    );
+    let docker = std::fs::read_to_string(dir.join("Dockerfile")).unwrap();
+    assert!(docker.contains(" prometheus "), "{docker}");
+    assert!(
+        docker.contains("COPY deploy/prometheus/rules.yml /etc/rampart/rules.yml"),
+        "{docker}"
+    );
+}
+
+/// promtool accepts both configurations (the rules path pointed at the
+/// repository's file, as the containers bind it).
+#[test]
+fn prometheus_configs_pass_promtool_check_config() {
+    if support::skip_because(
+        "prometheus_configs_pass_promtool_check_config",
+        (!Path::new("/usr/bin/promtool").is_file())
+            .then(|| "needs promtool: bash scripts/install/prometheus.sh".to_owned()),
+    ) {
+        return;
+    }
+    let dir = repo().join("testbed/clab");
+    let lab = topology::load(&dir.join("rampart.clab.yml")).unwrap();
+    let rules = repo().join(prometheus::RULES);
+    let tmp = tempfile::tempdir().unwrap();
+    let clab = std::fs::read_to_string(dir.join("configs/prometheus.yml"))
+        .unwrap()
+        .replace("/etc/rampart/rules.yml", &rules.display().to_string());
+    for (name, text) in [
+        ("clab.yml", clab),
+        ("netns.yml", prometheus::config(&lab, Some(&rules))),
+    ] {
+        let f = tmp.path().join(name);
+        std::fs::write(&f, text).unwrap();
+        let out = std::process::Command::new("/usr/bin/promtool")
+            .args(["check", "config"])
+            .arg(&f)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
