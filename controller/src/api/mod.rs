@@ -904,7 +904,7 @@ fn apply_summary(req: &pb::ApplyServiceRequest) -> serde_json::Value {
         "sourceName": req.source_name,
         "dryRun": req.dry_run,
         "documentBytes": req.document.len(),
-        "documentSha256": crate::auth::tokens::hex(digest.as_ref()),
+        "documentSha256": hex::encode(digest),
     })
 }
 

@@ -40,8 +40,7 @@ pub struct AgentCert {
 /// SHA-256 hex of bytes.
 #[must_use]
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    let d = ring::digest::digest(&ring::digest::SHA256, bytes);
-    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
 }
 
 fn cert_err(what: &str) -> impl FnOnce(rcgen::Error) -> FleetError + '_ {

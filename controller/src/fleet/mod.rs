@@ -151,7 +151,7 @@ fn random_hex(bytes: usize) -> String {
     // The system RNG does not fail on Linux; zeros would only weaken a token
     // that is also single-use and short-lived.
     let _ = ring::rand::SystemRandom::new().fill(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    hex::encode(b)
 }
 
 fn valid_label(s: &str) -> bool {
