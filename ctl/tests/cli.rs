@@ -435,3 +435,231 @@ fn missing_or_bad_credentials_exit_7() {
         .unwrap();
     assert_ne!(out.status.code(), Some(0), "{out:?}");
 }
+
+/// A shell is needed to test its completion script; in CI a missing one
+/// fails the run (scripts/install/00-base.sh installs zsh and fish).
+fn shell(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.exists())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "{name} is not installed: bash scripts/install/00-base.sh"
+        );
+        eprintln!("SKIP: completion test for {name}: not installed");
+    }
+    found
+}
+
+fn completion_script(shell: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_rampartctl"))
+        .args(["completion", shell])
+        .output()
+        .unwrap();
+    ok(&out)
+}
+
+/// Each shell loads the script and completes a partial command line to
+/// the commands and flags rampartctl really has.
+#[test]
+fn completion_scripts_complete_in_each_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    for sh in ["bash", "zsh", "fish"] {
+        std::fs::write(dir.path().join(sh), completion_script(sh)).unwrap();
+    }
+    if let Some(bash) = shell("bash") {
+        let script = format!(
+            "source {}/bash
+             complete_line() {{ COMP_WORDS=($1); COMP_CWORD=$2; COMP_LINE=\"$1\"; \
+               COMP_POINT=${{#COMP_LINE}}; _rampartctl rampartctl \"${{COMP_WORDS[$2]}}\" \
+               \"${{COMP_WORDS[$2-1]}}\"; printf '%s\\n' \"${{COMPREPLY[@]}}\"; }}
+             complete_line 'rampartctl che' 1
+             complete_line 'rampartctl get transactions --pa' 3",
+            dir.path().display()
+        );
+        let out = ok(&Command::new(bash).args(["-c", &script]).output().unwrap());
+        let words: Vec<&str> = out.lines().collect();
+        assert_eq!(words, ["check-sync", "--page-token"], "{out}");
+    }
+    if let Some(fish) = shell("fish") {
+        let script = format!(
+            "source {}/fish; complete -C 'rampartctl comp'; \
+             complete -C 'rampartctl get transactions --page'; complete -C 'rampartctl --output='",
+            dir.path().display()
+        );
+        let out = ok(&Command::new(fish).args(["-c", &script]).output().unwrap());
+        let words: Vec<&str> = out.lines().map(|l| l.split('\t').next().unwrap()).collect();
+        assert_eq!(
+            words,
+            [
+                "completion",
+                "--page-token",
+                "--output=json",
+                "--output=jsonl",
+                "--output=table",
+                "--output=yaml",
+            ],
+            "{out}"
+        );
+    }
+    if let Some(zsh) = shell("zsh") {
+        // zsh completion needs an interactive line editor to run; loading
+        // the script through compinit and finding it registered for
+        // rampartctl is what a user's shell does at start.
+        let script = format!(
+            "fpath=({} $fpath); cp {}/zsh {}/_rampartctl; autoload -U compinit; \
+             compinit -u -d {}/zcompdump; print -r -- ${{_comps[rampartctl]}}",
+            dir.path().display(),
+            dir.path().display(),
+            dir.path().display(),
+            dir.path().display()
+        );
+        let out = ok(&Command::new(zsh)
+            .args(["-f", "-c", &script])
+            .output()
+            .unwrap());
+        assert_eq!(out.trim(), "_rampartctl", "{out}");
+        let text = std::fs::read_to_string(dir.path().join("zsh")).unwrap();
+        assert!(
+            text.contains("'--page-token=[") && text.contains("check-sync"),
+            "zsh script lacks commands"
+        );
+    }
+}
+
+/// The documented limit is enforced before anything is sent: the server
+/// named here does not exist, so reaching it would exit 6.
+#[test]
+fn documents_over_4_mib_are_refused_before_connecting() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.yaml");
+    std::fs::write(&big, "# padding\n".repeat(600_000)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rampartctl"))
+        .env_clear()
+        .env("HOME", dir.path())
+        .env(
+            "RAMPART_SERVER",
+            format!("http://127.0.0.1:{}", free_port()),
+        )
+        .args(["apply", "-f", big.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("documents over 4 MiB are refused"), "{err}");
+    assert!(err.contains("big.yaml"), "{err}");
+}
+
+/// History comes in pages: `--limit` bounds a page, the printed token
+/// continues it, and changes are summarised unless `--full`.
+#[test]
+fn transaction_history_is_paged_and_summarised() {
+    let d = start();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("fw.yaml");
+    std::fs::write(&spec, HOST_FIREWALL).unwrap();
+    for _ in 0..3 {
+        ok(&ctl(&d, &["apply", "-f", spec.to_str().unwrap()]));
+    }
+    let ids = |out: &Output| -> Vec<String> {
+        let page: serde_json::Value = serde_json::from_str(&ok(out)).unwrap();
+        page.as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let all = ids(&ctl(&d, &["-o", "json", "get", "transactions"]));
+    assert_eq!(all.len(), 3, "{all:?}");
+    let first = ctl(&d, &["-o", "json", "get", "transactions", "--limit", "2"]);
+    assert_eq!(ids(&first), all[..2]);
+    let hint = String::from_utf8_lossy(&first.stderr);
+    let token = &all[1];
+    assert!(
+        hint.contains(&format!(
+            "more: rampartctl get transactions --page-token {token}"
+        )),
+        "{hint}"
+    );
+    let rest = ctl(
+        &d,
+        &[
+            "-o",
+            "json",
+            "get",
+            "transactions",
+            "--limit",
+            "2",
+            "--page-token",
+            token,
+        ],
+    );
+    assert_eq!(ids(&rest), all[2..]);
+    assert!(!String::from_utf8_lossy(&rest.stderr).contains("more:"));
+    let page: serde_json::Value = serde_json::from_str(&ok(&rest)).unwrap();
+    // RFC 3339 in machine formats.
+    let started = page[0]["started"].as_str().unwrap();
+    assert!(
+        humantime::parse_rfc3339(started).is_ok(),
+        "started {started:?} is not RFC 3339"
+    );
+
+    let full = ok(&ctl(&d, &["-o", "json", "get", "transactions", "--full"]));
+    let summary = ok(&ctl(&d, &["-o", "json", "get", "transactions"]));
+    let full: serde_json::Value = serde_json::from_str(&full).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    let contents = |v: &serde_json::Value| -> Vec<String> {
+        v[0]["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["content"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (full, summary) = (contents(&full), contents(&summary));
+    assert!(!full.is_empty());
+    for (f, s) in full.iter().zip(&summary) {
+        if f.len() > 256 {
+            assert!(s.starts_with("<summarised: "), "{s}");
+            assert!(
+                s.contains(&format!("rampartctl get transaction {}", all[0])),
+                "{s}"
+            );
+        } else {
+            assert_eq!(f, s);
+        }
+    }
+    let bad = ctl(&d, &["get", "transactions", "--page-token", "next please"]);
+    assert_eq!(bad.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("page_token:"));
+}
+
+/// The issue's own example: a port out of range is refused, naming the
+/// device and the field, and nothing is stored.
+#[test]
+fn a_device_with_an_impossible_port_is_refused() {
+    let d = start();
+    let out = ctl(
+        &d,
+        &[
+            "devices",
+            "add",
+            "bad1",
+            "--platform",
+            "iosxe",
+            "--address",
+            "10.10.0.21:99999",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("device bad1") && err.contains("address") && err.contains("not in 1-65535"),
+        "{err}"
+    );
+    let listed = ok(&ctl(&d, &["-o", "json", "get", "devices"]));
+    assert_eq!(listed.trim(), "[]");
+}

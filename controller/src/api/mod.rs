@@ -34,6 +34,7 @@ use crate::{
 
 mod access;
 mod convert;
+mod history;
 
 pub use convert::{diagnostic_to_pb, service_to_pb};
 
@@ -686,24 +687,7 @@ impl TransactionManager for Api {
         let call = Self::call(&request, "TransactionManager/ListTransactions", json!(null))?;
         let req = request.into_inner();
         self.observe(&call, async {
-            let limit = if req.limit == 0 {
-                50
-            } else {
-                req.limit.min(10_000) as usize
-            };
-            let service = (!req.service.is_empty()).then_some(req.service.as_str());
-            // Scan deeper than `limit` so filtering out foreign tenants'
-            // transactions still fills the page.
-            let transactions = self
-                .store
-                .txns(limit.saturating_mul(20).min(100_000), service)
-                .map_err(store_status)?
-                .iter()
-                .filter(|t| txn_visible(&call.caller, t))
-                .take(limit)
-                .map(|t| convert::txn_to_pb(t, &call.caller.tenant_filter()))
-                .collect();
-            Ok(pb::ListTransactionsResponse { transactions })
+            history::list(&self.store, &call.caller, &req)
         })
         .await
     }
@@ -725,9 +709,7 @@ impl TransactionManager for Api {
                 ))
             };
             match self.store.txn(id).map_err(store_status)? {
-                Some(t) if txn_visible(&call.caller, &t) => {
-                    Ok(convert::txn_to_pb(&t, &call.caller.tenant_filter()))
-                }
+                Some(t) if txn_visible(&call.caller, &t) => Ok(bounded_txn(&t, &call.caller)),
                 Some(_) => Err(foreign()),
                 // A tenant-scoped caller gets the same answer for a missing
                 // transaction as for another tenant's.
@@ -772,16 +754,13 @@ impl TransactionManager for Api {
             let author = call.caller.author();
             if req.dry_run {
                 let plan = self.engine.plan_rollback(id, &author).map_err(txn_status)?;
-                return Ok(convert::txn_to_pb(
-                    &plan.record,
-                    &call.caller.tenant_filter(),
-                ));
+                return Ok(bounded_txn(&plan.record, &call.caller));
             }
             match self.engine.rollback(id, &author).await {
                 Ok(record) => {
                     self.metrics.transaction("rollback", "committed");
                     call.note(|n| n.transaction = Some(store::txn_display_id(record.id)));
-                    Ok(convert::txn_to_pb(&record, &call.caller.tenant_filter()))
+                    Ok(bounded_txn(&record, &call.caller))
                 }
                 Err(e) => {
                     self.metrics.transaction("rollback", "failed");
@@ -867,6 +846,14 @@ impl Api {
             .map_err(store_status)?;
         Ok(out)
     }
+}
+
+/// A transaction as one answer shows it: scoped to the caller's tenants
+/// and within the response budget.
+fn bounded_txn(t: &TxnRecord, caller: &Caller) -> pb::Transaction {
+    let mut shown = convert::txn_to_pb(t, &caller.tenant_filter());
+    history::bound(&mut shown, history::RESPONSE_BUDGET);
+    shown
 }
 
 /// DeviceInUse, naming only the services the caller may see.
