@@ -117,6 +117,9 @@ pub async fn run(
     let fleet_tasks =
         crate::fleet::start(&fleet, &config.agents, &data_dir, wait(stop_rx.clone())).await?;
 
+    // Inside the auth layer: it sees the caller and counts only admitted
+    // calls (refusals are audited by the auth layer itself).
+    let audit_layer = crate::auth::audit::AuditLayer::new(store.clone(), metrics.clone());
     let metrics_task = listeners.metrics.map(|l| {
         let addr = l.local_addr().ok();
         tracing::info!(addr = ?addr, "metrics listening");
@@ -164,6 +167,7 @@ pub async fn run(
     server
         .timeout(Duration::from_secs(120))
         .layer(security.layer)
+        .layer(audit_layer)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -573,7 +573,7 @@ fn device_addresses_are_checked_beyond_the_pattern() {
     for (address, says) in [
         ("10.10.0.21:99999", "port \"99999\" is not in 1-65535"),
         ("10.10.0.256", "is not an IPv4 address"),
-        ("[2001:db8::g]:830", "is not an IPv6 address"),
+        ("[2001:db8:::1]:830", "is not an IPv6 address"),
     ] {
         let mut bad = device("bad1");
         bad.address = address.to_owned();

@@ -663,3 +663,250 @@ fn a_device_with_an_impossible_port_is_refused() {
     let listed = ok(&ctl(&d, &["-o", "json", "get", "devices"]));
     assert_eq!(listed.trim(), "[]");
 }
+
+// ===== the README's install steps, followed =====
+
+/// A unit a README step started, as systemd would run it.
+struct Unit {
+    name: String,
+    child: Child,
+}
+
+/// The README's "Running under systemd" steps, run as written in a
+/// sandbox: the shell blocks are read from README.md, and only what a test
+/// cannot do on a shared machine is rewritten, each rewrite listed here:
+/// absolute paths move under a temporary root, the fixed ports become free
+/// ones, `rampartd.example` is `localhost` (a name in the agent port's
+/// certificate), `cargo build --release` is the build that made this test
+/// (its binaries stand in for `target/release/`), and `systemctl enable
+/// --now UNIT` starts the unit's `ExecStart` with its `EnvironmentFile` and
+/// `StateDirectory` and waits for its sd_notify READY=1. The end state is
+/// what the README promises: rampartd serves, and `rampartctl agents`
+/// lists the enrolled agent online.
+#[test]
+fn the_readme_install_steps_work_as_written() {
+    let target = rampartd().parent().unwrap().to_owned();
+    let agent = target.join("rampart-agent");
+    let root_ok = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if !agent.exists() || !root_ok {
+        assert!(
+            std::env::var("CI").is_err(),
+            "the README test needs root and rampart-agent built (cargo build --workspace)"
+        );
+        eprintln!("SKIP: the README test needs root and target/debug/rampart-agent");
+        return;
+    }
+    let readme =
+        std::fs::read_to_string(format!("{}/../README.md", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let blocks = sh_blocks(&readme, "### Running under systemd");
+    assert_eq!(
+        blocks.len(),
+        2,
+        "README: the rampartd and the agent install blocks"
+    );
+
+    let sandbox = Sandbox::new(&target);
+    let mut units: Vec<Unit> = Vec::new();
+    for block in &blocks {
+        let script = sandbox.rewrite(block);
+        let out = sandbox.bash(&script);
+        ok(&out);
+        for name in std::fs::read_to_string(sandbox.root.join("started"))
+            .unwrap_or_default()
+            .lines()
+        {
+            if !units.iter().any(|u| u.name == name) {
+                units.push(sandbox.start_unit(name));
+            }
+        }
+    }
+    let names: Vec<&str> = units.iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(names, ["rampartd", "rampart-agent-managed"]);
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = sandbox.bash("rampartctl -o json agents");
+        let agents: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+        let online = agents
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["state"] == "online" && a["labels"]["role"] == "web");
+        if online {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent never came online: {agents}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for mut u in units.into_iter().rev() {
+        let _ = u.child.kill();
+        let _ = u.child.wait();
+    }
+    let _ = std::fs::remove_dir_all(&sandbox.pin_root);
+}
+
+/// The ```sh blocks of the README section that starts with `heading`.
+fn sh_blocks(readme: &str, heading: &str) -> Vec<String> {
+    let start = readme.find(heading).expect("README section");
+    let section = &readme[start + heading.len()..];
+    let section = &section[..section.find("\n#").unwrap_or(section.len())];
+    section
+        .split("```sh\n")
+        .skip(1)
+        .map(|b| b[..b.find("```").expect("closed block")].to_owned())
+        .collect()
+}
+
+struct Sandbox {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    /// The repository copy the README's relative paths (`systemd/...`,
+    /// `target/release/...`) are read from.
+    src: PathBuf,
+    pin_root: PathBuf,
+    ports: Vec<(u16, u16)>,
+}
+
+impl Sandbox {
+    fn new(target: &Path) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_owned();
+        let src = root.join("src");
+        std::fs::create_dir_all(src.join("target")).unwrap();
+        std::os::unix::fs::symlink(target, src.join("target/release")).unwrap();
+        let pin_root = PathBuf::from(format!("/sys/fs/bpf/rampart-readme-{}", std::process::id()));
+        // rampartd API, rampartd metrics, agent port, agent metrics.
+        let ports = [50051, 9464, 7443, 9469]
+            .into_iter()
+            .map(|p| (p, free_port()))
+            .collect();
+        let s = Self {
+            _dir: dir,
+            root,
+            src,
+            pin_root,
+            ports,
+        };
+        let repo = PathBuf::from(format!("{}/..", env!("CARGO_MANIFEST_DIR")));
+        std::fs::create_dir_all(s.src.join("systemd")).unwrap();
+        for entry in std::fs::read_dir(repo.join("systemd")).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let file = s.src.join("systemd").join(path.file_name().unwrap());
+            std::fs::write(file, s.rewrite(&text)).unwrap();
+        }
+        s
+    }
+
+    /// The sandbox's rewrites (see the test's doc) of a README block or a
+    /// shipped file.
+    fn rewrite(&self, text: &str) -> String {
+        let r = self.root.display();
+        let mut out = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("cargo build --release"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        out = out.replace("/sys/fs/bpf/rampart", &self.pin_root.display().to_string());
+        for dir in ["/etc/", "/usr/local/bin/", "/var/lib/"] {
+            out = out.replace(&format!(" {dir}"), &format!(" {r}{dir}"));
+            out = out.replace(&format!("={dir}"), &format!("={r}{dir}"));
+            out = out.replace(&format!("> {dir}"), &format!("> {r}{dir}"));
+        }
+        out = out.replace("<rampartd data_dir>", &format!("{r}/var/lib/rampart"));
+        out = out.replace("rampartd.example", "localhost");
+        for (from, to) in &self.ports {
+            out = out.replace(&format!(":{from}"), &format!(":{to}"));
+        }
+        out + "\n"
+    }
+
+    /// Runs a script with the sandbox's PATH and a `systemctl` that
+    /// records what it is asked to start.
+    fn bash(&self, script: &str) -> Output {
+        let r = &self.root;
+        let prelude = format!(
+            "set -euo pipefail\n\
+             systemctl() {{ case \"$1\" in daemon-reload) ;; \
+               enable) [ \"$2\" = --now ] && echo \"$3\" >> {r}/started ;; \
+               *) echo \"systemctl $*: not in the sandbox\" >&2; return 1 ;; esac; }}\n\
+             mkdir -p {r}/etc/systemd/system {r}/usr/local/bin {r}/var/lib\n",
+            r = r.display()
+        );
+        let api = self.ports[0].1;
+        Command::new("bash")
+            .args(["-c", &format!("{prelude}{script}")])
+            .current_dir(&self.src)
+            .env_clear()
+            .env(
+                "PATH",
+                format!("{}/usr/local/bin:/usr/bin:/bin", r.display()),
+            )
+            .env("HOME", r)
+            .env("RAMPART_SERVER", format!("https://127.0.0.1:{api}"))
+            .env("RAMPARTD_DATA_DIR", r.join("var/lib/rampart"))
+            .output()
+            .unwrap()
+    }
+
+    /// Starts a unit the README enabled, as systemd would, and waits for
+    /// its READY=1.
+    fn start_unit(&self, name: &str) -> Unit {
+        let unit_file = self.root.join(format!("etc/systemd/system/{name}.service"));
+        let unit = std::fs::read_to_string(&unit_file)
+            .unwrap_or_else(|e| panic!("{}: {e}", unit_file.display()));
+        let key = |k: &str| {
+            unit.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                .map(str::to_owned)
+        };
+        let exec = key("ExecStart").expect("ExecStart");
+        let mut argv = exec.split_whitespace();
+        let mut cmd = Command::new(argv.next().unwrap());
+        cmd.args(argv)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(state) = key("StateDirectory") {
+            cmd.env("STATE_DIRECTORY", self.root.join("var/lib").join(state));
+        }
+        if let Some(file) = key("EnvironmentFile") {
+            for line in std::fs::read_to_string(file).unwrap().lines() {
+                let (k, v) = line.split_once('=').expect("KEY=value");
+                cmd.env(k, v);
+            }
+        }
+        let notify_path = self.root.join(format!("{name}.notify"));
+        let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+        notify
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        cmd.env("NOTIFY_SOCKET", &notify_path);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("{name}: {exec}: {e}"));
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = notify
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("{name} never notified READY=1: {e}"));
+            if String::from_utf8_lossy(&buf[..n])
+                .lines()
+                .any(|l| l == "READY=1")
+            {
+                break;
+            }
+        }
+        Unit {
+            name: name.to_owned(),
+            child,
+        }
+    }
+}

@@ -29,7 +29,6 @@ impl std::fmt::Debug for AgentCa {
 /// A certificate signed for an agent.
 #[derive(Debug, Clone)]
 pub struct AgentCert {
-    /// PEM.
     pub cert_pem: String,
     /// SHA-256 of the DER, hex: what the registry accepts.
     pub fingerprint: String,

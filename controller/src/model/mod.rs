@@ -57,7 +57,6 @@ pub enum DocFormat {
 pub struct SourceDoc<'a> {
     /// Full text.
     pub text: &'a str,
-    /// Syntax.
     pub format: DocFormat,
     /// File name (or `<request>`), used in diagnostics.
     pub name: &'a str,
