@@ -9,7 +9,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Why the configuration is unusable.
 #[derive(Debug, thiserror::Error)]
@@ -19,7 +19,6 @@ pub enum ConfigError {
     Read {
         /// The file.
         path: PathBuf,
-        /// Cause.
         #[source]
         source: std::io::Error,
     },
@@ -34,7 +33,7 @@ pub enum ConfigError {
 }
 
 /// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -45,7 +44,7 @@ pub enum LogFormat {
 }
 
 /// The whole daemon configuration.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// gRPC management API.
@@ -54,7 +53,6 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Embedded database.
     pub store: StoreConfig,
-    /// Logging.
     pub log: LogConfig,
     /// TLS of the management API.
     pub tls: TlsConfig,
@@ -72,7 +70,7 @@ pub struct Config {
 
 /// `[agents]`: the host-agent port (its own listener, TLS always on; see
 /// `docs/fleet.md`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AgentsConfig {
     /// Listen address of the agent port; unset: no agents are served.
@@ -104,7 +102,7 @@ impl Default for AgentsConfig {
 }
 
 /// `[southbound]`
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SouthboundConfig {
     /// OpenSSH known_hosts file for device host keys (default:
@@ -148,7 +146,7 @@ impl Default for SouthboundConfig {
 }
 
 /// `[tls]`
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsConfig {
     /// Serve the API over TLS. Off only for labs: tokens then cross the
@@ -178,7 +176,7 @@ impl Default for TlsConfig {
 }
 
 /// `[auth]`
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// On a store without tokens, issue an admin token into
@@ -207,7 +205,7 @@ impl Default for AuthConfig {
 }
 
 /// `[secrets]`
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SecretsConfig {
     /// Current key (base64 of 32 bytes); else `RAMPARTD_SECRET_KEY`, else
@@ -218,7 +216,7 @@ pub struct SecretsConfig {
 }
 
 /// `[limits]`
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
     /// Sustained requests per second per user.
@@ -247,7 +245,7 @@ impl Default for LimitsConfig {
 }
 
 /// `[api]`
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ApiConfig {
     /// gRPC listen address.
@@ -267,7 +265,7 @@ impl Default for ApiConfig {
 }
 
 /// `[metrics]`
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsConfig {
     /// Serve `/metrics` at all.
@@ -287,7 +285,7 @@ impl Default for MetricsConfig {
 }
 
 /// `[store]`
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     /// Where the sled database lives; see [`StoreConfig::resolved_data_dir`].
@@ -330,7 +328,7 @@ impl StoreConfig {
 }
 
 /// `[log]`
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
     /// Output format.
@@ -612,6 +610,51 @@ fn find_line(text: &str, section: Option<&str>, key: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `systemd/rampartd.toml` says it lists every setting at its default:
+    /// every key of [`Config`] is in it (active, or commented out with an
+    /// example where there is no default), and every active value is the
+    /// default except the two lines it marks `shipped:`.
+    #[test]
+    fn the_shipped_file_lists_every_setting_at_its_default() {
+        let text = include_str!("../../systemd/rampartd.toml");
+        let shipped = Config::from_toml(text, "rampartd.toml").unwrap();
+        let mut expected = Config::default();
+        expected.log.format = LogFormat::Json;
+        expected.agents.listen = Some(SocketAddr::from(([0, 0, 0, 0], 7443)));
+        assert_eq!(shipped, expected);
+        assert_eq!(text.matches("# shipped:").count(), 2);
+
+        // Commented-out examples are real keys with valid values.
+        let uncommented: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(kv) if kv.split_once(" = ").is_some_and(|(k, _)| !k.contains(' ')) => kv,
+                _ => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        Config::from_toml(&uncommented, "uncommented").unwrap();
+        let listed: toml::Table = toml::from_str(&uncommented).unwrap();
+        // JSON keeps `None` fields (as null), so it names every key.
+        let serde_json::Value::Object(all) = serde_json::to_value(Config::default()).unwrap()
+        else {
+            panic!("config is not an object");
+        };
+        for (section, keys) in &all {
+            let serde_json::Value::Object(keys) = keys else {
+                panic!("[{section}] is not a table");
+            };
+            let in_file = listed
+                .get(section)
+                .and_then(toml::Value::as_table)
+                .unwrap_or_else(|| panic!("[{section}] missing from rampartd.toml"));
+            let want: std::collections::BTreeSet<&String> = keys.keys().collect();
+            let have: std::collections::BTreeSet<&String> = in_file.keys().collect();
+            assert_eq!(have, want, "keys of [{section}] in rampartd.toml");
+        }
+        assert_eq!(listed.len(), all.len(), "sections of rampartd.toml");
+    }
 
     #[test]
     fn empty_file_gives_defaults() {

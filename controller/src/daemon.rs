@@ -117,6 +117,9 @@ pub async fn run(
     let fleet_tasks =
         crate::fleet::start(&fleet, &config.agents, &data_dir, wait(stop_rx.clone())).await?;
 
+    // Inside the auth layer: it sees the caller and counts only admitted
+    // calls (refusals are audited by the auth layer itself).
+    let audit_layer = crate::auth::audit::AuditLayer::new(store.clone(), metrics.clone());
     let metrics_task = listeners.metrics.map(|l| {
         let addr = l.local_addr().ok();
         tracing::info!(addr = ?addr, "metrics listening");
@@ -141,10 +144,15 @@ pub async fn run(
     health_reporter
         .set_serving::<AccessManagerServer<Api>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    // v1alpha too: grpcio-reflection, older grpcurl and GUI clients speak
+    // only it. Both sit behind the same auth layer (rbac::AUTHENTICATED_PREFIXES).
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
 
     let max = config.api.max_request_bytes;
     let addr = listeners.api.local_addr().ok();
@@ -159,8 +167,10 @@ pub async fn run(
     server
         .timeout(Duration::from_secs(120))
         .layer(security.layer)
+        .layer(audit_layer)
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(ServiceManagerServer::new(api.clone()).max_decoding_message_size(max))
         .add_service(DeviceManagerServer::new(api.clone()).max_decoding_message_size(max))
         .add_service(TransactionManagerServer::new(api.clone()).max_decoding_message_size(max))

@@ -29,7 +29,6 @@ pub enum TelemetryError {
     Serve {
         /// Listen address.
         addr: String,
-        /// Cause.
         #[source]
         source: std::io::Error,
     },

@@ -27,7 +27,6 @@ pub enum TlsError {
     Io {
         /// The file.
         path: PathBuf,
-        /// Cause.
         #[source]
         source: std::io::Error,
     },
@@ -36,7 +35,6 @@ pub enum TlsError {
     Cert {
         /// What was being done.
         what: String,
-        /// Cause.
         #[source]
         source: rcgen::Error,
     },
@@ -61,7 +59,6 @@ pub enum Usage {
 
 /// A certificate and its private key, PEM.
 pub struct IssuedCert {
-    /// Certificate.
     pub cert_pem: String,
     /// Private key (zeroed on drop).
     pub key_pem: Zeroizing<String>,

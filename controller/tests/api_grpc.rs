@@ -70,6 +70,49 @@ async fn http_get(addr: SocketAddr, path: &str) -> String {
     out
 }
 
+/// The services a `grpc.reflection.v1` client lists.
+async fn reflected_services_v1(ch: secure::Authed) -> Result<Vec<String>, tonic::Status> {
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = ServerReflectionClient::new(ch)
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await?
+        .into_inner();
+    let msg = stream.message().await?.expect("one answer");
+    let Some(MessageResponse::ListServicesResponse(list)) = msg.message_response else {
+        panic!("unexpected reflection answer {msg:?}");
+    };
+    Ok(list.service.into_iter().map(|s| s.name).collect())
+}
+
+/// The services a `grpc.reflection.v1alpha` client (grpcio-reflection,
+/// older grpcurl) lists.
+async fn reflected_services_v1alpha(ch: secure::Authed) -> Result<Vec<String>, tonic::Status> {
+    use tonic_reflection::pb::v1alpha::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = ServerReflectionClient::new(ch)
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await?
+        .into_inner();
+    let msg = stream.message().await?.expect("one answer");
+    let Some(MessageResponse::ListServicesResponse(list)) = msg.message_response else {
+        panic!("unexpected reflection answer {msg:?}");
+    };
+    Ok(list.service.into_iter().map(|s| s.name).collect())
+}
+
 #[tokio::test]
 async fn health_and_reflection_are_served() {
     let d = Daemon::start().await;
@@ -87,34 +130,34 @@ async fn health_and_reflection_are_served() {
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
 
-    use tonic_reflection::pb::v1::{
-        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
-        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
-    };
-    let mut refl = ServerReflectionClient::new(d.admin().await);
-    let req = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut stream = refl
-        .server_reflection_info(tokio_stream::iter(vec![req]))
-        .await
-        .unwrap()
-        .into_inner();
-    let msg = stream.message().await.unwrap().unwrap();
-    let Some(MessageResponse::ListServicesResponse(list)) = msg.message_response else {
-        panic!("unexpected reflection answer");
-    };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    let v1 = reflected_services_v1(d.admin().await).await.unwrap();
+    let v1alpha = reflected_services_v1alpha(d.admin().await).await.unwrap();
     for want in [
         "rampart.v1.ServiceManager",
         "rampart.v1.DeviceManager",
         "rampart.v1.TransactionManager",
     ] {
-        assert!(
-            names.iter().any(|n| n == want),
-            "{want} missing from {names:?}"
-        );
+        assert!(v1.iter().any(|n| n == want), "{want} missing from {v1:?}");
+    }
+    let api = |names: &[String]| -> Vec<String> {
+        names
+            .iter()
+            .filter(|n| !n.starts_with("grpc.reflection."))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(
+        api(&v1),
+        api(&v1alpha),
+        "both versions describe the same API"
+    );
+    // Same authentication for both: no credentials, no schema.
+    let anon = with_token(d.channel().await, None);
+    for refused in [
+        reflected_services_v1(anon.clone()).await.unwrap_err(),
+        reflected_services_v1alpha(anon).await.unwrap_err(),
+    ] {
+        assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
     }
     d.stop().await;
 }
@@ -411,6 +454,7 @@ async fn service_calls_transactions_and_metrics() {
         .list_transactions(pb::ListTransactionsRequest {
             limit: 0,
             service: "beta/hosts-fw".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -498,6 +542,7 @@ async fn service_calls_transactions_and_metrics() {
         .list_transactions(pb::ListTransactionsRequest {
             limit: 1,
             service: "acme/edge-rt".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -639,4 +684,35 @@ fn bad_config_file_lists_every_error_and_exits_2() {
     assert!(err.contains("line 2: api.listen"), "{err}");
     assert!(err.contains("line 4: log.format"), "{err}");
     assert!(err.contains("line 5: log.shout"), "{err}");
+}
+
+/// A client that does not check the size first (grpcurl, a script) gets
+/// the documented refusal, not tonic's decoder message, and the refusal is
+/// audited like any failed apply.
+#[tokio::test]
+async fn an_oversized_document_gets_the_documented_refusal() {
+    let d = Daemon::start().await;
+    let mut svc = ServiceManagerClient::new(d.admin().await);
+    let big = "# padding\n".repeat(600_000);
+    let err = svc.apply_service(apply_req(&big, false)).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message().contains("documents over 4 MiB are refused"),
+        "{}",
+        err.message()
+    );
+    let mut audit = rampart_proto::v1::audit_log_client::AuditLogClient::new(d.admin().await);
+    let records = audit
+        .query_audit(pb::QueryAuditRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .records;
+    assert!(
+        records
+            .iter()
+            .any(|r| r.method == "ServiceManager/ApplyService" && r.code == "InvalidArgument"),
+        "{records:?}"
+    );
+    d.stop().await;
 }

@@ -564,3 +564,61 @@ fn demo_inventory_devices_are_valid() {
     url.address = "https://api.meraki.com/api/v1".to_owned();
     v.validate_device(&url).unwrap();
 }
+
+/// `devices add bad1 --address 10.10.0.21:99999` is refused naming the
+/// field and the offending part, after the YANG pattern accepted it.
+#[test]
+fn device_addresses_are_checked_beyond_the_pattern() {
+    let v = Validator::new().unwrap();
+    for (address, says) in [
+        ("10.10.0.21:99999", "port \"99999\" is not in 1-65535"),
+        ("10.10.0.256", "is not an IPv4 address"),
+        ("[2001:db8:::1]:830", "is not an IPv6 address"),
+    ] {
+        let mut bad = device("bad1");
+        bad.address = address.to_owned();
+        let Err(ModelError::Invalid { diagnostics, .. }) = v.validate_device(&bad) else {
+            panic!("accepted address {address}")
+        };
+        assert_eq!(diagnostics.len(), 1, "{diagnostics:#?}");
+        assert_eq!(diagnostics[0].field.as_deref(), Some("address"));
+        let shown = diagnostics[0].to_string();
+        assert!(shown.contains(says) && shown.contains(address), "{shown}");
+        assert!(shown.starts_with("device bad1:"), "{shown}");
+    }
+}
+
+/// A rule whose sources are IPv4 and destinations IPv6 matches nothing;
+/// it is an error naming the rule, not a rule silently left out.
+#[test]
+fn a_rule_mixing_address_families_is_an_error_naming_it() {
+    let v = Validator::new().unwrap();
+    for (src, dst) in [
+        ("10.0.0.0/8", "2001:db8::/32"),
+        ("2001:db8::/32", "10.0.0.0/8"),
+    ] {
+        let text = format!(
+            "{HEADER}spec:\n  rules:\n    - {{sequence: 10, action: permit, protocol: any}}\n    \
+             - {{sequence: 20, action: deny, protocol: tcp, sources: [\"{src}\"], \
+             destinations: [\"{dst}\"]}}\n  targets:\n    devices:\n      - {{device: csr1, \
+             interface: GigabitEthernet2, direction: ingress}}\n"
+        );
+        let d = errors(&v, &text);
+        let errs: Vec<_> = d.iter().filter(|d| d.severity == Severity::Error).collect();
+        assert_eq!(errs.len(), 1, "{d:#?}");
+        assert!(
+            errs[0].message.starts_with("rule 20: sources are IPv"),
+            "{}",
+            errs[0]
+        );
+        assert!(errs[0].message.contains("no packet can match both"));
+        assert_eq!(errs[0].line, 7, "{}", errs[0]);
+    }
+    // Both families on one side keep the rule valid (it matches one).
+    let text = format!(
+        "{HEADER}spec:\n  rules:\n    - {{sequence: 20, action: deny, protocol: tcp, sources: \
+         [10.0.0.0/8, \"2001:db8::/32\"], destinations: [\"2001:db8:1::/48\"]}}\n  targets:\n    \
+         devices:\n      - {{device: csr1, interface: GigabitEthernet2, direction: ingress}}\n"
+    );
+    validate(&v, &text).unwrap();
+}

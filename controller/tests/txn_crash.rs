@@ -170,6 +170,7 @@ async fn kill_9_between_prepare_and_commit_leaves_devices_as_journaled() {
         .list_transactions(pb::ListTransactionsRequest {
             limit: 10,
             service: "acme/crash".into(),
+            ..Default::default()
         })
         .await
         .unwrap()

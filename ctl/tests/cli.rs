@@ -435,3 +435,478 @@ fn missing_or_bad_credentials_exit_7() {
         .unwrap();
     assert_ne!(out.status.code(), Some(0), "{out:?}");
 }
+
+/// A shell is needed to test its completion script; in CI a missing one
+/// fails the run (scripts/install/00-base.sh installs zsh and fish).
+fn shell(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.exists())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "{name} is not installed: bash scripts/install/00-base.sh"
+        );
+        eprintln!("SKIP: completion test for {name}: not installed");
+    }
+    found
+}
+
+fn completion_script(shell: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_rampartctl"))
+        .args(["completion", shell])
+        .output()
+        .unwrap();
+    ok(&out)
+}
+
+/// Each shell loads the script and completes a partial command line to
+/// the commands and flags rampartctl really has.
+#[test]
+fn completion_scripts_complete_in_each_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    for sh in ["bash", "zsh", "fish"] {
+        std::fs::write(dir.path().join(sh), completion_script(sh)).unwrap();
+    }
+    if let Some(bash) = shell("bash") {
+        let script = format!(
+            "source {}/bash
+             complete_line() {{ COMP_WORDS=($1); COMP_CWORD=$2; COMP_LINE=\"$1\"; \
+               COMP_POINT=${{#COMP_LINE}}; _rampartctl rampartctl \"${{COMP_WORDS[$2]}}\" \
+               \"${{COMP_WORDS[$2-1]}}\"; printf '%s\\n' \"${{COMPREPLY[@]}}\"; }}
+             complete_line 'rampartctl che' 1
+             complete_line 'rampartctl get transactions --pa' 3",
+            dir.path().display()
+        );
+        let out = ok(&Command::new(bash).args(["-c", &script]).output().unwrap());
+        let words: Vec<&str> = out.lines().collect();
+        assert_eq!(words, ["check-sync", "--page-token"], "{out}");
+    }
+    if let Some(fish) = shell("fish") {
+        let script = format!(
+            "source {}/fish; complete -C 'rampartctl comp'; \
+             complete -C 'rampartctl get transactions --page'; complete -C 'rampartctl --output='",
+            dir.path().display()
+        );
+        let out = ok(&Command::new(fish).args(["-c", &script]).output().unwrap());
+        let words: Vec<&str> = out.lines().map(|l| l.split('\t').next().unwrap()).collect();
+        assert_eq!(
+            words,
+            [
+                "completion",
+                "--page-token",
+                "--output=json",
+                "--output=jsonl",
+                "--output=table",
+                "--output=yaml",
+            ],
+            "{out}"
+        );
+    }
+    if let Some(zsh) = shell("zsh") {
+        // zsh completion needs an interactive line editor to run; loading
+        // the script through compinit and finding it registered for
+        // rampartctl is what a user's shell does at start.
+        let script = format!(
+            "fpath=({} $fpath); cp {}/zsh {}/_rampartctl; autoload -U compinit; \
+             compinit -u -d {}/zcompdump; print -r -- ${{_comps[rampartctl]}}",
+            dir.path().display(),
+            dir.path().display(),
+            dir.path().display(),
+            dir.path().display()
+        );
+        let out = ok(&Command::new(zsh)
+            .args(["-f", "-c", &script])
+            .output()
+            .unwrap());
+        assert_eq!(out.trim(), "_rampartctl", "{out}");
+        let text = std::fs::read_to_string(dir.path().join("zsh")).unwrap();
+        assert!(
+            text.contains("'--page-token=[") && text.contains("check-sync"),
+            "zsh script lacks commands"
+        );
+    }
+}
+
+/// The documented limit is enforced before anything is sent: the server
+/// named here does not exist, so reaching it would exit 6.
+#[test]
+fn documents_over_4_mib_are_refused_before_connecting() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.yaml");
+    std::fs::write(&big, "# padding\n".repeat(600_000)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rampartctl"))
+        .env_clear()
+        .env("HOME", dir.path())
+        .env(
+            "RAMPART_SERVER",
+            format!("http://127.0.0.1:{}", free_port()),
+        )
+        .args(["apply", "-f", big.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("documents over 4 MiB are refused"), "{err}");
+    assert!(err.contains("big.yaml"), "{err}");
+}
+
+/// History comes in pages: `--limit` bounds a page, the printed token
+/// continues it, and changes are summarised unless `--full`.
+#[test]
+fn transaction_history_is_paged_and_summarised() {
+    let d = start();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("fw.yaml");
+    std::fs::write(&spec, HOST_FIREWALL).unwrap();
+    for _ in 0..3 {
+        ok(&ctl(&d, &["apply", "-f", spec.to_str().unwrap()]));
+    }
+    let ids = |out: &Output| -> Vec<String> {
+        let page: serde_json::Value = serde_json::from_str(&ok(out)).unwrap();
+        page.as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let all = ids(&ctl(&d, &["-o", "json", "get", "transactions"]));
+    assert_eq!(all.len(), 3, "{all:?}");
+    let first = ctl(&d, &["-o", "json", "get", "transactions", "--limit", "2"]);
+    assert_eq!(ids(&first), all[..2]);
+    let hint = String::from_utf8_lossy(&first.stderr);
+    let token = &all[1];
+    assert!(
+        hint.contains(&format!(
+            "more: rampartctl get transactions --page-token {token}"
+        )),
+        "{hint}"
+    );
+    let rest = ctl(
+        &d,
+        &[
+            "-o",
+            "json",
+            "get",
+            "transactions",
+            "--limit",
+            "2",
+            "--page-token",
+            token,
+        ],
+    );
+    assert_eq!(ids(&rest), all[2..]);
+    assert!(!String::from_utf8_lossy(&rest.stderr).contains("more:"));
+    let page: serde_json::Value = serde_json::from_str(&ok(&rest)).unwrap();
+    // RFC 3339 in machine formats.
+    let started = page[0]["started"].as_str().unwrap();
+    assert!(
+        humantime::parse_rfc3339(started).is_ok(),
+        "started {started:?} is not RFC 3339"
+    );
+
+    let full = ok(&ctl(&d, &["-o", "json", "get", "transactions", "--full"]));
+    let summary = ok(&ctl(&d, &["-o", "json", "get", "transactions"]));
+    let full: serde_json::Value = serde_json::from_str(&full).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    let contents = |v: &serde_json::Value| -> Vec<String> {
+        v[0]["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["content"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (full, summary) = (contents(&full), contents(&summary));
+    assert!(!full.is_empty());
+    for (f, s) in full.iter().zip(&summary) {
+        if f.len() > 256 {
+            assert!(s.starts_with("<summarised: "), "{s}");
+            assert!(
+                s.contains(&format!("rampartctl get transaction {}", all[0])),
+                "{s}"
+            );
+        } else {
+            assert_eq!(f, s);
+        }
+    }
+    let bad = ctl(&d, &["get", "transactions", "--page-token", "next please"]);
+    assert_eq!(bad.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("page_token:"));
+}
+
+/// The issue's own example: a port out of range is refused, naming the
+/// device and the field, and nothing is stored.
+#[test]
+fn a_device_with_an_impossible_port_is_refused() {
+    let d = start();
+    let out = ctl(
+        &d,
+        &[
+            "devices",
+            "add",
+            "bad1",
+            "--platform",
+            "iosxe",
+            "--address",
+            "10.10.0.21:99999",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("device bad1") && err.contains("address") && err.contains("not in 1-65535"),
+        "{err}"
+    );
+    let listed = ok(&ctl(&d, &["-o", "json", "get", "devices"]));
+    assert_eq!(listed.trim(), "[]");
+}
+
+// ===== the README's install steps, followed =====
+
+/// A unit a README step started, as systemd would run it.
+struct Unit {
+    name: String,
+    child: Child,
+}
+
+/// The README's "Running under systemd" steps, run as written in a
+/// sandbox: the shell blocks are read from README.md, and only what a test
+/// cannot do on a shared machine is rewritten, each rewrite listed here:
+/// absolute paths move under a temporary root, the fixed ports become free
+/// ones, `rampartd.example` is `localhost` (a name in the agent port's
+/// certificate), `cargo build --release` is the build that made this test
+/// (its binaries stand in for `target/release/`), and `systemctl enable
+/// --now UNIT` starts the unit's `ExecStart` with its `EnvironmentFile` and
+/// `StateDirectory` and waits for its sd_notify READY=1. The end state is
+/// what the README promises: rampartd serves, and `rampartctl agents`
+/// lists the enrolled agent online.
+#[test]
+fn the_readme_install_steps_work_as_written() {
+    let target = rampartd().parent().unwrap().to_owned();
+    let agent = target.join("rampart-agent");
+    let root_ok = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if !agent.exists() || !root_ok {
+        assert!(
+            std::env::var("CI").is_err(),
+            "the README test needs root and rampart-agent built (cargo build --workspace)"
+        );
+        eprintln!("SKIP: the README test needs root and target/debug/rampart-agent");
+        return;
+    }
+    let readme =
+        std::fs::read_to_string(format!("{}/../README.md", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let blocks = sh_blocks(&readme, "### Running under systemd");
+    assert_eq!(
+        blocks.len(),
+        2,
+        "README: the rampartd and the agent install blocks"
+    );
+
+    let sandbox = Sandbox::new(&target);
+    let mut units: Vec<Unit> = Vec::new();
+    for block in &blocks {
+        let script = sandbox.rewrite(block);
+        let out = sandbox.bash(&script);
+        ok(&out);
+        for name in std::fs::read_to_string(sandbox.root.join("started"))
+            .unwrap_or_default()
+            .lines()
+        {
+            if !units.iter().any(|u| u.name == name) {
+                units.push(sandbox.start_unit(name));
+            }
+        }
+    }
+    let names: Vec<&str> = units.iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(names, ["rampartd", "rampart-agent-managed"]);
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = sandbox.bash("rampartctl -o json agents");
+        let agents: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+        let online = agents
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["state"] == "online" && a["labels"]["role"] == "web");
+        if online {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent never came online: {agents}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for mut u in units.into_iter().rev() {
+        let _ = u.child.kill();
+        let _ = u.child.wait();
+    }
+    let _ = std::fs::remove_dir_all(&sandbox.pin_root);
+}
+
+/// The ```sh blocks of the README section that starts with `heading`.
+fn sh_blocks(readme: &str, heading: &str) -> Vec<String> {
+    let start = readme.find(heading).expect("README section");
+    let section = &readme[start + heading.len()..];
+    let section = &section[..section.find("\n#").unwrap_or(section.len())];
+    section
+        .split("```sh\n")
+        .skip(1)
+        .map(|b| b[..b.find("```").expect("closed block")].to_owned())
+        .collect()
+}
+
+struct Sandbox {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    /// The repository copy the README's relative paths (`systemd/...`,
+    /// `target/release/...`) are read from.
+    src: PathBuf,
+    pin_root: PathBuf,
+    ports: Vec<(u16, u16)>,
+}
+
+impl Sandbox {
+    fn new(target: &Path) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_owned();
+        let src = root.join("src");
+        std::fs::create_dir_all(src.join("target")).unwrap();
+        std::os::unix::fs::symlink(target, src.join("target/release")).unwrap();
+        let pin_root = PathBuf::from(format!("/sys/fs/bpf/rampart-readme-{}", std::process::id()));
+        // rampartd API, rampartd metrics, agent port, agent metrics.
+        let ports = [50051, 9464, 7443, 9469]
+            .into_iter()
+            .map(|p| (p, free_port()))
+            .collect();
+        let s = Self {
+            _dir: dir,
+            root,
+            src,
+            pin_root,
+            ports,
+        };
+        let repo = PathBuf::from(format!("{}/..", env!("CARGO_MANIFEST_DIR")));
+        std::fs::create_dir_all(s.src.join("systemd")).unwrap();
+        for entry in std::fs::read_dir(repo.join("systemd")).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let file = s.src.join("systemd").join(path.file_name().unwrap());
+            std::fs::write(file, s.rewrite(&text)).unwrap();
+        }
+        s
+    }
+
+    /// The sandbox's rewrites (see the test's doc) of a README block or a
+    /// shipped file.
+    fn rewrite(&self, text: &str) -> String {
+        let r = self.root.display();
+        let mut out = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("cargo build --release"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        out = out.replace("/sys/fs/bpf/rampart", &self.pin_root.display().to_string());
+        for dir in ["/etc/", "/usr/local/bin/", "/var/lib/"] {
+            out = out.replace(&format!(" {dir}"), &format!(" {r}{dir}"));
+            out = out.replace(&format!("={dir}"), &format!("={r}{dir}"));
+            out = out.replace(&format!("> {dir}"), &format!("> {r}{dir}"));
+        }
+        out = out.replace("<rampartd data_dir>", &format!("{r}/var/lib/rampart"));
+        out = out.replace("rampartd.example", "localhost");
+        for (from, to) in &self.ports {
+            out = out.replace(&format!(":{from}"), &format!(":{to}"));
+        }
+        out + "\n"
+    }
+
+    /// Runs a script with the sandbox's PATH and a `systemctl` that
+    /// records what it is asked to start.
+    fn bash(&self, script: &str) -> Output {
+        let r = &self.root;
+        let prelude = format!(
+            "set -euo pipefail\n\
+             systemctl() {{ case \"$1\" in daemon-reload) ;; \
+               enable) [ \"$2\" = --now ] && echo \"$3\" >> {r}/started ;; \
+               *) echo \"systemctl $*: not in the sandbox\" >&2; return 1 ;; esac; }}\n\
+             mkdir -p {r}/etc/systemd/system {r}/usr/local/bin {r}/var/lib\n",
+            r = r.display()
+        );
+        let api = self.ports[0].1;
+        Command::new("bash")
+            .args(["-c", &format!("{prelude}{script}")])
+            .current_dir(&self.src)
+            .env_clear()
+            .env(
+                "PATH",
+                format!("{}/usr/local/bin:/usr/bin:/bin", r.display()),
+            )
+            .env("HOME", r)
+            .env("RAMPART_SERVER", format!("https://127.0.0.1:{api}"))
+            .env("RAMPARTD_DATA_DIR", r.join("var/lib/rampart"))
+            .output()
+            .unwrap()
+    }
+
+    /// Starts a unit the README enabled, as systemd would, and waits for
+    /// its READY=1.
+    fn start_unit(&self, name: &str) -> Unit {
+        let unit_file = self.root.join(format!("etc/systemd/system/{name}.service"));
+        let unit = std::fs::read_to_string(&unit_file)
+            .unwrap_or_else(|e| panic!("{}: {e}", unit_file.display()));
+        let key = |k: &str| {
+            unit.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                .map(str::to_owned)
+        };
+        let exec = key("ExecStart").expect("ExecStart");
+        let mut argv = exec.split_whitespace();
+        let mut cmd = Command::new(argv.next().unwrap());
+        cmd.args(argv)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(state) = key("StateDirectory") {
+            cmd.env("STATE_DIRECTORY", self.root.join("var/lib").join(state));
+        }
+        if let Some(file) = key("EnvironmentFile") {
+            for line in std::fs::read_to_string(file).unwrap().lines() {
+                let (k, v) = line.split_once('=').expect("KEY=value");
+                cmd.env(k, v);
+            }
+        }
+        let notify_path = self.root.join(format!("{name}.notify"));
+        let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+        notify
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        cmd.env("NOTIFY_SOCKET", &notify_path);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("{name}: {exec}: {e}"));
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = notify
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("{name} never notified READY=1: {e}"));
+            if String::from_utf8_lossy(&buf[..n])
+                .lines()
+                .any(|l| l == "READY=1")
+            {
+                break;
+            }
+        }
+        Unit {
+            name: name.to_owned(),
+            child,
+        }
+    }
+}

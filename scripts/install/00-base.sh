@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Debian packages every build needs: protoc (tonic), cmake + pcre2 (bundled
-# libyang), OpenSSL headers (libssh2), and the network tools tests use.
+# libyang), OpenSSL headers (libssh2), the network tools tests use, and the
+# shells whose rampartctl completion scripts are tested.
 # Idempotent and silent when everything is present.
 set -euo pipefail
 
 packages=(
     protobuf-compiler libprotobuf-dev cmake libpcre2-dev libssl-dev pkg-config
     iproute2 nftables iptables netsniff-ng curl jq libyang-tools
+    zsh fish
 )
 
 missing=()

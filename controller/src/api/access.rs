@@ -104,8 +104,8 @@ impl AccessManager for Api {
         &self,
         request: Request<pb::WhoAmIRequest>,
     ) -> Result<Response<pb::WhoAmIResponse>, Status> {
-        let call = Self::call(&request, "AccessManager/WhoAmI", json!(null))?;
-        self.observe(&call, async {
+        let call = Self::call(&request, json!(null))?;
+        super::respond(async {
             let c = &call.caller;
             Ok(pb::WhoAmIResponse {
                 user: c.user.clone(),
@@ -129,9 +129,9 @@ impl AccessManager for Api {
     ) -> Result<Response<pb::CreateTokenResponse>, Status> {
         let r = request.get_ref();
         let summary = json!({"name": r.name, "role": r.role, "tenants": r.tenants, "ttlSeconds": r.ttl_seconds});
-        let call = Self::call(&request, "AccessManager/CreateToken", summary)?;
+        let call = Self::call(&request, summary)?;
         let req = request.into_inner();
-        self.observe(&call, async {
+        super::respond(async {
             let name = name_arg(&req.name, "name")?;
             let role = grant(&req.role, &req.tenants)?;
             let ttl =
@@ -159,8 +159,8 @@ impl AccessManager for Api {
         &self,
         request: Request<pb::ListTokensRequest>,
     ) -> Result<Response<pb::ListTokensResponse>, Status> {
-        let call = Self::call(&request, "AccessManager/ListTokens", json!(null))?;
-        self.observe(&call, async {
+        Self::call(&request, json!(null))?;
+        super::respond(async {
             let tokens = self.store.tokens().map_err(store_status)?;
             Ok(pb::ListTokensResponse {
                 tokens: tokens.iter().map(token_pb).collect(),
@@ -173,13 +173,9 @@ impl AccessManager for Api {
         &self,
         request: Request<pb::RevokeTokenRequest>,
     ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
-        let call = Self::call(
-            &request,
-            "AccessManager/RevokeToken",
-            json!({"id": request.get_ref().id}),
-        )?;
+        let call = Self::call(&request, json!({"id": request.get_ref().id}))?;
         let req = request.into_inner();
-        self.observe(&call, async {
+        super::respond(async {
             let t = self
                 .store
                 .revoke_token(&req.id)
@@ -200,9 +196,9 @@ impl AccessManager for Api {
     ) -> Result<Response<pb::RoleBinding>, Status> {
         let r = request.get_ref();
         let summary = json!({"user": r.user, "role": r.role, "tenants": r.tenants});
-        let call = Self::call(&request, "AccessManager/BindUser", summary)?;
+        let call = Self::call(&request, summary)?;
         let req = request.into_inner();
-        self.observe(&call, async {
+        super::respond(async {
             let user = name_arg(&req.user, "user")?;
             let role = grant(&req.role, &req.tenants)?;
             let binding = RoleBinding {
@@ -226,13 +222,9 @@ impl AccessManager for Api {
         &self,
         request: Request<pb::UnbindUserRequest>,
     ) -> Result<Response<pb::UnbindUserResponse>, Status> {
-        let call = Self::call(
-            &request,
-            "AccessManager/UnbindUser",
-            json!({"user": request.get_ref().user}),
-        )?;
+        Self::call(&request, json!({"user": request.get_ref().user}))?;
         let req = request.into_inner();
-        self.observe(&call, async {
+        super::respond(async {
             if !self
                 .store
                 .remove_binding(&req.user)
@@ -253,8 +245,8 @@ impl AccessManager for Api {
         &self,
         request: Request<pb::ListBindingsRequest>,
     ) -> Result<Response<pb::ListBindingsResponse>, Status> {
-        let call = Self::call(&request, "AccessManager/ListBindings", json!(null))?;
-        self.observe(&call, async {
+        Self::call(&request, json!(null))?;
+        super::respond(async {
             let bindings = self.store.bindings().map_err(store_status)?;
             Ok(pb::ListBindingsResponse {
                 bindings: bindings.iter().map(binding_pb).collect(),
@@ -274,9 +266,9 @@ impl AuditLog for Api {
         &self,
         request: Request<pb::QueryAuditRequest>,
     ) -> Result<Response<pb::QueryAuditResponse>, Status> {
-        let call = Self::call(&request, "AuditLog/QueryAudit", json!(null))?;
+        let call = Self::call(&request, json!(null))?;
         let req = request.into_inner();
-        self.observe(&call, async {
+        super::respond(async {
             let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
             let filter = AuditFilter {
                 since_ms: ms(req.since.as_ref()),
@@ -308,8 +300,8 @@ impl SecretManager for Api {
         &self,
         request: Request<pb::RotateSecretsRequest>,
     ) -> Result<Response<pb::RotateSecretsResponse>, Status> {
-        let call = Self::call(&request, "SecretManager/RotateSecrets", json!({}))?;
-        self.observe(&call, async {
+        Self::call(&request, json!({}))?;
+        super::respond(async {
             let report = self
                 .store
                 .reencrypt_secrets()

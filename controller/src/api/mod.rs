@@ -9,13 +9,11 @@
 //! Authentication and the role check happened in the auth layer; handlers
 //! take the [`Caller`] it left in the request and scope everything to the
 //! caller's tenants: lists are filtered, and a foreign tenant's object gets
-//! the same PermissionDenied whether it exists or not. Every mutating call
-//! writes an audit record (in [`Api::observe`], so no handler can forget).
+//! the same PermissionDenied whether it exists or not. Metrics and the audit
+//! record of every mutating call are written by the audit layer
+//! ([`crate::auth::audit`]); handlers only fill in its note.
 
-use std::{
-    sync::{Arc, Mutex},
-    time::Instant,
-};
+use std::sync::Arc;
 
 use rampart_proto::v1::{
     self as pb, device_manager_server::DeviceManager, service_manager_server::ServiceManager,
@@ -25,15 +23,20 @@ use serde_json::json;
 use tonic::{Request, Response, Status};
 
 use crate::{
-    auth::{Caller, Permission, Tenants, denied, layer::code_name, rbac},
+    auth::{
+        Caller, Permission, Tenants,
+        audit::{AuditNote, Note},
+        denied,
+    },
     model::{self, DocFormat, ModelError, SourceDoc, Validator, device::Device, spec::ServiceSpec},
-    store::{self, Store, StoreError, StoredService, TxnRecord, TxnState, audit::AuditRecord},
+    store::{self, Store, StoreError, StoredService, TxnRecord, TxnState},
     telemetry::Metrics,
     txn::{Change, Engine, EngineError, Planned},
 };
 
 mod access;
 mod convert;
+mod history;
 
 pub use convert::{diagnostic_to_pb, service_to_pb};
 
@@ -58,68 +61,21 @@ impl Api {
         }
     }
 
-    /// Starts a call: the authenticated caller (fail closed when the auth
-    /// layer did not run) and the audit draft.
-    fn call<T>(
-        request: &Request<T>,
-        method: &'static str,
-        summary: serde_json::Value,
-    ) -> Result<Call, Status> {
-        let caller = request
-            .extensions()
+    /// Starts a call: the authenticated caller and the audit note (fail
+    /// closed when either layer did not run), with the request as the
+    /// audit record will show it.
+    fn call<T>(request: &Request<T>, summary: serde_json::Value) -> Result<Call, Status> {
+        let ext = request.extensions();
+        let caller = ext
             .get::<Caller>()
             .cloned()
             .ok_or_else(|| Status::unauthenticated("request did not pass authentication"))?;
-        Ok(Call {
-            caller,
-            method,
-            summary,
-            note: Mutex::new(Note::default()),
-        })
-    }
-
-    /// Runs a handler body, records its metrics, and writes the audit
-    /// record of every mutating method (success or failure).
-    async fn observe<T>(
-        &self,
-        call: &Call,
-        body: impl std::future::Future<Output = Result<T, Status>>,
-    ) -> Result<Response<T>, Status> {
-        let started = Instant::now();
-        let res = body.await;
-        let code = res.as_ref().map_or_else(Status::code, |_| tonic::Code::Ok);
-        let bare = call.method.rsplit('/').next().unwrap_or(call.method);
-        self.metrics.observe(bare, code, started);
-        if let Err(s) = &res {
-            tracing::debug!(method = call.method, user = %call.caller.user, code = ?s.code(), message = s.message(), "request refused");
-        }
-        let path = format!("/rampart.v1.{}", call.method);
-        if rbac::lookup(&path).is_none_or(|r| r.mutating) {
-            let note = call.note.lock().map(|n| n.clone()).unwrap_or_default();
-            let record = AuditRecord {
-                id: 0,
-                time_unix_ms: store::now_unix_ms(),
-                user: call.caller.user.clone(),
-                role: call.caller.role.as_str().to_owned(),
-                auth: call.caller.auth_label(),
-                peer: call.caller.peer.clone(),
-                method: call.method.to_owned(),
-                tenant: note.tenant,
-                service: note.service,
-                request: call.summary.to_string(),
-                code: code_name(code),
-                message: res
-                    .as_ref()
-                    .err()
-                    .map(|s| s.message().to_owned())
-                    .unwrap_or_default(),
-                transaction: note.transaction,
-            };
-            if let Err(e) = self.store.append_audit(record).await {
-                tracing::error!(error = %e, method = call.method, "cannot write audit record");
-            }
-        }
-        res.map(Response::new)
+        let note = ext
+            .get::<AuditNote>()
+            .cloned()
+            .ok_or_else(|| Status::internal("request did not pass the audit layer"))?;
+        note.update(|n| n.request = summary);
+        Ok(Call { caller, note })
     }
 
     /// Validates an apply request and checks the caller may write every
@@ -172,29 +128,22 @@ impl Api {
     }
 }
 
-/// One call in progress: who, what, and what the audit record will say.
+/// One call in progress: who, and the note its audit record is made from.
 struct Call {
     caller: Caller,
-    /// `ServiceManager/ApplyService`.
-    method: &'static str,
-    /// The request, secrets redacted.
-    summary: serde_json::Value,
-    note: Mutex<Note>,
+    note: AuditNote,
 }
 
-/// What a handler learns while running that the audit record should carry.
-#[derive(Debug, Clone, Default)]
-struct Note {
-    tenant: String,
-    service: String,
-    transaction: Option<String>,
+/// A handler's result as tonic wants it.
+async fn respond<T>(
+    body: impl std::future::Future<Output = Result<T, Status>>,
+) -> Result<Response<T>, Status> {
+    body.await.map(Response::new)
 }
 
 impl Call {
     fn note(&self, f: impl FnOnce(&mut Note)) {
-        if let Ok(mut n) = self.note.lock() {
-            f(&mut n);
-        }
+        self.note.update(f);
     }
 
     fn note_services<'a>(&self, specs: impl Iterator<Item = &'a ServiceSpec>) {
@@ -390,13 +339,9 @@ impl ServiceManager for Api {
         &self,
         request: Request<pb::ApplyServiceRequest>,
     ) -> Result<Response<pb::ApplyServiceResponse>, Status> {
-        let call = Self::call(
-            &request,
-            "ServiceManager/ApplyService",
-            apply_summary(request.get_ref()),
-        )?;
+        let call = Self::call(&request, apply_summary(request.get_ref()))?;
         let req = request.into_inner();
-        self.observe(&call, async {
+        respond(async {
             let plan = self.plan(&req, &call).await?;
             let may = call.caller.tenant_filter();
             if req.dry_run {
@@ -420,13 +365,9 @@ impl ServiceManager for Api {
         &self,
         request: Request<pb::ApplyServiceRequest>,
     ) -> Result<Response<pb::ApplyServiceResponse>, Status> {
-        let call = Self::call(
-            &request,
-            "ServiceManager/DryRun",
-            apply_summary(request.get_ref()),
-        )?;
+        let call = Self::call(&request, apply_summary(request.get_ref()))?;
         let req = request.into_inner();
-        self.observe(&call, async {
+        respond(async {
             let plan = self.plan(&req, &call).await?;
             Ok(convert::dry_run_response(
                 &plan,
@@ -440,9 +381,9 @@ impl ServiceManager for Api {
         &self,
         request: Request<pb::GetServiceRequest>,
     ) -> Result<Response<pb::Service>, Status> {
-        let call = Self::call(&request, "ServiceManager/GetService", json!(null))?;
+        let call = Self::call(&request, json!(null))?;
         let req = request.into_inner();
-        self.observe(&call, async {
+        respond(async {
             find_service(
                 &self.store,
                 &call.caller,
@@ -459,9 +400,9 @@ impl ServiceManager for Api {
         &self,
         request: Request<pb::ListServicesRequest>,
     ) -> Result<Response<pb::ListServicesResponse>, Status> {
-        let call = Self::call(&request, "ServiceManager/ListServices", json!(null))?;
+        let call = Self::call(&request, json!(null))?;
         let req = request.into_inner();
-        self.observe(&call, async {
+        respond(async {
             if !req.tenant.is_empty() && !call.caller.may(Permission::ServicesRead, &req.tenant) {
                 return Err(denied(Permission::ServicesRead, Some(&req.tenant)));
             }
@@ -492,9 +433,9 @@ impl ServiceManager for Api {
         request: Request<pb::DeleteServiceRequest>,
     ) -> Result<Response<pb::DeleteServiceResponse>, Status> {
         let summary = json!({"name": request.get_ref().name, "tenant": request.get_ref().tenant});
-        let call = Self::call(&request, "ServiceManager/DeleteService", summary)?;
+        let call = Self::call(&request, summary)?;
         let req = request.into_inner();
-        self.observe(&call, async {
+        respond(async {
             call.note(|n| {
                 n.tenant.clone_from(&req.tenant);
                 n.service = if req.tenant.is_empty() {
@@ -538,13 +479,9 @@ impl DeviceManager for Api {
         &self,
         request: Request<pb::AddDeviceRequest>,
     ) -> Result<Response<pb::Device>, Status> {
-        let call = Self::call(
-            &request,
-            "DeviceManager/AddDevice",
-            add_device_summary(request.get_ref()),
-        )?;
+        Self::call(&request, add_device_summary(request.get_ref()))?;
         let req = request.into_inner();
-        self.observe(&call, async {
+        respond(async {
             let d = req
                 .device
                 .ok_or_else(|| Status::invalid_argument("device: required"))?;
@@ -596,9 +533,9 @@ impl DeviceManager for Api {
         &self,
         request: Request<pb::GetDeviceRequest>,
     ) -> Result<Response<pb::Device>, Status> {
-        let call = Self::call(&request, "DeviceManager/GetDevice", json!(null))?;
+        let call = Self::call(&request, json!(null))?;
         let req = request.into_inner();
-        self.observe(&call, async {
+        respond(async {
             let name = required(&req.name, "name")?;
             if !call.caller.sees_all_devices()
                 && !targeted_devices(&self.store, &call.caller)?.contains(name)
@@ -619,9 +556,9 @@ impl DeviceManager for Api {
         &self,
         request: Request<pb::ListDevicesRequest>,
     ) -> Result<Response<pb::ListDevicesResponse>, Status> {
-        let call = Self::call(&request, "DeviceManager/ListDevices", json!(null))?;
+        let call = Self::call(&request, json!(null))?;
         let req = request.into_inner();
-        self.observe(&call, async {
+        respond(async {
             let visible = if call.caller.sees_all_devices() {
                 None
             } else {
@@ -645,13 +582,9 @@ impl DeviceManager for Api {
         &self,
         request: Request<pb::RemoveDeviceRequest>,
     ) -> Result<Response<pb::RemoveDeviceResponse>, Status> {
-        let call = Self::call(
-            &request,
-            "DeviceManager/RemoveDevice",
-            json!({"name": request.get_ref().name}),
-        )?;
+        let call = Self::call(&request, json!({"name": request.get_ref().name}))?;
         let req = request.into_inner();
-        self.observe(&call, async {
+        respond(async {
             let name = required(&req.name, "name")?;
             let removed = match self.store.remove_device(name) {
                 Ok(r) => r,
@@ -683,38 +616,18 @@ impl TransactionManager for Api {
         &self,
         request: Request<pb::ListTransactionsRequest>,
     ) -> Result<Response<pb::ListTransactionsResponse>, Status> {
-        let call = Self::call(&request, "TransactionManager/ListTransactions", json!(null))?;
+        let call = Self::call(&request, json!(null))?;
         let req = request.into_inner();
-        self.observe(&call, async {
-            let limit = if req.limit == 0 {
-                50
-            } else {
-                req.limit.min(10_000) as usize
-            };
-            let service = (!req.service.is_empty()).then_some(req.service.as_str());
-            // Scan deeper than `limit` so filtering out foreign tenants'
-            // transactions still fills the page.
-            let transactions = self
-                .store
-                .txns(limit.saturating_mul(20).min(100_000), service)
-                .map_err(store_status)?
-                .iter()
-                .filter(|t| txn_visible(&call.caller, t))
-                .take(limit)
-                .map(|t| convert::txn_to_pb(t, &call.caller.tenant_filter()))
-                .collect();
-            Ok(pb::ListTransactionsResponse { transactions })
-        })
-        .await
+        respond(async { history::list(&self.store, &call.caller, &req) }).await
     }
 
     async fn get_transaction(
         &self,
         request: Request<pb::GetTransactionRequest>,
     ) -> Result<Response<pb::Transaction>, Status> {
-        let call = Self::call(&request, "TransactionManager/GetTransaction", json!(null))?;
+        let call = Self::call(&request, json!(null))?;
         let req = request.into_inner();
-        self.observe(&call, async {
+        respond(async {
             let raw = required(&req.id, "id")?;
             let id = store::parse_txn_id(raw).ok_or_else(|| {
                 Status::invalid_argument(format!("id: {raw:?} is not a transaction id (txn-N)"))
@@ -725,9 +638,7 @@ impl TransactionManager for Api {
                 ))
             };
             match self.store.txn(id).map_err(store_status)? {
-                Some(t) if txn_visible(&call.caller, &t) => {
-                    Ok(convert::txn_to_pb(&t, &call.caller.tenant_filter()))
-                }
+                Some(t) if txn_visible(&call.caller, &t) => Ok(bounded_txn(&t, &call.caller)),
                 Some(_) => Err(foreign()),
                 // A tenant-scoped caller gets the same answer for a missing
                 // transaction as for another tenant's.
@@ -743,9 +654,9 @@ impl TransactionManager for Api {
         request: Request<pb::RollbackRequest>,
     ) -> Result<Response<pb::Transaction>, Status> {
         let summary = json!({"id": request.get_ref().id, "dry_run": request.get_ref().dry_run});
-        let call = Self::call(&request, "TransactionManager/Rollback", summary)?;
+        let call = Self::call(&request, summary)?;
         let req = request.into_inner();
-        self.observe(&call, async {
+        respond(async {
             let raw = required(&req.id, "id")?;
             let id = store::parse_txn_id(raw).ok_or_else(|| {
                 Status::invalid_argument(format!("id: {raw:?} is not a transaction id (txn-N)"))
@@ -772,16 +683,13 @@ impl TransactionManager for Api {
             let author = call.caller.author();
             if req.dry_run {
                 let plan = self.engine.plan_rollback(id, &author).map_err(txn_status)?;
-                return Ok(convert::txn_to_pb(
-                    &plan.record,
-                    &call.caller.tenant_filter(),
-                ));
+                return Ok(bounded_txn(&plan.record, &call.caller));
             }
             match self.engine.rollback(id, &author).await {
                 Ok(record) => {
                     self.metrics.transaction("rollback", "committed");
                     call.note(|n| n.transaction = Some(store::txn_display_id(record.id)));
-                    Ok(convert::txn_to_pb(&record, &call.caller.tenant_filter()))
+                    Ok(bounded_txn(&record, &call.caller))
                 }
                 Err(e) => {
                     self.metrics.transaction("rollback", "failed");
@@ -796,9 +704,9 @@ impl TransactionManager for Api {
         &self,
         request: Request<pb::CheckSyncRequest>,
     ) -> Result<Response<pb::CheckSyncResponse>, Status> {
-        let call = Self::call(&request, "TransactionManager/CheckSync", json!(null))?;
+        Self::call(&request, json!(null))?;
         let req = request.into_inner();
-        self.observe(&call, async {
+        respond(async {
             let only = (!req.device.is_empty()).then_some(req.device.as_str());
             let reports = self.engine.check_sync(only).await.map_err(txn_status)?;
             for r in &reports {
@@ -831,9 +739,9 @@ impl TransactionManager for Api {
     ) -> Result<Response<pb::SyncResponse>, Status> {
         let summary =
             json!({"device": request.get_ref().device, "direction": request.get_ref().direction});
-        let call = Self::call(&request, "TransactionManager/Sync", summary)?;
+        Self::call(&request, summary)?;
         let req = request.into_inner();
-        self.observe(&call, async {
+        respond(async {
             let device = required(&req.device, "device")?;
             match pb::sync_request::Direction::try_from(req.direction) {
                 Ok(pb::sync_request::Direction::ToDevice) => {
@@ -867,6 +775,14 @@ impl Api {
             .map_err(store_status)?;
         Ok(out)
     }
+}
+
+/// A transaction as one answer shows it: scoped to the caller's tenants
+/// and within the response budget.
+fn bounded_txn(t: &TxnRecord, caller: &Caller) -> pb::Transaction {
+    let mut shown = convert::txn_to_pb(t, &caller.tenant_filter());
+    history::bound(&mut shown, history::RESPONSE_BUDGET);
+    shown
 }
 
 /// DeviceInUse, naming only the services the caller may see.
@@ -904,7 +820,7 @@ fn apply_summary(req: &pb::ApplyServiceRequest) -> serde_json::Value {
         "sourceName": req.source_name,
         "dryRun": req.dry_run,
         "documentBytes": req.document.len(),
-        "documentSha256": crate::auth::tokens::hex(digest.as_ref()),
+        "documentSha256": hex::encode(digest),
     })
 }
 

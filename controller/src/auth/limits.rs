@@ -1,71 +1,57 @@
-//! Per-user request rate limits (token buckets).
+//! Per-user request rate limits: one `governor` GCRA bucket per key.
 //!
-//! One bucket per authenticated user (or per client address before
-//! authentication succeeds, so guessing tokens is throttled too). A refused
-//! request learns how long until the next token, which rampartctl shows.
+//! Keys are authenticated users, or client addresses for failed
+//! authentications, so guessing tokens is throttled too. A refused request
+//! learns how long until the next token, which rampartctl shows.
 
-use std::{
-    collections::HashMap,
-    sync::Mutex,
-    time::{Duration, Instant},
+use std::{num::NonZeroU32, time::Duration};
+
+use governor::{
+    Quota, RateLimiter as Gcra,
+    clock::{Clock, DefaultClock},
+    state::keyed::DefaultKeyedStateStore,
 };
 
-/// A token bucket limiter keyed by user.
+/// A keyed token-bucket limiter.
 #[derive(Debug)]
 pub struct RateLimiter {
-    rate: f64,
-    burst: f64,
-    buckets: Mutex<HashMap<String, Bucket>>,
+    gcra: Gcra<String, DefaultKeyedStateStore<String>, DefaultClock>,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
-/// Buckets beyond this many are pruned of the full (idle) ones, so a flood
-/// of distinct client addresses cannot grow memory without bound.
+/// Beyond this many keys, the idle ones are dropped before a new key is
+/// added, so a flood of distinct client addresses cannot grow memory
+/// without bound.
 const MAX_BUCKETS: usize = 10_000;
 
 impl RateLimiter {
     /// `rate` requests per second sustained, bursts of up to `burst`.
+    /// Rates below one per thousand seconds are raised to that.
     #[must_use]
     pub fn new(rate: f64, burst: u32) -> Self {
+        let period = Duration::from_secs_f64(1.0 / rate.max(0.001));
+        let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+        // `with_period` refuses only a zero period, which 1/rate cannot be
+        // for a finite rate; fall back to one per microsecond all the same.
+        let quota = Quota::with_period(period)
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MAX))
+            .allow_burst(burst);
         Self {
-            rate: rate.max(0.001),
-            burst: f64::from(burst.max(1)),
-            buckets: Mutex::new(HashMap::new()),
+            gcra: Gcra::keyed(quota),
         }
     }
 
-    /// Takes one token for `key`; on refusal returns how long until one is
-    /// available.
+    /// Takes one token for `key`.
     ///
     /// # Errors
     /// The wait until the next token.
     pub fn check(&self, key: &str) -> Result<(), Duration> {
-        let now = Instant::now();
-        let mut buckets = self
-            .buckets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(key) {
-            let (rate, burst) = (self.rate, self.burst);
-            buckets.retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * rate < burst);
+        let key = key.to_owned();
+        if self.gcra.len() >= MAX_BUCKETS {
+            self.gcra.retain_recent();
         }
-        let b = buckets.entry(key.to_owned()).or_insert(Bucket {
-            tokens: self.burst,
-            at: now,
-        });
-        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * self.rate).min(self.burst);
-        b.at = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - b.tokens) / self.rate))
-        }
+        self.gcra
+            .check_key(&key)
+            .map_err(|not_until| not_until.wait_time_from(self.gcra.clock().now()))
     }
 }
 
@@ -88,5 +74,16 @@ mod tests {
         l.check("bob").unwrap();
         std::thread::sleep(Duration::from_millis(120));
         l.check("alice").unwrap();
+    }
+
+    #[test]
+    fn idle_keys_are_pruned_at_the_bound() {
+        let l = RateLimiter::new(1000.0, 1);
+        for i in 0..MAX_BUCKETS {
+            l.check(&format!("10.0.{}.{}", i / 256, i % 256)).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(5));
+        l.check("newcomer").unwrap();
+        assert!(l.gcra.len() < MAX_BUCKETS, "{} keys kept", l.gcra.len());
     }
 }

@@ -6,10 +6,13 @@
 //! looks the gRPC method up in the RBAC table ([`rbac::METHODS`]) and refuses
 //! methods that are missing from it or whose permission the caller's role
 //! lacks. Handlers then get the [`Caller`] from the request extensions and
-//! scope what they read and write to the caller's tenants.
+//! scope what they read and write to the caller's tenants. Inside it, the
+//! audit layer ([`audit::AuditLayer`]) counts every admitted call and
+//! records every mutating one.
 
 use std::{collections::BTreeSet, fmt};
 
+pub mod audit;
 pub mod jwt;
 pub mod layer;
 pub mod limits;
@@ -269,7 +272,6 @@ impl AuthMethod {
 pub struct Caller {
     /// User name (token name@id, JWT `sub`, certificate CN).
     pub user: String,
-    /// Role.
     pub role: Role,
     /// Tenant scope.
     pub tenants: Tenants,

@@ -178,7 +178,10 @@ pub const PUBLIC_PREFIXES: &[&str] = &["/grpc.health.v1.Health/"];
 
 /// Services any authenticated caller may use: schema reflection reveals the
 /// API's shape, not data.
-pub const AUTHENTICATED_PREFIXES: &[&str] = &["/grpc.reflection.v1.ServerReflection/"];
+pub const AUTHENTICATED_PREFIXES: &[&str] = &[
+    "/grpc.reflection.v1.ServerReflection/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+];
 
 /// The rule of a gRPC path.
 #[must_use]

@@ -42,7 +42,6 @@ pub enum SetupError {
     Read {
         /// The file.
         path: std::path::PathBuf,
-        /// Cause.
         #[source]
         source: std::io::Error,
     },

@@ -53,23 +53,13 @@ pub fn generate() -> NewToken {
 /// Hex SHA-256 of a presented token.
 #[must_use]
 pub fn hash(secret: &str) -> String {
-    hex(digest::digest(&digest::SHA256, secret.as_bytes()).as_ref())
+    hex::encode(digest::digest(&digest::SHA256, secret.as_bytes()))
 }
 
 /// The public id of a token hash.
 #[must_use]
 pub fn id_of_hash(hash: &str) -> String {
     format!("tok-{}", &hash[..12.min(hash.len())])
-}
-
-/// Lower-case hex.
-#[must_use]
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 /// Issues a token: generates it, stores its hash with the grant, and

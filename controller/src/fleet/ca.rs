@@ -29,7 +29,6 @@ impl std::fmt::Debug for AgentCa {
 /// A certificate signed for an agent.
 #[derive(Debug, Clone)]
 pub struct AgentCert {
-    /// PEM.
     pub cert_pem: String,
     /// SHA-256 of the DER, hex: what the registry accepts.
     pub fingerprint: String,
@@ -40,8 +39,7 @@ pub struct AgentCert {
 /// SHA-256 hex of bytes.
 #[must_use]
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    let d = ring::digest::digest(&ring::digest::SHA256, bytes);
-    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
 }
 
 fn cert_err(what: &str) -> impl FnOnce(rcgen::Error) -> FleetError + '_ {

@@ -42,7 +42,6 @@ pub(crate) fn module_of(kind: Kind) -> (&'static str, &'static str) {
 pub(crate) enum J {
     /// Object members in order.
     Obj(Vec<(String, JNode)>),
-    /// Array.
     Arr(Vec<JNode>),
     /// A number, already checked to be an integer.
     Num(String),
@@ -57,9 +56,7 @@ pub(crate) enum J {
 /// A JSON value with the origin of the user node it came from.
 #[derive(Debug)]
 pub(crate) struct JNode {
-    /// Value.
     pub value: J,
-    /// Origin.
     pub origin: Origin,
 }
 

@@ -16,6 +16,7 @@
 pub mod device;
 pub mod spec;
 
+mod address;
 mod convert;
 mod semantic;
 mod source;
@@ -56,7 +57,6 @@ pub enum DocFormat {
 pub struct SourceDoc<'a> {
     /// Full text.
     pub text: &'a str,
-    /// Syntax.
     pub format: DocFormat,
     /// File name (or `<request>`), used in diagnostics.
     pub name: &'a str,
@@ -215,7 +215,8 @@ impl Validator {
                 1,
                 1,
                 format!(
-                    "document is {} bytes, larger than the limit of {MAX_DOCUMENT_BYTES}",
+                    "document is {} bytes, larger than the limit of {MAX_DOCUMENT_BYTES}; \
+                     documents over 4 MiB are refused",
                     doc.text.len()
                 ),
             )]));
@@ -312,7 +313,21 @@ impl Validator {
         let json = typed::device_to_yang(device);
         let source_name = format!("device {}", device.name);
         match self.lock().validate_json(&json.to_string()) {
-            Ok(_) => Ok(()),
+            Ok(_) => address::check(&device.address).map_err(|message| ModelError::Invalid {
+                diagnostics: vec![Diagnostic {
+                    severity: Severity::Error,
+                    message: format!("{:?}: {message}", device.address),
+                    path: Some(format!(
+                        "/rampart-devices:devices/device[name='{}']/address",
+                        device.name
+                    )),
+                    field: Some("address".to_owned()),
+                    line: 0,
+                    column: 0,
+                    source_name: source_name.clone(),
+                }],
+                source_name,
+            }),
             Err(errors) => Err(ModelError::Invalid {
                 diagnostics: errors
                     .iter()

@@ -36,6 +36,7 @@ pub(crate) fn check(
     c.devices(spec, inventory);
     if let ServiceBody::Firewall(fw) = &spec.body {
         c.duplicate_sequences(fw);
+        c.address_families(fw);
         c.rules(fw);
     }
     c.out
@@ -157,6 +158,33 @@ impl Checker<'_> {
         }
     }
 
+    /// A rule whose sources and destinations share no address family can
+    /// match no packet; renderers would drop it, so it is refused here.
+    fn address_families(&mut self, fw: &FirewallSpec) {
+        for rule in &fw.rules {
+            let (Some(src), Some(dst)) = (families(&rule.sources), families(&rule.destinations))
+            else {
+                continue;
+            };
+            if src & dst != 0 {
+                continue;
+            }
+            let path = rule_path(rule.sequence);
+            let origin = self.origin(&path);
+            self.push(
+                Severity::Error,
+                path,
+                origin.as_ref(),
+                format!(
+                    "rule {}: sources are {} and destinations {}; no packet can match both                      (split it into one rule per address family)",
+                    rule.sequence,
+                    family_words(src),
+                    family_words(dst)
+                ),
+            );
+        }
+    }
+
     fn rules(&mut self, fw: &FirewallSpec) {
         let mut rules: Vec<&FirewallRule> = fw.rules.iter().collect();
         rules.sort_by_key(|r| r.sequence);
@@ -248,6 +276,26 @@ impl Checker<'_> {
             );
         }
     }
+}
+
+const V4: u8 = 1;
+const V6: u8 = 2;
+
+/// The address families of a prefix list as bits; `None` for an empty
+/// list, which matches either family.
+fn families(prefixes: &[IpNet]) -> Option<u8> {
+    (!prefixes.is_empty()).then(|| {
+        prefixes.iter().fold(0, |f, p| {
+            f | match p {
+                IpNet::V4(_) => V4,
+                IpNet::V6(_) => V6,
+            }
+        })
+    })
+}
+
+fn family_words(f: u8) -> &'static str {
+    if f == V4 { "IPv4 only" } else { "IPv6 only" }
 }
 
 fn action_word(a: Action) -> &'static str {

@@ -91,7 +91,6 @@ impl UNode {
 pub(crate) struct ParseError {
     /// What went wrong, in the parser's words.
     pub message: String,
-    /// Where.
     pub pos: Pos,
 }
 

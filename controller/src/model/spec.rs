@@ -131,15 +131,10 @@ impl ServiceSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "spec")]
 pub enum ServiceBody {
-    /// vFirewall.
     Firewall(FirewallSpec),
-    /// vRouter.
     Router(RouterSpec),
-    /// vLoadBalancer.
     LoadBalancer(LoadBalancerSpec),
-    /// vVPN.
     Vpn(VpnSpec),
-    /// SD-WAN.
     SdWan(SdWanSpec),
 }
 
@@ -408,7 +403,6 @@ pub struct BgpNeighbor {
     pub address: std::net::IpAddr,
     /// Peer AS.
     pub remote_as: u32,
-    /// Description.
     pub description: Option<String>,
 }
 
@@ -419,7 +413,6 @@ pub struct Bgp {
     pub asn: u32,
     /// Router id.
     pub router_id: Option<std::net::Ipv4Addr>,
-    /// Neighbors.
     pub neighbors: Vec<BgpNeighbor>,
     /// Networks announced.
     pub networks: Vec<IpNet>,
@@ -430,7 +423,6 @@ pub struct Bgp {
 pub struct RouterDevice {
     /// Inventory device name.
     pub device: String,
-    /// Interfaces.
     pub interfaces: Vec<RouterInterface>,
     /// Static routes.
     pub static_routes: Vec<StaticRoute>,
@@ -462,9 +454,7 @@ pub struct Backend {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum L4Protocol {
-    /// TCP.
     Tcp,
-    /// UDP.
     Udp,
 }
 
@@ -494,9 +484,7 @@ pub struct VirtualService {
     pub name: String,
     /// VIP address.
     pub address: std::net::IpAddr,
-    /// Protocol.
     pub protocol: L4Protocol,
-    /// Port.
     pub port: u16,
     /// Backend pool.
     pub backends: Vec<Backend>,
@@ -533,7 +521,6 @@ pub struct VpnTunnel {
 /// A vVPN.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VpnSpec {
-    /// Tunnels.
     pub tunnels: Vec<VpnTunnel>,
 }
 
@@ -551,21 +538,16 @@ pub struct SdWanSite {
 /// An SD-WAN traffic policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SdWanPolicy {
-    /// Name.
     pub name: String,
     /// Matched destination prefixes.
     pub destinations: Vec<IpNet>,
     /// Preferred transport color (e.g. `mpls`, `biz-internet`).
     pub preferred_color: String,
-    /// Action.
     pub action: Action,
 }
 
-/// SD-WAN.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SdWanSpec {
-    /// Sites.
     pub sites: Vec<SdWanSite>,
-    /// Policies.
     pub policies: Vec<SdWanPolicy>,
 }

@@ -109,7 +109,6 @@ pub(crate) struct SNode {
     pub name: String,
     /// The name users write (camelCase, plural for lists).
     pub user_name: String,
-    /// Kind.
     pub kind: SKind,
     /// Children in schema order.
     pub children: Vec<SNode>,

@@ -696,6 +696,29 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Visits transactions newest first, starting below `before` (from the
+    /// newest when `None`), until `visit` breaks. History pages are built
+    /// on this so a page never decodes more than it looks at.
+    ///
+    /// # Errors
+    /// Read or decode failures.
+    pub fn scan_txns_back(
+        &self,
+        before: Option<u64>,
+        mut visit: impl FnMut(TxnRecord) -> std::ops::ControlFlow<()>,
+    ) -> Result<(), StoreError> {
+        let end = before.unwrap_or(u64::MAX).to_be_bytes();
+        for item in self.txns.range(..end).rev() {
+            let (k, v) = item.map_err(io("scan transactions"))?;
+            if visit(decode("transaction", &k, &v)?).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
 // ===== synced copies and journaled commits =====
 
 impl Store {

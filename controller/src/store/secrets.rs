@@ -158,7 +158,7 @@ fn key_from_bytes(raw: &[u8], origin: &str) -> Result<Key, SecretsError> {
     if bytes.len() != 32 {
         return Err(bad(&format!("key is {} bytes, expected 32", bytes.len())));
     }
-    let id = crate::auth::tokens::hex(&digest::digest(&digest::SHA256, &bytes).as_ref()[..8]);
+    let id = hex::encode(&digest::digest(&digest::SHA256, &bytes).as_ref()[..8]);
     let key = UnboundKey::new(&CHACHA20_POLY1305, &bytes).map_err(|_| bad("unusable key"))?;
     Ok(Key {
         id,
