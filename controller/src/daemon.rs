@@ -76,7 +76,7 @@ pub async fn run(
     if let Err(e) = std::fs::create_dir_all(&data_dir) {
         tracing::warn!(dir = %data_dir.display(), error = %e, "cannot create data dir");
     }
-    let store = Store::open(&data_dir)?;
+    let store = Store::open_configured(&config.store, &data_dir)?;
     let validator = Arc::new(tokio::task::spawn_blocking(Validator::new).await.map_err(
         |e| ModelError::Schema {
             message: format!("validator start-up task failed: {e}"),

@@ -1,0 +1,529 @@
+//! The distributed backend: the store's trees as key ranges of an etcd
+//! cluster (`<prefix><tree>/<key>`).
+//!
+//! Atomicity maps one to one: a sled compare-and-swap is an etcd
+//! transaction comparing the value (or absence); a sled multi-tree
+//! transaction is an optimistic etcd transaction that reads at one pinned
+//! revision and commits only if no key it read changed since
+//! (`mod_revision` compares), re-running the body on a conflict and only
+//! then. Every request has a deadline, so a cluster without quorum answers
+//! with an error naming etcd instead of hanging the caller.
+//!
+//! The store's API is synchronous (sled is), the etcd client is async: the
+//! client runs on a small runtime of its own and callers wait for its
+//! answer, leaving their worker (`block_in_place`) when they are on a
+//! multi-threaded runtime.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use etcd_client::{
+    Certificate, Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, Identity,
+    SortOrder, SortTarget, TlsOptions, Txn, TxnOp,
+};
+
+use super::{
+    StoreError,
+    kv::{Dump, ID_FLOOR, Op, Scan, TxError, TxView, Visit, trees},
+    sled_kv::decode_u64,
+};
+
+/// etcd's default `--max-txn-ops`: larger batches are split (see
+/// [`EtcdKv::batch`]).
+const MAX_TXN_OPS: usize = 128;
+/// Records per range request of a scan.
+const PAGE: i64 = 512;
+/// A transaction body re-run this often without committing is reported,
+/// not retried forever.
+const MAX_ATTEMPTS: usize = 100;
+
+/// How to reach the cluster.
+#[derive(Debug, Clone)]
+pub struct EtcdOptions {
+    /// Client URLs.
+    pub endpoints: Vec<String>,
+    /// CA bundle (PEM) that signed the servers' certificates.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Client certificate and key (PEM).
+    pub identity_pem: Option<(Vec<u8>, Vec<u8>)>,
+    /// Key prefix, ending in `/`.
+    pub prefix: String,
+    /// Deadline of one request.
+    pub timeout: Duration,
+}
+
+impl EtcdOptions {
+    /// From `[store]`; the TLS files are read now.
+    ///
+    /// # Errors
+    /// [`StoreError::EtcdSetup`] naming the field of an unreadable file.
+    pub fn from_config(c: &crate::config::StoreConfig) -> Result<Self, StoreError> {
+        let read = |field: &str, path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| StoreError::EtcdSetup {
+                message: format!("store.{field}: cannot read {}: {e}", path.display()),
+            })
+        };
+        let ca_pem = c
+            .etcd_ca_file
+            .as_deref()
+            .map(|p| read("etcd_ca_file", p))
+            .transpose()?;
+        let identity_pem = match (&c.etcd_cert_file, &c.etcd_key_file) {
+            (Some(cert), Some(key)) => {
+                Some((read("etcd_cert_file", cert)?, read("etcd_key_file", key)?))
+            }
+            _ => None,
+        };
+        Ok(Self {
+            endpoints: c.etcd_endpoints.clone(),
+            ca_pem,
+            identity_pem,
+            prefix: c
+                .etcd_prefix
+                .clone()
+                .unwrap_or_else(|| "/rampart/".to_owned()),
+            timeout: Duration::from_millis(c.etcd_timeout_ms.unwrap_or(5000)),
+        })
+    }
+}
+
+/// Stops the client's runtime without blocking, so the last store handle
+/// may be dropped anywhere, async code included.
+struct OwnRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for OwnRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+struct Inner {
+    client: Client,
+    prefix: Vec<u8>,
+    timeout: Duration,
+    endpoints: String,
+    id_floor: AtomicU64,
+    rt: OwnRuntime,
+}
+
+/// A connection to the cluster. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct EtcdKv {
+    inner: Arc<Inner>,
+}
+
+/// Runs `fut` on `rt` and waits for it from synchronous code.
+fn run_on<T: Send + 'static>(
+    rt: &tokio::runtime::Runtime,
+    fut: impl Future<Output = T> + Send + 'static,
+) -> Option<T> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    rt.spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    let wait = move || rx.recv().ok();
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(wait)
+        }
+        _ => wait(),
+    }
+}
+
+impl EtcdKv {
+    /// Connects and reads the id floor (so a cluster that cannot be reached
+    /// fails here, at start-up, naming its endpoints).
+    pub fn connect(opts: &EtcdOptions) -> Result<Self, StoreError> {
+        let endpoints = opts.endpoints.join(",");
+        if !opts.prefix.ends_with('/') {
+            return Err(StoreError::EtcdSetup {
+                message: format!("key prefix {:?} must end with '/'", opts.prefix),
+            });
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("rampart-etcd")
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::EtcdSetup {
+                message: format!("cannot start the etcd client runtime: {e}"),
+            })?;
+        let mut options = ConnectOptions::new()
+            .with_connect_timeout(opts.timeout)
+            .with_timeout(opts.timeout)
+            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
+            // A member cut off from the quorum answers at once instead of
+            // queueing the request until the deadline.
+            .with_require_leader(true);
+        if opts.ca_pem.is_some() || opts.identity_pem.is_some() {
+            let mut tls = TlsOptions::new();
+            if let Some(ca) = &opts.ca_pem {
+                tls = tls.ca_certificate(Certificate::from_pem(ca));
+            }
+            if let Some((cert, key)) = &opts.identity_pem {
+                tls = tls.identity(Identity::from_pem(cert, key));
+            }
+            options = options.with_tls(tls);
+        }
+        let eps = opts.endpoints.clone();
+        let client = run_on(
+            &rt,
+            async move { Client::connect(eps, Some(options)).await },
+        )
+        .ok_or_else(|| StoreError::EtcdSetup {
+            message: "etcd client runtime stopped".to_owned(),
+        })?
+        .map_err(|source| StoreError::Etcd {
+            op: "connect",
+            endpoints: endpoints.clone(),
+            source,
+        })?;
+        let kv = Self {
+            inner: Arc::new(Inner {
+                client,
+                prefix: opts.prefix.as_bytes().to_vec(),
+                timeout: opts.timeout,
+                endpoints,
+                id_floor: AtomicU64::new(0),
+                rt: OwnRuntime(Some(rt)),
+            }),
+        };
+        if let Some(v) = kv.get(trees::META, ID_FLOOR)? {
+            kv.inner.id_floor.store(decode_u64(&v), Ordering::SeqCst);
+        }
+        Ok(kv)
+    }
+
+    /// One request, with the deadline, from synchronous code.
+    fn call<T, F>(&self, op: &'static str, f: impl FnOnce(Client) -> F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
+    {
+        let rt = self
+            .inner
+            .rt
+            .0
+            .as_ref()
+            .ok_or_else(|| StoreError::EtcdSetup {
+                message: "etcd client runtime stopped".to_owned(),
+            })?;
+        let fut = f(self.inner.client.clone());
+        let timeout = self.inner.timeout;
+        let endpoints = || self.inner.endpoints.clone();
+        match run_on(rt, tokio::time::timeout(timeout, fut)) {
+            None => Err(StoreError::EtcdSetup {
+                message: "etcd client runtime stopped".to_owned(),
+            }),
+            Some(Err(_)) => Err(StoreError::EtcdTimeout {
+                op,
+                endpoints: endpoints(),
+                after_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            }),
+            Some(Ok(r)) => r.map_err(|source| StoreError::Etcd {
+                op,
+                endpoints: endpoints(),
+                source,
+            }),
+        }
+    }
+
+    fn key(&self, tree: &str, key: &[u8]) -> Vec<u8> {
+        let mut k = Vec::with_capacity(self.inner.prefix.len() + tree.len() + 1 + key.len());
+        k.extend_from_slice(&self.inner.prefix);
+        k.extend_from_slice(tree.as_bytes());
+        k.push(b'/');
+        k.extend_from_slice(key);
+        k
+    }
+
+    /// `[first, end)` of a tree's keys.
+    fn range(&self, tree: &str) -> (Vec<u8>, Vec<u8>) {
+        let start = self.key(tree, b"");
+        let mut end = start.clone();
+        // '/' + 1: the first key after every `<tree>/…`.
+        if let Some(last) = end.last_mut() {
+            *last = b'0';
+        }
+        (start, end)
+    }
+
+    fn strip<'k>(&self, tree: &str, full: &'k [u8]) -> &'k [u8] {
+        &full[self.inner.prefix.len() + tree.len() + 1..]
+    }
+
+    /// The value and `mod_revision` (0: absent) of one key, at `revision`
+    /// (`None`: latest); also the revision the answer was read at.
+    fn get_at(
+        &self,
+        full: Vec<u8>,
+        revision: Option<i64>,
+    ) -> Result<(Option<Vec<u8>>, i64, i64), StoreError> {
+        let opts = revision.map(|r| GetOptions::new().with_revision(r));
+        let resp = self.call("get", |mut c| async move { c.get(full, opts).await })?;
+        let at = resp
+            .header()
+            .map_or(0, etcd_client::ResponseHeader::revision);
+        Ok(match resp.kvs().first() {
+            Some(kv) => (Some(kv.value().to_vec()), kv.mod_revision(), at),
+            None => (None, 0, at),
+        })
+    }
+
+    pub fn get(&self, tree: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.get_at(self.key(tree, key), None)?.0)
+    }
+
+    pub fn remove(&self, tree: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let full = self.key(tree, key);
+        let resp = self.call("delete", |mut c| async move {
+            c.delete(full, Some(DeleteOptions::new().with_prev_key()))
+                .await
+        })?;
+        Ok(resp.prev_kvs().first().map(|kv| kv.value().to_vec()))
+    }
+
+    pub fn cas(
+        &self,
+        tree: &'static str,
+        key: &[u8],
+        old: Option<&[u8]>,
+        new: Option<Vec<u8>>,
+    ) -> Result<bool, StoreError> {
+        let full = self.key(tree, key);
+        let cmp = match old {
+            Some(v) => Compare::value(full.clone(), CompareOp::Equal, v.to_vec()),
+            None => Compare::version(full.clone(), CompareOp::Equal, 0),
+        };
+        let op = match new {
+            Some(v) => TxnOp::put(full, v, None),
+            None => TxnOp::delete(full, None),
+        };
+        let txn = Txn::new().when([cmp]).and_then([op]);
+        let resp = self.call("compare and swap", |mut c| async move { c.txn(txn).await })?;
+        Ok(resp.succeeded())
+    }
+
+    /// One etcd transaction per [`MAX_TXN_OPS`] writes: batches up to that
+    /// size (every batch but a whole-fleet policy update) are atomic; a
+    /// larger one is atomic per chunk, in order.
+    pub fn batch(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        let mut ops = ops.into_iter().peekable();
+        while ops.peek().is_some() {
+            let txn_ops: Vec<TxnOp> = ops
+                .by_ref()
+                .take(MAX_TXN_OPS)
+                .map(|op| {
+                    let full = self.key(op.tree, &op.key);
+                    match op.value {
+                        Some(v) => TxnOp::put(full, v, None),
+                        None => TxnOp::delete(full, None),
+                    }
+                })
+                .collect();
+            let txn = Txn::new().and_then(txn_ops);
+            self.call("write", |mut c| async move { c.txn(txn).await })?;
+        }
+        Ok(())
+    }
+
+    pub fn scan(
+        &self,
+        tree: &'static str,
+        scan: Scan<'_>,
+        visit: Visit<'_>,
+    ) -> Result<(), StoreError> {
+        let (mut start, end) = self.range(tree);
+        let order = match scan {
+            Scan::Rev => SortOrder::Descend,
+            Scan::All => SortOrder::Ascend,
+            Scan::From(from) => {
+                start = self.key(tree, from);
+                SortOrder::Ascend
+            }
+        };
+        self.scan_raw(start, end, order, &mut |k, v| visit(self.strip(tree, k), v))
+    }
+
+    /// Visits `[start, end)` page by page; later pages are read at the first
+    /// page's revision, so the whole scan is one snapshot.
+    fn scan_raw(
+        &self,
+        mut start: Vec<u8>,
+        mut end: Vec<u8>,
+        order: SortOrder,
+        visit: Visit<'_>,
+    ) -> Result<(), StoreError> {
+        let mut pinned: Option<i64> = None;
+        loop {
+            let mut opts = GetOptions::new()
+                .with_range(end.clone())
+                .with_limit(PAGE)
+                .with_sort(SortTarget::Key, order);
+            if let Some(r) = pinned {
+                opts = opts.with_revision(r);
+            }
+            let from = start.clone();
+            let resp = self.call("scan", |mut c| async move { c.get(from, Some(opts)).await })?;
+            pinned = pinned.or_else(|| resp.header().map(etcd_client::ResponseHeader::revision));
+            for kv in resp.kvs() {
+                if !visit(kv.key(), kv.value())? {
+                    return Ok(());
+                }
+            }
+            let Some(last) = resp.kvs().last() else {
+                return Ok(());
+            };
+            if !resp.more() {
+                return Ok(());
+            }
+            if order == SortOrder::Descend {
+                end = last.key().to_vec();
+            } else {
+                start = last.key().to_vec();
+                start.push(0);
+            }
+        }
+    }
+
+    /// Every data tree at one revision.
+    pub fn dump(&self) -> Result<Dump, StoreError> {
+        let start = self.inner.prefix.clone();
+        let mut end = start.clone();
+        if let Some(last) = end.last_mut() {
+            *last += 1;
+        }
+        let mut out: Dump = trees::DATA
+            .iter()
+            .map(|t| ((*t).to_owned(), Vec::new()))
+            .collect();
+        let skip = self.inner.prefix.len();
+        self.scan_raw(start, end, SortOrder::Ascend, &mut |k, v| {
+            let rest = &k[skip..];
+            if let Some(slash) = rest.iter().position(|b| *b == b'/') {
+                let tree = String::from_utf8_lossy(&rest[..slash]);
+                if let Some(records) = out.get_mut(tree.as_ref()) {
+                    records.push((rest[slash + 1..].to_vec(), v.to_vec()));
+                }
+            }
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    /// The cluster's revision after a write to a counter key: unique and
+    /// monotonic for the cluster's life, one round trip, no contention.
+    pub fn generate_id(&self) -> Result<u64, StoreError> {
+        let full = self.key(trees::META, b"ids");
+        let resp = self.call(
+            "generate id",
+            |mut c| async move { c.put(full, [], None).await },
+        )?;
+        let rev = resp
+            .header()
+            .map_or(0, etcd_client::ResponseHeader::revision);
+        Ok(self.inner.id_floor.load(Ordering::SeqCst) + u64::try_from(rev).unwrap_or(0))
+    }
+
+    pub fn set_id_floor(&self, floor: u64) -> Result<(), StoreError> {
+        self.batch(vec![Op {
+            tree: trees::META,
+            key: ID_FLOOR.to_vec(),
+            value: Some(floor.to_be_bytes().to_vec()),
+        }])?;
+        self.inner.id_floor.store(floor, Ordering::SeqCst);
+        Ok(())
+    }
+
+    pub fn transact<R>(
+        &self,
+        body: impl Fn(&mut TxView<'_>) -> Result<R, TxError>,
+    ) -> Result<R, StoreError> {
+        for attempt in 0..MAX_ATTEMPTS {
+            let mut tx = EtcdTx {
+                kv: self.clone(),
+                revision: None,
+                reads: BTreeMap::new(),
+                writes: BTreeMap::new(),
+            };
+            let out = match body(&mut TxView::Etcd(&mut tx)) {
+                Ok(out) => out,
+                Err(TxError::Abort(e)) => return Err(e),
+                Err(TxError::Sled(_)) => unreachable!("sled signal from an etcd transaction"),
+            };
+            if tx.commit()? {
+                return Ok(out);
+            }
+            tracing::debug!(attempt, "etcd transaction conflicted; re-running");
+        }
+        Err(StoreError::Contended {
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+
+    pub fn size_on_disk(&self) -> u64 {
+        self.call("status", |mut c| async move { c.status().await })
+            .map(|s| u64::try_from(s.db_size()).unwrap_or(0))
+            .unwrap_or(0)
+    }
+}
+
+/// One optimistic transaction: what it read (and at which `mod_revision`)
+/// and what it will write.
+pub(crate) struct EtcdTx {
+    kv: EtcdKv,
+    revision: Option<i64>,
+    reads: BTreeMap<Vec<u8>, i64>,
+    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl EtcdTx {
+    /// Reads see the transaction's own writes, else the pinned revision.
+    pub fn get(&mut self, tree: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let full = self.kv.key(tree, key);
+        if let Some(w) = self.writes.get(&full) {
+            return Ok(w.clone());
+        }
+        let (value, mod_rev, at) = self.kv.get_at(full.clone(), self.revision)?;
+        self.revision.get_or_insert(at);
+        self.reads.entry(full).or_insert(mod_rev);
+        Ok(value)
+    }
+
+    pub fn write(&mut self, tree: &'static str, key: &[u8], value: Option<Vec<u8>>) {
+        self.writes.insert(self.kv.key(tree, key), value);
+    }
+
+    /// Whether it committed (false: something it read changed meanwhile).
+    fn commit(self) -> Result<bool, StoreError> {
+        if self.writes.is_empty() {
+            return Ok(true);
+        }
+        let compares: Vec<Compare> = self
+            .reads
+            .into_iter()
+            .map(|(k, rev)| Compare::mod_revision(k, CompareOp::Equal, rev))
+            .collect();
+        let ops: Vec<TxnOp> = self
+            .writes
+            .into_iter()
+            .map(|(k, v)| match v {
+                Some(v) => TxnOp::put(k, v, None),
+                None => TxnOp::delete(k, None),
+            })
+            .collect();
+        let txn = Txn::new().when(compares).and_then(ops);
+        let resp = self
+            .kv
+            .call("transaction", |mut c| async move { c.txn(txn).await })?;
+        Ok(resp.succeeded())
+    }
+}
