@@ -24,8 +24,8 @@ use std::{
 };
 
 use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, Identity,
-    SortOrder, SortTarget, TlsOptions, Txn, TxnOp,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, SortOrder,
+    SortTarget, TlsOptions, Txn, TxnOp,
 };
 
 use super::{
@@ -39,6 +39,8 @@ use super::{
 const MAX_TXN_OPS: usize = 128;
 /// Records per range request of a scan.
 const PAGE: i64 = 512;
+/// Pause between attempts of a request that failed transiently.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// A transaction body re-run this often without committing is reported,
 /// not retried forever.
 const MAX_ATTEMPTS: usize = 100;
@@ -90,6 +92,37 @@ impl EtcdOptions {
                 .unwrap_or_else(|| "/rampart/".to_owned()),
             timeout: Duration::from_millis(c.etcd_timeout_ms.unwrap_or(5000)),
         })
+    }
+}
+
+enum Failure {
+    Deadline(String),
+    Etcd(etcd_client::Error),
+}
+
+/// Failures that say nothing about the data: a member unreachable or
+/// restarting, an election under way, a request that timed out inside
+/// etcd. A write that failed so may still have been applied.
+fn transient(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
+        etcd_client::Error::GRpcStatus(s) => {
+            matches!(
+                s.code(),
+                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown
+            ) || s.message().contains("leader")
+                || s.message().contains("timed out")
+        }
+        _ => false,
+    }
+}
+
+/// Whether a failed write may have been applied (then its outcome is
+/// read back rather than assumed).
+fn ambiguous(e: &StoreError) -> bool {
+    match e {
+        StoreError::Etcd { source, .. } => transient(source),
+        _ => false,
     }
 }
 
@@ -202,35 +235,54 @@ impl EtcdKv {
         Ok(kv)
     }
 
-    /// One request, with the deadline, from synchronous code.
-    fn call<T, F>(&self, op: &'static str, f: impl FnOnce(Client) -> F) -> Result<T, StoreError>
+    /// One request, from synchronous code, within the deadline. With
+    /// `retry` (reads and idempotent writes) transient failures (a member
+    /// gone, a leader election) are retried until the deadline; otherwise
+    /// the caller decides, since a write that failed that way may or may
+    /// not have been applied.
+    fn call<T, F>(
+        &self,
+        op: &'static str,
+        retry: bool,
+        f: impl Fn(Client) -> F + Send + 'static,
+    ) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
     {
-        let rt = self
-            .inner
-            .rt
-            .0
-            .as_ref()
-            .ok_or_else(|| StoreError::EtcdSetup {
-                message: "etcd client runtime stopped".to_owned(),
-            })?;
-        let fut = f(self.inner.client.clone());
+        let stopped = || StoreError::EtcdSetup {
+            message: "etcd client runtime stopped".to_owned(),
+        };
+        let rt = self.inner.rt.0.as_ref().ok_or_else(stopped)?;
+        let client = self.inner.client.clone();
         let timeout = self.inner.timeout;
-        let endpoints = || self.inner.endpoints.clone();
-        match run_on(rt, tokio::time::timeout(timeout, fut)) {
-            None => Err(StoreError::EtcdSetup {
-                message: "etcd client runtime stopped".to_owned(),
-            }),
-            Some(Err(_)) => Err(StoreError::EtcdTimeout {
+        let attempts = async move {
+            let deadline = tokio::time::Instant::now() + timeout;
+            let mut last = String::from("none");
+            loop {
+                match tokio::time::timeout_at(deadline, f(client.clone())).await {
+                    Err(_) => return Err(Failure::Deadline(last)),
+                    Ok(Ok(v)) => return Ok(v),
+                    Ok(Err(e)) if retry && transient(&e) => {
+                        last = e.to_string();
+                        tokio::time::sleep(RETRY_PAUSE).await;
+                    }
+                    Ok(Err(e)) => return Err(Failure::Etcd(e)),
+                }
+            }
+        };
+        let endpoints = self.inner.endpoints.clone();
+        match run_on(rt, attempts).ok_or_else(stopped)? {
+            Ok(v) => Ok(v),
+            Err(Failure::Deadline(last)) => Err(StoreError::EtcdTimeout {
                 op,
-                endpoints: endpoints(),
+                endpoints,
                 after_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+                last,
             }),
-            Some(Ok(r)) => r.map_err(|source| StoreError::Etcd {
+            Err(Failure::Etcd(source)) => Err(StoreError::Etcd {
                 op,
-                endpoints: endpoints(),
+                endpoints,
                 source,
             }),
         }
@@ -268,7 +320,10 @@ impl EtcdKv {
         revision: Option<i64>,
     ) -> Result<(Option<Vec<u8>>, i64, i64), StoreError> {
         let opts = revision.map(|r| GetOptions::new().with_revision(r));
-        let resp = self.call("get", |mut c| async move { c.get(full, opts).await })?;
+        let resp = self.call("get", true, move |mut c| {
+            let (full, opts) = (full.clone(), opts.clone());
+            async move { c.get(full, opts).await }
+        })?;
         let at = resp
             .header()
             .map_or(0, etcd_client::ResponseHeader::revision);
@@ -282,13 +337,17 @@ impl EtcdKv {
         Ok(self.get_at(self.key(tree, key), None)?.0)
     }
 
+    /// A compare-and-swap from the value read, so what it returns is
+    /// exactly what it removed even when a first attempt's answer was lost.
     pub fn remove(&self, tree: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let full = self.key(tree, key);
-        let resp = self.call("delete", |mut c| async move {
-            c.delete(full, Some(DeleteOptions::new().with_prev_key()))
-                .await
-        })?;
-        Ok(resp.prev_kvs().first().map(|kv| kv.value().to_vec()))
+        loop {
+            let Some(old) = self.get(tree, key)? else {
+                return Ok(None);
+            };
+            if self.cas(tree, key, Some(&old), None)? {
+                return Ok(Some(old));
+            }
+        }
     }
 
     pub fn cas(
@@ -296,7 +355,7 @@ impl EtcdKv {
         tree: &'static str,
         key: &[u8],
         old: Option<&[u8]>,
-        new: Option<Vec<u8>>,
+        new: Option<&[u8]>,
     ) -> Result<bool, StoreError> {
         let full = self.key(tree, key);
         let cmp = match old {
@@ -304,12 +363,33 @@ impl EtcdKv {
             None => Compare::version(full.clone(), CompareOp::Equal, 0),
         };
         let op = match new {
-            Some(v) => TxnOp::put(full, v, None),
-            None => TxnOp::delete(full, None),
+            Some(v) => TxnOp::put(full.clone(), v.to_vec(), None),
+            None => TxnOp::delete(full.clone(), None),
         };
         let txn = Txn::new().when([cmp]).and_then([op]);
-        let resp = self.call("compare and swap", |mut c| async move { c.txn(txn).await })?;
-        Ok(resp.succeeded())
+        let expected = old.map(<[u8]>::to_vec);
+        loop {
+            let attempt = txn.clone();
+            match self.call("compare and swap", false, move |mut c| {
+                let t = attempt.clone();
+                async move { c.txn(t).await }
+            }) {
+                Ok(resp) => return Ok(resp.succeeded()),
+                Err(e) if ambiguous(&e) => {
+                    // Read the outcome back: ours applied, untouched (try
+                    // again), or someone else's write won.
+                    let now = self.get_at(full.clone(), None)?.0;
+                    if now.as_deref() == new {
+                        return Ok(true);
+                    }
+                    if now != expected {
+                        return Ok(false);
+                    }
+                    tracing::debug!(error = %e, "etcd compare-and-swap interrupted; retrying");
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// One etcd transaction per [`MAX_TXN_OPS`] writes: batches up to that
@@ -330,7 +410,11 @@ impl EtcdKv {
                 })
                 .collect();
             let txn = Txn::new().and_then(txn_ops);
-            self.call("write", |mut c| async move { c.txn(txn).await })?;
+            // Plain puts and deletes: applying them twice is applying them.
+            self.call("write", true, move |mut c| {
+                let t = txn.clone();
+                async move { c.txn(t).await }
+            })?;
         }
         Ok(())
     }
@@ -372,7 +456,10 @@ impl EtcdKv {
                 opts = opts.with_revision(r);
             }
             let from = start.clone();
-            let resp = self.call("scan", |mut c| async move { c.get(from, Some(opts)).await })?;
+            let resp = self.call("scan", true, move |mut c| {
+                let (from, opts) = (from.clone(), opts.clone());
+                async move { c.get(from, Some(opts)).await }
+            })?;
             pinned = pinned.or_else(|| resp.header().map(etcd_client::ResponseHeader::revision));
             for kv in resp.kvs() {
                 if !visit(kv.key(), kv.value())? {
@@ -425,7 +512,12 @@ impl EtcdKv {
         let full = self.key(trees::META, b"ids");
         let resp = self.call(
             "generate id",
-            |mut c| async move { c.put(full, [], None).await },
+            // A retried put only skips ids.
+            true,
+            move |mut c| {
+                let full = full.clone();
+                async move { c.put(full, [], None).await }
+            },
         )?;
         let rev = resp
             .header()
@@ -470,7 +562,7 @@ impl EtcdKv {
     }
 
     pub fn size_on_disk(&self) -> u64 {
-        self.call("status", |mut c| async move { c.status().await })
+        self.call("status", false, |mut c| async move { c.status().await })
             .map(|s| u64::try_from(s.db_size()).unwrap_or(0))
             .unwrap_or(0)
     }
@@ -503,27 +595,42 @@ impl EtcdTx {
     }
 
     /// Whether it committed (false: something it read changed meanwhile).
+    /// When the answer is lost (a member died under it), the written keys
+    /// are read back: all as written means it committed; otherwise it did
+    /// not (etcd transactions are all or nothing) and the body re-runs.
     fn commit(self) -> Result<bool, StoreError> {
         if self.writes.is_empty() {
             return Ok(true);
         }
         let compares: Vec<Compare> = self
             .reads
-            .into_iter()
-            .map(|(k, rev)| Compare::mod_revision(k, CompareOp::Equal, rev))
+            .iter()
+            .map(|(k, rev)| Compare::mod_revision(k.clone(), CompareOp::Equal, *rev))
             .collect();
         let ops: Vec<TxnOp> = self
             .writes
-            .into_iter()
+            .iter()
             .map(|(k, v)| match v {
-                Some(v) => TxnOp::put(k, v, None),
-                None => TxnOp::delete(k, None),
+                Some(v) => TxnOp::put(k.clone(), v.clone(), None),
+                None => TxnOp::delete(k.clone(), None),
             })
             .collect();
         let txn = Txn::new().when(compares).and_then(ops);
-        let resp = self
-            .kv
-            .call("transaction", |mut c| async move { c.txn(txn).await })?;
-        Ok(resp.succeeded())
+        match self.kv.call("transaction", false, move |mut c| {
+            let t = txn.clone();
+            async move { c.txn(t).await }
+        }) {
+            Ok(resp) => Ok(resp.succeeded()),
+            Err(e) if ambiguous(&e) => {
+                tracing::debug!(error = %e, "etcd transaction interrupted; reading its outcome");
+                for (k, v) in &self.writes {
+                    if self.kv.get_at(k.clone(), None)?.0 != *v {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            }
+            Err(e) => Err(e),
+        }
     }
 }

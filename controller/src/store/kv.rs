@@ -181,7 +181,7 @@ impl Kv {
     ) -> Result<bool, StoreError> {
         match self {
             Self::Sled(s) => s.cas(tree, key, old, new),
-            Self::Etcd(e) => e.cas(tree, key, old, new),
+            Self::Etcd(e) => e.cas(tree, key, old, new.as_deref()),
         }
     }
 

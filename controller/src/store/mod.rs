@@ -97,8 +97,8 @@ pub enum StoreError {
     },
     /// etcd did not answer in time: typically a cluster without quorum.
     #[error(
-        "etcd {op} got no answer within {after_ms} ms (endpoints {endpoints}); \
-         is a quorum of etcd members up? Nothing was written"
+        "etcd {op} got no answer within {after_ms} ms (endpoints {endpoints}; last error: \
+         {last}); is a quorum of etcd members up?"
     )]
     EtcdTimeout {
         /// The operation.
@@ -107,6 +107,8 @@ pub enum StoreError {
         endpoints: String,
         /// The deadline (`[store] etcd_timeout_ms`).
         after_ms: u64,
+        /// The last transient failure seen before it.
+        last: String,
     },
     /// The etcd backend could not be set up (TLS files, runtime).
     #[error("etcd store: {message}")]

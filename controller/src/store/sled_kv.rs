@@ -138,6 +138,9 @@ impl SledKv {
     /// One sled batch per tree touched; several trees go through one
     /// transaction so the batch stays atomic.
     pub fn batch(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
         let mut names: Vec<&'static str> = ops.iter().map(|o| o.tree).collect();
         names.sort_unstable();
         names.dedup();
