@@ -504,31 +504,45 @@ async fn fill(s: &Store, fx: &Fixture) {
     .unwrap();
 }
 
-fn assert_same(a: &Store, b: &Store) {
-    assert_eq!(a.devices().unwrap(), b.devices().unwrap());
-    assert_eq!(a.services().unwrap(), b.services().unwrap());
-    assert_eq!(a.txns(1000, None).unwrap(), b.txns(1000, None).unwrap());
-    assert_eq!(a.unfinished_txns().unwrap().len(), 1);
-    assert_eq!(b.unfinished_txns().unwrap(), a.unfinished_txns().unwrap());
-    assert_eq!(a.synced_devices().unwrap(), b.synced_devices().unwrap());
-    assert_eq!(a.agents().unwrap(), b.agents().unwrap());
+/// Everything a user can observe through the store's API.
+#[derive(Debug, PartialEq)]
+struct View {
+    devices: BTreeMap<String, Device>,
+    services: Vec<StoredService>,
+    txns: Vec<TxnRecord>,
+    unfinished: Vec<TxnRecord>,
+    synced: BTreeMap<String, SyncedDevice>,
+    agents: BTreeMap<String, AgentRecord>,
+    audit: Vec<AuditRecord>,
+    sealed: Option<Vec<u8>>,
+    secret: Option<Secret>,
+}
+
+fn view(s: &Store) -> View {
     let all = AuditFilter {
         limit: 100,
         ..AuditFilter::default()
     };
-    assert_eq!(
-        a.audit_records(&all, |_| true).unwrap(),
-        b.audit_records(&all, |_| true).unwrap()
-    );
-    assert_eq!(
-        a.sealed_credentials_bytes("csr1").unwrap(),
-        b.sealed_credentials_bytes("csr1").unwrap()
-    );
-    assert_eq!(
-        b.device_credentials("csr1").unwrap().unwrap(),
-        secret("pw-1")
-    );
-    let newest = a.txns(1, None).unwrap()[0].id;
+    View {
+        devices: s.devices().unwrap(),
+        services: s.services().unwrap(),
+        txns: s.txns(1000, None).unwrap(),
+        unfinished: s.unfinished_txns().unwrap(),
+        synced: s.synced_devices().unwrap(),
+        agents: s.agents().unwrap(),
+        audit: s.audit_records(&all, |_| true).unwrap(),
+        sealed: s.sealed_credentials_bytes("csr1").unwrap(),
+        secret: s.device_credentials("csr1").unwrap(),
+    }
+}
+
+fn assert_same(a: &Store, b: &Store) {
+    let (va, vb) = (view(a), view(b));
+    assert_eq!(va.unfinished.len(), 1);
+    assert_eq!(va.audit.len(), 3);
+    assert_eq!(vb.secret, Some(secret("pw-1")));
+    assert_eq!(va, vb);
+    let newest = va.txns[0].id.max(va.audit[0].id);
     assert!(b.next_txn_id().unwrap() > newest);
 }
 
@@ -712,4 +726,86 @@ fn damaged_backups_are_refused_naming_the_problem() {
         bad(&base.replace("{}}", r#"{"devices":[{"k":"!!","v":""}]}}"#))
             .contains("record 0 is not base64")
     );
+}
+
+/// The commands: `rampartd backup` of a sled store, wipe, `rampartd
+/// restore` into sled and into etcd (migration); a store that is not empty
+/// and a wrong secret key are refused with errors naming them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rampartd_backup_wipe_restore() {
+    let Some(cluster) = etcd_cluster::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let key_file = dir.path().join("key");
+    std::fs::write(&key_file, base64_key(&KEY)).unwrap();
+    let config = |name: &str, store: &str, key: &std::path::Path| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "[store]\ndata_dir = {:?}\n{store}\n[secrets]\nkey_file = {:?}\n",
+                data.display().to_string(),
+                key.display().to_string()
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let sled_cfg = config("sled.toml", "", &key_file);
+    let etcd = |prefix: &str| {
+        format!(
+            "backend = \"etcd\"\netcd_endpoints = {:?}\netcd_prefix = \"{prefix}\"",
+            cluster.endpoints
+        )
+    };
+    let etcd_cfg = config("etcd.toml", &etcd("/cli/"), &key_file);
+
+    let before = {
+        let s = with_key(Store::open(&data).unwrap());
+        fill(&s, &Fixture::new()).await;
+        view(&s)
+    };
+    let file = dir.path().join("backup.json");
+    rampartd(&sled_cfg, &["backup", "-o", file.to_str().unwrap()]).unwrap();
+    std::fs::remove_dir_all(&data).unwrap();
+    rampartd(&sled_cfg, &["restore", file.to_str().unwrap()]).unwrap();
+    assert_eq!(view(&with_key(Store::open(&data).unwrap())), before);
+
+    rampartd(&etcd_cfg, &["restore", file.to_str().unwrap()]).unwrap();
+    assert_eq!(view(&etcd_store(&cluster, "/cli/")), before);
+    let err = rampartd(&etcd_cfg, &["restore", file.to_str().unwrap()]).unwrap_err();
+    assert!(err.contains("not empty"), "{err}");
+
+    let other_key = dir.path().join("other-key");
+    std::fs::write(&other_key, base64_key(&[7; 32])).unwrap();
+    let wrong = config("wrong.toml", &etcd("/wrong-key/"), &other_key);
+    let err = rampartd(&wrong, &["restore", file.to_str().unwrap()]).unwrap_err();
+    assert!(
+        err.contains("do not decrypt with the configured key"),
+        "{err}"
+    );
+}
+
+fn base64_key(key: &[u8; 32]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(key)
+}
+
+/// Runs the daemon binary; its stderr on failure.
+fn rampartd(config: &std::path::Path, args: &[&str]) -> Result<String, String> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rampartd"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("RAMPARTD_SECRET_KEY")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    if out.status.success() {
+        Ok(stderr)
+    } else {
+        Err(stderr)
+    }
 }

@@ -212,3 +212,31 @@ impl Store {
         Ok(())
     }
 }
+
+/// How many restored credentials open with the configured key.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SecretsCheck {
+    /// Devices whose credentials decrypt.
+    pub readable: usize,
+    /// Devices whose credentials do not (with why, never the secret).
+    pub unreadable: Vec<(String, String)>,
+}
+
+impl Store {
+    /// Tries to open every stored credential with the installed keyring
+    /// (after a restore: is the right key configured?).
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub fn check_secrets(&self) -> Result<SecretsCheck, BackupError> {
+        let mut check = SecretsCheck::default();
+        for (k, _) in self.kv.collect(trees::SECRETS)? {
+            let device = String::from_utf8_lossy(&k).into_owned();
+            match self.device_credentials(&device) {
+                Ok(_) => check.readable += 1,
+                Err(e) => check.unreadable.push((device, e.to_string())),
+            }
+        }
+        Ok(check)
+    }
+}
