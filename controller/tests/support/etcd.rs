@@ -20,8 +20,20 @@ pub struct Cluster {
     pub endpoints: Vec<String>,
     peers: Vec<String>,
     token: String,
+    /// Client TLS files when the members require client certificates.
+    pub tls: Option<TlsFiles>,
     /// Data directories and logs.
     pub dir: tempfile::TempDir,
+}
+
+/// PEM files of a TLS cluster, in its directory.
+pub struct TlsFiles {
+    /// CA that signed every certificate.
+    pub ca: std::path::PathBuf,
+    /// Members' server certificate (SAN 127.0.0.1) and key.
+    pub server: (std::path::PathBuf, std::path::PathBuf),
+    /// A client certificate the members accept, and its key.
+    pub client: (std::path::PathBuf, std::path::PathBuf),
 }
 
 /// `None` (after printing `SKIP`) when etcd is not installed; in CI
@@ -40,7 +52,53 @@ pub fn start() -> Option<Cluster> {
         eprintln!("SKIP: {msg}");
         return None;
     }
-    Some(Cluster::start())
+    Some(Cluster::start(false))
+}
+
+/// Like [`start`], with client URLs on https and client-certificate
+/// authentication required.
+///
+/// # Panics
+/// As [`start`].
+#[must_use]
+pub fn start_tls() -> Option<Cluster> {
+    if !Path::new(ETCD).exists() {
+        return start();
+    }
+    Some(Cluster::start(true))
+}
+
+fn write_tls(dir: &Path) -> TlsFiles {
+    use rampart_controller::tls::{CertificateAuthority, Usage};
+    let ca = CertificateAuthority::generate("etcd test CA").expect("CA");
+    let ttl = Duration::from_secs(3600);
+    let server = ca
+        .issue(
+            "etcd",
+            &["127.0.0.1".to_owned()],
+            Usage::ServerAndClient,
+            ttl,
+        )
+        .expect("server cert");
+    let client = ca
+        .issue("rampartd", &[], Usage::Client, ttl)
+        .expect("client cert");
+    let write = |name: &str, pem: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, pem).expect("write PEM");
+        p
+    };
+    TlsFiles {
+        ca: write("ca.pem", ca.cert_pem()),
+        server: (
+            write("server.pem", &server.cert_pem),
+            write("server-key.pem", &server.key_pem),
+        ),
+        client: (
+            write("client.pem", &client.cert_pem),
+            write("client-key.pem", &client.key_pem),
+        ),
+    }
 }
 
 /// Free loopback ports, held until all are chosen so none repeats.
@@ -54,14 +112,16 @@ fn free_ports(n: usize) -> Vec<u16> {
 }
 
 impl Cluster {
-    fn start() -> Self {
+    fn start(tls: bool) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let ports = free_ports(6);
+        let scheme = if tls { "https" } else { "http" };
         let mut cluster = Self {
             members: Vec::new(),
             endpoints: (0..3)
-                .map(|i| format!("http://127.0.0.1:{}", ports[i]))
+                .map(|i| format!("{scheme}://127.0.0.1:{}", ports[i]))
                 .collect(),
+            tls: tls.then(|| write_tls(dir.path())),
             peers: (0..3)
                 .map(|i| format!("http://127.0.0.1:{}", ports[3 + i]))
                 .collect(),
@@ -83,8 +143,17 @@ impl Cluster {
             .append(true)
             .open(self.dir.path().join(format!("m{i}.log")))
             .expect("log file");
-        Command::new(ETCD)
-            .args(["--name", &format!("m{i}")])
+        let mut cmd = Command::new(ETCD);
+        if let Some(t) = &self.tls {
+            cmd.arg("--client-cert-auth")
+                .arg("--trusted-ca-file")
+                .arg(&t.ca)
+                .arg("--cert-file")
+                .arg(&t.server.0)
+                .arg("--key-file")
+                .arg(&t.server.1);
+        }
+        cmd.args(["--name", &format!("m{i}")])
             .arg("--data-dir")
             .arg(self.dir.path().join(format!("m{i}")))
             .args(["--listen-client-urls", &self.endpoints[i]])
@@ -120,8 +189,8 @@ impl Cluster {
                 continue;
             }
             loop {
-                let out = Command::new("/usr/bin/etcdctl")
-                    .env("ETCDCTL_API", "3")
+                let out = self
+                    .etcdctl()
                     .args([
                         "--endpoints",
                         ep,
@@ -145,6 +214,20 @@ impl Cluster {
         }
     }
 
+    fn etcdctl(&self) -> Command {
+        let mut cmd = Command::new("/usr/bin/etcdctl");
+        cmd.env("ETCDCTL_API", "3");
+        if let Some(t) = &self.tls {
+            cmd.arg("--cacert")
+                .arg(&t.ca)
+                .arg("--cert")
+                .arg(&t.client.0)
+                .arg("--key")
+                .arg(&t.client.1);
+        }
+        cmd
+    }
+
     /// The stderr log of member `i`.
     #[must_use]
     pub fn log(&self, i: usize) -> String {
@@ -161,8 +244,8 @@ impl Cluster {
             .filter(|i| self.members[*i].is_some())
             .map(|i| self.endpoints[i].as_str())
             .collect();
-        let out = Command::new("/usr/bin/etcdctl")
-            .env("ETCDCTL_API", "3")
+        let out = self
+            .etcdctl()
             .args([
                 "--endpoints",
                 &live.join(","),
