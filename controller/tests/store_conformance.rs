@@ -846,3 +846,72 @@ async fn etcd_over_tls_with_client_certificates() {
         .unwrap_err();
     assert!(err.to_string().contains("store.etcd_ca_file"), "{err}");
 }
+
+/// Two replicas campaign on one cluster: exactly one leads and the other
+/// names it; the leader "crashes" (stops without giving the key up): the
+/// other leads within the lease TTL plus a keep-alive period, and a
+/// transaction the deposed leader still sends is refused (`NotLeader`) and
+/// writes nothing; a clean resignation hands over at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_leader_election_failover_and_fencing() {
+    use rampart_controller::store::leader::Role;
+    let Some(cluster) = etcd_cluster::start() else {
+        return;
+    };
+    let fx = Fixture::new();
+    let ttl = Duration::from_secs(2);
+    let a = etcd_store(&cluster, "/election/");
+    let b = etcd_store(&cluster, "/election/");
+    let la = a.campaign("replica-a", ttl);
+    tokio::time::timeout(Duration::from_secs(5), la.until_leader())
+        .await
+        .expect("the only candidate leads");
+    let lb = b.campaign("replica-b", ttl);
+    let mut rb = lb.watch();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        rb.wait_for(|r| {
+            *r == Role::Follower {
+                leader: Some("replica-a".into()),
+            }
+        }),
+    )
+    .await
+    .expect("the follower names the leader")
+    .unwrap();
+    assert!(la.is_leader() && !lb.is_leader());
+    let t = txn(&a, &["acme/a"], TxnState::Committed);
+    a.commit_apply(&[fx.named("acme", "a")], &t).await.unwrap();
+
+    let crashed = std::time::Instant::now();
+    la.abandon();
+    tokio::time::timeout(Duration::from_secs(5), lb.until_leader())
+        .await
+        .expect("no new leader within 5 s");
+    let failover = crashed.elapsed();
+    assert!(failover <= ttl + Duration::from_secs(2), "{failover:?}");
+    eprintln!("failover after a crash: {failover:?}");
+
+    let late = txn(&a, &["acme/late"], TxnState::Committed);
+    let err = a
+        .commit_apply(&[fx.named("acme", "late")], &late)
+        .await
+        .expect_err("the deposed leader wrote");
+    assert!(matches!(err, StoreError::NotLeader), "{err}");
+    assert!(b.service("acme", "late").unwrap().is_none());
+    assert!(b.txn(late.id).unwrap().is_none());
+    let t = txn(&b, &["acme/a"], TxnState::Committed);
+    assert_eq!(
+        b.commit_apply(&[fx.named("acme", "a")], &t).await.unwrap()[0].generation,
+        2
+    );
+
+    let a2 = etcd_store(&cluster, "/election/");
+    let la2 = a2.campaign("replica-a", ttl);
+    let handover = std::time::Instant::now();
+    lb.resign();
+    tokio::time::timeout(Duration::from_secs(3), la2.until_leader())
+        .await
+        .expect("a resignation hands over");
+    eprintln!("handover after a resignation: {:?}", handover.elapsed());
+}

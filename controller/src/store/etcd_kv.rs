@@ -144,6 +144,9 @@ struct Inner {
     timeout: Duration,
     endpoints: String,
     id_floor: AtomicU64,
+    /// While this replica leads: the leader key and its create revision,
+    /// compared by every transaction (see `leader`).
+    fence: std::sync::Mutex<Option<(Vec<u8>, i64)>>,
     rt: OwnRuntime,
 }
 
@@ -226,6 +229,7 @@ impl EtcdKv {
                 timeout: opts.timeout,
                 endpoints,
                 id_floor: AtomicU64::new(0),
+                fence: std::sync::Mutex::default(),
                 rt: OwnRuntime(Some(rt)),
             }),
         };
@@ -288,7 +292,56 @@ impl EtcdKv {
         }
     }
 
-    fn key(&self, tree: &str, key: &[u8]) -> Vec<u8> {
+    pub(super) fn client(&self) -> Client {
+        self.inner.client.clone()
+    }
+
+    /// Runs a background task on the client's runtime.
+    pub(super) fn spawn(
+        &self,
+        fut: impl Future<Output = ()> + Send + 'static,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        self.inner.rt.0.as_ref().map(|rt| rt.spawn(fut))
+    }
+
+    pub(super) fn set_fence(&self, key: Vec<u8>, create_revision: i64) {
+        *self
+            .inner
+            .fence
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((key, create_revision));
+    }
+
+    pub(super) fn take_fence(&self) -> Option<i64> {
+        self.inner
+            .fence
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+            .map(|(_, rev)| rev)
+    }
+
+    fn fence(&self) -> Option<(Vec<u8>, i64)> {
+        self.inner
+            .fence
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// One transaction, sent once.
+    pub(super) fn call_txn(
+        &self,
+        op: &'static str,
+        txn: Txn,
+    ) -> Result<etcd_client::TxnResponse, StoreError> {
+        self.call(op, false, move |mut c| {
+            let t = txn.clone();
+            async move { c.txn(t).await }
+        })
+    }
+
+    pub(super) fn key(&self, tree: &str, key: &[u8]) -> Vec<u8> {
         let mut k = Vec::with_capacity(self.inner.prefix.len() + tree.len() + 1 + key.len());
         k.extend_from_slice(&self.inner.prefix);
         k.extend_from_slice(tree.as_bytes());
@@ -602,10 +655,16 @@ impl EtcdTx {
         if self.writes.is_empty() {
             return Ok(true);
         }
+        let fence = self.kv.fence();
         let compares: Vec<Compare> = self
             .reads
             .iter()
             .map(|(k, rev)| Compare::mod_revision(k.clone(), CompareOp::Equal, *rev))
+            .chain(
+                fence
+                    .iter()
+                    .map(|(k, rev)| Compare::create_revision(k.clone(), CompareOp::Equal, *rev)),
+            )
             .collect();
         let ops: Vec<TxnOp> = self
             .writes
@@ -620,7 +679,21 @@ impl EtcdTx {
             let t = txn.clone();
             async move { c.txn(t).await }
         }) {
-            Ok(resp) => Ok(resp.succeeded()),
+            Ok(resp) if !resp.succeeded() => match fence {
+                // A conflict, unless the fence is what failed.
+                Some((key, rev)) => {
+                    let held = self.kv.call("get", true, move |mut c| {
+                        let key = key.clone();
+                        async move { c.get(key, None).await }
+                    })?;
+                    match held.kvs().first() {
+                        Some(kv) if kv.create_revision() == rev => Ok(false),
+                        _ => Err(StoreError::NotLeader),
+                    }
+                }
+                None => Ok(false),
+            },
+            Ok(_) => Ok(true),
             Err(e) if ambiguous(&e) => {
                 tracing::debug!(error = %e, "etcd transaction interrupted; reading its outcome");
                 for (k, v) in &self.writes {

@@ -22,6 +22,7 @@ pub mod backup;
 mod etcd_kv;
 pub mod fleet;
 mod kv;
+pub mod leader;
 pub mod secrets;
 mod sled_kv;
 
@@ -116,6 +117,9 @@ pub enum StoreError {
         /// What is wrong.
         message: String,
     },
+    /// This replica lost leadership; its transaction was not written.
+    #[error("this rampartd is no longer the leader (etcd leader key lost); nothing was written")]
+    NotLeader,
     /// A transaction kept conflicting with concurrent writers.
     #[error(
         "store transaction gave up after {attempts} attempts conflicting with concurrent writes"
