@@ -882,6 +882,11 @@ async fn etcd_leader_election_failover_and_fencing() {
     assert!(la.is_leader() && !lb.is_leader());
     let t = txn(&a, &["acme/a"], TxnState::Committed);
     a.commit_apply(&[fx.named("acme", "a")], &t).await.unwrap();
+    // A follower starts no transaction: refused before anything is written.
+    let t = txn(&b, &["acme/b"], TxnState::Pending);
+    let err = b.put_txn(&t).await.expect_err("a follower journaled");
+    assert!(err.to_string().contains("the leader is replica-a"), "{err}");
+    assert!(a.txn(t.id).unwrap().is_none());
 
     let crashed = std::time::Instant::now();
     la.abandon();
@@ -897,7 +902,10 @@ async fn etcd_leader_election_failover_and_fencing() {
         .commit_apply(&[fx.named("acme", "late")], &late)
         .await
         .expect_err("the deposed leader wrote");
-    assert!(matches!(err, StoreError::NotLeader), "{err}");
+    assert!(
+        matches!(&err, StoreError::NotLeader { leader: Some(l) } if l == "replica-b"),
+        "{err}"
+    );
     assert!(b.service("acme", "late").unwrap().is_none());
     assert!(b.txn(late.id).unwrap().is_none());
     let t = txn(&b, &["acme/a"], TxnState::Committed);

@@ -147,6 +147,9 @@ struct Inner {
     /// While this replica leads: the leader key and its create revision,
     /// compared by every transaction (see `leader`).
     fence: std::sync::Mutex<Option<(Vec<u8>, i64)>>,
+    /// Set once this replica campaigns: transactions then need the fence.
+    /// With the leader's identity, when known (for the refusal).
+    campaign: std::sync::Mutex<Option<Option<String>>>,
     rt: OwnRuntime,
 }
 
@@ -230,6 +233,7 @@ impl EtcdKv {
                 endpoints,
                 id_floor: AtomicU64::new(0),
                 fence: std::sync::Mutex::default(),
+                campaign: std::sync::Mutex::default(),
                 rt: OwnRuntime(Some(rt)),
             }),
         };
@@ -319,6 +323,29 @@ impl EtcdKv {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take()
             .map(|(_, rev)| rev)
+    }
+
+    /// Records that this replica campaigns, and who leads (if known).
+    pub(super) fn set_known_leader(&self, leader: Option<String>) {
+        *self
+            .inner
+            .campaign
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(leader);
+    }
+
+    /// `Err(NotLeader)` on a replica that campaigns without leading.
+    fn check_leading(&self) -> Result<(), StoreError> {
+        let campaign = self
+            .inner
+            .campaign
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        match campaign {
+            Some(leader) if self.fence().is_none() => Err(StoreError::NotLeader { leader }),
+            _ => Ok(()),
+        }
     }
 
     fn fence(&self) -> Option<(Vec<u8>, i64)> {
@@ -592,6 +619,7 @@ impl EtcdKv {
         &self,
         body: impl Fn(&mut TxView<'_>) -> Result<R, TxError>,
     ) -> Result<R, StoreError> {
+        self.check_leading()?;
         for attempt in 0..MAX_ATTEMPTS {
             let mut tx = EtcdTx {
                 kv: self.clone(),
@@ -688,7 +716,9 @@ impl EtcdTx {
                     })?;
                     match held.kvs().first() {
                         Some(kv) if kv.create_revision() == rev => Ok(false),
-                        _ => Err(StoreError::NotLeader),
+                        held => Err(StoreError::NotLeader {
+                            leader: held.map(|kv| String::from_utf8_lossy(kv.value()).into_owned()),
+                        }),
                     }
                 }
                 None => Ok(false),

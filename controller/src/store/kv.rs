@@ -162,6 +162,20 @@ impl Kv {
         }
     }
 
+    /// Like [`Kv::insert`], but a transaction: on etcd only the leader
+    /// writes it (the leader fence applies).
+    pub fn insert_journal(
+        &self,
+        tree: &'static str,
+        key: &[u8],
+        value: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        match self {
+            Self::Sled(s) => s.insert(tree, key, value),
+            Self::Etcd(e) => e.transact(|tx| tx.insert(tree, key, value.clone())),
+        }
+    }
+
     /// Removes `key`, returning what it held.
     pub fn remove(&self, tree: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         match self {

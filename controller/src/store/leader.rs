@@ -113,6 +113,10 @@ impl Store {
     }
 }
 
+/// The lease TTL rampartd campaigns with: a crashed leader is replaced
+/// within about this plus a keep-alive period.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(3);
+
 /// One lease's life: take or wait for the key, then keep it.
 struct Campaign {
     client: Client,
@@ -126,6 +130,7 @@ struct Campaign {
 impl EtcdKv {
     fn campaign(&self, identity: String, ttl: Duration) -> Leadership {
         let (tx, rx) = watch::channel(Role::Follower { leader: None });
+        self.set_known_leader(None);
         let c = Campaign {
             client: self.client(),
             key: self.key(super::kv::trees::META, b"leader"),
@@ -212,6 +217,7 @@ impl Campaign {
                             .map(|kv| String::from_utf8_lossy(kv.value()).into_owned()),
                         _ => None,
                     });
+                    self.kv.set_known_leader(leader.clone());
                     self.tx.send_if_modified(|role| {
                         let new = Role::Follower { leader };
                         let changed = *role != new;

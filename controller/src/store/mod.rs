@@ -117,9 +117,16 @@ pub enum StoreError {
         /// What is wrong.
         message: String,
     },
-    /// This replica lost leadership; its transaction was not written.
-    #[error("this rampartd is no longer the leader (etcd leader key lost); nothing was written")]
-    NotLeader,
+    /// Transactions run on the elected leader only (see `docs/ha.md`);
+    /// nothing was written.
+    #[error(
+        "this rampartd replica is not the leader{}; nothing was written (send changes to the leader)",
+        leader.as_ref().map(|l| format!(" (the leader is {l})")).unwrap_or_default()
+    )]
+    NotLeader {
+        /// The leader's identity, when known.
+        leader: Option<String>,
+    },
     /// A transaction kept conflicting with concurrent writers.
     #[error(
         "store transaction gave up after {attempts} attempts conflicting with concurrent writes"
@@ -671,7 +678,9 @@ impl Store {
     /// # Errors
     /// Storage failures.
     pub async fn put_txn(&self, txn: &TxnRecord) -> Result<(), StoreError> {
-        self.kv.insert(
+        // Journaled as a transaction: on etcd it carries the leader fence,
+        // so only the leader starts or advances one.
+        self.kv.insert_journal(
             trees::TXNS,
             &txn.id.to_be_bytes(),
             encode("transaction", txn)?,
