@@ -289,10 +289,90 @@ impl Default for MetricsConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     /// Where the sled database lives; see [`StoreConfig::resolved_data_dir`].
+    /// With etcd it still holds the secret key and the TLS material.
     pub data_dir: Option<PathBuf>,
+    /// Which store holds the state (see `docs/ha.md`).
+    pub backend: StoreBackend,
+    /// etcd client URLs (`https://10.0.0.1:2379`); required for etcd.
+    pub etcd_endpoints: Vec<String>,
+    /// CA bundle that signed the etcd servers' certificates.
+    pub etcd_ca_file: Option<PathBuf>,
+    /// Client certificate for etcd's client-cert authentication.
+    pub etcd_cert_file: Option<PathBuf>,
+    /// Its private key.
+    pub etcd_key_file: Option<PathBuf>,
+    /// Every key rampartd writes starts with this, so one etcd cluster can
+    /// hold several Rampart installations (or other users' data).
+    pub etcd_prefix: Option<String>,
+    /// Deadline of one etcd request, milliseconds (default 5000): past it a
+    /// write is refused with an error naming etcd instead of hanging.
+    pub etcd_timeout_ms: Option<u64>,
+}
+
+/// `[store] backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// Embedded, one machine, nothing to set up.
+    #[default]
+    Sled,
+    /// An existing etcd cluster, shared by replicas.
+    Etcd,
 }
 
 impl StoreConfig {
+    /// Cross-field checks of `[store]`, appended to `errors`.
+    fn check(&self, errors: &mut Vec<String>) {
+        let etcd_set = !self.etcd_endpoints.is_empty()
+            || self.etcd_ca_file.is_some()
+            || self.etcd_cert_file.is_some()
+            || self.etcd_key_file.is_some()
+            || self.etcd_prefix.is_some()
+            || self.etcd_timeout_ms.is_some();
+        match self.backend {
+            StoreBackend::Sled if etcd_set => errors.push(
+                "store.etcd_*: set, but store.backend is \"sled\" (set backend = \"etcd\")"
+                    .to_owned(),
+            ),
+            StoreBackend::Sled => {}
+            StoreBackend::Etcd => self.check_etcd(errors),
+        }
+    }
+
+    fn check_etcd(&self, errors: &mut Vec<String>) {
+        if self.etcd_endpoints.is_empty() {
+            errors.push("store.etcd_endpoints: required when store.backend = \"etcd\"".to_owned());
+        }
+        for e in &self.etcd_endpoints {
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                errors.push(format!(
+                    "store.etcd_endpoints: {e:?} must start with http:// or https://"
+                ));
+            }
+        }
+        let tls = self.etcd_ca_file.is_some() || self.etcd_cert_file.is_some();
+        if tls && self.etcd_endpoints.iter().any(|e| e.starts_with("http://")) {
+            errors.push(
+                "store.etcd_endpoints: TLS files are set, so every endpoint must be https://"
+                    .to_owned(),
+            );
+        }
+        if self.etcd_cert_file.is_some() != self.etcd_key_file.is_some() {
+            errors
+                .push("store.etcd_cert_file, store.etcd_key_file: set both or neither".to_owned());
+        }
+        if let Some(p) = &self.etcd_prefix
+            && !p.ends_with('/')
+        {
+            errors.push(format!(
+                "store.etcd_prefix: {p:?} must end with '/' (so one prefix never covers another's keys)"
+            ));
+        }
+        if self.etcd_timeout_ms.is_some_and(|t| t < 100) {
+            errors.push("store.etcd_timeout_ms: must be at least 100".to_owned());
+        }
+    }
+
     /// The configured directory, or a default that works for whoever runs
     /// the daemon: systemd's `$STATE_DIRECTORY`, else
     /// `$XDG_DATA_HOME/rampart`, else `~/.local/share/rampart`, else
@@ -514,6 +594,7 @@ impl Config {
                 "agents.listen: {a} is also api.listen; the agent port needs its own socket"
             ));
         }
+        self.store.check(&mut errors);
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             errors.push(format!(
                 "log.level: {:?} is not a valid filter: {e}",
@@ -755,5 +836,43 @@ mod tests {
             panic!("expected errors");
         };
         assert_eq!(errors.len(), 2, "{errors:?}");
+    }
+
+    #[test]
+    fn store_backend_etcd_is_checked_naming_fields() {
+        let cfg = Config::from_toml(
+            "[store]\nbackend = \"etcd\"\netcd_endpoints = [\"https://10.0.0.1:2379\"]\n\
+             etcd_ca_file = \"/ca.pem\"\netcd_prefix = \"/lab/\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(cfg.store.backend, StoreBackend::Etcd);
+        assert_eq!(Config::default().store.backend, StoreBackend::Sled);
+        let Err(ConfigError::Invalid { errors, .. }) = Config::from_toml(
+            "[store]\nbackend = \"etcd\"\netcd_cert_file = \"/c\"\netcd_prefix = \"x\"\n",
+            "t.toml",
+        ) else {
+            panic!("accepted");
+        };
+        let all = errors.join("\n");
+        for field in ["etcd_endpoints: required", "etcd_key_file", "etcd_prefix"] {
+            assert!(all.contains(field), "{field} missing in {all}");
+        }
+        let Err(ConfigError::Invalid { errors, .. }) = Config::from_toml(
+            "[store]\nbackend = \"zookeeper\"\netcd_endpoint = 1\n",
+            "t.toml",
+        ) else {
+            panic!("accepted");
+        };
+        assert!(
+            errors.iter().any(|e| e.contains("line 2: store.backend")),
+            "{errors:?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("line 3: store.etcd_endpoint")),
+            "{errors:?}"
+        );
     }
 }

@@ -20,7 +20,10 @@ use crate::{
     api::Api,
     config::Config,
     model::{ModelError, Validator},
-    store::{Store, StoreError},
+    store::{
+        Store, StoreError,
+        leader::{self, Role},
+    },
     telemetry::{self, Metrics, TelemetryError},
     txn::{Engine, EngineConfig},
 };
@@ -76,7 +79,7 @@ pub async fn run(
     if let Err(e) = std::fs::create_dir_all(&data_dir) {
         tracing::warn!(dir = %data_dir.display(), error = %e, "cannot create data dir");
     }
-    let store = Store::open(&data_dir)?;
+    let store = Store::open_configured(&config.store, &data_dir)?;
     let validator = Arc::new(tokio::task::spawn_blocking(Validator::new).await.map_err(
         |e| ModelError::Schema {
             message: format!("validator start-up task failed: {e}"),
@@ -87,13 +90,19 @@ pub async fn run(
     let fleet =
         crate::fleet::Fleet::new(store.clone(), config.agents.clone(), &data_dir.join("tls"))?;
     let engine = build_engine(config, &store, &data_dir).with_hosts(Arc::new(fleet.clone()));
-    let recovered = engine.recover().await?;
-    if recovered > 0 {
-        tracing::warn!(
-            recovered,
-            "finished transactions left pending by a previous run"
-        );
-    }
+    // One leader runs transactions, recovery and drift checks: on sled this
+    // process (recovering before it serves, as always); on etcd whichever
+    // replica holds the leader key, recovering each time it takes over.
+    let leadership = store.campaign(&replica_identity(config), leader::DEFAULT_TTL);
+    let recovery_task = if leadership.is_leader() {
+        log_recovered(engine.recover().await?);
+        None
+    } else {
+        Some(tokio::spawn(recover_on_takeover(
+            engine.clone(),
+            leadership.watch(),
+        )))
+    };
     let api = Api::new(store.clone(), validator, metrics.clone(), engine.clone());
 
     // One shutdown signal fanned out to both servers.
@@ -111,6 +120,7 @@ pub async fn run(
             engine.clone(),
             metrics.clone(),
             Duration::from_secs(config.southbound.drift_interval_s),
+            leadership.watch(),
         ))
     });
 
@@ -190,6 +200,10 @@ pub async fn run(
     if let Some(d) = drift_task {
         d.abort();
     }
+    if let Some(r) = recovery_task {
+        r.abort();
+    }
+    leadership.resign();
     crate::fleet::stop(&fleet, fleet_tasks).await;
     if let Some(t) = metrics_task {
         match t.await {
@@ -200,6 +214,38 @@ pub async fn run(
     store.flush().await?;
     tracing::info!("rampartd stopped");
     Ok(())
+}
+
+fn log_recovered(recovered: usize) {
+    if recovered > 0 {
+        tracing::warn!(
+            recovered,
+            "finished transactions left pending by a previous run"
+        );
+    }
+}
+
+/// Each time this replica becomes the leader, finishes what the previous
+/// leader left pending, exactly as after a crash.
+async fn recover_on_takeover(engine: Engine, mut role: watch::Receiver<Role>) {
+    loop {
+        if role.wait_for(|r| *r == Role::Leader).await.is_err() {
+            return;
+        }
+        match engine.recover().await {
+            Ok(n) => log_recovered(n),
+            Err(e) => tracing::error!(error = %e, "recovery after taking over failed"),
+        }
+        if role.wait_for(|r| *r != Role::Leader).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// How this replica names itself to the others: host and API address.
+fn replica_identity(config: &Config) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}@{}", host.trim(), config.api.listen)
 }
 
 /// The transaction engine with the `[southbound]` settings.
@@ -244,11 +290,19 @@ fn build_engine(config: &Config, store: &Store, data_dir: &std::path::Path) -> E
 }
 
 /// Checks every device Rampart configured for drift, forever.
-async fn drift_loop(engine: Engine, metrics: Metrics, every: Duration) {
+async fn drift_loop(
+    engine: Engine,
+    metrics: Metrics,
+    every: Duration,
+    role: watch::Receiver<Role>,
+) {
     let mut tick = tokio::time::interval(every);
     tick.tick().await;
     loop {
         tick.tick().await;
+        if *role.borrow() != Role::Leader {
+            continue;
+        }
         let devices = match engine.store().synced_devices() {
             Ok(d) => d.into_keys().collect::<Vec<_>>(),
             Err(e) => {

@@ -3,10 +3,15 @@
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use rampart_controller::{
     config::{Config, LogFormat, Overrides},
     daemon::{self, Listeners},
+    store::{
+        Store,
+        backup::Snapshot,
+        secrets::{KEY_ENV, Keyring},
+    },
     telemetry,
 };
 
@@ -39,6 +44,28 @@ struct Args {
     /// Check the configuration and exit.
     #[arg(long)]
     check_config: bool,
+    /// Offline store maintenance instead of serving.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Store maintenance; the store is the one the configuration selects (sled
+/// needs the daemon stopped: it holds the database lock).
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write a consistent snapshot of the whole store (credentials stay
+    /// encrypted; keep the secret key with it).
+    Backup {
+        /// Output file (written 0600, replaced atomically).
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Load a snapshot into an empty store (also: migrate sled → etcd by
+    /// restoring a sled backup with `[store] backend = "etcd"`).
+    Restore {
+        /// A file written by `rampartd backup` or `rampartctl backup`.
+        file: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -62,7 +89,12 @@ fn main() -> ExitCode {
         eprintln!("rampartd: configuration OK");
         return ExitCode::SUCCESS;
     }
-    match run(&config) {
+    let outcome = match &args.command {
+        None => run(&config),
+        Some(Command::Backup { output }) => backup(&config, output),
+        Some(Command::Restore { file }) => restore(&config, file),
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("rampartd: {e:#}");
@@ -98,4 +130,77 @@ fn run(config: &Config) -> anyhow::Result<()> {
         daemon::run(config, Listeners { api, metrics }, daemon::signals()).await?;
         Ok(())
     })
+}
+
+/// The store and, when one exists, the secret key the daemon would use
+/// (never generated here: a new key would not open the stored records).
+fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let data_dir = config.store.resolved_data_dir();
+    let store = Store::open_configured(&config.store, &data_dir)?;
+    let env_key = std::env::var(KEY_ENV).ok().filter(|v| !v.trim().is_empty());
+    if config.secrets.key_file.is_some()
+        || env_key.is_some()
+        || data_dir.join("secret.key").exists()
+    {
+        let (keyring, _) = Keyring::load(
+            config.secrets.key_file.as_deref(),
+            env_key.as_deref(),
+            &config.secrets.previous_key_files,
+            &data_dir,
+        )?;
+        store.install_keyring(keyring);
+    }
+    Ok(store)
+}
+
+fn backup(config: &Config, output: &std::path::Path) -> anyhow::Result<()> {
+    let store = open_store(config)?;
+    let snap = store.backup()?;
+    rampart_controller::tls::write_private(output, &snap.to_bytes()?)?;
+    eprintln!(
+        "rampartd: backup of the {} store written to {}: {}",
+        snap.backend,
+        output.display(),
+        summary(&snap)
+    );
+    Ok(())
+}
+
+fn restore(config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
+    let bytes =
+        std::fs::read(file).with_context(|| format!("cannot read backup {}", file.display()))?;
+    let snap = Snapshot::from_bytes(&bytes).with_context(|| file.display().to_string())?;
+    let store = open_store(config)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    rt.block_on(store.restore(&snap))?;
+    eprintln!(
+        "rampartd: restored {} into the {} store: {}",
+        file.display(),
+        store.backend(),
+        summary(&snap)
+    );
+    let check = store.check_secrets()?;
+    if check.unreadable.is_empty() {
+        return Ok(());
+    }
+    for (device, why) in &check.unreadable {
+        eprintln!("rampartd: {device}: {why}");
+    }
+    anyhow::bail!(
+        "{} device credentials do not decrypt with the configured key (the backup was sealed \
+         under key {}): configure that key ([secrets] key_file or {KEY_ENV}) before starting",
+        check.unreadable.len(),
+        snap.secret_key_id.as_deref().unwrap_or("unknown")
+    )
+}
+
+fn summary(snap: &Snapshot) -> String {
+    snap.counts()
+        .iter()
+        .map(|(tree, n)| format!("{tree} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Store, StoreError, decode, encode, io};
+use super::{Scan, Store, StoreError, decode, encode, trees};
 
 /// A stored API token (without its secret).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,22 +45,16 @@ pub struct RoleBinding {
 }
 
 impl Store {
-    fn tokens_tree(&self) -> Result<sled::Tree, StoreError> {
-        self.db.open_tree("auth_tokens").map_err(io("open tree"))
-    }
-
-    fn bindings_tree(&self) -> Result<sled::Tree, StoreError> {
-        self.db.open_tree("auth_bindings").map_err(io("open tree"))
-    }
-
     /// Stores a new token under its hash and flushes.
     ///
     /// # Errors
     /// Storage failures.
     pub async fn put_token(&self, hash: &str, record: &TokenRecord) -> Result<(), StoreError> {
-        self.tokens_tree()?
-            .insert(hash.as_bytes(), encode("token", record)?)
-            .map_err(io("put token"))?;
+        self.kv.insert(
+            trees::AUTH_TOKENS,
+            hash.as_bytes(),
+            encode("token", record)?,
+        )?;
         self.flush().await
     }
 
@@ -69,9 +63,8 @@ impl Store {
     /// # Errors
     /// Read or decode failures.
     pub fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
-        self.tokens_tree()?
-            .get(hash.as_bytes())
-            .map_err(io("get token"))?
+        self.kv
+            .get(trees::AUTH_TOKENS, hash.as_bytes())?
             .map(|b| decode("token", hash.as_bytes(), &b))
             .transpose()
     }
@@ -82,10 +75,10 @@ impl Store {
     /// Read or decode failures.
     pub fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
         let mut out = Vec::new();
-        for item in &self.tokens_tree()? {
-            let (k, v) = item.map_err(io("scan tokens"))?;
-            out.push(decode::<TokenRecord>("token", &k, &v)?);
-        }
+        self.kv.scan(trees::AUTH_TOKENS, Scan::All, &mut |k, v| {
+            out.push(decode::<TokenRecord>("token", k, v)?);
+            Ok(true)
+        })?;
         out.sort_by_key(|t| t.created_unix);
         Ok(out)
     }
@@ -99,14 +92,23 @@ impl Store {
         let Some(prefix) = id.strip_prefix("tok-").filter(|p| p.len() == 12) else {
             return Ok(None);
         };
-        let tree = self.tokens_tree()?;
+        let mut matching = Vec::new();
+        self.kv.scan(
+            trees::AUTH_TOKENS,
+            Scan::From(prefix.as_bytes()),
+            &mut |k, v| {
+                if !k.starts_with(prefix.as_bytes()) {
+                    return Ok(false);
+                }
+                matching.push((k.to_vec(), decode::<TokenRecord>("token", k, v)?));
+                Ok(true)
+            },
+        )?;
         let mut found = None;
-        for item in tree.scan_prefix(prefix.as_bytes()) {
-            let (k, v) = item.map_err(io("scan tokens"))?;
-            let mut t: TokenRecord = decode("token", &k, &v)?;
+        for (k, mut t) in matching {
             t.revoked = true;
-            tree.insert(&k, encode("token", &t)?)
-                .map_err(io("revoke token"))?;
+            self.kv
+                .insert(trees::AUTH_TOKENS, &k, encode("token", &t)?)?;
             found = Some(t);
         }
         if found.is_some() {
@@ -120,7 +122,7 @@ impl Store {
     /// # Errors
     /// Storage failures.
     pub fn has_tokens(&self) -> Result<bool, StoreError> {
-        Ok(!self.tokens_tree()?.is_empty())
+        Ok(!self.kv.is_empty(trees::AUTH_TOKENS)?)
     }
 
     /// Creates or replaces a binding and flushes.
@@ -128,9 +130,11 @@ impl Store {
     /// # Errors
     /// Storage failures.
     pub async fn put_binding(&self, binding: &RoleBinding) -> Result<(), StoreError> {
-        self.bindings_tree()?
-            .insert(binding.user.as_bytes(), encode("role binding", binding)?)
-            .map_err(io("put binding"))?;
+        self.kv.insert(
+            trees::AUTH_BINDINGS,
+            binding.user.as_bytes(),
+            encode("role binding", binding)?,
+        )?;
         self.flush().await
     }
 
@@ -139,9 +143,8 @@ impl Store {
     /// # Errors
     /// Read or decode failures.
     pub fn binding(&self, user: &str) -> Result<Option<RoleBinding>, StoreError> {
-        self.bindings_tree()?
-            .get(user.as_bytes())
-            .map_err(io("get binding"))?
+        self.kv
+            .get(trees::AUTH_BINDINGS, user.as_bytes())?
             .map(|b| decode("role binding", user.as_bytes(), &b))
             .transpose()
     }
@@ -152,10 +155,10 @@ impl Store {
     /// Read or decode failures.
     pub fn bindings(&self) -> Result<Vec<RoleBinding>, StoreError> {
         let mut out = Vec::new();
-        for item in &self.bindings_tree()? {
-            let (k, v) = item.map_err(io("scan bindings"))?;
-            out.push(decode("role binding", &k, &v)?);
-        }
+        self.kv.scan(trees::AUTH_BINDINGS, Scan::All, &mut |k, v| {
+            out.push(decode("role binding", k, v)?);
+            Ok(true)
+        })?;
         Ok(out)
     }
 
@@ -165,9 +168,8 @@ impl Store {
     /// Storage failures.
     pub async fn remove_binding(&self, user: &str) -> Result<bool, StoreError> {
         let existed = self
-            .bindings_tree()?
-            .remove(user.as_bytes())
-            .map_err(io("remove binding"))?
+            .kv
+            .remove(trees::AUTH_BINDINGS, user.as_bytes())?
             .is_some();
         self.flush().await?;
         Ok(existed)

@@ -1,4 +1,4 @@
-//! The audit log: an append-only sled tree keyed by a monotonic id.
+//! The audit log: an append-only tree keyed by a monotonic id.
 //!
 //! Records are only ever inserted under a fresh id (compare-and-swap from
 //! nothing), never changed or removed through any API, and flushed before
@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Store, StoreError, decode, encode, io};
+use super::{Scan, Store, StoreError, decode, encode, trees};
 
 /// One audited call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,23 +71,18 @@ impl AuditFilter {
 }
 
 impl Store {
-    fn audit_tree(&self) -> Result<sled::Tree, StoreError> {
-        self.db.open_tree("audit").map_err(io("open tree"))
-    }
-
     /// Appends a record under a new id, flushes, and returns the id.
     ///
     /// # Errors
     /// Storage failures.
     pub async fn append_audit(&self, mut record: AuditRecord) -> Result<u64, StoreError> {
-        let tree = self.audit_tree()?;
         loop {
-            record.id = self.db.generate_id().map_err(io("generate id"))? + 1;
+            record.id = self.kv.generate_id()?;
             let bytes = encode("audit record", &record)?;
-            let swapped = tree
-                .compare_and_swap(record.id.to_be_bytes(), None::<&[u8]>, Some(bytes))
-                .map_err(io("append audit"))?;
-            if swapped.is_ok() {
+            if self
+                .kv
+                .cas(trees::AUDIT, &record.id.to_be_bytes(), None, Some(bytes))?
+            {
                 break;
             }
         }
@@ -106,21 +101,21 @@ impl Store {
         visible: impl Fn(&AuditRecord) -> bool,
     ) -> Result<Vec<AuditRecord>, StoreError> {
         let mut out = Vec::new();
-        for item in self.audit_tree()?.iter().rev() {
-            if out.len() >= filter.limit {
-                break;
-            }
-            let (k, v) = item.map_err(io("scan audit"))?;
-            let r: AuditRecord = decode("audit record", &k, &v)?;
+        if filter.limit == 0 {
+            return Ok(out);
+        }
+        self.kv.scan(trees::AUDIT, Scan::Rev, &mut |k, v| {
+            let r: AuditRecord = decode("audit record", k, v)?;
             if filter.since_ms.is_some_and(|s| r.time_unix_ms < s - 60_000) {
                 // Ids grow with time (up to the few ms between taking the
                 // time and the id): a minute earlier, everything is older.
-                break;
+                return Ok(false);
             }
             if filter.matches(&r) && visible(&r) {
                 out.push(r);
             }
-        }
+            Ok(out.len() < filter.limit)
+        })?;
         Ok(out)
     }
 }

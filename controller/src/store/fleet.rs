@@ -1,15 +1,15 @@
 //! Host-agent fleet records: one-time enrollment tokens (stored as SHA-256
-//! hashes only) and the agent registry. Two sled trees of their own so the
+//! hashes only) and the agent registry. Two trees of their own so the
 //! fleet never contends with service or transaction writes.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Store, StoreError, decode, encode, io};
+use super::{Scan, Store, StoreError, decode, encode, kv::Op, trees};
 
-const TOKENS: &str = "fleet_tokens";
-const AGENTS: &str = "fleet_agents";
+const TOKENS: &str = trees::FLEET_TOKENS;
+const AGENTS: &str = trees::FLEET_AGENTS;
 
 /// An enrollment token as stored: its hash is the key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,19 +66,13 @@ pub struct AgentRecord {
 }
 
 impl Store {
-    fn fleet_tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
-        self.db.open_tree(name).map_err(io("open fleet tree"))
-    }
-
     /// Stores a new enrollment token under `hash`.
     ///
     /// # Errors
     /// [`StoreError`] on a storage failure.
     pub fn put_enroll_token(&self, hash: &str, rec: &TokenRecord) -> Result<(), StoreError> {
-        self.fleet_tree(TOKENS)?
-            .insert(hash.as_bytes(), encode("enroll token", rec)?)
-            .map_err(io("put enroll token"))?;
-        Ok(())
+        self.kv
+            .insert(TOKENS, hash.as_bytes(), encode("enroll token", rec)?)
     }
 
     /// Marks the token `hash` used by `agent` if it is unused and unexpired:
@@ -93,9 +87,8 @@ impl Store {
         agent: &str,
         now_ms: i64,
     ) -> Result<TokenUse, StoreError> {
-        let tree = self.fleet_tree(TOKENS)?;
         loop {
-            let Some(old) = tree.get(hash.as_bytes()).map_err(io("get enroll token"))? else {
+            let Some(old) = self.kv.get(TOKENS, hash.as_bytes())? else {
                 return Ok(TokenUse::Unknown);
             };
             let rec: TokenRecord = decode("enroll token", hash.as_bytes(), &old)?;
@@ -107,14 +100,11 @@ impl Store {
             }
             let mut used = rec.clone();
             used.used_by = Some(agent.to_owned());
-            let swapped = tree
-                .compare_and_swap(
-                    hash.as_bytes(),
-                    Some(old),
-                    Some(encode("enroll token", &used)?),
-                )
-                .map_err(io("consume enroll token"))?;
-            if swapped.is_ok() {
+            let new = encode("enroll token", &used)?;
+            if self
+                .kv
+                .cas(TOKENS, hash.as_bytes(), Some(&old), Some(new))?
+            {
                 return Ok(TokenUse::Consumed(rec));
             }
         }
@@ -125,25 +115,28 @@ impl Store {
     /// # Errors
     /// [`StoreError`] on a storage failure.
     pub fn put_agent(&self, rec: &AgentRecord) -> Result<(), StoreError> {
-        self.fleet_tree(AGENTS)?
-            .insert(rec.id.as_bytes(), encode("agent", rec)?)
-            .map_err(io("put agent"))?;
-        Ok(())
+        self.kv
+            .insert(AGENTS, rec.id.as_bytes(), encode("agent", rec)?)
     }
 
     /// Writes many agent records in one atomic batch (a policy change that
-    /// versions the whole fleet at once).
+    /// versions the whole fleet at once). On etcd, atomic per 128 records
+    /// (etcd's `--max-txn-ops`): each agent's record is whole either way.
     ///
     /// # Errors
     /// [`StoreError`] on a storage failure.
     pub fn put_agents(&self, recs: &[AgentRecord]) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        for rec in recs {
-            batch.insert(rec.id.as_bytes(), encode("agent", rec)?);
-        }
-        self.fleet_tree(AGENTS)?
-            .apply_batch(batch)
-            .map_err(io("put agents"))
+        let ops = recs
+            .iter()
+            .map(|rec| {
+                Ok(Op {
+                    tree: AGENTS,
+                    key: rec.id.as_bytes().to_vec(),
+                    value: Some(encode("agent", rec)?),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.kv.batch(ops)
     }
 
     /// One agent.
@@ -151,9 +144,8 @@ impl Store {
     /// # Errors
     /// [`StoreError`] on a storage failure or an unreadable record.
     pub fn agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError> {
-        self.fleet_tree(AGENTS)?
-            .get(id.as_bytes())
-            .map_err(io("get agent"))?
+        self.kv
+            .get(AGENTS, id.as_bytes())?
             .map(|v| decode("agent", id.as_bytes(), &v))
             .transpose()
     }
@@ -164,11 +156,11 @@ impl Store {
     /// [`StoreError`] on a storage failure or an unreadable record.
     pub fn agents(&self) -> Result<BTreeMap<String, AgentRecord>, StoreError> {
         let mut out = BTreeMap::new();
-        for kv in &self.fleet_tree(AGENTS)? {
-            let (k, v) = kv.map_err(io("scan agents"))?;
-            let rec: AgentRecord = decode("agent", &k, &v)?;
+        self.kv.scan(AGENTS, Scan::All, &mut |k, v| {
+            let rec: AgentRecord = decode("agent", k, v)?;
             out.insert(rec.id.clone(), rec);
-        }
+            Ok(true)
+        })?;
         Ok(out)
     }
 }

@@ -1,27 +1,33 @@
-//! The embedded store (sled): devices, services (desired state with a
-//! generation number) and the transaction log.
+//! The store: devices, services (desired state with a generation number),
+//! the transaction log and the rest of rampartd's state, on the embedded
+//! sled database (default) or an etcd cluster (`[store] backend`, see
+//! `docs/ha.md`); [`kv`] is the layer that differs.
 //!
-//! Every mutation that the API acknowledges is flushed to disk before the
-//! acknowledgement, so an applied spec survives `kill -9` of the daemon.
-//! A service and the transaction that changed it are written in one sled
-//! transaction: the store never holds one without the other.
+//! Every mutation that the API acknowledges is durable before the
+//! acknowledgement (sled: flushed; etcd: committed by a quorum), so an
+//! applied spec survives `kill -9` of the daemon. A service and the
+//! transaction that changed it are written in one atomic step: the store
+//! never holds one without the other.
 
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
-    sync::Arc,
 };
 
 use serde::{Deserialize, Serialize};
-use sled::{
-    Transactional,
-    transaction::{ConflictableTransactionError, TransactionError},
-};
 
 pub mod access;
 pub mod audit;
+pub mod backup;
+mod etcd_kv;
 pub mod fleet;
+mod kv;
+pub mod leader;
 pub mod secrets;
+mod sled_kv;
+
+pub use etcd_kv::EtcdOptions;
+use kv::{Kv, Scan, TxError, TxView, trees};
 
 use crate::{
     compile::Rendering,
@@ -78,6 +84,56 @@ pub enum StoreError {
     DeviceExists {
         /// Device name.
         name: String,
+    },
+    /// An etcd request failed (unreachable endpoints, no quorum, TLS).
+    #[error("etcd {op} failed (endpoints {endpoints}): {source}")]
+    Etcd {
+        /// The operation.
+        op: &'static str,
+        /// The configured endpoints.
+        endpoints: String,
+        /// Cause.
+        #[source]
+        source: etcd_client::Error,
+    },
+    /// etcd did not answer in time: typically a cluster without quorum.
+    #[error(
+        "etcd {op} got no answer within {after_ms} ms (endpoints {endpoints}; last error: \
+         {last}); is a quorum of etcd members up?"
+    )]
+    EtcdTimeout {
+        /// The operation.
+        op: &'static str,
+        /// The configured endpoints.
+        endpoints: String,
+        /// The deadline (`[store] etcd_timeout_ms`).
+        after_ms: u64,
+        /// The last transient failure seen before it.
+        last: String,
+    },
+    /// The etcd backend could not be set up (TLS files, runtime).
+    #[error("etcd store: {message}")]
+    EtcdSetup {
+        /// What is wrong.
+        message: String,
+    },
+    /// Transactions run on the elected leader only (see `docs/ha.md`);
+    /// nothing was written.
+    #[error(
+        "this rampartd replica is not the leader{}; nothing was written (send changes to the leader)",
+        leader.as_ref().map(|l| format!(" (the leader is {l})")).unwrap_or_default()
+    )]
+    NotLeader {
+        /// The leader's identity, when known.
+        leader: Option<String>,
+    },
+    /// A transaction kept conflicting with concurrent writers.
+    #[error(
+        "store transaction gave up after {attempts} attempts conflicting with concurrent writes"
+    )]
+    Contended {
+        /// Attempts made.
+        attempts: usize,
     },
     /// Removing a device that services still use.
     #[error("device {name:?} is used by services {services:?}; delete or change them first")]
@@ -297,18 +353,13 @@ pub fn parse_txn_id(s: &str) -> Option<u64> {
     s.strip_prefix("txn-").unwrap_or(s).parse().ok()
 }
 
-/// Handle to the embedded database. Cheap to clone.
+/// Handle to the store. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
-    devices: sled::Tree,
-    services: sled::Tree,
-    txns: sled::Tree,
-    synced: sled::Tree,
+    kv: Kv,
+    /// Where it lives (a directory or the etcd endpoints), for logs.
     path: Option<PathBuf>,
     secret_keys: secrets::KeySlot,
-    /// One flush at a time: see [`Store::flush`].
-    flush_turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -319,7 +370,7 @@ impl std::fmt::Debug for Store {
     }
 }
 
-fn io(op: &'static str) -> impl FnOnce(sled::Error) -> StoreError {
+pub(crate) fn io(op: &'static str) -> impl FnOnce(sled::Error) -> StoreError {
     move |source| StoreError::Io { op, source }
 }
 
@@ -339,12 +390,13 @@ fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, StoreE
     serde_json::to_vec(value).map_err(|source| StoreError::Encode { what, source })
 }
 
-/// Maps a sled transaction error whose abort carries a [`StoreError`].
-fn txn_err(op: &'static str, e: TransactionError<StoreError>) -> StoreError {
-    match e {
-        TransactionError::Abort(inner) => inner,
-        TransactionError::Storage(source) => StoreError::Io { op, source },
-    }
+/// Decodes what a transaction body read; a bad record aborts it.
+fn decode_tx<T: for<'de> Deserialize<'de>>(
+    what: &'static str,
+    key: &[u8],
+    bytes: Option<Vec<u8>>,
+) -> Result<Option<T>, TxError> {
+    Ok(bytes.map(|b| decode(what, key, &b)).transpose()?)
 }
 
 /// Now, in Unix milliseconds.
@@ -357,21 +409,45 @@ pub fn now_unix_ms() -> i64 {
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir`.
+    /// Opens (or creates) the sled store in `dir`.
     ///
     /// # Errors
     /// [`StoreError::Open`] when the directory cannot be used (permissions,
     /// another rampartd holding the lock).
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .mode(sled::Mode::HighThroughput)
-            .open()
-            .map_err(|source| StoreError::Open {
-                path: dir.to_owned(),
-                source,
-            })?;
-        Self::from_db(db, Some(dir.to_owned()))
+        Ok(Self::with_kv(
+            Kv::Sled(sled_kv::SledKv::open(dir)?),
+            Some(dir.to_owned()),
+        ))
+    }
+
+    /// Connects to the etcd store described by `options`.
+    ///
+    /// # Errors
+    /// [`StoreError::Etcd`] or [`StoreError::EtcdTimeout`] naming the
+    /// endpoints when the cluster cannot be read.
+    pub fn open_etcd(options: &EtcdOptions) -> Result<Self, StoreError> {
+        Ok(Self::with_kv(
+            Kv::Etcd(etcd_kv::EtcdKv::connect(options)?),
+            Some(PathBuf::from(options.endpoints.join(","))),
+        ))
+    }
+
+    /// Opens the store `[store]` selects; sled lives in `data_dir`.
+    ///
+    /// # Errors
+    /// As [`Store::open`] and [`Store::open_etcd`]; unreadable TLS files
+    /// are [`StoreError::EtcdSetup`] naming the field.
+    pub fn open_configured(
+        config: &crate::config::StoreConfig,
+        data_dir: &Path,
+    ) -> Result<Self, StoreError> {
+        match config.backend {
+            crate::config::StoreBackend::Sled => Self::open(data_dir),
+            crate::config::StoreBackend::Etcd => {
+                Self::open_etcd(&EtcdOptions::from_config(config)?)
+            }
+        }
     }
 
     /// A store that lives in memory and vanishes on drop (tests, dry-run tools).
@@ -379,61 +455,41 @@ impl Store {
     /// # Errors
     /// [`StoreError::Open`] if sled cannot create its temporary files.
     pub fn temporary() -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .temporary(true)
-            .open()
-            .map_err(|source| StoreError::Open {
-                path: PathBuf::from("<temporary>"),
-                source,
-            })?;
-        Self::from_db(db, None)
+        Ok(Self::with_kv(Kv::Sled(sled_kv::SledKv::temporary()?), None))
     }
 
-    fn from_db(db: sled::Db, path: Option<PathBuf>) -> Result<Self, StoreError> {
-        let tree = |name: &str| db.open_tree(name).map_err(io("open tree"));
-        Ok(Self {
-            devices: tree("devices")?,
-            services: tree("services")?,
-            txns: tree("transactions")?,
-            synced: tree("synced")?,
-            db,
+    fn with_kv(kv: Kv, path: Option<PathBuf>) -> Self {
+        Self {
+            kv,
             path,
             secret_keys: secrets::KeySlot::default(),
-            flush_turn: Arc::default(),
-        })
+        }
     }
 
-    /// Makes every acknowledged write durable.
-    ///
-    /// # Errors
-    /// [`StoreError::Io`] when the flush fails.
-    /// sled 0.34's `flush_async` deadlocks when several run at once
-    /// (spacejam/sled#1308: its I/O threads wait for a flush the log
-    /// flusher can no longer take its lock for). rampartd hit it with 32
-    /// concurrent agent enrollments: every store access then hung. So
-    /// flushes take turns and run as the blocking `flush` off the runtime;
-    /// a caller that waited for its turn usually finds nothing left to
-    /// write.
+    /// Which backend this is (`sled` or `etcd`), for logs and metrics.
+    #[must_use]
+    pub fn backend(&self) -> &'static str {
+        match self.kv {
+            Kv::Sled(_) => "sled",
+            Kv::Etcd(_) => "etcd",
+        }
+    }
+
+    /// Makes every acknowledged write durable. On sled, flushes take turns
+    /// (sled 0.34's concurrent `flush_async` deadlocks, spacejam/sled#1308;
+    /// see `sled_kv`); etcd has made a write durable on a quorum before it
+    /// answers, so this is free there.
     ///
     /// # Errors
     /// [`StoreError::Io`] when the flush fails.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        let _turn = self.flush_turn.lock().await;
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || db.flush())
-            .await
-            .map_err(|e| StoreError::Io {
-                op: "flush",
-                source: sled::Error::ReportableBug(format!("flush task: {e}")),
-            })?
-            .map_err(io("flush"))?;
-        Ok(())
+        self.kv.flush().await
     }
 
-    /// Bytes used on disk.
+    /// Bytes used on disk (etcd: the database size one member reports).
     #[must_use]
     pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        self.kv.size_on_disk()
     }
 
     // ===== devices =====
@@ -446,7 +502,7 @@ impl Store {
     pub fn put_device(&self, device: &Device, replace: bool) -> Result<Device, StoreError> {
         let key = device.name.as_bytes();
         let mut stored = device.clone();
-        let prev = self.devices.get(key).map_err(io("get device"))?;
+        let prev = self.kv.get(trees::DEVICES, key)?;
         match &prev {
             Some(_) if !replace => {
                 return Err(StoreError::DeviceExists {
@@ -461,11 +517,10 @@ impl Store {
         }
         let bytes = encode("device", &stored)?;
         // compare_and_swap so two concurrent adds cannot both succeed.
-        let swapped = self
-            .devices
-            .compare_and_swap(key, prev, Some(bytes))
-            .map_err(io("put device"))?;
-        if swapped.is_err() {
+        if !self
+            .kv
+            .cas(trees::DEVICES, key, prev.as_deref(), Some(bytes))?
+        {
             return Err(StoreError::DeviceExists {
                 name: device.name.clone(),
             });
@@ -478,9 +533,8 @@ impl Store {
     /// # Errors
     /// Read or decode failures.
     pub fn device(&self, name: &str) -> Result<Option<Device>, StoreError> {
-        self.devices
-            .get(name.as_bytes())
-            .map_err(io("get device"))?
+        self.kv
+            .get(trees::DEVICES, name.as_bytes())?
             .map(|b| decode("device", name.as_bytes(), &b))
             .transpose()
     }
@@ -491,11 +545,11 @@ impl Store {
     /// Read or decode failures.
     pub fn devices(&self) -> Result<BTreeMap<String, Device>, StoreError> {
         let mut out = BTreeMap::new();
-        for item in &self.devices {
-            let (k, v) = item.map_err(io("scan devices"))?;
-            let d: Device = decode("device", &k, &v)?;
+        self.kv.scan(trees::DEVICES, Scan::All, &mut |k, v| {
+            let d: Device = decode("device", k, v)?;
             out.insert(d.name.clone(), d);
-        }
+            Ok(true)
+        })?;
         Ok(out)
     }
 
@@ -516,11 +570,7 @@ impl Store {
                 services: users,
             });
         }
-        Ok(self
-            .devices
-            .remove(name.as_bytes())
-            .map_err(io("remove device"))?
-            .is_some())
+        Ok(self.kv.remove(trees::DEVICES, name.as_bytes())?.is_some())
     }
 
     // ===== services =====
@@ -531,9 +581,8 @@ impl Store {
     /// Read or decode failures.
     pub fn service(&self, tenant: &str, name: &str) -> Result<Option<StoredService>, StoreError> {
         let key = service_key(tenant, name);
-        self.services
-            .get(key.as_bytes())
-            .map_err(io("get service"))?
+        self.kv
+            .get(trees::SERVICES, key.as_bytes())?
             .map(|b| decode("service", key.as_bytes(), &b))
             .transpose()
     }
@@ -544,10 +593,10 @@ impl Store {
     /// Read or decode failures.
     pub fn services(&self) -> Result<Vec<StoredService>, StoreError> {
         let mut out = Vec::new();
-        for item in &self.services {
-            let (k, v) = item.map_err(io("scan services"))?;
-            out.push(decode("service", &k, &v)?);
-        }
+        self.kv.scan(trees::SERVICES, Scan::All, &mut |k, v| {
+            out.push(decode("service", k, v)?);
+            Ok(true)
+        })?;
         Ok(out)
     }
 
@@ -568,8 +617,7 @@ impl Store {
     /// # Errors
     /// Storage failure.
     pub fn next_txn_id(&self) -> Result<u64, StoreError> {
-        // sled ids are monotonic across restarts; +1 keeps "txn-0" out of sight.
-        Ok(self.db.generate_id().map_err(io("generate id"))? + 1)
+        self.kv.generate_id()
     }
 
     /// Stores the new desired state of `specs` and the transaction that
@@ -585,33 +633,15 @@ impl Store {
     ) -> Result<Vec<StoredService>, StoreError> {
         let now = now_unix_ms() / 1000;
         let txn_bytes = encode("transaction", txn)?;
-        let stored = (&self.services, &self.txns)
-            .transaction(|(services, txns)| {
-                let mut out = Vec::with_capacity(specs.len());
-                for (spec, api_version) in specs {
-                    let key = service_key(&spec.metadata.tenant, &spec.metadata.name);
-                    let prev: Option<StoredService> = services
-                        .get(key.as_bytes())?
-                        .map(|b| decode("service", key.as_bytes(), &b))
-                        .transpose()
-                        .map_err(ConflictableTransactionError::Abort)?;
-                    let svc = StoredService {
-                        spec: spec.clone(),
-                        api_version: api_version.clone(),
-                        generation: prev.as_ref().map_or(1, |p| p.generation + 1),
-                        created_unix: prev.as_ref().map_or(now, |p| p.created_unix),
-                        updated_unix: now,
-                        last_transaction: txn.id,
-                    };
-                    let bytes =
-                        encode("service", &svc).map_err(ConflictableTransactionError::Abort)?;
-                    services.insert(key.as_bytes(), bytes)?;
-                    out.push(svc);
-                }
-                txns.insert(&txn.id.to_be_bytes(), txn_bytes.clone())?;
-                Ok(out)
-            })
-            .map_err(|e| txn_err("apply", e))?;
+        let stored = self.kv.transact(&[trees::SERVICES, trees::TXNS], |tx| {
+            let mut out = Vec::with_capacity(specs.len());
+            for (spec, api_version) in specs {
+                let key = service_key(&spec.metadata.tenant, &spec.metadata.name);
+                out.push(put_service(tx, &key, spec, api_version, txn.id, now)?);
+            }
+            tx.insert(trees::TXNS, &txn.id.to_be_bytes(), txn_bytes.clone())?;
+            Ok(out)
+        })?;
         self.flush().await?;
         Ok(stored)
     }
@@ -630,17 +660,13 @@ impl Store {
     ) -> Result<Option<StoredService>, StoreError> {
         let key = service_key(tenant, name);
         let txn_bytes = encode("transaction", txn)?;
-        let removed = (&self.services, &self.txns)
-            .transaction(|(services, txns)| {
-                let Some(prev) = services.remove(key.as_bytes())? else {
-                    return Ok(None);
-                };
-                txns.insert(&txn.id.to_be_bytes(), txn_bytes.clone())?;
-                decode("service", key.as_bytes(), &prev)
-                    .map(Some)
-                    .map_err(ConflictableTransactionError::Abort)
-            })
-            .map_err(|e| txn_err("delete", e))?;
+        let removed = self.kv.transact(&[trees::SERVICES, trees::TXNS], |tx| {
+            let Some(prev) = tx.remove(trees::SERVICES, key.as_bytes())? else {
+                return Ok(None);
+            };
+            tx.insert(trees::TXNS, &txn.id.to_be_bytes(), txn_bytes.clone())?;
+            decode_tx("service", key.as_bytes(), Some(prev))
+        })?;
         self.flush().await?;
         Ok(removed)
     }
@@ -652,9 +678,13 @@ impl Store {
     /// # Errors
     /// Storage failures.
     pub async fn put_txn(&self, txn: &TxnRecord) -> Result<(), StoreError> {
-        self.txns
-            .insert(txn.id.to_be_bytes(), encode("transaction", txn)?)
-            .map_err(io("put transaction"))?;
+        // Journaled as a transaction: on etcd it carries the leader fence,
+        // so only the leader starts or advances one.
+        self.kv.insert_journal(
+            trees::TXNS,
+            &txn.id.to_be_bytes(),
+            encode("transaction", txn)?,
+        )?;
         self.flush().await
     }
 
@@ -663,9 +693,8 @@ impl Store {
     /// # Errors
     /// Read or decode failures.
     pub fn txn(&self, id: u64) -> Result<Option<TxnRecord>, StoreError> {
-        self.txns
-            .get(id.to_be_bytes())
-            .map_err(io("get transaction"))?
+        self.kv
+            .get(trees::TXNS, &id.to_be_bytes())?
             .map(|b| decode("transaction", &id.to_be_bytes(), &b))
             .transpose()
     }
@@ -677,12 +706,11 @@ impl Store {
     /// Read or decode failures.
     pub fn txns(&self, limit: usize, service: Option<&str>) -> Result<Vec<TxnRecord>, StoreError> {
         let mut out = Vec::new();
-        for item in self.txns.iter().rev() {
-            if out.len() >= limit {
-                break;
-            }
-            let (k, v) = item.map_err(io("scan transactions"))?;
-            let t: TxnRecord = decode("transaction", &k, &v)?;
+        if limit == 0 {
+            return Ok(out);
+        }
+        self.kv.scan(trees::TXNS, Scan::Rev, &mut |k, v| {
+            let t: TxnRecord = decode("transaction", k, v)?;
             let wanted = service.is_none_or(|s| {
                 t.services
                     .iter()
@@ -691,7 +719,8 @@ impl Store {
             if wanted {
                 out.push(t);
             }
-        }
+            Ok(out.len() < limit)
+        })?;
         Ok(out)
     }
 }
@@ -709,14 +738,37 @@ impl Store {
         mut visit: impl FnMut(TxnRecord) -> std::ops::ControlFlow<()>,
     ) -> Result<(), StoreError> {
         let end = before.unwrap_or(u64::MAX).to_be_bytes();
-        for item in self.txns.range(..end).rev() {
-            let (k, v) = item.map_err(io("scan transactions"))?;
-            if visit(decode("transaction", &k, &v)?).is_break() {
-                break;
-            }
-        }
-        Ok(())
+        self.kv.scan(trees::TXNS, Scan::RevBefore(&end), &mut |k, v| {
+            Ok(visit(decode("transaction", k, v)?).is_continue())
+        })
     }
+}
+
+/// Writes a service's new desired state inside a transaction: the
+/// generation follows the stored one, the creation time is kept.
+fn put_service(
+    tx: &mut TxView<'_>,
+    key: &str,
+    spec: &ServiceSpec,
+    api_version: &str,
+    txn_id: u64,
+    now: i64,
+) -> Result<StoredService, TxError> {
+    let prev: Option<StoredService> = decode_tx(
+        "service",
+        key.as_bytes(),
+        tx.get(trees::SERVICES, key.as_bytes())?,
+    )?;
+    let svc = StoredService {
+        spec: spec.clone(),
+        api_version: api_version.to_owned(),
+        generation: prev.as_ref().map_or(1, |p| p.generation + 1),
+        created_unix: prev.as_ref().map_or(now, |p| p.created_unix),
+        updated_unix: now,
+        last_transaction: txn_id,
+    };
+    tx.insert(trees::SERVICES, key.as_bytes(), encode("service", &svc)?)?;
+    Ok(svc)
 }
 
 // ===== synced copies and journaled commits =====
@@ -727,9 +779,8 @@ impl Store {
     /// # Errors
     /// Read or decode failures.
     pub fn synced(&self, device: &str) -> Result<Option<SyncedDevice>, StoreError> {
-        self.synced
-            .get(device.as_bytes())
-            .map_err(io("get synced"))?
+        self.kv
+            .get(trees::SYNCED, device.as_bytes())?
             .map(|b| decode("synced device", device.as_bytes(), &b))
             .transpose()
     }
@@ -740,13 +791,13 @@ impl Store {
     /// Read or decode failures.
     pub fn synced_devices(&self) -> Result<BTreeMap<String, SyncedDevice>, StoreError> {
         let mut out = BTreeMap::new();
-        for item in &self.synced {
-            let (k, v) = item.map_err(io("scan synced"))?;
+        self.kv.scan(trees::SYNCED, Scan::All, &mut |k, v| {
             out.insert(
-                String::from_utf8_lossy(&k).into_owned(),
-                decode("synced device", &k, &v)?,
+                String::from_utf8_lossy(k).into_owned(),
+                decode("synced device", k, v)?,
             );
-        }
+            Ok(true)
+        })?;
         Ok(out)
     }
 
@@ -755,9 +806,11 @@ impl Store {
     /// # Errors
     /// Storage failures.
     pub async fn put_synced(&self, device: &str, s: &SyncedDevice) -> Result<(), StoreError> {
-        self.synced
-            .insert(device.as_bytes(), encode("synced device", s)?)
-            .map_err(io("put synced"))?;
+        self.kv.insert(
+            trees::SYNCED,
+            device.as_bytes(),
+            encode("synced device", s)?,
+        )?;
         self.flush().await
     }
 
@@ -779,39 +832,23 @@ impl Store {
             .iter()
             .map(|(d, s)| encode("synced device", s).map(|b| (d.clone(), b)))
             .collect::<Result<_, _>>()?;
-        let stored = (&self.services, &self.txns, &self.synced)
-            .transaction(|(svc_tree, txn_tree, sync_tree)| {
+        let stored = self
+            .kv
+            .transact(&[trees::SERVICES, trees::TXNS, trees::SYNCED], |tx| {
                 let mut out = Vec::new();
                 for (key, new) in services {
                     let Some((spec, api_version)) = new else {
-                        svc_tree.remove(key.as_bytes())?;
+                        tx.remove(trees::SERVICES, key.as_bytes())?;
                         continue;
                     };
-                    let prev: Option<StoredService> = svc_tree
-                        .get(key.as_bytes())?
-                        .map(|b| decode("service", key.as_bytes(), &b))
-                        .transpose()
-                        .map_err(ConflictableTransactionError::Abort)?;
-                    let svc = StoredService {
-                        spec: spec.clone(),
-                        api_version: api_version.clone(),
-                        generation: prev.as_ref().map_or(1, |p| p.generation + 1),
-                        created_unix: prev.as_ref().map_or(now, |p| p.created_unix),
-                        updated_unix: now,
-                        last_transaction: txn.id,
-                    };
-                    let bytes =
-                        encode("service", &svc).map_err(ConflictableTransactionError::Abort)?;
-                    svc_tree.insert(key.as_bytes(), bytes)?;
-                    out.push(svc);
+                    out.push(put_service(tx, key, spec, api_version, txn.id, now)?);
                 }
                 for (device, bytes) in &synced_bytes {
-                    sync_tree.insert(device.as_bytes(), bytes.clone())?;
+                    tx.insert(trees::SYNCED, device.as_bytes(), bytes.clone())?;
                 }
-                txn_tree.insert(&txn.id.to_be_bytes(), txn_bytes.clone())?;
+                tx.insert(trees::TXNS, &txn.id.to_be_bytes(), txn_bytes.clone())?;
                 Ok(out)
-            })
-            .map_err(|e| txn_err("finish transaction", e))?;
+            })?;
         self.flush().await?;
         Ok(stored)
     }
@@ -822,13 +859,13 @@ impl Store {
     /// Read or decode failures.
     pub fn unfinished_txns(&self) -> Result<Vec<TxnRecord>, StoreError> {
         let mut out = Vec::new();
-        for item in &self.txns {
-            let (k, v) = item.map_err(io("scan transactions"))?;
-            let t: TxnRecord = decode("transaction", &k, &v)?;
+        self.kv.scan(trees::TXNS, Scan::All, &mut |k, v| {
+            let t: TxnRecord = decode("transaction", k, v)?;
             if t.state == TxnState::Pending {
                 out.push(t);
             }
-        }
+            Ok(true)
+        })?;
         Ok(out)
     }
 
@@ -838,10 +875,11 @@ impl Store {
     /// Read or decode failures.
     pub fn txns_after(&self, id: u64) -> Result<Vec<TxnRecord>, StoreError> {
         let mut out = Vec::new();
-        for item in self.txns.range((id + 1).to_be_bytes()..) {
-            let (k, v) = item.map_err(io("scan transactions"))?;
-            out.push(decode("transaction", &k, &v)?);
-        }
+        let from = (id + 1).to_be_bytes();
+        self.kv.scan(trees::TXNS, Scan::From(&from), &mut |k, v| {
+            out.push(decode("transaction", k, v)?);
+            Ok(true)
+        })?;
         Ok(out)
     }
 }

@@ -24,7 +24,7 @@ use ring::{
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
 
-use super::{Store, StoreError, decode, encode, io};
+use super::{Store, StoreError, decode, encode, trees};
 
 /// Environment variable holding the current key (base64 of 32 bytes).
 pub const KEY_ENV: &str = "RAMPARTD_SECRET_KEY";
@@ -333,10 +333,6 @@ fn open(ring: &Keyring, device: &str, sealed: &Sealed) -> Result<Secret, Secrets
 }
 
 impl Store {
-    fn secrets_tree(&self) -> Result<sled::Tree, StoreError> {
-        self.db.open_tree("device_secrets").map_err(io("open tree"))
-    }
-
     fn keyring(&self) -> Result<&Keyring, SecretsError> {
         self.secret_keys.0.get().ok_or(SecretsError::NoKeyring)
     }
@@ -365,9 +361,11 @@ impl Store {
     ) -> Result<(), SecretsError> {
         let ring = self.keyring()?;
         let sealed = seal(&ring.current, device, secret)?;
-        self.secrets_tree()?
-            .insert(device.as_bytes(), encode("credentials", &sealed)?)
-            .map_err(io("put credentials"))?;
+        self.kv.insert(
+            trees::SECRETS,
+            device.as_bytes(),
+            encode("credentials", &sealed)?,
+        )?;
         self.flush().await?;
         Ok(())
     }
@@ -378,11 +376,7 @@ impl Store {
     /// # Errors
     /// [`SecretsError`] when the record does not decrypt.
     pub fn device_credentials(&self, device: &str) -> Result<Option<Secret>, SecretsError> {
-        let Some(bytes) = self
-            .secrets_tree()?
-            .get(device.as_bytes())
-            .map_err(io("get credentials"))?
-        else {
+        let Some(bytes) = self.kv.get(trees::SECRETS, device.as_bytes())? else {
             return Ok(None);
         };
         let sealed: Sealed = decode("credentials", device.as_bytes(), &bytes)?;
@@ -394,9 +388,7 @@ impl Store {
     /// # Errors
     /// Storage failures.
     pub fn has_device_credentials(&self, device: &str) -> Result<bool, StoreError> {
-        self.secrets_tree()?
-            .contains_key(device.as_bytes())
-            .map_err(io("get credentials"))
+        Ok(self.kv.get(trees::SECRETS, device.as_bytes())?.is_some())
     }
 
     /// Forgets the credentials of `device`.
@@ -404,9 +396,7 @@ impl Store {
     /// # Errors
     /// Storage failures.
     pub async fn remove_device_credentials(&self, device: &str) -> Result<(), StoreError> {
-        self.secrets_tree()?
-            .remove(device.as_bytes())
-            .map_err(io("remove credentials"))?;
+        self.kv.remove(trees::SECRETS, device.as_bytes())?;
         self.flush().await
     }
 
@@ -417,13 +407,11 @@ impl Store {
     /// records already moved stay moved (each is rewritten atomically).
     pub async fn reencrypt_secrets(&self) -> Result<RotateReport, SecretsError> {
         let ring = self.keyring()?;
-        let tree = self.secrets_tree()?;
         let mut report = RotateReport {
             reencrypted: 0,
             total: 0,
         };
-        for item in &tree {
-            let (k, v) = item.map_err(io("scan credentials"))?;
+        for (k, v) in self.kv.collect(trees::SECRETS)? {
             report.total += 1;
             let sealed: Sealed = decode("credentials", &k, &v)?;
             if sealed.key_id == ring.current.id {
@@ -432,9 +420,15 @@ impl Store {
             let device = String::from_utf8_lossy(&k).into_owned();
             let secret = open(ring, &device, &sealed)?;
             let resealed = seal(&ring.current, &device, &secret)?;
-            tree.insert(&k, encode("credentials", &resealed)?)
-                .map_err(io("put credentials"))?;
-            report.reencrypted += 1;
+            // Only if unchanged since read: a concurrent update wins.
+            if self.kv.cas(
+                trees::SECRETS,
+                &k,
+                Some(&v),
+                Some(encode("credentials", &resealed)?),
+            )? {
+                report.reencrypted += 1;
+            }
         }
         self.flush().await?;
         Ok(report)
@@ -445,11 +439,7 @@ impl Store {
     /// # Errors
     /// Storage failures.
     pub fn sealed_credentials_bytes(&self, device: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .secrets_tree()?
-            .get(device.as_bytes())
-            .map_err(io("get credentials"))?
-            .map(|v| v.to_vec()))
+        self.kv.get(trees::SECRETS, device.as_bytes())
     }
 }
 
@@ -509,7 +499,7 @@ mod tests {
         s.install_keyring(Keyring::from_key(&[1u8; 32], &[]).unwrap());
         s.put_device_credentials("a", &secret()).await.unwrap();
         let raw = s.sealed_credentials_bytes("a").unwrap().unwrap();
-        s.secrets_tree().unwrap().insert("b", raw).unwrap();
+        s.kv.insert(trees::SECRETS, b"b", raw).unwrap();
         assert!(matches!(
             s.device_credentials("b"),
             Err(SecretsError::Decrypt { .. })

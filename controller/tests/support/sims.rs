@@ -84,7 +84,7 @@ impl Sim {
     #[must_use]
     pub fn start(kind: SimKind, args: &[&str]) -> Option<Sim> {
         if kind == SimKind::Asa && !is_root() {
-            eprintln!("SKIP: ASA simulator tests need root (they start a private sshd)");
+            super::skip("ASA simulator tests need root (they start a private sshd)");
             return None;
         }
         let mut child = Command::new(python())
