@@ -185,6 +185,12 @@ impl Authenticator {
 
     fn cert_caller(&self, der: &[u8], peer: String) -> Result<Caller, Status> {
         let id = tls::cert_identity(der).map_err(|e| Status::unauthenticated(e.to_string()))?;
+        if !super::valid_name(&id.user) {
+            return Err(Status::unauthenticated(format!(
+                "client certificate: user name {:?} is not valid",
+                id.user
+            )));
+        }
         let binding = self
             .store
             .binding(&id.user)
