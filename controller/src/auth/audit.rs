@@ -23,8 +23,8 @@ use crate::{
     telemetry::Metrics,
 };
 
-/// The management services this layer observes; the agent port and the
-/// fleet API keep their own records, health and reflection need none.
+/// The management services this layer observes (the agent port is another
+/// listener; health and reflection need no record).
 const OBSERVED: &[&str] = &[
     "/rampart.v1.ServiceManager/",
     "/rampart.v1.DeviceManager/",
@@ -32,6 +32,7 @@ const OBSERVED: &[&str] = &[
     "/rampart.v1.AccessManager/",
     "/rampart.v1.AuditLog/",
     "/rampart.v1.SecretManager/",
+    "/rampart.v1.FleetManager/",
 ];
 
 /// What a handler learned that the audit record should carry.
@@ -191,25 +192,39 @@ impl AuditLayer {
         note: Note,
         status: Option<&Status>,
     ) {
-        let record = AuditRecord {
-            id: 0,
-            time_unix_ms: now_unix_ms(),
-            user: caller.map(|c| c.user.clone()).unwrap_or_default(),
-            role: caller
-                .map(|c| c.role.as_str().to_owned())
-                .unwrap_or_default(),
-            auth: caller.map_or_else(|| "none".to_owned(), Caller::auth_label),
-            peer: caller.map(|c| c.peer.clone()).unwrap_or_default(),
-            method: method.to_owned(),
-            tenant: note.tenant,
-            service: note.service,
-            request: note.request.to_string(),
-            code: code_name(status.map_or(tonic::Code::Ok, Status::code)),
-            message: status.map(|s| s.message().to_owned()).unwrap_or_default(),
-            transaction: note.transaction,
-        };
-        if let Err(e) = self.store.append_audit(record).await {
-            tracing::error!(error = %e, method, "cannot write audit record");
-        }
+        let peer = caller.map(|c| c.peer.clone()).unwrap_or_default();
+        append(&self.store, method, caller, peer, note, status).await;
+    }
+}
+
+/// Appends one audit record (`method` as `Service/Method`). A record that
+/// cannot be written is logged; the call's answer stands.
+pub(super) async fn append(
+    store: &Store,
+    method: &str,
+    caller: Option<&Caller>,
+    peer: String,
+    note: Note,
+    status: Option<&Status>,
+) {
+    let record = AuditRecord {
+        id: 0,
+        time_unix_ms: now_unix_ms(),
+        user: caller.map(|c| c.user.clone()).unwrap_or_default(),
+        role: caller
+            .map(|c| c.role.as_str().to_owned())
+            .unwrap_or_default(),
+        auth: caller.map_or_else(|| "none".to_owned(), Caller::auth_label),
+        peer,
+        method: method.to_owned(),
+        tenant: note.tenant,
+        service: note.service,
+        request: note.request.to_string(),
+        code: code_name(status.map_or(tonic::Code::Ok, Status::code)),
+        message: status.map(|s| s.message().to_owned()).unwrap_or_default(),
+        transaction: note.transaction,
+    };
+    if let Err(e) = store.append_audit(record).await {
+        tracing::error!(error = %e, method, "cannot write audit record");
     }
 }
