@@ -752,10 +752,7 @@ fn random_secret() -> String {
         use std::io::Read as _;
         let _ = f.read_exact(&mut buf);
     }
-    buf.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    hex::encode(buf)
 }
 
 fn primary(n: &Node) -> IpAddr {
