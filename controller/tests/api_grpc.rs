@@ -695,7 +695,7 @@ async fn an_oversized_document_gets_the_documented_refusal() {
     let mut svc = ServiceManagerClient::new(d.admin().await);
     let big = "# padding\n".repeat(600_000);
     let err = svc.apply_service(apply_req(&big, false)).await.unwrap_err();
-    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
     assert!(
         err.message().contains("documents over 4 MiB are refused"),
         "{}",
@@ -711,7 +711,7 @@ async fn an_oversized_document_gets_the_documented_refusal() {
     assert!(
         records
             .iter()
-            .any(|r| r.method == "ServiceManager/ApplyService" && r.code == "InvalidArgument"),
+            .any(|r| r.method == "ServiceManager/ApplyService" && r.code == "OutOfRange"),
         "{records:?}"
     );
     d.stop().await;

@@ -75,6 +75,7 @@ impl AuditNote {
 pub struct AuditLayer {
     store: Store,
     metrics: Metrics,
+    max_request_bytes: usize,
 }
 
 impl std::fmt::Debug for AuditLayer {
@@ -84,10 +85,15 @@ impl std::fmt::Debug for AuditLayer {
 }
 
 impl AuditLayer {
-    /// Records into `store` and counts into `metrics`.
+    /// Records into `store` and counts into `metrics`; `max_request_bytes`
+    /// is the `[api]` limit that refusals of oversized documents name.
     #[must_use]
-    pub fn new(store: Store, metrics: Metrics) -> Self {
-        Self { store, metrics }
+    pub fn new(store: Store, metrics: Metrics, max_request_bytes: usize) -> Self {
+        Self {
+            store,
+            metrics,
+            max_request_bytes,
+        }
     }
 }
 
@@ -146,7 +152,8 @@ where
             let started = Instant::now();
             let mut res = inner.call(req).await?;
             let mut status = Status::from_header_map(res.headers());
-            if let Some(worded) = status.as_ref().and_then(|s| oversized(&path, s)) {
+            let limit = layer.max_request_bytes;
+            if let Some(worded) = status.as_ref().and_then(|s| oversized(&path, s, limit)) {
                 res = worded.clone().into_http();
                 status = Some(worded);
             }
@@ -170,15 +177,18 @@ where
 
 /// tonic refuses a message over `[api] max_request_bytes` before any
 /// handler sees it, in its own words; a spec document that large gets the
-/// words the documentation promises instead.
-fn oversized(path: &str, status: &Status) -> Option<Status> {
+/// words the documentation promises ("documents over 4 MiB are refused"
+/// at the default limit), with tonic's words kept after them.
+fn oversized(path: &str, status: &Status, limit: usize) -> Option<Status> {
     let apply = path.ends_with("/ApplyService") || path.ends_with("/DryRun");
     (apply
         && status.code() == tonic::Code::OutOfRange
         && status.message().contains("message length too large"))
     .then(|| {
-        Status::invalid_argument(format!(
-            "document: documents over 4 MiB are refused ({})",
+        #[allow(clippy::cast_precision_loss, reason = "a size shown in MiB")]
+        let mib = limit as f64 / f64::from(1u32 << 20);
+        Status::out_of_range(format!(
+            "document: documents over {mib} MiB are refused ({})",
             status.message()
         ))
     })
