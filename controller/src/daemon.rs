@@ -129,7 +129,11 @@ pub async fn run(
 
     // Inside the auth layer: it sees the caller and counts only admitted
     // calls (refusals are audited by the auth layer itself).
-    let audit_layer = crate::auth::audit::AuditLayer::new(store.clone(), metrics.clone());
+    let audit_layer = crate::auth::audit::AuditLayer::new(
+        store.clone(),
+        metrics.clone(),
+        config.api.max_request_bytes,
+    );
     let metrics_task = listeners.metrics.map(|l| {
         let addr = l.local_addr().ok();
         tracing::info!(addr = ?addr, "metrics listening");

@@ -363,7 +363,8 @@ pub struct CertIdentity {
 }
 
 /// Reads the identity of a client certificate (already verified against
-/// the trusted CA by rustls).
+/// the trusted CA by rustls). Whether the names are acceptable user and
+/// tenant names is the auth layer's decision, not this parser's.
 ///
 /// # Errors
 /// [`TlsError::Identity`] when it does not parse or names no user.
@@ -399,9 +400,6 @@ pub fn cert_identity(der: &[u8]) -> Result<CertIdentity, TlsError> {
     let user = uri_user
         .or(cn)
         .ok_or_else(|| bad("names no user (no CN and no rampart://user/ SAN)".to_owned()))?;
-    if !crate::auth::valid_name(&user) {
-        return Err(bad(format!("user name {user:?} is not valid")));
-    }
     Ok(CertIdentity { user, ous, tenants })
 }
 

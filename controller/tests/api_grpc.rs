@@ -695,7 +695,7 @@ async fn an_oversized_document_gets_the_documented_refusal() {
     let mut svc = ServiceManagerClient::new(d.admin().await);
     let big = "# padding\n".repeat(600_000);
     let err = svc.apply_service(apply_req(&big, false)).await.unwrap_err();
-    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
     assert!(
         err.message().contains("documents over 4 MiB are refused"),
         "{}",
@@ -711,8 +711,86 @@ async fn an_oversized_document_gets_the_documented_refusal() {
     assert!(
         records
             .iter()
-            .any(|r| r.method == "ServiceManager/ApplyService" && r.code == "InvalidArgument"),
+            .any(|r| r.method == "ServiceManager/ApplyService" && r.code == "OutOfRange"),
         "{records:?}"
+    );
+    d.stop().await;
+}
+
+/// The history of a 20,000-rule change: transactions of 5 MB each
+/// must not break `get transactions` for everyone. Every answer stays under
+/// the 4 MiB a default tonic client decodes (this test's client is one):
+/// summaries by default, and in full the contents that do not fit are
+/// summarised, saying why.
+#[tokio::test]
+async fn history_answers_stay_under_the_transport_limit() {
+    use rampart_controller::{
+        compile::{Format, Rendering},
+        store::{Store, TxnChange, TxnRecord, TxnState},
+    };
+    let data = tempfile::tempdir().unwrap();
+    let store_dir = data.path().join("data");
+    {
+        let store = Store::open(&store_dir).unwrap();
+        for _ in 0..2 {
+            let rendering = Rendering {
+                target: "hosts:role=web".into(),
+                platform: "agent".into(),
+                format: Format::AgentPolicy,
+                content: "permit tcp any any eq 443\n".repeat(200_000),
+            };
+            let t = TxnRecord {
+                id: store.next_txn_id().unwrap(),
+                state: TxnState::Committed,
+                operation: "apply".into(),
+                services: vec!["beta/big".into()],
+                changes: vec![TxnChange {
+                    rendering,
+                    error: None,
+                }],
+                ..TxnRecord::default_pending()
+            };
+            store.put_txn(&t).await.unwrap();
+        }
+        store.flush().await.unwrap();
+    }
+    let dir = store_dir.clone();
+    let mut d = Daemon::start_with(move |c| c.store.data_dir = Some(dir)).await;
+    d.data = store_dir;
+    let mut txns = TransactionManagerClient::new(d.admin().await);
+    for full in [false, true] {
+        let page = txns
+            .list_transactions(pb::ListTransactionsRequest {
+                full,
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("full={full}: {e}"))
+            .into_inner();
+        assert_eq!(page.transactions.len(), 2, "full={full}");
+        let content = &page.transactions[0].changes[0].content;
+        assert!(
+            content.starts_with("<summarised: 5200000 bytes, 200000 lines"),
+            "{content}"
+        );
+    }
+    let id = txns
+        .list_transactions(pb::ListTransactionsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .transactions[0]
+        .id
+        .clone();
+    let one = txns
+        .get_transaction(pb::GetTransactionRequest { id })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        one.changes[0].content.contains("too large for one answer"),
+        "{}",
+        one.changes[0].content
     );
     d.stop().await;
 }

@@ -910,3 +910,71 @@ impl Sandbox {
         }
     }
 }
+
+/// Every page is scoped: a tenant caller paging one transaction at a time
+/// through a history interleaved with another tenant's sees only its own,
+/// and the pages end when its own do.
+#[test]
+fn every_history_page_is_scoped_to_the_callers_tenants() {
+    let d = start();
+    let dir = tempfile::tempdir().unwrap();
+    let beta = dir.path().join("beta.yaml");
+    let alpha = dir.path().join("alpha.yaml");
+    std::fs::write(&beta, HOST_FIREWALL).unwrap();
+    std::fs::write(
+        &alpha,
+        HOST_FIREWALL.replace(
+            "{name: hosts-fw, tenant: beta}",
+            "{name: alpha-fw, tenant: alpha}",
+        ),
+    )
+    .unwrap();
+    for spec in [&beta, &alpha, &beta, &alpha] {
+        ok(&ctl(&d, &["apply", "-f", spec.to_str().unwrap()]));
+    }
+    let created = ok(&ctl(
+        &d,
+        &[
+            "-o", "json", "tokens", "create", "--name", "b", "--role", "tenant", "--tenant", "beta",
+        ],
+    ));
+    let created: serde_json::Value = serde_json::from_str(&created).unwrap();
+    let token = created["secret"].as_str().unwrap();
+    let mut seen = Vec::new();
+    let mut page_token: Option<String> = None;
+    for _ in 0..4 {
+        let mut args = vec!["-o", "json", "get", "transactions", "--limit", "1"];
+        if let Some(t) = &page_token {
+            args.extend(["--page-token", t.as_str()]);
+        }
+        let out = ctl_as(&d, token, &args);
+        let page: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+        for t in page.as_array().unwrap() {
+            let services: Vec<&str> = t["services"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_str().unwrap())
+                .collect();
+            assert_eq!(services, ["beta/hosts-fw"], "{t}");
+            seen.push(t["id"].as_str().unwrap().to_owned());
+        }
+        let hint = String::from_utf8_lossy(&out.stderr).into_owned();
+        page_token = hint
+            .lines()
+            .find_map(|l| l.strip_prefix("more: rampartctl get transactions --page-token "))
+            .map(str::to_owned);
+        if page_token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(
+        seen.len(),
+        2,
+        "beta's two transactions, one per page: {seen:?}"
+    );
+    assert!(
+        page_token.is_none(),
+        "a page token past the caller's last transaction"
+    );
+}

@@ -23,8 +23,8 @@ use crate::{
     telemetry::Metrics,
 };
 
-/// The management services this layer observes; the agent port and the
-/// fleet API keep their own records, health and reflection need none.
+/// The management services this layer observes (the agent port is another
+/// listener; health and reflection need no record).
 const OBSERVED: &[&str] = &[
     "/rampart.v1.ServiceManager/",
     "/rampart.v1.DeviceManager/",
@@ -32,6 +32,7 @@ const OBSERVED: &[&str] = &[
     "/rampart.v1.AccessManager/",
     "/rampart.v1.AuditLog/",
     "/rampart.v1.SecretManager/",
+    "/rampart.v1.FleetManager/",
 ];
 
 /// What a handler learned that the audit record should carry.
@@ -74,6 +75,7 @@ impl AuditNote {
 pub struct AuditLayer {
     store: Store,
     metrics: Metrics,
+    max_request_bytes: usize,
 }
 
 impl std::fmt::Debug for AuditLayer {
@@ -83,10 +85,15 @@ impl std::fmt::Debug for AuditLayer {
 }
 
 impl AuditLayer {
-    /// Records into `store` and counts into `metrics`.
+    /// Records into `store` and counts into `metrics`; `max_request_bytes`
+    /// is the `[api]` limit that refusals of oversized documents name.
     #[must_use]
-    pub fn new(store: Store, metrics: Metrics) -> Self {
-        Self { store, metrics }
+    pub fn new(store: Store, metrics: Metrics, max_request_bytes: usize) -> Self {
+        Self {
+            store,
+            metrics,
+            max_request_bytes,
+        }
     }
 }
 
@@ -145,7 +152,8 @@ where
             let started = Instant::now();
             let mut res = inner.call(req).await?;
             let mut status = Status::from_header_map(res.headers());
-            if let Some(worded) = status.as_ref().and_then(|s| oversized(&path, s)) {
+            let limit = layer.max_request_bytes;
+            if let Some(worded) = status.as_ref().and_then(|s| oversized(&path, s, limit)) {
                 res = worded.clone().into_http();
                 status = Some(worded);
             }
@@ -169,15 +177,18 @@ where
 
 /// tonic refuses a message over `[api] max_request_bytes` before any
 /// handler sees it, in its own words; a spec document that large gets the
-/// words the documentation promises instead.
-fn oversized(path: &str, status: &Status) -> Option<Status> {
+/// words the documentation promises ("documents over 4 MiB are refused"
+/// at the default limit), with tonic's words kept after them.
+fn oversized(path: &str, status: &Status, limit: usize) -> Option<Status> {
     let apply = path.ends_with("/ApplyService") || path.ends_with("/DryRun");
     (apply
         && status.code() == tonic::Code::OutOfRange
         && status.message().contains("message length too large"))
     .then(|| {
-        Status::invalid_argument(format!(
-            "document: documents over 4 MiB are refused ({})",
+        #[allow(clippy::cast_precision_loss, reason = "a size shown in MiB")]
+        let mib = limit as f64 / f64::from(1u32 << 20);
+        Status::out_of_range(format!(
+            "document: documents over {mib} MiB are refused ({})",
             status.message()
         ))
     })
@@ -191,25 +202,39 @@ impl AuditLayer {
         note: Note,
         status: Option<&Status>,
     ) {
-        let record = AuditRecord {
-            id: 0,
-            time_unix_ms: now_unix_ms(),
-            user: caller.map(|c| c.user.clone()).unwrap_or_default(),
-            role: caller
-                .map(|c| c.role.as_str().to_owned())
-                .unwrap_or_default(),
-            auth: caller.map_or_else(|| "none".to_owned(), Caller::auth_label),
-            peer: caller.map(|c| c.peer.clone()).unwrap_or_default(),
-            method: method.to_owned(),
-            tenant: note.tenant,
-            service: note.service,
-            request: note.request.to_string(),
-            code: code_name(status.map_or(tonic::Code::Ok, Status::code)),
-            message: status.map(|s| s.message().to_owned()).unwrap_or_default(),
-            transaction: note.transaction,
-        };
-        if let Err(e) = self.store.append_audit(record).await {
-            tracing::error!(error = %e, method, "cannot write audit record");
-        }
+        let peer = caller.map(|c| c.peer.clone()).unwrap_or_default();
+        append(&self.store, method, caller, peer, note, status).await;
+    }
+}
+
+/// Appends one audit record (`method` as `Service/Method`). A record that
+/// cannot be written is logged; the call's answer stands.
+pub(super) async fn append(
+    store: &Store,
+    method: &str,
+    caller: Option<&Caller>,
+    peer: String,
+    note: Note,
+    status: Option<&Status>,
+) {
+    let record = AuditRecord {
+        id: 0,
+        time_unix_ms: now_unix_ms(),
+        user: caller.map(|c| c.user.clone()).unwrap_or_default(),
+        role: caller
+            .map(|c| c.role.as_str().to_owned())
+            .unwrap_or_default(),
+        auth: caller.map_or_else(|| "none".to_owned(), Caller::auth_label),
+        peer,
+        method: method.to_owned(),
+        tenant: note.tenant,
+        service: note.service,
+        request: note.request.to_string(),
+        code: code_name(status.map_or(tonic::Code::Ok, Status::code)),
+        message: status.map(|s| s.message().to_owned()).unwrap_or_default(),
+        transaction: note.transaction,
+    };
+    if let Err(e) = store.append_audit(record).await {
+        tracing::error!(error = %e, method, "cannot write audit record");
     }
 }

@@ -19,14 +19,14 @@ use tonic::{
 };
 
 use super::{
-    AuthMethod, Caller, Role, Tenants, denied,
+    AuthMethod, Caller, Role, Tenants, audit, denied,
     jwt::JwtVerifier,
     limits::RateLimiter,
     rbac::{self, MethodRule},
     tokens,
 };
 use crate::{
-    store::{Store, audit::AuditRecord, now_unix_ms},
+    store::{Store, now_unix_ms},
     tls,
 };
 
@@ -185,6 +185,12 @@ impl Authenticator {
 
     fn cert_caller(&self, der: &[u8], peer: String) -> Result<Caller, Status> {
         let id = tls::cert_identity(der).map_err(|e| Status::unauthenticated(e.to_string()))?;
+        if !super::valid_name(&id.user) {
+            return Err(Status::unauthenticated(format!(
+                "client certificate: user name {:?} is not valid",
+                id.user
+            )));
+        }
         let binding = self
             .store
             .binding(&id.user)
@@ -279,26 +285,12 @@ impl Authenticator {
         caller: Option<&Caller>,
         peer: String,
     ) {
-        let record = AuditRecord {
-            id: 0,
-            time_unix_ms: now_unix_ms(),
-            user: caller.map(|c| c.user.clone()).unwrap_or_default(),
-            role: caller
-                .map(|c| c.role.as_str().to_owned())
-                .unwrap_or_default(),
-            auth: caller.map_or_else(|| "none".to_owned(), Caller::auth_label),
-            peer,
-            method: rbac::short_name(rule.path).to_owned(),
-            tenant: String::new(),
-            service: String::new(),
-            request: "\"<not read: refused before the handler>\"".to_owned(),
-            code: code_name(status.code()),
-            message: status.message().to_owned(),
-            transaction: None,
+        let note = audit::Note {
+            request: "<not read: refused before the handler>".into(),
+            ..audit::Note::default()
         };
-        if let Err(e) = self.store.append_audit(record).await {
-            tracing::error!(error = %e, "cannot write audit record");
-        }
+        let method = rbac::short_name(rule.path);
+        audit::append(&self.store, method, caller, peer, note, Some(status)).await;
     }
 }
 

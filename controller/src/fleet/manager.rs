@@ -1,6 +1,6 @@
 //! `FleetManager`, the management API of the fleet (rampartctl agents ...),
-//! behind the same auth layer as the rest of the API (RBAC entries in
-//! `auth/rbac.rs`).
+//! behind the same auth and audit layers as the rest of the API (RBAC
+//! entries in `auth/rbac.rs`).
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -8,10 +8,7 @@ use rampart_proto::v1::{self as pb, fleet_manager_server::FleetManager};
 use tonic::{Request, Response, Status};
 
 use super::Fleet;
-use crate::{
-    auth::{Caller, Permission, denied, layer::code_name},
-    store::{audit::AuditRecord, now_unix_ms},
-};
+use crate::auth::{Caller, Permission, audit::AuditNote, denied};
 
 /// `FleetManager` over a [`Fleet`].
 #[derive(Debug, Clone)]
@@ -24,46 +21,22 @@ fn caller<T>(r: &Request<T>) -> Result<Caller, Status> {
         .ok_or_else(|| Status::unauthenticated("request did not pass authentication"))
 }
 
+/// Puts the request, as the audit log keeps it, on the audit layer's note.
+fn audited<T>(r: &Request<T>, request: serde_json::Value) -> Result<(), Status> {
+    let note = r
+        .extensions()
+        .get::<AuditNote>()
+        .ok_or_else(|| Status::internal("request did not pass the audit layer"))?;
+    note.update(|n| n.request = request);
+    Ok(())
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, Status> + Send + 'static,
 ) -> Result<T, Status> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Status::internal(e.to_string()))?
-}
-
-impl FleetApi {
-    /// Writes the audit record of a mutating call (success or failure).
-    async fn audit<T>(
-        &self,
-        who: &Caller,
-        method: &str,
-        request: serde_json::Value,
-        res: &Result<T, Status>,
-    ) {
-        let (code, message) = match res {
-            Ok(_) => ("OK".to_owned(), String::new()),
-            Err(s) => (code_name(s.code()), s.message().to_owned()),
-        };
-        let record = AuditRecord {
-            id: 0,
-            time_unix_ms: now_unix_ms(),
-            user: who.user.clone(),
-            role: who.role.as_str().to_owned(),
-            auth: who.auth_label(),
-            peer: who.peer.clone(),
-            method: format!("FleetManager/{method}"),
-            tenant: String::new(),
-            service: String::new(),
-            request: request.to_string(),
-            code,
-            message,
-            transaction: None,
-        };
-        if let Err(e) = self.0.store().append_audit(record).await {
-            tracing::error!(error = %e, "cannot write audit record");
-        }
-    }
 }
 
 #[tonic::async_trait]
@@ -83,6 +56,10 @@ impl FleetManager for FleetApi {
         request: Request<pb::CreateEnrollTokenRequest>,
     ) -> Result<Response<pb::CreateEnrollTokenResponse>, Status> {
         let who = caller(&request)?;
+        // The token itself never reaches the audit log.
+        let r = request.get_ref();
+        let summary = serde_json::json!({ "ttl_secs": r.ttl_secs, "labels": r.labels });
+        audited(&request, summary)?;
         let req = request.into_inner();
         let ttl = Duration::from_secs(if req.ttl_secs == 0 {
             3600
@@ -90,20 +67,13 @@ impl FleetManager for FleetApi {
             req.ttl_secs
         });
         if ttl > Duration::from_secs(30 * 86_400) {
-            let res: Result<Response<pb::CreateEnrollTokenResponse>, Status> = Err(
-                Status::invalid_argument("ttl_secs: at most 30 days (2592000)"),
-            );
-            let summary = serde_json::json!({ "ttl_secs": req.ttl_secs });
-            self.audit(&who, "CreateEnrollToken", summary, &res).await;
-            return res;
+            return Err(Status::invalid_argument(
+                "ttl_secs: at most 30 days (2592000)",
+            ));
         }
         let labels: BTreeMap<String, String> = req.labels.into_iter().collect();
-        // The token itself never reaches the audit log.
-        let summary = serde_json::json!({ "ttl_secs": ttl.as_secs(), "labels": labels });
         let f = self.0.clone();
-        let res = blocking(move || f.create_token(ttl, labels)).await;
-        self.audit(&who, "CreateEnrollToken", summary, &res).await;
-        let (token, expires_ms) = res?;
+        let (token, expires_ms) = blocking(move || f.create_token(ttl, labels)).await?;
         tracing::info!(user = who.user, expires_ms, "enrollment token created");
         Ok(Response::new(pb::CreateEnrollTokenResponse {
             token,
@@ -116,22 +86,18 @@ impl FleetManager for FleetApi {
         request: Request<pb::RevokeAgentRequest>,
     ) -> Result<Response<pb::RevokeAgentResponse>, Status> {
         let who = caller(&request)?;
+        audited(
+            &request,
+            serde_json::json!({ "agent_id": request.get_ref().agent_id }),
+        )?;
         let id = request.into_inner().agent_id;
         let f = self.0.clone();
         let idc = id.clone();
-        let res = blocking(move || f.revoke(&idc)).await.and_then(|found| {
+        let revoked = blocking(move || f.revoke(&idc)).await.and_then(|found| {
             found
                 .then_some(true)
                 .ok_or_else(|| Status::not_found(format!("agent {id:?} is not enrolled")))
-        });
-        self.audit(
-            &who,
-            "RevokeAgent",
-            serde_json::json!({ "agent_id": id }),
-            &res,
-        )
-        .await;
-        let revoked = res?;
+        })?;
         tracing::warn!(user = who.user, agent = id, "agent revoked by operator");
         Ok(Response::new(pb::RevokeAgentResponse { revoked }))
     }

@@ -3,7 +3,6 @@
 //! be ready ([`Pending`]).
 
 use std::{
-    fmt::Write as _,
     fs,
     net::{IpAddr, Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
@@ -261,10 +260,7 @@ pub(crate) fn random_secret() -> String {
         use std::io::Read as _;
         let _ = f.read_exact(&mut buf);
     }
-    buf.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    hex::encode(buf)
 }
 
 pub(crate) fn primary(n: &Node) -> IpAddr {
