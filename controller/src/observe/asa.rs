@@ -31,8 +31,13 @@ pub fn parse_access_list(output: &str) -> Result<Vec<AceCounter>, StateError> {
     // indented elements are summed into it.
     let mut summing = false;
     for (i, raw) in output.lines().enumerate() {
-        let at = || format!("line {}: {raw}", i + 1);
-        let Some((list, entry, hitcnt)) = entry_line(raw.trim_start(), &at)? else {
+        let at = format!("line {}: {raw}", i + 1);
+        let Some(EntryLine {
+            list,
+            entry,
+            hitcnt,
+        }) = entry_line(raw.trim_start(), &at)?
+        else {
             continue;
         };
         if raw.starts_with(char::is_whitespace) {
@@ -42,7 +47,7 @@ pub fn parse_access_list(output: &str) -> Result<Vec<AceCounter>, StateError> {
             match (last, hitcnt) {
                 (Some(c), Some(n)) => c.matches = c.matches.saturating_add(n),
                 (None, _) if summing => {
-                    return Err(StateError::new(PLATFORM, at(), "element outside its entry"));
+                    return Err(StateError::new(PLATFORM, at, "element outside its entry"));
                 }
                 _ => {}
             }
@@ -64,12 +69,17 @@ fn is_remark(line: &str) -> bool {
     line.split_whitespace().nth(4) == Some("remark")
 }
 
-/// `access-list NAME line N … [(hitcnt=C)] …` into its list, entry number
-/// and counter; `None` for headers and other summaries.
-fn entry_line<'a>(
-    line: &'a str,
-    at: &dyn Fn() -> String,
-) -> Result<Option<(&'a str, u64, Option<u64>)>, StateError> {
+/// An entry or element line of `show access-list`.
+struct EntryLine<'a> {
+    list: &'a str,
+    entry: u64,
+    /// `None` when the line carries no `(hitcnt=…)`.
+    hitcnt: Option<u64>,
+}
+
+/// `access-list NAME line N … [(hitcnt=C)] …` (leading blanks removed);
+/// `None` for headers and other summaries. `at` names the line in errors.
+fn entry_line<'a>(line: &'a str, at: &str) -> Result<Option<EntryLine<'a>>, StateError> {
     let mut words = line.split_whitespace();
     let (Some("access-list"), Some(list), Some("line"), Some(number)) =
         (words.next(), words.next(), words.next(), words.next())
@@ -79,15 +89,21 @@ fn entry_line<'a>(
     };
     let entry = number
         .parse()
-        .map_err(|_| StateError::new(PLATFORM, at(), "entry number is not a number"))?;
-    let Some(start) = line.find("(hitcnt=") else {
-        return Ok(Some((list, entry, None)));
+        .map_err(|_| StateError::new(PLATFORM, at, "entry number is not a number"))?;
+    let hitcnt = match line.find("(hitcnt=") {
+        None => None,
+        Some(start) => Some(
+            line[start + "(hitcnt=".len()..]
+                .split_once(')')
+                .and_then(|(n, _)| n.parse().ok())
+                .ok_or_else(|| StateError::new(PLATFORM, at, "hitcnt is not a number"))?,
+        ),
     };
-    let hitcnt = line[start + "(hitcnt=".len()..]
-        .split_once(')')
-        .and_then(|(n, _)| n.parse().ok())
-        .ok_or_else(|| StateError::new(PLATFORM, at(), "hitcnt is not a number"))?;
-    Ok(Some((list, entry, Some(hitcnt))))
+    Ok(Some(EntryLine {
+        list,
+        entry,
+        hitcnt,
+    }))
 }
 
 /// Interface status from `show interface ip brief`:
