@@ -31,12 +31,12 @@ pub fn parse_access_list(output: &str) -> Result<Vec<AceCounter>, StateError> {
     // indented elements are summed into it.
     let mut summing = false;
     for (i, raw) in output.lines().enumerate() {
-        let at = format!("line {}: {raw}", i + 1);
+        let at = || format!("line {}: {raw}", i + 1);
         let Some(EntryLine {
             list,
             entry,
             hitcnt,
-        }) = entry_line(raw.trim_start(), &at)?
+        }) = entry_line(raw.trim_start(), at)?
         else {
             continue;
         };
@@ -47,7 +47,7 @@ pub fn parse_access_list(output: &str) -> Result<Vec<AceCounter>, StateError> {
             match (last, hitcnt) {
                 (Some(c), Some(n)) => c.matches = c.matches.saturating_add(n),
                 (None, _) if summing => {
-                    return Err(StateError::new(PLATFORM, at, "element outside its entry"));
+                    return Err(StateError::new(PLATFORM, at(), "element outside its entry"));
                 }
                 _ => {}
             }
@@ -78,8 +78,12 @@ struct EntryLine<'a> {
 }
 
 /// `access-list NAME line N … [(hitcnt=C)] …` (leading blanks removed);
-/// `None` for headers and other summaries. `at` names the line in errors.
-fn entry_line<'a>(line: &'a str, at: &str) -> Result<Option<EntryLine<'a>>, StateError> {
+/// `None` for headers and other summaries. `at` names the line in errors
+/// (built only then: most lines parse).
+fn entry_line<'a>(
+    line: &'a str,
+    at: impl Fn() -> String,
+) -> Result<Option<EntryLine<'a>>, StateError> {
     let mut words = line.split_whitespace();
     let (Some("access-list"), Some(list), Some("line"), Some(number)) =
         (words.next(), words.next(), words.next(), words.next())
@@ -89,14 +93,14 @@ fn entry_line<'a>(line: &'a str, at: &str) -> Result<Option<EntryLine<'a>>, Stat
     };
     let entry = number
         .parse()
-        .map_err(|_| StateError::new(PLATFORM, at, "entry number is not a number"))?;
+        .map_err(|_| StateError::new(PLATFORM, at(), "entry number is not a number"))?;
     let hitcnt = match line.find("(hitcnt=") {
         None => None,
         Some(start) => Some(
             line[start + "(hitcnt=".len()..]
                 .split_once(')')
                 .and_then(|(n, _)| n.parse().ok())
-                .ok_or_else(|| StateError::new(PLATFORM, at, "hitcnt is not a number"))?,
+                .ok_or_else(|| StateError::new(PLATFORM, at(), "hitcnt is not a number"))?,
         ),
     };
     Ok(Some(EntryLine {

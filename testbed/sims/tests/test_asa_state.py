@@ -94,7 +94,7 @@ def test_removed_entry_restarts_from_zero_and_admin_rejects_bad_targets(asa):
         hits(asa, 3, 9)
         conn.send_config_set([f"no access-list {ACL} extended deny ip any4 any4",
                               f"access-list {ACL} extended deny ip any4 any4"], error_pattern=r"ERROR")
-        assert f"line 3 extended deny ip any4 any4 (hitcnt=0)" in conn.send_command(f"show access-list {ACL}")
+        assert "line 3 extended deny ip any4 any4 (hitcnt=0)" in conn.send_command(f"show access-list {ACL}")
     finally:
         conn.disconnect()
     for body, code, word in [({"acl": "NOPE", "line": 1, "hits": 1}, 404, "does not exist"),

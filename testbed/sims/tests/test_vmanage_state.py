@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import urllib.error
-import warnings
 from pathlib import Path
 
 import pytest
