@@ -133,3 +133,28 @@ def test_interface_ip_brief_follows_link_state(asa):
     with pytest.raises(urllib.error.HTTPError) as err:
         asa.admin("POST", "/_sim/interface", {"name": "GigabitEthernet0/1", "status": "sideways"})
     assert err.value.code == 400
+
+
+def test_nested_network_and_service_groups_expand_to_every_combination(asa):
+    conn = connect(asa)
+    try:
+        conn.send_config_set([
+            "object network WEB1", "host 192.0.2.21",
+            "object-group network INNER", "network-object host 192.0.2.22",
+            "object-group network SERVERS", "network-object object WEB1", "group-object INNER",
+            "object-group service WEBPORTS tcp", "port-object eq 80", "port-object eq 443",
+            "access-list NEST extended permit tcp any4 object-group SERVERS object-group WEBPORTS",
+        ], error_pattern=r"ERROR")
+        asa.admin("POST", "/_sim/hits", {"acl": "NEST", "line": 1, "hits": 4, "element": 4})
+        lines = entry_lines(conn.send_command("show access-list NEST"))
+    finally:
+        conn.disconnect()
+    assert lines[0].startswith("access-list NEST; 4 elements;")
+    elements = [l.split(" line 1 ")[1].split(" (hitcnt=")[0] for l in lines[2:]]
+    assert elements == ["extended permit tcp any4 host 192.0.2.21 eq www",
+                        "extended permit tcp any4 host 192.0.2.21 eq https",
+                        "extended permit tcp any4 host 192.0.2.22 eq www",
+                        "extended permit tcp any4 host 192.0.2.22 eq https"]
+    assert "object-group SERVERS object-group WEBPORTS" in lines[1] and "hitcnt" not in lines[1]
+    assert "(hitcnt=4)" in lines[5]
+    assert all("(hitcnt=0)" in l for l in lines[2:5])
