@@ -21,6 +21,7 @@ import re
 import termios
 import time
 import tty
+import zlib
 from contextlib import contextmanager
 from typing import Optional
 
@@ -63,7 +64,146 @@ def seed_state(hostname: str = "asa-sim", users: Optional[dict] = None, enable: 
     }
     return {"hostname": hostname, "running": running, "startup": copy.deepcopy(running),
             "users": users or {}, "enable_password": enable, "write_count": 0, "sessions": 0,
-            "commands": [], "faults": {}}
+            "commands": [], "faults": {}, "hits": {}, "links": {}}
+
+
+# ----------------------------------------------------------------------------
+# operational state: hit counters and interface status
+# ----------------------------------------------------------------------------
+
+LINK_STATES = ("up", "down", "administratively down")
+ACL_LOG_HEADER = ["access-list cached ACL log flows: total 0, denied 0 (deny-flow-max 4096)",
+                  "            alert-interval 300"]
+
+
+def ace_hash(text: str) -> str:
+    """A stable per-ACE hash (the real ASA prints one per entry and element)."""
+    return f"0x{zlib.crc32(text.encode()):08x}"
+
+
+def group_members(cfg: dict, name: str, seen: frozenset = frozenset()) -> Optional[list[str]]:
+    """The addresses or port operators an object-group (or object) stands
+    for, nested groups flattened; None for what is not expanded."""
+    grp = cfg["object_groups"].get(name)
+    if grp is None or name in seen or grp["type"] not in ("network", "service"):
+        return None
+    out: list[str] = []
+    for line in grp["lines"]:
+        kind, _, arg = line.partition(" ")
+        if kind == "group-object":
+            out += group_members(cfg, arg, seen | {name}) or []
+        elif kind == "network-object" and arg.startswith("object "):
+            out += object_members(cfg, arg.split()[1]) or []
+        elif kind in ("network-object", "port-object"):
+            out.append(arg)
+    return out
+
+
+def object_members(cfg: dict, name: str) -> Optional[list[str]]:
+    obj = cfg["objects"].get(name)
+    if obj is None or not obj["lines"]:
+        return None
+    kind, _, arg = obj["lines"][0].partition(" ")
+    return [f"host {arg}" if kind == "host" else arg if kind == "subnet" else obj["lines"][0]]
+
+
+def expand_ace(cfg: dict, ace: str) -> list[str]:
+    """The elements an ACE compiles to: every object-group or object
+    replaced by each of its members (the ASA shows them indented under the
+    entry). An ACE without groups is its own single element."""
+    words = ace.split()
+    variants = [[]]
+    i = 0
+    while i < len(words):
+        members = None
+        if words[i] in ("object-group", "object") and i + 1 < len(words) and i != 2:
+            fn = group_members if words[i] == "object-group" else object_members
+            members = fn(cfg, words[i + 1])
+        if members is None:
+            variants = [v + [words[i]] for v in variants]
+            i += 1
+        else:
+            variants = [v + [m] for v in variants for m in members]
+            i += 2
+    return [" ".join(v) for v in variants]
+
+
+def show_access_list(cfg: dict, hits: dict, name: Optional[str]) -> list[str]:
+    """`show access-list [NAME]` as ASA 9.x prints it: a header per list, each
+    entry with its line number; an entry using object-groups is printed once
+    without a counter and then once per element, indented, each with its own
+    hitcnt."""
+    lines = [] if name else list(ACL_LOG_HEADER)
+    for aname, aces in cfg["access_lists"].items():
+        if name and aname != name:
+            continue
+        counts = hits.get(aname, {})
+        body, elements = [], 0
+        for n, ace in enumerate(aces, 1):
+            prefix = f"access-list {aname} line {n}"
+            if ace.startswith("remark "):
+                body.append(f"{prefix} {ace}")
+                continue
+            parts = expand_ace(cfg, ace)
+            elements += len(parts)
+            per = counts.get(ace, {})
+            if parts == [ace]:
+                body.append(f"{prefix} {ace} (hitcnt={per.get(ace, 0)}) {ace_hash(aname + ' ' + ace)}")
+                continue
+            body.append(f"{prefix} {ace} {ace_hash(aname + ' ' + ace)}")
+            body += [f"  {prefix} {p} (hitcnt={per.get(p, 0)}) {ace_hash(aname + ' ' + p)}" for p in parts]
+        lines.append(f"access-list {aname}; {elements} elements; name hash: {ace_hash(aname)}")
+        lines += body
+    return lines
+
+
+def prune_hits(cfg: dict, hits: dict) -> None:
+    """Drops counters of entries no longer configured, so an entry removed
+    and added again starts from zero as on the device."""
+    for aname in list(hits):
+        aces = cfg["access_lists"].get(aname)
+        if aces is None:
+            del hits[aname]
+            continue
+        for ace in list(hits[aname]):
+            if ace not in aces:
+                del hits[aname][ace]
+
+
+def count_hits(st: dict, acl: str, line: int, hits: int, element: int = 1) -> dict:
+    """Adds `hits` to element `element` (1-based, in the order shown) of entry
+    `line` of `acl`: the admin endpoint's stand-in for matching traffic.
+    Raises KeyError/ValueError with a message naming what is wrong."""
+    cfg = st["running"]
+    aces = cfg["access_lists"].get(acl)
+    if aces is None:
+        raise KeyError(f"access-list {acl} does not exist")
+    if not 1 <= line <= len(aces):
+        raise KeyError(f"access-list {acl} has no line {line} (it has {len(aces)})")
+    ace = aces[line - 1]
+    if ace.startswith("remark "):
+        raise ValueError(f"access-list {acl} line {line} is a remark and has no counter")
+    parts = expand_ace(cfg, ace)
+    if not 1 <= element <= len(parts):
+        raise KeyError(f"access-list {acl} line {line} has no element {element} (it has {len(parts)})")
+    store = st.setdefault("hits", {})
+    prune_hits(cfg, store)
+    per = store.setdefault(acl, {}).setdefault(ace, {})
+    per[parts[element - 1]] = per.get(parts[element - 1], 0) + hits
+    return {"acl": acl, "line": line, "element": parts[element - 1], "hitcnt": per[parts[element - 1]],
+            "total": sum(per.values())}
+
+
+def show_interface_brief(cfg: dict, links: dict) -> list[str]:
+    """`show interface ip brief` in the documented column layout."""
+    out = ["Interface                  IP-Address      OK? Method Status                Protocol"]
+    for i in cfg["interfaces"]:
+        status = links.get(i["name"], "up")
+        ip = i["ip"].split()[0] if i.get("ip") else "unassigned"
+        method = "CONFIG" if i.get("ip") else "unset"
+        proto = "up" if status == "up" else "down"
+        out.append(f"{i['name']:<27}{ip:<16}YES {method:<7}{status:<22}{proto}")
+    return out
 
 
 class CliError(Exception):
@@ -627,9 +767,18 @@ class Session:
                 raise Invalid(0)
         else:
             common = t.kw("show", "enable", "end", "exit", "write", "configure", "copy", "quit", "logout",
-                          "login", "terminal", "disable", "ping", optional=True, first=True)
+                          "login", "terminal", "disable", "ping", "clear", optional=True, first=True)
         if common == "show":
             self.show(t)
+            return True
+        if common == "clear":
+            if (t.peek() or "").lower() == "access-list":
+                self.clear_counters(t)
+                return True
+            if self.mode == "priv":
+                raise Invalid(t.pos())
+            t.i = 0  # `clear configure ...` in configuration mode
+            self.configure(t)
             return True
         if common in ("exit", "quit", "logout"):
             t.end()
@@ -713,6 +862,21 @@ class Session:
         self.configure(t)
         return True
 
+    def clear_counters(self, t: Tokens) -> None:
+        """`clear access-list [NAME] counters`: hit counts back to zero."""
+        t.kw("access-list")
+        name = None
+        if (t.peek() or "").lower() != "counters":
+            name = t.next()
+        t.kw("counters")
+        t.end()
+        with self.dev.locked() as st:
+            if name and name not in st["running"]["access_lists"]:
+                raise CliError(f"ERROR: access-list <{name}> does not exist")
+            hits = st.setdefault("hits", {})
+            for aname in [name] if name else list(hits):
+                hits.pop(aname, None)
+
     # ----- privilege -------------------------------------------------------
     def enable(self) -> None:
         with self.dev.locked() as st:
@@ -745,7 +909,7 @@ class Session:
     # ----- show ---------------------------------------------------------------
     def show(self, t: Tokens) -> None:
         what = t.kw("running-config", "startup-config", "version", "curpriv", "clock", "access-list",
-                    "hostname")
+                    "hostname", "interface")
         with self.dev.locked() as st:
             running = copy.deepcopy(st["running"])
             startup = copy.deepcopy(st.get("startup"))
@@ -777,16 +941,20 @@ class Session:
         if what == "access-list":
             name = t.next() if not t.done() else None
             t.end()
-            lines = []
-            for aname, aces in running["access_lists"].items():
-                if name and aname != name:
-                    continue
-                lines.append(f"access-list {aname}; {len(aces)} elements; name hash: 0x{abs(hash(aname)) % 0xffffffff:08x}")
-                for n, ace in enumerate(aces, 1):
-                    lines.append(f"access-list {aname} line {n} {ace} (hitcnt=0) 0x{abs(hash(ace)) % 0xffffffff:08x}")
-            if name and not lines:
+            if name and name not in running["access_lists"]:
                 raise CliError(f"ERROR: access-list <{name}> does not exist")
-            self.page(lines)
+            with self.dev.locked() as st:
+                prune_hits(st["running"], st.setdefault("hits", {}))
+                hits = copy.deepcopy(st["hits"])
+            self.page(show_access_list(running, hits, name))
+            return
+        if what == "interface":
+            t.kw("ip")
+            t.kw("brief")
+            t.end()
+            with self.dev.locked() as st:
+                links = dict(st.get("links", {}))
+            self.page(show_interface_brief(running, links))
             return
         cfg = running if what == "running-config" else startup
         if cfg is None:
@@ -843,6 +1011,7 @@ class Session:
             self.config_line(t, work)
             # only a fully parsed and validated command changes the device
             st["running"] = work
+            prune_hits(work, st.setdefault("hits", {}))
             self.hostname = work["hostname"]
             st.setdefault("commands", []).append(t.line)
             del st["commands"][:-200]

@@ -303,6 +303,49 @@ class AsaAdmin(simlib.Simulator):
         self.write_state(self.seed())
         self.sync()
 
+    def count_hits(self, req: Request) -> Response:
+        """POST /_sim/hits {"acl": L, "line": K, "hits": N[, "element": E]}: N
+        packets matched element E (default 1) of entry K, as traffic would."""
+        try:
+            doc = json_object(req)
+            unknown = set(doc) - {"acl", "line", "hits", "element"}
+            if unknown:
+                raise ValueError(f"unknown keys {sorted(unknown)}")
+            for key in ("line", "hits", "element"):
+                val = doc.get(key, 1 if key == "element" else None)
+                if not isinstance(val, int) or isinstance(val, bool) or val < (0 if key == "hits" else 1):
+                    raise ValueError(f"'{key}' must be a {'non-negative' if key == 'hits' else 'positive'} integer")
+            if not isinstance(doc.get("acl"), str):
+                raise ValueError("'acl' must be the access-list name")
+        except ValueError as exc:
+            return Response(400, {"error": str(exc)})
+        with self.device.locked() as st:
+            try:
+                return Response(200, asa_cli.count_hits(st, doc["acl"], doc["line"], doc["hits"],
+                                                        doc.get("element", 1)))
+            except KeyError as exc:
+                return Response(404, {"error": exc.args[0]})
+            except ValueError as exc:
+                return Response(400, {"error": str(exc)})
+
+
+    def set_link(self, req: Request) -> Response:
+        """POST /_sim/interface {"name": IF, "status": "up"|"down"|"administratively down"}."""
+        try:
+            doc = json_object(req)
+            if set(doc) != {"name", "status"}:
+                raise ValueError("expected exactly the keys 'name' and 'status'")
+            if doc["status"] not in asa_cli.LINK_STATES:
+                raise ValueError(f"'status' must be one of {list(asa_cli.LINK_STATES)}")
+        except ValueError as exc:
+            return Response(400, {"error": str(exc)})
+        with self.device.locked() as st:
+            names = [i["name"] for i in st["running"]["interfaces"]]
+            if doc["name"] not in names:
+                return Response(404, {"error": f"no interface {doc['name']!r}; known: {names}"})
+            st.setdefault("links", {})[doc["name"]] = doc["status"]
+            return Response(200, dict(st["links"]))
+
     def dispatch(self, req: Request) -> Optional[Response]:
         if req.path == "/_sim/faults":
             if req.method == "GET":
@@ -329,9 +372,23 @@ class AsaAdmin(simlib.Simulator):
                     faults.update(doc)
                     st["faults"] = faults
                     return Response(200, faults)
+        if req.path == "/_sim/hits" and req.method == "POST":
+            return self.count_hits(req)
+        if req.path == "/_sim/interface" and req.method == "POST":
+            return self.set_link(req)
         if req.path in ("/_sim/state", "/_sim/reset"):
             return self.admin(req)
         return Response(404, {"error": f"unknown admin endpoint {req.method} {req.path}"})
+
+
+def json_object(req: Request) -> dict:
+    try:
+        doc = json.loads(req.body or b"{}")
+    except ValueError as exc:
+        raise ValueError(f"malformed JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ValueError("the body must be a JSON object")
+    return doc
 
 
 def main() -> None:

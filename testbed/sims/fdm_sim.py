@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import json
 import secrets
 import threading
 import time
@@ -81,7 +82,7 @@ class FdmSim(simlib.Simulator):
                                     "type": "accessdefaultaction"})
         natpol = obj("objectnatpolicy", "ObjectNatPolicy")
         # Interfaces: `name` is the logical name (nameif) NAT rules reference.
-        ifaces = [obj("physicalinterface", n, hardwareName=hw, mode="ROUTED", enabled=True)
+        ifaces = [obj("physicalinterface", n, hardwareName=hw, mode="ROUTED", enabled=True, linkState="UP")
                   for n, hw in (("outside", "GigabitEthernet0/0"), ("inside", "GigabitEthernet0/1"),
                                 ("dmz", "GigabitEthernet0/2"), ("diagnostic", "Management0/0"))]
         manual = obj("manualnatpolicy", "NGFW-Before-Auto-NAT-Policy")
@@ -90,7 +91,8 @@ class FdmSim(simlib.Simulator):
                   "objectnatpolicies": [natpol], "manualnatpolicies": [manual],
                   "accessrules": {policy["id"]: []}, "objectnatrules": {natpol["id"]: []},
                   "manualnatrules": {manual["id"]: []}}
-        return {"staged": staged, "deployed": copy.deepcopy(staged), "jobs": [], "nextRuleId": 268435457}
+        return {"staged": staged, "deployed": copy.deepcopy(staged), "jobs": [], "nextRuleId": 268435457,
+                "hits": {}}
 
     def public_state(self) -> dict:
         return self.state
@@ -117,6 +119,8 @@ class FdmSim(simlib.Simulator):
             r("PUT", BASE + f"/policy/{parent}/{PARENT}/{coll}/{ID}", lambda q, c=coll: self.update_rule(q, c))
             r("DELETE", BASE + f"/policy/{parent}/{PARENT}/{coll}/{ID}",
               lambda q, c=coll: self.delete_rule(q, c))
+        r("GET", BASE + f"/policy/accesspolicies/{PARENT}/operational/hitcounts", self.hitcounts)
+        r("PUT", BASE + f"/policy/accesspolicies/{PARENT}/operational/hitcounts", self.hitcounts)
         r("GET", BASE + "/operational/pendingchanges", self.pending)
         r("POST", BASE + "/operational/deploy", self.deploy)
         r("GET", BASE + "/operational/deploy", self.list_jobs)
@@ -137,6 +141,8 @@ class FdmSim(simlib.Simulator):
 
     # ----- auth ----------------------------------------------------------------
     def dispatch(self, req: Request) -> Optional[Response]:
+        if req.path in ("/_sim/hits", "/_sim/interface") and req.method == "POST":
+            return self.admin_state(req)
         if req.path.startswith("/api/fdm/") and not req.path.endswith("/fdm/token"):
             auth = req.headers.get("Authorization", "")
             token = auth[7:].strip() if auth.lower().startswith("bearer ") else None
@@ -184,7 +190,9 @@ class FdmSim(simlib.Simulator):
                                 + ("" if req.path.rstrip("/").endswith(obj["id"]) else f"/{obj['id']}")}
         return out
 
-    def page(self, req: Request, items: list) -> dict:
+    def page(self, req: Request, items: list, own_filter: bool = False) -> dict:
+        """One page of `items`; `filter` is applied here unless the handler
+        reads it itself (own_filter)."""
         try:
             offset = int(req.q("offset", "0"))
             limit = int(req.q("limit", "10"))
@@ -192,7 +200,7 @@ class FdmSim(simlib.Simulator):
             raise fdm_error(400, "offset and limit must be integers", code="invalidPaging")
         if offset < 0 or limit < 1:
             raise fdm_error(400, "offset must be >= 0 and limit >= 1", code="invalidPaging")
-        flt = req.q("filter")
+        flt = None if own_filter else req.q("filter")
         if flt:
             key, _, val = flt.partition(":")
             items = [i for i in items if str(i.get(key, "")) == val]
@@ -611,6 +619,95 @@ class FdmSim(simlib.Simulator):
                                                       "statusMessage": "Configuration deployed",
                                                       "type": "deploymentstatusmessage"}])
             self.save()
+
+    # ----- operational state: hit counts and link state -----------------------------------
+    def hit_filter(self, req: Request) -> tuple[Optional[set[str]], bool]:
+        """`filter=ids:{a,b};fetchZeroHitCount:true` (the documented keys)."""
+        ids, zero = None, False
+        for part in filter(None, (req.q("filter") or "").split(";")):
+            key, sep, val = part.partition(":")
+            if not sep:
+                raise fdm_error(400, f"filter part '{part}' is not key:value", location="filter")
+            if key == "ids":
+                ids = {i.strip() for i in val.strip("{}").split(",") if i.strip()}
+            elif key == "fetchZeroHitCount":
+                if val not in ("true", "false"):
+                    raise fdm_error(400, "fetchZeroHitCount must be true or false", location="filter")
+                zero = val == "true"
+            else:
+                raise fdm_error(400, f"Unsupported filter key '{key}'; supported keys are ids, fetchZeroHitCount",
+                                location="filter")
+        return ids, zero
+
+    def hitcounts(self, req):
+        """Hit counts of the deployed rules of one access policy. PUT is FDM's
+        refresh from the device; the simulator's counters are always current,
+        so it answers like GET."""
+        ids, zero = self.hit_filter(req)
+        with self.lock:
+            self.parent(req, "accessrules")
+            rules = self.state["deployed"]["accessrules"].get(req.params["parent"], [])
+            hits = self.state.setdefault("hits", {})
+            now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            items = []
+            for r in rules:
+                h = hits.get(r["id"], {})
+                if (ids is not None and r["id"] not in ids) or (not h.get("hitCount") and not zero):
+                    continue
+                items.append({"hitCount": h.get("hitCount", 0), "firstHitTimeStamp": h.get("firstHitTimeStamp"),
+                              "lastHitTimeStamp": h.get("lastHitTimeStamp"), "lastFetchTimeStamp": now,
+                              "rule": {"id": r["id"], "name": r["name"], "ruleId": r["ruleId"],
+                                       "type": "accessruleinfo"},
+                              "id": r["id"], "type": "hitcount"})
+            return self.page(req, items, own_filter=True) if req.method == "GET" else {"items": items}
+
+    def admin_state(self, req: Request) -> Response:
+        """POST /_sim/hits {"rule": ID, "hits": N} (traffic matched a deployed
+        rule) or {"reset": true} (the device cleared its counters);
+        POST /_sim/interface {"hardwareName": HW, "linkState": "UP"|"DOWN"}."""
+        try:
+            doc = json.loads(req.body or b"{}")
+        except ValueError as exc:
+            return Response(400, {"error": f"malformed JSON: {exc}"})
+        if not isinstance(doc, dict):
+            return Response(400, {"error": "the body must be a JSON object"})
+        with self.lock:
+            if req.path == "/_sim/interface":
+                return self.set_link(doc)
+            hits = self.state.setdefault("hits", {})
+            if doc == {"reset": True}:
+                hits.clear()
+                self.save()
+                return Response(200, {"reset": True})
+            n = doc.get("hits")
+            if set(doc) != {"rule", "hits"} or not isinstance(n, int) or isinstance(n, bool) or n < 0:
+                return Response(400, {"error": "expected {\"rule\": ID, \"hits\": N >= 0} or {\"reset\": true}"})
+            deployed = {r["id"] for rs in self.state["deployed"]["accessrules"].values() for r in rs}
+            if doc["rule"] not in deployed:
+                return Response(404, {"error": f"no deployed access rule {doc['rule']!r}"})
+            for rid in [k for k in hits if k not in deployed]:
+                del hits[rid]  # a rule removed by a deploy takes its counter with it
+            now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            h = hits.setdefault(doc["rule"], {"hitCount": 0, "firstHitTimeStamp": None, "lastHitTimeStamp": None})
+            if n:
+                h["hitCount"] += n
+                h["firstHitTimeStamp"] = h["firstHitTimeStamp"] or now
+                h["lastHitTimeStamp"] = now
+            self.save()
+            return Response(200, dict(h))
+
+    def set_link(self, doc: dict) -> Response:
+        if set(doc) != {"hardwareName", "linkState"} or doc["linkState"] not in ("UP", "DOWN"):
+            return Response(400, {"error": "expected {\"hardwareName\": HW, \"linkState\": \"UP\"|\"DOWN\"}"})
+        found = False
+        for side in ("staged", "deployed"):  # link state is not configuration: both see it
+            for i in self.state[side]["interfaces"]:
+                if i.get("hardwareName") == doc["hardwareName"]:
+                    i["linkState"], found = doc["linkState"], True
+        if not found:
+            return Response(404, {"error": f"no interface {doc['hardwareName']!r}"})
+        self.save()
+        return Response(200, {"hardwareName": doc["hardwareName"], "linkState": doc["linkState"]})
 
     def list_jobs(self, req):
         with self.lock:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import json
 import threading
 import urllib.parse
 from typing import Any, Optional
@@ -26,6 +27,11 @@ DEFAULT_L3 = {"comment": "Default rule", "policy": "allow", "protocol": "Any", "
 L7_TYPES = {"application", "applicationCategory", "host", "port", "ipRange", "blockedCountries",
             "allowedCountries"}
 SYNC_BATCH_MAX = 20
+# Status words of the published OpenAPI (getOrganizationApplianceUplinkStatuses,
+# getOrganizationDevicesStatuses).
+UPLINK_STATUSES = ("active", "ready", "connecting", "not connected", "failed")
+DEVICE_STATUSES = ("online", "alerting", "offline", "dormant")
+REPORTED_AT = "2026-01-05T10:00:00Z"
 
 
 def err(status: int, *messages: str) -> HttpError:
@@ -67,6 +73,55 @@ def valid_port_spec(value: Any) -> bool:
     return True
 
 
+def seed_device(nid: str, i: int) -> dict:
+    """The network's MX: online, wan1 carrying traffic, wan2 on standby."""
+    return {"serial": f"Q2MX-{i:04d}-RMPT", "model": "MX68", "name": f"Branch {i:02d} MX",
+            "mac": f"00:18:0a:00:00:{i:02x}", "networkId": nid, "status": "online",
+            "uplinks": {"wan1": {"status": "active", "ip": f"198.51.100.{i}", "gateway": "198.51.100.254"},
+                        "wan2": {"status": "ready", "ip": f"203.0.113.{i}", "gateway": "203.0.113.254"}}}
+
+
+def page(req: Request, base_url: str, items: list[dict], key: str, max_per_page: int) -> Response:
+    """One page of `items` (sorted by `key`) with the Dashboard's
+    perPage/startingAfter/endingBefore parameters and absolute Link headers."""
+    raw = req.q("perPage", str(min(1000, max_per_page)))
+    try:
+        per_page = int(raw)
+    except ValueError:
+        raise err(400, f"'perPage' must be an integer, got '{raw}'")
+    if not 3 <= per_page <= max_per_page:
+        raise err(400, f"'perPage' must be between 3 and {max_per_page}")
+    items = sorted(items, key=lambda n: n[key])
+    after, before = req.q("startingAfter"), req.q("endingBefore")
+    if after is not None:
+        window = [n for n in items if n[key] > after][:per_page]
+    elif before is not None:
+        window = [n for n in items if n[key] < before][-per_page:]
+    else:
+        window = items[:per_page]
+    # Absolute URLs like the real API, named after the Host the client used.
+    host = req.headers.get("Host")
+    scheme = base_url.split("://")[0]
+    base = f"{scheme}://{host}{req.path}" if host else f"{base_url}{req.path}"
+
+    def link(param, value):
+        return f"<{base}?{urllib.parse.urlencode({'perPage': per_page, param: value})}>"
+
+    links = [link("startingAfter", "0") + "; rel=first"]
+    if window and items and window[0][key] > items[0][key]:
+        links.append(link("endingBefore", window[0][key]) + "; rel=prev")
+    if window and window[-1][key] < items[-1][key]:
+        links.append(link("startingAfter", window[-1][key]) + "; rel=next")
+    links.append(link("endingBefore", "zzzzzzzzzzzzzzzz") + "; rel=last")
+    return Response(200, window, headers={"Link": ", ".join(links)})
+
+
+def array_param(req: Request, name: str) -> Optional[set[str]]:
+    """`name[]=a&name[]=b` (what the SDK sends for array parameters)."""
+    vals = req.query.get(name + "[]", []) + req.query.get(name, [])
+    return set(vals) if vals else None
+
+
 class MerakiSim(simlib.Simulator):
     name = "meraki"
     default_rps = 10.0
@@ -99,6 +154,7 @@ class MerakiSim(simlib.Simulator):
                 "portForwarding": {"rules": []},
                 "oneToOneNat": {"rules": []},
                 "siteToSiteVpn": {"mode": "none", "hubs": [], "subnets": []},
+                "device": seed_device(nid, i),
             }
         return {
             "organizations": {ORG_ID: {"id": ORG_ID, "name": "Rampart Lab",
@@ -127,6 +183,8 @@ class MerakiSim(simlib.Simulator):
               lambda req, key=key: self.put_rules(req, key))
         r("GET", API + f"/networks/{NET_RE}/appliance/vpn/siteToSiteVpn", self.get_vpn)
         r("PUT", API + f"/networks/{NET_RE}/appliance/vpn/siteToSiteVpn", self.put_vpn)
+        r("GET", API + f"/organizations/{ORG_RE}/appliance/uplink/statuses", self.uplink_statuses)
+        r("GET", API + f"/organizations/{ORG_RE}/devices/statuses", self.device_statuses)
         r("POST", API + f"/organizations/{ORG_RE}/actionBatches", self.create_batch)
         r("GET", API + f"/organizations/{ORG_RE}/actionBatches", self.list_batches)
         r("GET", API + f"/organizations/{ORG_RE}/actionBatches/(?P<batch>[0-9]+)", self.get_batch)
@@ -143,6 +201,8 @@ class MerakiSim(simlib.Simulator):
 
     # ----- auth and rate limiting ------------------------------------------
     def dispatch(self, req: Request) -> Optional[Response]:
+        if req.path == "/_sim/device" and req.method == "POST":
+            return self.set_device_state(req)
         if req.path.startswith(API + "/"):
             key = req.headers.get("X-Cisco-Meraki-API-Key")
             auth = req.headers.get("Authorization", "")
@@ -194,35 +254,76 @@ class MerakiSim(simlib.Simulator):
             self.org(req.params["org"])
             nets = sorted((n["info"] for n in self.state["networks"].values()
                            if n["info"]["organizationId"] == req.params["org"]), key=lambda n: n["id"])
-        raw = req.q("perPage", "1000")
+        return page(req, self.base_url, nets, "id", 100000)
+
+    # ----- device state (monitor) ---------------------------------------------
+    def org_devices(self, req) -> list[dict]:
+        """The org's appliances after the networkIds[]/serials[] filters."""
+        nets, serials = array_param(req, "networkIds"), array_param(req, "serials")
+        self.org(req.params["org"])
+        return [copy.deepcopy(n["device"]) for nid, n in self.state["networks"].items()
+                if n["info"]["organizationId"] == req.params["org"] and "device" in n
+                and (nets is None or nid in nets) and (serials is None or n["device"]["serial"] in serials)]
+
+    def uplink_statuses(self, req):
+        with self.lock:
+            devices = self.org_devices(req)
+        out = [{"networkId": d["networkId"], "serial": d["serial"], "model": d["model"],
+                "lastReportedAt": REPORTED_AT, "highAvailability": {"enabled": False, "role": "primary"},
+                "uplinks": [{"interface": name, "status": u["status"],
+                             "ip": u["ip"] if u["status"] in ("active", "ready") else None,
+                             "gateway": u["gateway"], "publicIp": u["ip"], "primaryDns": "8.8.8.8",
+                             "secondaryDns": "8.8.4.4", "ipAssignedBy": "static"}
+                            for name, u in sorted(d["uplinks"].items())]}
+               for d in devices]
+        return page(req, self.base_url, out, "serial", 1000)
+
+    def device_statuses(self, req):
+        statuses = array_param(req, "statuses")
+        if statuses and not statuses <= set(DEVICE_STATUSES):
+            raise err(400, f"'statuses' must be among {list(DEVICE_STATUSES)}")
+        types = array_param(req, "productTypes")
+        with self.lock:
+            devices = self.org_devices(req)
+        out = [{"name": d["name"], "serial": d["serial"], "mac": d["mac"], "publicIp": d["uplinks"]["wan1"]["ip"],
+                "networkId": d["networkId"], "status": d["status"], "lastReportedAt": REPORTED_AT,
+                "lanIp": None, "gateway": d["uplinks"]["wan1"]["gateway"], "ipType": "static",
+                "primaryDns": "8.8.8.8", "secondaryDns": "8.8.4.4", "productType": "appliance",
+                "model": d["model"], "tags": [], "components": {"powerSupplies": []}}
+               for d in devices
+               if (statuses is None or d["status"] in statuses) and (types is None or "appliance" in types)]
+        return page(req, self.base_url, out, "serial", 1000)
+
+    def set_device_state(self, req: Request) -> Response:
+        """POST /_sim/device {"serial": S[, "status": online|alerting|offline|dormant]
+        [, "uplinks": {"wan1": "failed", ...}]}: the device or its links change."""
         try:
-            per_page = int(raw)
-        except ValueError:
-            raise err(400, f"'perPage' must be an integer, got '{raw}'")
-        if not 3 <= per_page <= 100000:
-            raise err(400, "'perPage' must be between 3 and 100000")
-        after, before = req.q("startingAfter"), req.q("endingBefore")
-        if after is not None:
-            window = [n for n in nets if n["id"] > after][:per_page]
-        elif before is not None:
-            window = [n for n in nets if n["id"] < before][-per_page:]
-        else:
-            window = nets[:per_page]
-        # Absolute URLs like the real API, named after the Host the client used.
-        host = req.headers.get("Host")
-        scheme = self.base_url.split("://")[0]
-        base = f"{scheme}://{host}{req.path}" if host else f"{self.base_url}{req.path}"
-
-        def link(param, value):
-            return f"<{base}?{urllib.parse.urlencode({'perPage': per_page, param: value})}>"
-
-        links = [link("startingAfter", "0") + "; rel=first"]
-        if window and nets and window[0]["id"] > nets[0]["id"]:
-            links.append(link("endingBefore", window[0]["id"]) + "; rel=prev")
-        if window and window[-1]["id"] < nets[-1]["id"]:
-            links.append(link("startingAfter", window[-1]["id"]) + "; rel=next")
-        links.append(link("endingBefore", "zzzzzzzzzzzzzzzz") + "; rel=last")
-        return Response(200, window, headers={"Link": ", ".join(links)})
+            doc = json.loads(req.body or b"{}")
+        except ValueError as exc:
+            return Response(400, {"error": f"malformed JSON: {exc}"})
+        if not isinstance(doc, dict) or not isinstance(doc.get("serial"), str):
+            return Response(400, {"error": "expected an object with 'serial'"})
+        unknown = set(doc) - {"serial", "status", "uplinks"}
+        if unknown:
+            return Response(400, {"error": f"unknown keys {sorted(unknown)}"})
+        if "status" in doc and doc["status"] not in DEVICE_STATUSES:
+            return Response(400, {"error": f"'status' must be one of {list(DEVICE_STATUSES)}"})
+        ups = doc.get("uplinks", {})
+        if not isinstance(ups, dict) or any(v not in UPLINK_STATUSES for v in ups.values()):
+            return Response(400, {"error": f"'uplinks' maps interface to one of {list(UPLINK_STATUSES)}"})
+        with self.lock:
+            dev = next((n["device"] for n in self.state["networks"].values()
+                        if n.get("device", {}).get("serial") == doc["serial"]), None)
+            if dev is None:
+                return Response(404, {"error": f"no device with serial {doc['serial']!r}"})
+            missing = set(ups) - set(dev["uplinks"])
+            if missing:
+                return Response(404, {"error": f"device has no uplink {sorted(missing)}"})
+            for name, status in ups.items():
+                dev["uplinks"][name]["status"] = status
+            dev["status"] = doc.get("status", dev["status"])
+            self.save()
+            return Response(200, copy.deepcopy(dev))
 
     # ----- firewall rule sets -----------------------------------------------
     def get_rules(self, req, key):

@@ -12,6 +12,7 @@ See docs/simulators.md for the behaviour and the fault-injection API.
 from __future__ import annotations
 
 import copy
+import json
 import secrets
 import threading
 import time
@@ -59,6 +60,13 @@ def vm_error(status: int, message: str, details: str = "", code: str = "") -> Ht
                                                        "type": "error"}})
 
 
+# Interfaces of each simulated Catalyst 8000V edge: name, VPN, address.
+EDGE_INTERFACES = (("GigabitEthernet1", "0", "192.0.2.{n}"), ("GigabitEthernet2", "10", "10.{n}.0.1"),
+                   ("Loopback0", "0", "10.255.0.{n}"))
+# IOS-XE (cEdge) values of if-admin-status / if-oper-status in /device/interface.
+OPER = {"up": "if-oper-state-ready", "down": "if-oper-state-no-pass"}
+
+
 class VManageSim(simlib.Simulator):
     name = "vmanage"
     default_rps = 100.0
@@ -85,8 +93,13 @@ class VManageSim(simlib.Simulator):
                             "configOperationMode": "vmanage", "template": None, "templateId": None,
                             "chasisNumber": f"C8K-{uuid.UUID(int=i)}", "serialNumber": f"SIM{i:08d}",
                             "validity": "valid", "personality": "vedge", "managed-by": "vManage"})
+        # Operational state (not configuration): device health and per-interface
+        # oper status, changed through POST /_sim/device and /_sim/interface.
+        health = {d["system-ip"]: "normal" for d in devices}
+        links = {d["system-ip"]: {name: "up" for name, _, _ in EDGE_INTERFACES} for d in devices}
         return {"featureTemplates": {}, "deviceTemplates": {}, "devices": devices, "actions": {},
-                "policyDefinitions": {}, "vsmartPolicies": {}, "policyLists": {}}
+                "policyDefinitions": {}, "vsmartPolicies": {}, "policyLists": {}, "health": health,
+                "links": links}
 
     def register_routes(self):
         r = self.route
@@ -101,6 +114,7 @@ class VManageSim(simlib.Simulator):
         r("GET", DS + "/system/device/vedges", self.vedges)
         r("GET", DS + "/system/device/controllers", lambda q: {"data": []})
         r("GET", DS + "/device", self.devices)
+        r("GET", DS + "/device/interface", self.device_interfaces)
         r("GET", DS + "/template/feature", self.list_feature)
         r("POST", DS + "/template/feature/?", self.create_feature)
         r("GET", DS + f"/template/feature/object/{UUID}", self.get_feature)
@@ -167,6 +181,8 @@ class VManageSim(simlib.Simulator):
         return s
 
     def dispatch(self, req: Request) -> Optional[Response]:
+        if req.path in ("/_sim/device", "/_sim/interface") and req.method == "POST":
+            return self.admin_state(req)
         if req.path.startswith(DS + "/"):
             s = self.session(req)
             if s is None:
@@ -227,10 +243,72 @@ class VManageSim(simlib.Simulator):
     def devices(self, req):
         with self.lock:
             return {"data": [{"deviceId": d["deviceId"], "system-ip": d["system-ip"], "host-name": d["host-name"],
-                              "reachability": d["reachability"], "status": "normal", "personality": "vedge",
+                              "reachability": d["reachability"],
+                              "status": self.state.get("health", {}).get(d["system-ip"], "normal"),
+                              "personality": "vedge",
                               "device-type": "vedge", "uuid": d["uuid"], "version": d["version"],
                               "device-model": d["deviceModel"], "site-id": d["site-id"]}
                              for d in self.state["devices"]]}
+
+    def device_interfaces(self, req):
+        """GET /device/interface?deviceId=SYSTEM-IP: the edge's interface table,
+        read live from the device by the Manager (so an unreachable device
+        answers with an error, not with stale rows)."""
+        ip = req.q("deviceId")
+        if not ip:
+            raise vm_error(400, "Invalid request", "deviceId query parameter is required", "API0001")
+        with self.lock:
+            dev = next((d for d in self.state["devices"] if d["system-ip"] == ip), None)
+            if dev is None:
+                raise vm_error(400, "Invalid device", f"No device with system IP {ip}", "DEVICE0001")
+            if dev["reachability"] != "reachable":
+                raise vm_error(400, "Failed to get data from device",
+                               f"Device {ip} is unreachable", "DEVICE0002")
+            links = self.state.get("links", {}).get(ip, {})
+            n = int(ip.rsplit(".", 1)[1])
+            rows = [{"vdevice-name": ip, "vdevice-host-name": dev["host-name"], "af-type": "ipv4",
+                     "ifname": name, "vpn-id": vpn, "ip-address": addr.format(n=n),
+                     "if-admin-status": "if-state-up", "if-oper-status": OPER[links.get(name, "up")],
+                     "interface-type": "iana-iftype-ethernet-csmacd" if name.startswith("Gig")
+                     else "iana-iftype-sw-loopback", "mtu": "1500", "speed-mbps": "1000",
+                     "rx-packets": 0, "tx-packets": 0, "lastupdated": int(time.time() * 1000)}
+                    for name, vpn, addr in EDGE_INTERFACES]
+        return {"header": {"generatedOn": int(time.time() * 1000)}, "data": rows}
+
+    def admin_state(self, req: Request) -> Response:
+        """POST /_sim/device {"system-ip": IP[, "reachability": reachable|unreachable]
+        [, "status": normal|warning|error]}; POST /_sim/interface
+        {"system-ip": IP, "ifname": NAME, "oper": "up"|"down"}."""
+        try:
+            doc = json.loads(req.body or b"{}")
+        except ValueError as exc:
+            return Response(400, {"error": f"malformed JSON: {exc}"})
+        if not isinstance(doc, dict):
+            return Response(400, {"error": "the body must be a JSON object"})
+        allowed = {"system-ip", "reachability", "status"} if req.path == "/_sim/device" else \
+            {"system-ip", "ifname", "oper"}
+        if "system-ip" not in doc or set(doc) - allowed:
+            return Response(400, {"error": f"keys: 'system-ip' and some of {sorted(allowed - {'system-ip'})}"})
+        checks = {"reachability": ("reachable", "unreachable"), "status": ("normal", "warning", "error"),
+                  "oper": tuple(OPER)}
+        for key, values in checks.items():
+            if key in doc and doc[key] not in values:
+                return Response(400, {"error": f"'{key}' must be one of {list(values)}"})
+        with self.lock:
+            dev = next((d for d in self.state["devices"] if d["system-ip"] == doc["system-ip"]), None)
+            if dev is None:
+                return Response(404, {"error": f"no device {doc['system-ip']!r}"})
+            if req.path == "/_sim/interface":
+                links = self.state.setdefault("links", {}).setdefault(doc["system-ip"], {})
+                if doc.get("ifname") not in [n for n, _, _ in EDGE_INTERFACES] or "oper" not in doc:
+                    return Response(404, {"error": f"no interface {doc.get('ifname')!r} (or no 'oper')"})
+                links[doc["ifname"]] = doc["oper"]
+            else:
+                dev["reachability"] = doc.get("reachability", dev["reachability"])
+                self.state.setdefault("health", {})[doc["system-ip"]] = doc.get(
+                    "status", self.state.get("health", {}).get(doc["system-ip"], "normal"))
+            self.save()
+            return Response(200, {"ok": True})
 
     # ----- feature templates ----------------------------------------------------------
     def stamp(self, req) -> dict:

@@ -8,7 +8,13 @@
 //! collector does the polling.
 
 pub mod asa;
+pub mod ftd;
 pub mod iosxe;
+pub mod meraki;
+mod reply;
+pub mod sdwan;
+
+pub use reply::Page;
 
 use serde::Serialize;
 
