@@ -18,7 +18,7 @@ use std::{
     collections::BTreeMap,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -39,6 +39,9 @@ use super::{
 const MAX_TXN_OPS: usize = 128;
 /// Records per range request of a scan.
 const PAGE: i64 = 512;
+/// A read that gets no linearizable answer this long (no quorum) is served
+/// from one member's local copy instead, marked stale.
+const STALE_AFTER: Duration = Duration::from_secs(1);
 /// Pause between attempts of a request that failed transiently.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// A transaction body re-run this often without committing is reported,
@@ -140,6 +143,10 @@ impl Drop for OwnRuntime {
 
 struct Inner {
     client: Client,
+    /// Without "require leader": serves serializable reads without quorum.
+    stale_client: Client,
+    /// Whether the last read was served without quorum.
+    stale: AtomicBool,
     prefix: Vec<u8>,
     timeout: Duration,
     endpoints: String,
@@ -198,10 +205,7 @@ impl EtcdKv {
         let mut options = ConnectOptions::new()
             .with_connect_timeout(opts.timeout)
             .with_timeout(opts.timeout)
-            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
-            // A member cut off from the quorum answers at once instead of
-            // queueing the request until the deadline.
-            .with_require_leader(true);
+            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
         if opts.ca_pem.is_some() || opts.identity_pem.is_some() {
             let mut tls = TlsOptions::new();
             if let Some(ca) = &opts.ca_pem {
@@ -212,22 +216,31 @@ impl EtcdKv {
             }
             options = options.with_tls(tls);
         }
-        let eps = opts.endpoints.clone();
-        let client = run_on(
-            &rt,
-            async move { Client::connect(eps, Some(options)).await },
-        )
-        .ok_or_else(|| StoreError::EtcdSetup {
-            message: "etcd client runtime stopped".to_owned(),
-        })?
-        .map_err(|source| StoreError::Etcd {
-            op: "connect",
-            endpoints: endpoints.clone(),
-            source,
-        })?;
+        let connect = |options: ConnectOptions| {
+            let eps = opts.endpoints.clone();
+            run_on(
+                &rt,
+                async move { Client::connect(eps, Some(options)).await },
+            )
+            .ok_or_else(|| StoreError::EtcdSetup {
+                message: "etcd client runtime stopped".to_owned(),
+            })?
+            .map_err(|source| StoreError::Etcd {
+                op: "connect",
+                endpoints: endpoints.clone(),
+                source,
+            })
+        };
+        // A member cut off from the quorum answers at once instead of
+        // queueing the request until the deadline...
+        let client = connect(options.clone().with_require_leader(true))?;
+        // ...except for stale reads, which such a member serves.
+        let stale_client = connect(options)?;
         let kv = Self {
             inner: Arc::new(Inner {
                 client,
+                stale_client,
+                stale: AtomicBool::new(false),
                 prefix: opts.prefix.as_bytes().to_vec(),
                 timeout: opts.timeout,
                 endpoints,
@@ -258,12 +271,25 @@ impl EtcdKv {
         T: Send + 'static,
         F: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
     {
+        self.call_with(self.inner.client.clone(), self.inner.timeout, op, retry, f)
+    }
+
+    fn call_with<T, F>(
+        &self,
+        client: Client,
+        timeout: Duration,
+        op: &'static str,
+        retry: bool,
+        f: impl Fn(Client) -> F + Send + 'static,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
+    {
         let stopped = || StoreError::EtcdSetup {
             message: "etcd client runtime stopped".to_owned(),
         };
         let rt = self.inner.rt.0.as_ref().ok_or_else(stopped)?;
-        let client = self.inner.client.clone();
-        let timeout = self.inner.timeout;
         let attempts = async move {
             let deadline = tokio::time::Instant::now() + timeout;
             let mut last = String::from("none");
@@ -394,16 +420,76 @@ impl EtcdKv {
 
     /// The value and `mod_revision` (0: absent) of one key, at `revision`
     /// (`None`: latest); also the revision the answer was read at.
+    /// A range read: linearizable while a quorum answers; when none does
+    /// within [`STALE_AFTER`], served from a member's local copy
+    /// (serializable) and marked stale until a linearizable read works again.
+    /// Transactions and outcome checks never read stale (`allow_stale`
+    /// off): they need the quorum anyway.
+    fn read(
+        &self,
+        op: &'static str,
+        key: &[u8],
+        opts: Option<GetOptions>,
+        allow_stale: bool,
+    ) -> Result<etcd_client::GetResponse, StoreError> {
+        let get = |opts: Option<GetOptions>| {
+            let key = key.to_vec();
+            move |mut c: Client| {
+                let (key, opts) = (key.clone(), opts.clone());
+                async move { c.get(key, opts).await }
+            }
+        };
+        if !allow_stale {
+            return self.call("get", true, get(opts));
+        }
+        let quick = STALE_AFTER.min(self.inner.timeout);
+        let linear = self.call_with(
+            self.inner.client.clone(),
+            quick,
+            op,
+            true,
+            get(opts.clone()),
+        );
+        match linear {
+            Ok(r) => {
+                if self.inner.stale.swap(false, Ordering::SeqCst) {
+                    tracing::info!("etcd quorum is back: reads are current again");
+                }
+                Ok(r)
+            }
+            Err(e @ StoreError::EtcdTimeout { .. }) => {
+                let serializable = Some(opts.unwrap_or_default().with_serializable());
+                let client = self.inner.stale_client.clone();
+                match self.call_with(client, self.inner.timeout, op, true, get(serializable)) {
+                    Ok(r) => {
+                        if !self.inner.stale.swap(true, Ordering::SeqCst) {
+                            tracing::warn!(
+                                error = %e,
+                                "etcd has no quorum: serving reads from a member's local copy (stale)"
+                            );
+                        }
+                        Ok(r)
+                    }
+                    Err(_) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the last read was served without quorum.
+    pub fn reads_stale(&self) -> bool {
+        self.inner.stale.load(Ordering::SeqCst)
+    }
+
     fn get_at(
         &self,
-        full: Vec<u8>,
+        full: &[u8],
         revision: Option<i64>,
+        allow_stale: bool,
     ) -> Result<(Option<Vec<u8>>, i64, i64), StoreError> {
         let opts = revision.map(|r| GetOptions::new().with_revision(r));
-        let resp = self.call("get", true, move |mut c| {
-            let (full, opts) = (full.clone(), opts.clone());
-            async move { c.get(full, opts).await }
-        })?;
+        let resp = self.read("get", full, opts, allow_stale)?;
         let at = resp
             .header()
             .map_or(0, etcd_client::ResponseHeader::revision);
@@ -414,7 +500,7 @@ impl EtcdKv {
     }
 
     pub fn get(&self, tree: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.get_at(self.key(tree, key), None)?.0)
+        Ok(self.get_at(&self.key(tree, key), None, true)?.0)
     }
 
     /// A compare-and-swap from the value read, so what it returns is
@@ -458,7 +544,7 @@ impl EtcdKv {
                 Err(e) if ambiguous(&e) => {
                     // Read the outcome back: ours applied, untouched (try
                     // again), or someone else's write won.
-                    let now = self.get_at(full.clone(), None)?.0;
+                    let now = self.get_at(&full, None, false)?.0;
                     if now.as_deref() == new {
                         return Ok(true);
                     }
@@ -535,11 +621,7 @@ impl EtcdKv {
             if let Some(r) = pinned {
                 opts = opts.with_revision(r);
             }
-            let from = start.clone();
-            let resp = self.call("scan", true, move |mut c| {
-                let (from, opts) = (from.clone(), opts.clone());
-                async move { c.get(from, Some(opts)).await }
-            })?;
+            let resp = self.read("scan", &start, Some(opts), true)?;
             pinned = pinned.or_else(|| resp.header().map(etcd_client::ResponseHeader::revision));
             for kv in resp.kvs() {
                 if !visit(kv.key(), kv.value())? {
@@ -665,7 +747,7 @@ impl EtcdTx {
         if let Some(w) = self.writes.get(&full) {
             return Ok(w.clone());
         }
-        let (value, mod_rev, at) = self.kv.get_at(full.clone(), self.revision)?;
+        let (value, mod_rev, at) = self.kv.get_at(&full, self.revision, false)?;
         self.revision.get_or_insert(at);
         self.reads.entry(full).or_insert(mod_rev);
         Ok(value)
@@ -727,7 +809,7 @@ impl EtcdTx {
             Err(e) if ambiguous(&e) => {
                 tracing::debug!(error = %e, "etcd transaction interrupted; reading its outcome");
                 for (k, v) in &self.writes {
-                    if self.kv.get_at(k.clone(), None)?.0 != *v {
+                    if self.kv.get_at(k, None, false)?.0 != *v {
                         return Ok(false);
                     }
                 }

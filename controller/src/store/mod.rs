@@ -475,6 +475,17 @@ impl Store {
         }
     }
 
+    /// Whether the last read was served without etcd quorum, from one
+    /// member's local copy (possibly behind); always false on sled. Writes
+    /// are refused meanwhile.
+    #[must_use]
+    pub fn reads_stale(&self) -> bool {
+        match &self.kv {
+            Kv::Sled(_) => false,
+            Kv::Etcd(e) => e.reads_stale(),
+        }
+    }
+
     /// Makes every acknowledged write durable. On sled, flushes take turns
     /// (sled 0.34's concurrent `flush_async` deadlocks, spacejam/sled#1308;
     /// see `sled_kv`); etcd has made a write durable on a quorum before it
