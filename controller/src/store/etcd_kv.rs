@@ -15,7 +15,6 @@
 //! multi-threaded runtime.
 
 use std::{
-    collections::BTreeMap,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -30,7 +29,7 @@ use etcd_client::{
 
 use super::{
     StoreError,
-    kv::{Dump, ID_FLOOR, Op, Scan, TxError, TxView, Visit, trees},
+    kv::{Dump, ID_FLOOR, Op, Scan, Visit, trees},
     sled_kv::decode_u64,
 };
 
@@ -44,9 +43,6 @@ const PAGE: i64 = 512;
 const STALE_AFTER: Duration = Duration::from_secs(1);
 /// Pause between attempts of a request that failed transiently.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
-/// A transaction body re-run this often without committing is reported,
-/// not retried forever.
-const MAX_ATTEMPTS: usize = 100;
 
 /// How to reach the cluster.
 #[derive(Debug, Clone)]
@@ -122,7 +118,7 @@ fn transient(e: &etcd_client::Error) -> bool {
 
 /// Whether a failed write may have been applied (then its outcome is
 /// read back rather than assumed).
-fn ambiguous(e: &StoreError) -> bool {
+pub(super) fn ambiguous(e: &StoreError) -> bool {
     match e {
         StoreError::Etcd { source, .. } => transient(source),
         _ => false,
@@ -261,7 +257,7 @@ impl EtcdKv {
     /// gone, a leader election) are retried until the deadline; otherwise
     /// the caller decides, since a write that failed that way may or may
     /// not have been applied.
-    fn call<T, F>(
+    pub(super) fn call<T, F>(
         &self,
         op: &'static str,
         retry: bool,
@@ -361,7 +357,7 @@ impl EtcdKv {
     }
 
     /// `Err(NotLeader)` on a replica that campaigns without leading.
-    fn check_leading(&self) -> Result<(), StoreError> {
+    pub(super) fn check_leading(&self) -> Result<(), StoreError> {
         let campaign = self
             .inner
             .campaign
@@ -374,7 +370,7 @@ impl EtcdKv {
         }
     }
 
-    fn fence(&self) -> Option<(Vec<u8>, i64)> {
+    pub(super) fn fence(&self) -> Option<(Vec<u8>, i64)> {
         self.inner
             .fence
             .lock()
@@ -482,7 +478,7 @@ impl EtcdKv {
         self.inner.stale.load(Ordering::SeqCst)
     }
 
-    fn get_at(
+    pub(super) fn get_at(
         &self,
         full: &[u8],
         revision: Option<i64>,
@@ -697,125 +693,9 @@ impl EtcdKv {
         Ok(())
     }
 
-    pub fn transact<R>(
-        &self,
-        body: impl Fn(&mut TxView<'_>) -> Result<R, TxError>,
-    ) -> Result<R, StoreError> {
-        self.check_leading()?;
-        for attempt in 0..MAX_ATTEMPTS {
-            let mut tx = EtcdTx {
-                kv: self.clone(),
-                revision: None,
-                reads: BTreeMap::new(),
-                writes: BTreeMap::new(),
-            };
-            let out = match body(&mut TxView::Etcd(&mut tx)) {
-                Ok(out) => out,
-                Err(TxError::Abort(e)) => return Err(e),
-                Err(TxError::Sled(_)) => unreachable!("sled signal from an etcd transaction"),
-            };
-            if tx.commit()? {
-                return Ok(out);
-            }
-            tracing::debug!(attempt, "etcd transaction conflicted; re-running");
-        }
-        Err(StoreError::Contended {
-            attempts: MAX_ATTEMPTS,
-        })
-    }
-
     pub fn size_on_disk(&self) -> u64 {
         self.call("status", false, |mut c| async move { c.status().await })
             .map(|s| u64::try_from(s.db_size()).unwrap_or(0))
             .unwrap_or(0)
-    }
-}
-
-/// One optimistic transaction: what it read (and at which `mod_revision`)
-/// and what it will write.
-pub(crate) struct EtcdTx {
-    kv: EtcdKv,
-    revision: Option<i64>,
-    reads: BTreeMap<Vec<u8>, i64>,
-    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-}
-
-impl EtcdTx {
-    /// Reads see the transaction's own writes, else the pinned revision.
-    pub fn get(&mut self, tree: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let full = self.kv.key(tree, key);
-        if let Some(w) = self.writes.get(&full) {
-            return Ok(w.clone());
-        }
-        let (value, mod_rev, at) = self.kv.get_at(&full, self.revision, false)?;
-        self.revision.get_or_insert(at);
-        self.reads.entry(full).or_insert(mod_rev);
-        Ok(value)
-    }
-
-    pub fn write(&mut self, tree: &'static str, key: &[u8], value: Option<Vec<u8>>) {
-        self.writes.insert(self.kv.key(tree, key), value);
-    }
-
-    /// Whether it committed (false: something it read changed meanwhile).
-    /// When the answer is lost (a member died under it), the written keys
-    /// are read back: all as written means it committed; otherwise it did
-    /// not (etcd transactions are all or nothing) and the body re-runs.
-    fn commit(self) -> Result<bool, StoreError> {
-        if self.writes.is_empty() {
-            return Ok(true);
-        }
-        let fence = self.kv.fence();
-        let compares: Vec<Compare> = self
-            .reads
-            .iter()
-            .map(|(k, rev)| Compare::mod_revision(k.clone(), CompareOp::Equal, *rev))
-            .chain(
-                fence
-                    .iter()
-                    .map(|(k, rev)| Compare::create_revision(k.clone(), CompareOp::Equal, *rev)),
-            )
-            .collect();
-        let ops: Vec<TxnOp> = self
-            .writes
-            .iter()
-            .map(|(k, v)| match v {
-                Some(v) => TxnOp::put(k.clone(), v.clone(), None),
-                None => TxnOp::delete(k.clone(), None),
-            })
-            .collect();
-        let txn = Txn::new().when(compares).and_then(ops);
-        match self.kv.call("transaction", false, move |mut c| {
-            let t = txn.clone();
-            async move { c.txn(t).await }
-        }) {
-            Ok(resp) if !resp.succeeded() => match fence {
-                // A conflict, unless the fence is what failed.
-                Some((key, rev)) => {
-                    let held = self.kv.call("get", true, move |mut c| {
-                        let key = key.clone();
-                        async move { c.get(key, None).await }
-                    })?;
-                    match held.kvs().first() {
-                        Some(kv) if kv.create_revision() == rev => Ok(false),
-                        held => Err(StoreError::NotLeader {
-                            leader: held.map(|kv| String::from_utf8_lossy(kv.value()).into_owned()),
-                        }),
-                    }
-                }
-                None => Ok(false),
-            },
-            Ok(_) => Ok(true),
-            Err(e) if ambiguous(&e) => {
-                tracing::debug!(error = %e, "etcd transaction interrupted; reading its outcome");
-                for (k, v) in &self.writes {
-                    if self.kv.get_at(k, None, false)?.0 != *v {
-                        return Ok(false);
-                    }
-                }
-                Ok(true)
-            }
-            Err(e) => Err(e),
-        }
     }
 }

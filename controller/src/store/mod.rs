@@ -20,6 +20,7 @@ pub mod access;
 pub mod audit;
 pub mod backup;
 mod etcd_kv;
+mod etcd_tx;
 pub mod fleet;
 mod kv;
 pub mod leader;
