@@ -900,11 +900,13 @@ async fn etcd_leader_election_failover_and_fencing() {
 
     let crashed = std::time::Instant::now();
     la.abandon();
-    tokio::time::timeout(Duration::from_secs(5), lb.until_leader())
+    tokio::time::timeout(Duration::from_secs(10), lb.until_leader())
         .await
-        .expect("no new leader within 5 s");
+        .expect("no new leader within 10 s");
     let failover = crashed.elapsed();
-    assert!(failover <= ttl + Duration::from_secs(2), "{failover:?}");
+    // The lease TTL, a follower's polling period, and room for a loaded
+    // machine: the goal is 5 s.
+    assert!(failover <= Duration::from_secs(5), "{failover:?}");
     eprintln!("failover after a crash: {failover:?}");
 
     let late = txn(&a, &["acme/late"], TxnState::Committed);
