@@ -10,7 +10,10 @@
 //! Per backend: latency (median, p99) of a point read, an exclusive device
 //! add (compare-and-swap, then flush) and a journal write (`put_txn`: write
 //! and flush); then journal-write throughput from 1 and 16 concurrent
-//! writers. Prints a Markdown table (docs/ha.md).
+//! writers. Then leader failover on etcd: a leader that stops without
+//! giving up its key (as `kill -9` does) → the first journal write the new
+//! leader gets accepted, over 20 such crashes with the default lease TTL.
+//! Prints Markdown tables (docs/ha.md).
 
 #![allow(clippy::print_stdout, reason = "a benchmark prints its table")]
 
@@ -24,7 +27,7 @@ use std::{
 
 use rampart_controller::{
     model::device::{Device, Platform},
-    store::{DeviceStatus, DeviceTxn, EtcdOptions, Store, TxnRecord, TxnState},
+    store::{DeviceStatus, DeviceTxn, EtcdOptions, Store, TxnRecord, TxnState, leader},
 };
 
 fn device(name: String) -> Device {
@@ -119,6 +122,38 @@ async fn throughput(store: &Store, writers: usize, total: usize) -> anyhow::Resu
     Ok(total as f64 / start.elapsed().as_secs_f64())
 }
 
+fn etcd(cluster: &etcd_cluster::Cluster, prefix: &str) -> anyhow::Result<Store> {
+    Ok(Store::open_etcd(&EtcdOptions {
+        endpoints: cluster.endpoints.clone(),
+        ca_pem: None,
+        identity_pem: None,
+        prefix: prefix.into(),
+        timeout: Duration::from_secs(5),
+    })?)
+}
+
+/// Crash → first write accepted by the next leader, `rounds` times.
+async fn failover(cluster: &etcd_cluster::Cluster, rounds: usize) -> anyhow::Result<Vec<Duration>> {
+    let mut store = etcd(cluster, "/failover/")?;
+    let mut leading = store.campaign("replica-0", leader::DEFAULT_TTL);
+    leading.until_leader().await;
+    let mut out = Vec::with_capacity(rounds);
+    for i in 1..=rounds {
+        let next_store = etcd(cluster, "/failover/")?;
+        let next = next_store.campaign(&format!("replica-{i}"), leader::DEFAULT_TTL);
+        // Let it find the current leader first, as a running replica has.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let crash = Instant::now();
+        leading.abandon();
+        next.until_leader().await;
+        next_store.put_txn(&record(&next_store)?).await?;
+        out.push(crash.elapsed());
+        (store, leading) = (next_store, next);
+    }
+    drop(store);
+    Ok(out)
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
     let ops: usize = std::env::args()
@@ -130,16 +165,7 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let backends = [
         ("sled", Store::open(&dir.path().join("sled"))?),
-        (
-            "etcd (3 members)",
-            Store::open_etcd(&EtcdOptions {
-                endpoints: cluster.endpoints.clone(),
-                ca_pem: None,
-                identity_pem: None,
-                prefix: "/bench/".into(),
-                timeout: Duration::from_secs(5),
-            })?,
-        ),
+        ("etcd (3 members)", etcd(&cluster, "/bench/")?),
     ];
     println!("| backend | operation | median / p99 (ms) |");
     println!("|---|---|---|");
@@ -157,5 +183,16 @@ async fn main() -> anyhow::Result<()> {
             println!("| {name} | {writers} | {rate:.0} |");
         }
     }
+    let mut times = failover(&cluster, 20).await?;
+    times.sort();
+    println!();
+    println!("| leader crashes | median | max |");
+    println!("|---|---|---|");
+    println!(
+        "| {} | {:.2} s | {:.2} s |",
+        times.len(),
+        times[times.len() / 2].as_secs_f64(),
+        times[times.len() - 1].as_secs_f64()
+    );
     Ok(())
 }

@@ -628,8 +628,9 @@ async fn etcd_backend_on_a_current_thread_runtime() {
 }
 
 /// Losing one of three members changes nothing; losing quorum refuses
-/// writes with an error naming etcd and writes nothing; quorum back,
-/// writes are accepted again.
+/// writes with an error naming etcd and writes nothing, while reads are
+/// served from the surviving member, marked stale; quorum back, reads are
+/// current and writes are accepted again, without reconnecting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_member_loss_and_quorum_loss() {
     let Some(mut cluster) = etcd_cluster::start() else {
@@ -651,6 +652,7 @@ async fn etcd_member_loss_and_quorum_loss() {
             .unwrap_or_else(|e| panic!("transaction {i} with one member down: {e}"));
     }
     assert_eq!(s.devices().unwrap().len(), 51);
+    assert!(!s.reads_stale(), "one member down made reads stale");
 
     let second = (leader + 1) % 3;
     cluster.kill(second);
@@ -664,15 +666,23 @@ async fn etcd_member_loss_and_quorum_loss() {
         .put_device(&device("lost"), false)
         .expect_err("device add without quorum");
     assert!(err.to_string().contains("etcd"), "{err}");
-    drop(s);
+    // Reads go on, from the surviving member's copy, marked stale.
+    assert_eq!(s.devices().unwrap().len(), 51);
+    assert!(s.reads_stale(), "a read without quorum is not marked stale");
+    assert_eq!(s.service("acme", "a").unwrap().unwrap().generation, 50);
 
+    // Quorum back: the same handle reads current data and writes again.
     cluster.restart(second);
+    assert_eq!(s.devices().unwrap().len(), 51);
+    assert!(!s.reads_stale());
+    s.put_device(&device("same-handle"), false).unwrap();
+    drop(s);
     let s = etcd_store(&cluster, "/degraded/");
     assert!(s.service("acme", "lost").unwrap().is_none(), "half-written");
     assert!(s.txn(99_999).unwrap().is_none(), "half-written");
     assert!(s.device("lost").unwrap().is_none());
     s.put_device(&device("after"), false).unwrap();
-    assert_eq!(s.devices().unwrap().len(), 52);
+    assert_eq!(s.devices().unwrap().len(), 53);
 }
 
 fn txn_no_id(id: u64) -> TxnRecord {
@@ -890,11 +900,13 @@ async fn etcd_leader_election_failover_and_fencing() {
 
     let crashed = std::time::Instant::now();
     la.abandon();
-    tokio::time::timeout(Duration::from_secs(5), lb.until_leader())
+    tokio::time::timeout(Duration::from_secs(10), lb.until_leader())
         .await
-        .expect("no new leader within 5 s");
+        .expect("no new leader within 10 s");
     let failover = crashed.elapsed();
-    assert!(failover <= ttl + Duration::from_secs(2), "{failover:?}");
+    // The lease TTL, a follower's polling period, and room for a loaded
+    // machine: the goal is 5 s.
+    assert!(failover <= Duration::from_secs(5), "{failover:?}");
     eprintln!("failover after a crash: {failover:?}");
 
     let late = txn(&a, &["acme/late"], TxnState::Committed);

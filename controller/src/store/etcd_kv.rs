@@ -15,10 +15,9 @@
 //! multi-threaded runtime.
 
 use std::{
-    collections::BTreeMap,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -30,7 +29,7 @@ use etcd_client::{
 
 use super::{
     StoreError,
-    kv::{Dump, ID_FLOOR, Op, Scan, TxError, TxView, Visit, trees},
+    kv::{Dump, ID_FLOOR, Op, Scan, Visit, trees},
     sled_kv::decode_u64,
 };
 
@@ -39,11 +38,11 @@ use super::{
 const MAX_TXN_OPS: usize = 128;
 /// Records per range request of a scan.
 const PAGE: i64 = 512;
+/// A read that gets no linearizable answer this long (no quorum) is served
+/// from one member's local copy instead, marked stale.
+const STALE_AFTER: Duration = Duration::from_secs(1);
 /// Pause between attempts of a request that failed transiently.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
-/// A transaction body re-run this often without committing is reported,
-/// not retried forever.
-const MAX_ATTEMPTS: usize = 100;
 
 /// How to reach the cluster.
 #[derive(Debug, Clone)]
@@ -119,7 +118,7 @@ fn transient(e: &etcd_client::Error) -> bool {
 
 /// Whether a failed write may have been applied (then its outcome is
 /// read back rather than assumed).
-fn ambiguous(e: &StoreError) -> bool {
+pub(super) fn ambiguous(e: &StoreError) -> bool {
     match e {
         StoreError::Etcd { source, .. } => transient(source),
         _ => false,
@@ -140,6 +139,10 @@ impl Drop for OwnRuntime {
 
 struct Inner {
     client: Client,
+    /// Without "require leader": serves serializable reads without quorum.
+    stale_client: Client,
+    /// Whether the last read was served without quorum.
+    stale: AtomicBool,
     prefix: Vec<u8>,
     timeout: Duration,
     endpoints: String,
@@ -198,10 +201,7 @@ impl EtcdKv {
         let mut options = ConnectOptions::new()
             .with_connect_timeout(opts.timeout)
             .with_timeout(opts.timeout)
-            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
-            // A member cut off from the quorum answers at once instead of
-            // queueing the request until the deadline.
-            .with_require_leader(true);
+            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
         if opts.ca_pem.is_some() || opts.identity_pem.is_some() {
             let mut tls = TlsOptions::new();
             if let Some(ca) = &opts.ca_pem {
@@ -212,22 +212,31 @@ impl EtcdKv {
             }
             options = options.with_tls(tls);
         }
-        let eps = opts.endpoints.clone();
-        let client = run_on(
-            &rt,
-            async move { Client::connect(eps, Some(options)).await },
-        )
-        .ok_or_else(|| StoreError::EtcdSetup {
-            message: "etcd client runtime stopped".to_owned(),
-        })?
-        .map_err(|source| StoreError::Etcd {
-            op: "connect",
-            endpoints: endpoints.clone(),
-            source,
-        })?;
+        let connect = |options: ConnectOptions| {
+            let eps = opts.endpoints.clone();
+            run_on(
+                &rt,
+                async move { Client::connect(eps, Some(options)).await },
+            )
+            .ok_or_else(|| StoreError::EtcdSetup {
+                message: "etcd client runtime stopped".to_owned(),
+            })?
+            .map_err(|source| StoreError::Etcd {
+                op: "connect",
+                endpoints: endpoints.clone(),
+                source,
+            })
+        };
+        // A member cut off from the quorum answers at once instead of
+        // queueing the request until the deadline...
+        let client = connect(options.clone().with_require_leader(true))?;
+        // ...except for stale reads, which such a member serves.
+        let stale_client = connect(options)?;
         let kv = Self {
             inner: Arc::new(Inner {
                 client,
+                stale_client,
+                stale: AtomicBool::new(false),
                 prefix: opts.prefix.as_bytes().to_vec(),
                 timeout: opts.timeout,
                 endpoints,
@@ -248,8 +257,23 @@ impl EtcdKv {
     /// gone, a leader election) are retried until the deadline; otherwise
     /// the caller decides, since a write that failed that way may or may
     /// not have been applied.
-    fn call<T, F>(
+    pub(super) fn call<T, F>(
         &self,
+        op: &'static str,
+        retry: bool,
+        f: impl Fn(Client) -> F + Send + 'static,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
+    {
+        self.call_with(self.inner.client.clone(), self.inner.timeout, op, retry, f)
+    }
+
+    fn call_with<T, F>(
+        &self,
+        client: Client,
+        timeout: Duration,
         op: &'static str,
         retry: bool,
         f: impl Fn(Client) -> F + Send + 'static,
@@ -262,8 +286,6 @@ impl EtcdKv {
             message: "etcd client runtime stopped".to_owned(),
         };
         let rt = self.inner.rt.0.as_ref().ok_or_else(stopped)?;
-        let client = self.inner.client.clone();
-        let timeout = self.inner.timeout;
         let attempts = async move {
             let deadline = tokio::time::Instant::now() + timeout;
             let mut last = String::from("none");
@@ -335,7 +357,7 @@ impl EtcdKv {
     }
 
     /// `Err(NotLeader)` on a replica that campaigns without leading.
-    fn check_leading(&self) -> Result<(), StoreError> {
+    pub(super) fn check_leading(&self) -> Result<(), StoreError> {
         let campaign = self
             .inner
             .campaign
@@ -348,7 +370,7 @@ impl EtcdKv {
         }
     }
 
-    fn fence(&self) -> Option<(Vec<u8>, i64)> {
+    pub(super) fn fence(&self) -> Option<(Vec<u8>, i64)> {
         self.inner
             .fence
             .lock()
@@ -394,16 +416,76 @@ impl EtcdKv {
 
     /// The value and `mod_revision` (0: absent) of one key, at `revision`
     /// (`None`: latest); also the revision the answer was read at.
-    fn get_at(
+    /// A range read: linearizable while a quorum answers; when none does
+    /// within [`STALE_AFTER`], served from a member's local copy
+    /// (serializable) and marked stale until a linearizable read works again.
+    /// Transactions and outcome checks never read stale (`allow_stale`
+    /// off): they need the quorum anyway.
+    fn read(
         &self,
-        full: Vec<u8>,
+        op: &'static str,
+        key: &[u8],
+        opts: Option<GetOptions>,
+        allow_stale: bool,
+    ) -> Result<etcd_client::GetResponse, StoreError> {
+        let get = |opts: Option<GetOptions>| {
+            let key = key.to_vec();
+            move |mut c: Client| {
+                let (key, opts) = (key.clone(), opts.clone());
+                async move { c.get(key, opts).await }
+            }
+        };
+        if !allow_stale {
+            return self.call("get", true, get(opts));
+        }
+        let quick = STALE_AFTER.min(self.inner.timeout);
+        let linear = self.call_with(
+            self.inner.client.clone(),
+            quick,
+            op,
+            true,
+            get(opts.clone()),
+        );
+        match linear {
+            Ok(r) => {
+                if self.inner.stale.swap(false, Ordering::SeqCst) {
+                    tracing::info!("etcd quorum is back: reads are current again");
+                }
+                Ok(r)
+            }
+            Err(e @ StoreError::EtcdTimeout { .. }) => {
+                let serializable = Some(opts.unwrap_or_default().with_serializable());
+                let client = self.inner.stale_client.clone();
+                match self.call_with(client, self.inner.timeout, op, true, get(serializable)) {
+                    Ok(r) => {
+                        if !self.inner.stale.swap(true, Ordering::SeqCst) {
+                            tracing::warn!(
+                                error = %e,
+                                "etcd has no quorum: serving reads from a member's local copy (stale)"
+                            );
+                        }
+                        Ok(r)
+                    }
+                    Err(_) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the last read was served without quorum.
+    pub fn reads_stale(&self) -> bool {
+        self.inner.stale.load(Ordering::SeqCst)
+    }
+
+    pub(super) fn get_at(
+        &self,
+        full: &[u8],
         revision: Option<i64>,
+        allow_stale: bool,
     ) -> Result<(Option<Vec<u8>>, i64, i64), StoreError> {
         let opts = revision.map(|r| GetOptions::new().with_revision(r));
-        let resp = self.call("get", true, move |mut c| {
-            let (full, opts) = (full.clone(), opts.clone());
-            async move { c.get(full, opts).await }
-        })?;
+        let resp = self.read("get", full, opts, allow_stale)?;
         let at = resp
             .header()
             .map_or(0, etcd_client::ResponseHeader::revision);
@@ -414,7 +496,7 @@ impl EtcdKv {
     }
 
     pub fn get(&self, tree: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.get_at(self.key(tree, key), None)?.0)
+        Ok(self.get_at(&self.key(tree, key), None, true)?.0)
     }
 
     /// A compare-and-swap from the value read, so what it returns is
@@ -458,7 +540,7 @@ impl EtcdKv {
                 Err(e) if ambiguous(&e) => {
                     // Read the outcome back: ours applied, untouched (try
                     // again), or someone else's write won.
-                    let now = self.get_at(full.clone(), None)?.0;
+                    let now = self.get_at(&full, None, false)?.0;
                     if now.as_deref() == new {
                         return Ok(true);
                     }
@@ -539,11 +621,7 @@ impl EtcdKv {
             if let Some(r) = pinned {
                 opts = opts.with_revision(r);
             }
-            let from = start.clone();
-            let resp = self.call("scan", true, move |mut c| {
-                let (from, opts) = (from.clone(), opts.clone());
-                async move { c.get(from, Some(opts)).await }
-            })?;
+            let resp = self.read("scan", &start, Some(opts), true)?;
             pinned = pinned.or_else(|| resp.header().map(etcd_client::ResponseHeader::revision));
             for kv in resp.kvs() {
                 if !visit(kv.key(), kv.value())? {
@@ -619,125 +697,9 @@ impl EtcdKv {
         Ok(())
     }
 
-    pub fn transact<R>(
-        &self,
-        body: impl Fn(&mut TxView<'_>) -> Result<R, TxError>,
-    ) -> Result<R, StoreError> {
-        self.check_leading()?;
-        for attempt in 0..MAX_ATTEMPTS {
-            let mut tx = EtcdTx {
-                kv: self.clone(),
-                revision: None,
-                reads: BTreeMap::new(),
-                writes: BTreeMap::new(),
-            };
-            let out = match body(&mut TxView::Etcd(&mut tx)) {
-                Ok(out) => out,
-                Err(TxError::Abort(e)) => return Err(e),
-                Err(TxError::Sled(_)) => unreachable!("sled signal from an etcd transaction"),
-            };
-            if tx.commit()? {
-                return Ok(out);
-            }
-            tracing::debug!(attempt, "etcd transaction conflicted; re-running");
-        }
-        Err(StoreError::Contended {
-            attempts: MAX_ATTEMPTS,
-        })
-    }
-
     pub fn size_on_disk(&self) -> u64 {
         self.call("status", false, |mut c| async move { c.status().await })
             .map(|s| u64::try_from(s.db_size()).unwrap_or(0))
             .unwrap_or(0)
-    }
-}
-
-/// One optimistic transaction: what it read (and at which `mod_revision`)
-/// and what it will write.
-pub(crate) struct EtcdTx {
-    kv: EtcdKv,
-    revision: Option<i64>,
-    reads: BTreeMap<Vec<u8>, i64>,
-    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-}
-
-impl EtcdTx {
-    /// Reads see the transaction's own writes, else the pinned revision.
-    pub fn get(&mut self, tree: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let full = self.kv.key(tree, key);
-        if let Some(w) = self.writes.get(&full) {
-            return Ok(w.clone());
-        }
-        let (value, mod_rev, at) = self.kv.get_at(full.clone(), self.revision)?;
-        self.revision.get_or_insert(at);
-        self.reads.entry(full).or_insert(mod_rev);
-        Ok(value)
-    }
-
-    pub fn write(&mut self, tree: &'static str, key: &[u8], value: Option<Vec<u8>>) {
-        self.writes.insert(self.kv.key(tree, key), value);
-    }
-
-    /// Whether it committed (false: something it read changed meanwhile).
-    /// When the answer is lost (a member died under it), the written keys
-    /// are read back: all as written means it committed; otherwise it did
-    /// not (etcd transactions are all or nothing) and the body re-runs.
-    fn commit(self) -> Result<bool, StoreError> {
-        if self.writes.is_empty() {
-            return Ok(true);
-        }
-        let fence = self.kv.fence();
-        let compares: Vec<Compare> = self
-            .reads
-            .iter()
-            .map(|(k, rev)| Compare::mod_revision(k.clone(), CompareOp::Equal, *rev))
-            .chain(
-                fence
-                    .iter()
-                    .map(|(k, rev)| Compare::create_revision(k.clone(), CompareOp::Equal, *rev)),
-            )
-            .collect();
-        let ops: Vec<TxnOp> = self
-            .writes
-            .iter()
-            .map(|(k, v)| match v {
-                Some(v) => TxnOp::put(k.clone(), v.clone(), None),
-                None => TxnOp::delete(k.clone(), None),
-            })
-            .collect();
-        let txn = Txn::new().when(compares).and_then(ops);
-        match self.kv.call("transaction", false, move |mut c| {
-            let t = txn.clone();
-            async move { c.txn(t).await }
-        }) {
-            Ok(resp) if !resp.succeeded() => match fence {
-                // A conflict, unless the fence is what failed.
-                Some((key, rev)) => {
-                    let held = self.kv.call("get", true, move |mut c| {
-                        let key = key.clone();
-                        async move { c.get(key, None).await }
-                    })?;
-                    match held.kvs().first() {
-                        Some(kv) if kv.create_revision() == rev => Ok(false),
-                        held => Err(StoreError::NotLeader {
-                            leader: held.map(|kv| String::from_utf8_lossy(kv.value()).into_owned()),
-                        }),
-                    }
-                }
-                None => Ok(false),
-            },
-            Ok(_) => Ok(true),
-            Err(e) if ambiguous(&e) => {
-                tracing::debug!(error = %e, "etcd transaction interrupted; reading its outcome");
-                for (k, v) in &self.writes {
-                    if self.kv.get_at(k.clone(), None)?.0 != *v {
-                        return Ok(false);
-                    }
-                }
-                Ok(true)
-            }
-            Err(e) => Err(e),
-        }
     }
 }

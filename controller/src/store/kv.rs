@@ -77,7 +77,7 @@ impl From<sled::transaction::UnabortableTransactionError> for TxError {
 /// buffered until the whole body succeeded.
 pub(crate) enum TxView<'a> {
     Sled(&'a super::sled_kv::SledTx<'a>),
-    Etcd(&'a mut super::etcd_kv::EtcdTx),
+    Etcd(&'a mut super::etcd_tx::EtcdTx),
 }
 
 impl TxView<'_> {

@@ -181,7 +181,7 @@ impl Campaign {
                 self.kv.set_fence(self.key.clone(), rev);
                 let _ = self.tx.send(Role::Leader);
                 tracing::info!(identity = %self.identity, "leading");
-                self.hold(lease).await;
+                self.hold(lease, rev).await;
                 self.kv.take_fence();
                 let _ = self.tx.send(Role::Follower { leader: None });
                 tracing::warn!(identity = %self.identity, "stepped down: the lease could not be kept");
@@ -234,14 +234,26 @@ impl Campaign {
         }
     }
 
-    /// Keeps the lease while it can; returns once leadership is lost.
-    async fn hold(&mut self, lease: i64) {
+    /// Keeps the lease while it can; returns once leadership is lost: the
+    /// lease could not be renewed for two thirds of its TTL, or the key is
+    /// gone or someone else's (deleted by hand, a restore).
+    async fn hold(&mut self, lease: i64, rev: i64) {
         let mut confirmed = tokio::time::Instant::now();
         loop {
             tokio::time::sleep(self.pace()).await;
             if self.keep_alive(lease).await {
-                confirmed = tokio::time::Instant::now();
-            } else if confirmed.elapsed() >= self.ttl * 2 / 3 {
+                match self.client.get(self.key.clone(), None).await {
+                    Ok(r)
+                        if r.kvs().first().map(etcd_client::KeyValue::create_revision)
+                            != Some(rev) =>
+                    {
+                        return;
+                    }
+                    Ok(_) => confirmed = tokio::time::Instant::now(),
+                    Err(e) => tracing::debug!(error = %e, "leader check: etcd unavailable"),
+                }
+            }
+            if confirmed.elapsed() >= self.ttl * 2 / 3 {
                 return;
             }
         }

@@ -20,6 +20,7 @@ pub mod access;
 pub mod audit;
 pub mod backup;
 mod etcd_kv;
+mod etcd_tx;
 pub mod fleet;
 mod kv;
 pub mod leader;
@@ -472,6 +473,17 @@ impl Store {
         match self.kv {
             Kv::Sled(_) => "sled",
             Kv::Etcd(_) => "etcd",
+        }
+    }
+
+    /// Whether the last read was served without etcd quorum, from one
+    /// member's local copy (possibly behind); always false on sled. Writes
+    /// are refused meanwhile.
+    #[must_use]
+    pub fn reads_stale(&self) -> bool {
+        match &self.kv {
+            Kv::Sled(_) => false,
+            Kv::Etcd(e) => e.reads_stale(),
         }
     }
 
