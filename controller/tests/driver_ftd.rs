@@ -433,12 +433,12 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limit_is_respected_and_retry_after_honoured() {
-    use rampart_controller::txn::ftd_platform::FtdPlatform;
+    use rampart_controller::platforms::ftd::FtdPlatform;
     let mut lab = Lab::start(&["--deploy-queued-ms", "20", "--deploy-ms", "50"]);
     // The device allows 8 requests/s; the driver is configured for it.
     lab.sim
         .fault(&json!({"rate_limit": {"rps": 8, "retry_after": 1}}));
-    let settings = rampart_controller::txn::meraki_platform::RestSettings {
+    let settings = rampart_controller::platforms::rest::RestSettings {
         ca_bundle: lab.sim.cert.clone(),
         rps: 8.0,
         burst: 4.0,

@@ -17,12 +17,10 @@ use rampart_controller::{
         device::{Device, Platform},
         spec::{API_VERSION, ServiceSpec},
     },
+    platforms::{meraki::MerakiPlatform, rest::RestSettings},
     store::Store,
     transport::http::{self, Body, RestClient, RetryPolicy, shared_limiter},
-    txn::{
-        Change, Engine, EngineConfig, EngineError,
-        meraki_platform::{MerakiPlatform, RestSettings},
-    },
+    txn::{Change, Engine, EngineConfig, EngineError},
 };
 use serde_json::{Value, json};
 use support::sims::{Sim, SimKind};

@@ -347,7 +347,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limit_is_respected_and_retry_after_honoured() {
-    use rampart_controller::txn::{meraki_platform::RestSettings, sdwan_platform::SdWanPlatform};
+    use rampart_controller::platforms::{rest::RestSettings, sdwan::SdWanPlatform};
     let mut lab = Lab::start(false);
     lab.sim
         .fault(&json!({"rate_limit": {"rps": 10, "retry_after": 1}}));
@@ -380,9 +380,9 @@ async fn rate_limit_is_respected_and_retry_after_honoured() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn templates_attached_with_action_polling() {
-    use rampart_controller::txn::{
-        meraki_platform::RestSettings,
-        sdwan_platform::{SdWanParticipant, SdWanPlatform},
+    use rampart_controller::platforms::{
+        rest::RestSettings,
+        sdwan::{SdWanParticipant, SdWanPlatform},
     };
     let lab = Lab::start(false);
     let settings = RestSettings {

@@ -6,13 +6,14 @@
 use std::collections::BTreeMap;
 
 use rampart_controller::{
-    compile::{self, Format},
+    compile,
     model::{
         DocFormat, SourceDoc, Validator,
         device::{Device, Platform},
         spec::ServiceSpec,
     },
-    transport::http::parse_calls,
+    wire::Format,
+    wire::http::parse_calls,
 };
 
 fn inventory() -> BTreeMap<String, Device> {

@@ -11,7 +11,7 @@
 pub mod ca;
 pub mod manager;
 pub mod metrics;
-pub mod policy;
+pub use crate::platforms::agent::policy;
 pub mod service;
 mod txn;
 

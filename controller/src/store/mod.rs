@@ -24,11 +24,11 @@ pub mod fleet;
 pub mod secrets;
 
 use crate::{
-    compile::Rendering,
     model::{
         device::Device,
         spec::{Kind, ServiceSpec},
     },
+    wire::Rendering,
 };
 
 /// Store failures, with what was being done.

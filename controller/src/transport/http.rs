@@ -3,8 +3,8 @@
 //! anchor, a token-bucket rate limiter shared by everything that talks to
 //! the same rate-limit domain (a Meraki organization, an SD-WAN Manager),
 //! `Retry-After` and jittered exponential backoff with a retry bound,
-//! `Link`-header pagination, and the text form of HTTP edits shown by
-//! dry-run and replayed by the drivers.
+//! and `Link`-header pagination. The calls themselves are
+//! [`crate::wire::http::Call`]s.
 //!
 //! Why reqwest with `rustls-tls` and no default features: it is already the
 //! RESTCONF and JWKS client of the controller (one TLS stack, ring as the
@@ -52,14 +52,6 @@ pub enum HttpError {
         attempts: u32,
         /// The last answer or error.
         last: String,
-    },
-    /// An edit text did not parse.
-    #[error("edit line {line}: {reason}")]
-    Edit {
-        /// 1-based line number.
-        line: usize,
-        /// What is wrong.
-        reason: String,
     },
 }
 
@@ -470,95 +462,6 @@ impl RestClient {
     }
 }
 
-// ===== edits as text =====
-
-/// One HTTP call of an edit.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Call {
-    /// `GET`, `PUT`, `POST`, `DELETE`.
-    pub method: String,
-    /// Path relative to the API base; may hold `{placeholders}` the driver
-    /// resolves (object names standing for ids the device assigns).
-    pub path: String,
-    /// JSON body.
-    pub body: Option<Value>,
-}
-
-impl Call {
-    /// A call with a body.
-    #[must_use]
-    pub fn new(method: &str, path: impl Into<String>, body: Option<Value>) -> Call {
-        Call {
-            method: method.to_owned(),
-            path: path.into(),
-            body,
-        }
-    }
-}
-
-/// Renders calls as text: `METHOD PATH`, then the compact JSON body on the
-/// next line when there is one. `notes` become leading `# ` lines.
-#[must_use]
-pub fn render_calls(notes: &[String], calls: &[Call]) -> String {
-    let mut out = String::new();
-    for n in notes {
-        out.push_str("# ");
-        out.push_str(n);
-        out.push('\n');
-    }
-    for c in calls {
-        out.push_str(&c.method);
-        out.push(' ');
-        out.push_str(&c.path);
-        out.push('\n');
-        if let Some(b) = &c.body {
-            out.push_str(&b.to_string());
-            out.push('\n');
-        }
-    }
-    out
-}
-
-/// Parses [`render_calls`] text back.
-///
-/// # Errors
-/// [`HttpError::Edit`] naming the line that is not a call or JSON.
-pub fn parse_calls(text: &str) -> Result<Vec<Call>, HttpError> {
-    let mut out: Vec<Call> = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        if line.starts_with('{') || line.starts_with('[') {
-            let body: Value = serde_json::from_str(line).map_err(|e| HttpError::Edit {
-                line: i + 1,
-                reason: format!("body is not JSON: {e}"),
-            })?;
-            let Some(last) = out.last_mut().filter(|c| c.body.is_none()) else {
-                return Err(HttpError::Edit {
-                    line: i + 1,
-                    reason: "a body must follow a request line".to_owned(),
-                });
-            };
-            last.body = Some(body);
-            continue;
-        }
-        let (method, path) = line.split_once(' ').ok_or_else(|| HttpError::Edit {
-            line: i + 1,
-            reason: format!("expected `METHOD /path`, got {line:?}"),
-        })?;
-        if !matches!(method, "GET" | "PUT" | "POST" | "DELETE") || !path.starts_with('/') {
-            return Err(HttpError::Edit {
-                line: i + 1,
-                reason: format!("expected `METHOD /path`, got {line:?}"),
-            });
-        }
-        out.push(Call::new(method, path.trim(), None));
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -581,24 +484,6 @@ mod tests {
             "<https://a/x>; rel=\"first\"".parse().unwrap(),
         );
         assert_eq!(next_link(&h), None);
-    }
-
-    #[test]
-    fn calls_round_trip_and_bad_lines_are_named() {
-        let calls = vec![
-            Call::new(
-                "PUT",
-                "/networks/N/x",
-                Some(serde_json::json!({"rules": []})),
-            ),
-            Call::new("DELETE", "/object/networks/{name:a}", None),
-        ];
-        let text = render_calls(&["note".to_owned()], &calls);
-        assert_eq!(parse_calls(&text).unwrap(), calls);
-        let err = parse_calls("PUT /a\n{bad\n").unwrap_err().to_string();
-        assert!(err.contains("line 2"), "{err}");
-        let err = parse_calls("FETCH /a\n").unwrap_err().to_string();
-        assert!(err.contains("line 1"), "{err}");
     }
 
     #[test]

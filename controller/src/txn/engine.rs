@@ -24,24 +24,25 @@ use std::{
 
 use tokio::sync::Semaphore;
 
-use super::{
-    drift::Difference,
-    hosts::{AGENT_PLATFORM, AGENT_PREFIX, AgentEdit, AgentParticipant, HostFabric},
-    netconf_platform::{IosXePlatform, NetconfSettings},
-    platform::{
-        Committed, Conflict, DeviceError, Participant, PlatformDriver, with_stored_credentials,
-    },
-};
 use crate::{
-    compile::{self, CompileError, Format, Rendering},
+    compile::{self, CompileError},
     model::{
         device::{Device, Platform},
         spec::ServiceSpec,
+    },
+    platforms::{
+        self,
+        agent::{AGENT_PLATFORM, AgentEdit, AgentParticipant, HostFabric, Target},
+        drift::Difference,
+        driver::{
+            Committed, Conflict, DeviceError, Participant, PlatformDriver, with_stored_credentials,
+        },
     },
     store::{
         DeviceStatus, DeviceTxn, PriorSpec, Store, StoreError, StoredService, SyncedDevice,
         TxnChange, TxnPhase, TxnRecord, TxnState, now_unix_ms,
     },
+    wire::{Format, Rendering},
 };
 
 /// Why a transaction failed. Every variant says where.
@@ -260,51 +261,14 @@ impl Engine {
     /// An engine over `store` with the built-in platform drivers.
     #[must_use]
     pub fn new(store: Store, config: EngineConfig) -> Self {
-        let iosxe = IosXePlatform::new(NetconfSettings {
+        let drivers = platforms::drivers(&platforms::Settings {
             known_hosts: config.known_hosts.clone(),
             trust_on_first_use: config.trust_on_first_use,
             connect_timeout: config.connect_timeout,
             rpc_timeout: config.rpc_timeout,
             confirm_timeout: config.confirm_timeout,
+            ca_bundle: config.ca_bundle.clone(),
         });
-        let mut drivers: BTreeMap<Platform, Arc<dyn PlatformDriver>> = BTreeMap::new();
-        drivers.insert(Platform::IosXe, Arc::new(iosxe));
-        let rest = |mut s: super::meraki_platform::RestSettings| {
-            s.ca_bundle.clone_from(&config.ca_bundle);
-            s.timeout = config.rpc_timeout;
-            s
-        };
-        drivers.insert(
-            Platform::MerakiMx,
-            Arc::new(super::meraki_platform::MerakiPlatform::new(rest(
-                super::meraki_platform::RestSettings::meraki(),
-            ))),
-        );
-        drivers.insert(
-            Platform::Ftd,
-            Arc::new(super::ftd_platform::FtdPlatform::new(rest(
-                super::ftd_platform::FtdPlatform::default_settings(),
-            ))),
-        );
-        drivers.insert(
-            Platform::SdWan,
-            Arc::new(super::sdwan_platform::SdWanPlatform::new(rest(
-                super::sdwan_platform::SdWanPlatform::default_settings(),
-            ))),
-        );
-        drivers.insert(
-            Platform::Asa,
-            Arc::new(super::asa_platform::AsaPlatform::new(
-                super::asa_platform::AsaSettings {
-                    host_key: crate::transport::netconf::HostKeyPolicy {
-                        known_hosts: config.known_hosts.clone(),
-                        trust_on_first_use: config.trust_on_first_use,
-                    },
-                    connect_timeout: config.connect_timeout,
-                    command_timeout: config.rpc_timeout,
-                },
-            )),
-        );
         Self {
             store,
             config,
@@ -366,7 +330,7 @@ impl Engine {
         inventory: &BTreeMap<String, Device>,
         name: &str,
     ) -> Result<Box<dyn Participant>, EngineError> {
-        if let Some(agent) = name.strip_prefix(AGENT_PREFIX) {
+        if let Target::Agent(agent) = Target::of(name) {
             let hosts = self
                 .hosts
                 .clone()
@@ -430,16 +394,17 @@ impl Engine {
                 service: key.clone(),
                 source,
             };
-            renderings.extend(compile::compile(&spec, &inventory).map_err(compile_err)?);
+            // Each target is built once, by its platform; only host intent
+            // is kept as renderings (dry-run shows it before any agent
+            // enrolled).
+            renderings.extend(compile::hosts(&spec).map_err(compile_err)?);
             let mut targeted = BTreeSet::new();
             for name in spec.devices() {
-                let Some(device) = inventory.get(name) else {
-                    continue;
-                };
-                let Some(driver) = self.drivers.get(&device.platform) else {
-                    continue;
-                };
-                let state = driver.contribution(&spec, device).map_err(compile_err)?;
+                let device = compile::target(&inventory, name).map_err(compile_err)?;
+                let state = self
+                    .driver(device)?
+                    .contribution(&spec, device)
+                    .map_err(compile_err)?;
                 targeted.insert(name.to_owned());
                 updates
                     .entry(name.to_owned())
@@ -607,7 +572,7 @@ impl Engine {
         Ok(plans
             .into_iter()
             .map(|p| DeviceTxn {
-                device: format!("{AGENT_PREFIX}{}", p.agent_id),
+                device: Target::agent_name(&p.agent_id),
                 platform: AGENT_PLATFORM.to_owned(),
                 prev: json(&p.prev),
                 next: json(&p.next),
@@ -658,7 +623,10 @@ impl Engine {
         let _held = self.hosts.clone().map(|h| {
             let agents: Vec<String> = names
                 .iter()
-                .filter_map(|n| n.strip_prefix(AGENT_PREFIX).map(str::to_owned))
+                .filter_map(|n| match Target::of(n) {
+                    Target::Agent(a) => Some(a.to_owned()),
+                    Target::Device(_) => None,
+                })
                 .collect();
             h.hold(&agents, true);
             HoldGuard(h, agents)
@@ -734,7 +702,7 @@ impl Engine {
             tasks.spawn(async move {
                 // Agents are cheap to stage (one message each on a live
                 // session): only devices count against the bound.
-                let _permit = if name.starts_with(AGENT_PREFIX) {
+                let _permit = if matches!(Target::of(&name), Target::Agent(_)) {
                     None
                 } else {
                     sem.acquire_owned().await.ok()
@@ -991,7 +959,7 @@ impl Engine {
         inventory: &BTreeMap<String, Device>,
         d: &DeviceTxn,
     ) -> Result<bool, EngineError> {
-        if d.device.starts_with(AGENT_PREFIX) {
+        if let Target::Agent(_) = Target::of(&d.device) {
             tracing::info!(agent = d.device, "host converges to the stored policy");
             return Ok(d.status == DeviceStatus::Committed);
         }

@@ -17,7 +17,10 @@ use crate::model::spec::{
     Metadata, PortRange, VirtualService,
 };
 
-use super::{CompileError, Format, Rendering};
+use crate::{
+    platforms::CompileError,
+    wire::{Format, Rendering},
+};
 
 /// Platform word of host-agent renderings.
 pub const PLATFORM: &str = "agent";

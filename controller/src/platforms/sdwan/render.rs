@@ -17,13 +17,16 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{CompileError, Format, Rendering, iosxe::naming::object_name};
 use crate::{
     model::{
         device::Device,
         spec::{Action, SdWanSpec, ServiceBody, ServiceSpec},
     },
-    transport::http::{Call, render_calls},
+    wire::http::{Call, render_calls},
+};
+use crate::{
+    platforms::CompileError,
+    wire::{Format, Rendering, naming::object_name},
 };
 
 /// Platform word.

@@ -13,13 +13,8 @@ use std::collections::BTreeMap;
 use prost::Message as _;
 use rampart_proto::v1 as pb;
 
-use crate::{
-    compile::agent::{firewall_policy, load_balancer_policy},
-    model::spec::ServiceBody,
-    store::StoredService,
-};
-
-use super::ca::sha256_hex;
+use super::render::{firewall_policy, load_balancer_policy};
+use crate::{model::spec::ServiceBody, store::StoredService};
 
 /// Whether every selector label is among `labels`.
 #[must_use]
@@ -140,5 +135,8 @@ fn merge_virtual_services(
 pub fn policy_hash(p: &pb::HostPolicy) -> String {
     let mut p = p.clone();
     p.version = 0;
-    sha256_hex(&p.encode_to_vec())
+    hex::encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        &p.encode_to_vec(),
+    ))
 }

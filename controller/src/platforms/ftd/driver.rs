@@ -18,23 +18,25 @@
 use std::{collections::BTreeMap, time::Instant};
 
 use reqwest::Method;
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use super::{
-    drift::Difference,
-    meraki_platform::{RestSettings, base_url, dev_err, json_differences},
-    platform::{
-        Committed, Conflict, DeviceError, Participant, PlatformDriver, resolve_credentials,
-    },
-};
+use super::render::{self as ftd, AccessRule, FtdConfig, NatRule};
 use crate::{
-    compile::{
-        CompileError,
-        ftd::{self, AccessRule, FtdConfig, NatRule},
-    },
     model::{device::Device, spec::ServiceSpec},
-    transport::http::{Body, Call, Reply, RestClient, parse_calls, render_calls},
+    platforms::{
+        CompileError, Settings,
+        drift::Difference,
+        driver::{
+            Committed, Conflict, DeviceError, Participant, PlatformDriver, resolve_credentials,
+        },
+        rest::{RestSettings, base_url, dev_err, json_differences},
+    },
+    transport::http::{Body, Reply, RestClient},
+    wire::Rendering,
+    wire::http::{Call, parse_calls, render_calls},
 };
 
 /// Device label: the FDM API version path element (default `latest`).
@@ -158,8 +160,21 @@ fn owned_view(c: &FtdConfig) -> Value {
     json!({"rules": c.rules, "nat": c.nat, "networks": c.networks, "ports": c.ports})
 }
 
+/// The registry's constructor.
+#[must_use]
+pub fn new_driver(s: &Settings) -> Arc<dyn PlatformDriver> {
+    Arc::new(FtdPlatform::new(RestSettings::from_shared(
+        FtdPlatform::default_settings(),
+        s,
+    )))
+}
+
 #[tonic::async_trait]
 impl PlatformDriver for FtdPlatform {
+    fn render(&self, spec: &ServiceSpec, device: &Device) -> Result<Vec<Rendering>, CompileError> {
+        Ok(ftd::render(spec, device)?)
+    }
+
     fn contribution(&self, spec: &ServiceSpec, device: &Device) -> Result<Value, CompileError> {
         let c = ftd::build(spec, device)?;
         serde_json::to_value(c).map_err(|e| CompileError::Unsupported {

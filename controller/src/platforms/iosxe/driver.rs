@@ -4,26 +4,27 @@
 
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use super::{
-    drift::{self, Difference},
-    iosxe,
     participant::{IosXeParticipant, ParticipantError, Stage},
-    platform::{
-        Committed, Conflict, DeviceError, Participant, PlatformDriver, resolve_credentials,
-    },
+    render::IosXeConfig,
+    state as iosxe,
+    tree::{self, Module},
 };
 use crate::{
-    compile::{
-        CompileError,
-        iosxe::{
-            IosXeConfig,
-            tree::{self, Module},
+    model::{device::Device, spec::ServiceSpec},
+    platforms::{
+        CompileError, Settings,
+        drift::{self, Difference},
+        driver::{
+            Committed, Conflict, DeviceError, Participant, PlatformDriver, resolve_credentials,
         },
     },
-    model::{device::Device, spec::ServiceSpec},
     transport::netconf::{Auth, HostKeyPolicy, SessionConfig},
+    wire::Rendering,
 };
 
 /// Session settings shared by every IOS-XE device.
@@ -107,10 +108,26 @@ impl From<ParticipantError> for DeviceError {
     }
 }
 
+/// The registry's constructor.
+#[must_use]
+pub fn new_driver(s: &Settings) -> Arc<dyn PlatformDriver> {
+    Arc::new(IosXePlatform::new(NetconfSettings {
+        known_hosts: s.known_hosts.clone(),
+        trust_on_first_use: s.trust_on_first_use,
+        connect_timeout: s.connect_timeout,
+        rpc_timeout: s.rpc_timeout,
+        confirm_timeout: s.confirm_timeout,
+    }))
+}
+
 #[tonic::async_trait]
 impl PlatformDriver for IosXePlatform {
+    fn render(&self, spec: &ServiceSpec, device: &Device) -> Result<Vec<Rendering>, CompileError> {
+        Ok(super::render(spec, device)?)
+    }
+
     fn contribution(&self, spec: &ServiceSpec, device: &Device) -> Result<Value, CompileError> {
-        let c = crate::compile::iosxe::build(spec, device)?;
+        let c = crate::platforms::iosxe::build(spec, device)?;
         iosxe::to_json(&c).map_err(|e| CompileError::Unsupported {
             platform: "iosxe".to_owned(),
             what: format!("encoding the configuration ({e})"),

@@ -12,12 +12,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ipnet::IpNet;
 
-use crate::compile::iosxe::{
-    AclBindings, InterfaceConfig, InterfaceId, IosXeConfig, StaticRouteConfig,
+use super::{
+    render::{AclBindings, InterfaceConfig, InterfaceId, IosXeConfig, StaticRouteConfig},
     tree::{self, EditOp, Module, Node, NodeKind},
 };
 
-pub use super::platform::Conflict;
+pub use crate::platforms::driver::Conflict;
 
 /// Merges service contributions (`tenant/name` → config) into the device's
 /// desired Rampart-owned configuration.
@@ -374,7 +374,7 @@ fn graft(base: &mut Vec<Node>, extra: Vec<Node>) {
 /// sent (so an edit never re-sends, or shows in a dry-run, other services'
 /// unchanged objects).
 fn delta(prev: &IosXeConfig, next: &IosXeConfig) -> IosXeConfig {
-    let changed = |n: &[crate::compile::iosxe::Acl], p: &[crate::compile::iosxe::Acl]| {
+    let changed = |n: &[crate::platforms::iosxe::Acl], p: &[crate::platforms::iosxe::Acl]| {
         n.iter()
             .filter(|a| !p.contains(a))
             .cloned()
@@ -530,7 +530,7 @@ pub fn edit_tree(prev: &IosXeConfig, next: &IosXeConfig) -> Node {
     let mut root = delta(prev, next).to_tree(true);
     let mut extra = Vec::new();
     let removed =
-        |p: &[crate::compile::iosxe::Acl], n: &[crate::compile::iosxe::Acl]| -> Vec<String> {
+        |p: &[crate::platforms::iosxe::Acl], n: &[crate::platforms::iosxe::Acl]| -> Vec<String> {
             p.iter()
                 .filter(|a| !n.iter().any(|b| b.name == a.name))
                 .map(|a| a.name.clone())
@@ -666,17 +666,17 @@ pub fn edit_xml(prev: &IosXeConfig, next: &IosXeConfig) -> String {
 /// keys, so the interface map travels as a list of pairs.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Stored {
-    ipv4_acls: Vec<crate::compile::iosxe::Acl>,
-    ipv6_acls: Vec<crate::compile::iosxe::Acl>,
+    ipv4_acls: Vec<crate::platforms::iosxe::Acl>,
+    ipv6_acls: Vec<crate::platforms::iosxe::Acl>,
     interfaces: Vec<(InterfaceId, InterfaceConfig)>,
-    static_routes: Vec<crate::compile::iosxe::StaticRouteConfig>,
-    bgp: Option<crate::compile::iosxe::BgpConfig>,
+    static_routes: Vec<crate::platforms::iosxe::StaticRouteConfig>,
+    bgp: Option<crate::platforms::iosxe::BgpConfig>,
     #[serde(default)]
-    nat_static: Vec<crate::compile::iosxe::StaticNatConfig>,
+    nat_static: Vec<crate::platforms::iosxe::StaticNatConfig>,
     #[serde(default)]
-    nat_overloads: Vec<crate::compile::iosxe::NatOverloadConfig>,
+    nat_overloads: Vec<crate::platforms::iosxe::NatOverloadConfig>,
     #[serde(default)]
-    network_groups: Vec<crate::compile::iosxe::NetworkGroup>,
+    network_groups: Vec<crate::platforms::iosxe::NetworkGroup>,
 }
 
 /// Encodes a configuration for the store.

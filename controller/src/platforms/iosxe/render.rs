@@ -58,7 +58,7 @@ use std::{
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use super::{Format, Rendering};
+use super::tree;
 use crate::model::{
     device::Device,
     spec::{
@@ -66,9 +66,7 @@ use crate::model::{
         RouterDevice, ServiceBody, ServiceSpec,
     },
 };
-
-pub mod naming;
-pub mod tree;
+use crate::wire::{Format, Rendering};
 
 use tree::{EditOp, Module, Node};
 
@@ -619,11 +617,11 @@ fn build_firewall(
     let tenant = &spec.metadata.tenant;
     let service = &spec.metadata.name;
     let mut v4 = Acl {
-        name: naming::object_name("4", tenant, service),
+        name: crate::wire::naming::object_name("4", tenant, service),
         lines: BTreeMap::new(),
     };
     let mut v6 = Acl {
-        name: naming::object_name("6", tenant, service),
+        name: crate::wire::naming::object_name("6", tenant, service),
         lines: BTreeMap::new(),
     };
     let mut v6_used = false;
@@ -842,7 +840,11 @@ fn build_nat_device(
             });
         }
         let mut acl = Acl {
-            name: naming::object_name(&format!("N{k}"), &spec.metadata.tenant, &spec.metadata.name),
+            name: crate::wire::naming::object_name(
+                &format!("N{k}"),
+                &spec.metadata.tenant,
+                &spec.metadata.name,
+            ),
             lines: BTreeMap::new(),
         };
         for (seq, src) in (1u64..).zip(&o.sources) {

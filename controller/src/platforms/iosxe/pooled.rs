@@ -27,7 +27,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use crate::{
-    compile::{Format, Rendering, iosxe::tree},
+    platforms::iosxe::tree,
     transport::{
         error::ErrorTag,
         netconf::{
@@ -35,6 +35,7 @@ use crate::{
             PoolError, Session, SessionConfig, TestOption,
         },
     },
+    wire::{Format, Rendering},
 };
 
 /// Driver tuning.

@@ -29,10 +29,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{CompileError, Format, Rendering, iosxe::naming::object_name};
 use crate::model::{
     device::Device,
     spec::{Action, Direction, FirewallSpec, PortRange, Protocol, ServiceBody, ServiceSpec},
+};
+use crate::{
+    platforms::CompileError,
+    wire::{Format, Rendering, naming::object_name},
 };
 
 /// Platform word.

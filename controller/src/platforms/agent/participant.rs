@@ -23,7 +23,7 @@ use std::{
 use rampart_proto::v1 as pb;
 use serde::{Deserialize, Serialize};
 
-use super::platform::{Committed, DeviceError, Participant};
+use crate::platforms::driver::{Committed, DeviceError, Participant};
 use crate::store::StoredService;
 
 /// Participant names of agents start with this (inventory device names
@@ -32,6 +32,33 @@ pub const AGENT_PREFIX: &str = "agent/";
 
 /// The platform word journaled for agents.
 pub const AGENT_PLATFORM: &str = "agent";
+
+/// What a journaled participant name stands for. Only this type knows how
+/// agents are told apart from inventory devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// An inventory device, by name.
+    Device(&'a str),
+    /// A host agent, by id.
+    Agent(&'a str),
+}
+
+impl<'a> Target<'a> {
+    /// Reads a participant name.
+    #[must_use]
+    pub fn of(name: &'a str) -> Target<'a> {
+        match name.strip_prefix(AGENT_PREFIX) {
+            Some(agent) => Target::Agent(agent),
+            None => Target::Device(name),
+        }
+    }
+
+    /// The participant name of agent `id`.
+    #[must_use]
+    pub fn agent_name(id: &str) -> String {
+        format!("{AGENT_PREFIX}{id}")
+    }
+}
 
 /// One agent whose policy a change moves.
 #[derive(Debug, Clone)]
@@ -318,7 +345,7 @@ impl AgentParticipant {
 
     fn error(&self, stage: &str, message: String) -> DeviceError {
         DeviceError {
-            device: format!("{AGENT_PREFIX}{}", self.agent),
+            device: Target::agent_name(&self.agent),
             stage: stage.to_owned(),
             message,
             paths: Vec::new(),

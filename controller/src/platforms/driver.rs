@@ -11,10 +11,10 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::drift::Difference;
+use super::{CompileError, drift::Difference};
 use crate::{
-    compile::CompileError,
     model::{device::Device, spec::ServiceSpec},
+    wire::Rendering,
 };
 
 /// A failure on one device, with where it happened.
@@ -75,6 +75,12 @@ pub trait Participant: Send {
 /// A platform's transactional behaviour.
 #[tonic::async_trait]
 pub trait PlatformDriver: Send + Sync {
+    /// What `spec` puts on `device`, rendered for dry-run (pure).
+    ///
+    /// # Errors
+    /// When the platform cannot express the spec.
+    fn render(&self, spec: &ServiceSpec, device: &Device) -> Result<Vec<Rendering>, CompileError>;
+
     /// What `spec` puts on `device`, in the platform's JSON form.
     ///
     /// # Errors

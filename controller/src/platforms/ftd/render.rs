@@ -29,7 +29,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{CompileError, Format, Rendering, iosxe::naming::object_name};
 use crate::{
     model::{
         device::Device,
@@ -38,7 +37,11 @@ use crate::{
             ServiceBody, ServiceSpec,
         },
     },
-    transport::http::{Call, render_calls},
+    wire::http::{Call, render_calls},
+};
+use crate::{
+    platforms::CompileError,
+    wire::{Format, Rendering, naming::object_name},
 };
 
 /// Platform word.

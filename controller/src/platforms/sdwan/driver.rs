@@ -19,23 +19,25 @@
 use std::{collections::BTreeMap, time::Instant};
 
 use reqwest::Method;
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use super::{
-    drift::Difference,
-    meraki_platform::{RestSettings, base_url, dev_err, json_differences},
-    platform::{
-        Committed, Conflict, DeviceError, Participant, PlatformDriver, resolve_credentials,
-    },
-};
+use super::render::{self as sdwan, POLICY_PREFIX, SdWanConfig, paths};
 use crate::{
-    compile::{
-        CompileError,
-        sdwan::{self, POLICY_PREFIX, SdWanConfig, paths},
-    },
     model::{device::Device, spec::ServiceSpec},
-    transport::http::{Body, Call, Reply, RestClient, parse_calls, render_calls, shared_limiter},
+    platforms::{
+        CompileError, Settings,
+        drift::Difference,
+        driver::{
+            Committed, Conflict, DeviceError, Participant, PlatformDriver, resolve_credentials,
+        },
+        rest::{RestSettings, base_url, dev_err, json_differences},
+    },
+    transport::http::{Body, Reply, RestClient, shared_limiter},
+    wire::Rendering,
+    wire::http::{Call, parse_calls, render_calls},
 };
 
 /// The SD-WAN Manager platform driver.
@@ -83,8 +85,21 @@ fn owned_view(c: &SdWanConfig) -> Value {
     })
 }
 
+/// The registry's constructor.
+#[must_use]
+pub fn new_driver(s: &Settings) -> Arc<dyn PlatformDriver> {
+    Arc::new(SdWanPlatform::new(RestSettings::from_shared(
+        SdWanPlatform::default_settings(),
+        s,
+    )))
+}
+
 #[tonic::async_trait]
 impl PlatformDriver for SdWanPlatform {
+    fn render(&self, spec: &ServiceSpec, device: &Device) -> Result<Vec<Rendering>, CompileError> {
+        Ok(sdwan::render(spec, device)?)
+    }
+
     fn contribution(&self, spec: &ServiceSpec, device: &Device) -> Result<Value, CompileError> {
         let c = sdwan::build(spec, device)?;
         serde_json::to_value(c).map_err(|e| CompileError::Unsupported {

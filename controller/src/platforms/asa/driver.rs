@@ -17,25 +17,28 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
-use super::{
-    drift::Difference,
-    meraki_platform::dev_err,
-    platform::{
-        Committed, Conflict, DeviceError, Participant, PlatformDriver, resolve_credentials,
-    },
+use super::render::{
+    self as asa, ACL_PREFIX, Acl, AsaConfig, Binding, GROUP_PREFIX, NatObject, ObjectGroup,
 };
 use crate::{
-    compile::{
-        CompileError,
-        asa::{self, ACL_PREFIX, Acl, AsaConfig, Binding, GROUP_PREFIX, NatObject, ObjectGroup},
-    },
     model::{device::Device, spec::ServiceSpec},
+    platforms::{
+        CompileError, Settings,
+        drift::Difference,
+        driver::{
+            Committed, Conflict, DeviceError, Participant, PlatformDriver, resolve_credentials,
+        },
+        rest::dev_err,
+    },
     transport::{
         netconf::HostKeyPolicy,
         ssh_cli::{CliConfig, CliError, CliSession},
     },
+    wire::Rendering,
 };
 
 /// Session settings for every ASA.
@@ -281,8 +284,25 @@ pub fn parse_running(text: &str) -> AsaConfig {
     c
 }
 
+/// The registry's constructor.
+#[must_use]
+pub fn new_driver(s: &Settings) -> Arc<dyn PlatformDriver> {
+    Arc::new(AsaPlatform::new(AsaSettings {
+        host_key: HostKeyPolicy {
+            known_hosts: s.known_hosts.clone(),
+            trust_on_first_use: s.trust_on_first_use,
+        },
+        connect_timeout: s.connect_timeout,
+        command_timeout: s.rpc_timeout,
+    }))
+}
+
 #[tonic::async_trait]
 impl PlatformDriver for AsaPlatform {
+    fn render(&self, spec: &ServiceSpec, device: &Device) -> Result<Vec<Rendering>, CompileError> {
+        Ok(asa::render(spec, device)?)
+    }
+
     fn contribution(&self, spec: &ServiceSpec, device: &Device) -> Result<Value, CompileError> {
         let c = asa::build(spec, device)?;
         serde_json::to_value(c).map_err(|e| CompileError::Unsupported {

@@ -265,7 +265,12 @@ fn write_xml(
     match &node.kind {
         NodeKind::Leaf(Value::Empty) => out.push_str("/>\n"),
         NodeKind::Leaf(v) => {
-            let _ = writeln!(out, ">{}</{}>", escape_xml(&v.text()), node.name);
+            let _ = writeln!(
+                out,
+                ">{}</{}>",
+                crate::wire::xml::escape(&v.text()),
+                node.name
+            );
         }
         NodeKind::Container(children) | NodeKind::ListEntry(children) => {
             if children.is_empty() {
@@ -279,23 +284,6 @@ fn write_xml(
             let _ = writeln!(out, "{indent}</{}>", node.name);
         }
     }
-}
-
-/// Escapes text content and attribute values.
-#[must_use]
-pub fn escape_xml(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 // ===== JSON =====
