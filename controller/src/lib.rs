@@ -28,3 +28,6 @@ pub mod tls;
 pub mod transport;
 pub mod txn;
 pub mod wire;
+
+#[cfg(test)]
+mod layers;
