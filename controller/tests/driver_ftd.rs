@@ -433,7 +433,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limit_is_respected_and_retry_after_honoured() {
-    use rampart_controller::platforms::ftd::FtdPlatform;
+    use rampart_controller::platforms::{driver::Adapter, ftd::FtdPlatform};
     let mut lab = Lab::start(&["--deploy-queued-ms", "20", "--deploy-ms", "50"]);
     // The device allows 8 requests/s; the driver is configured for it.
     lab.sim
@@ -446,7 +446,7 @@ async fn rate_limit_is_respected_and_retry_after_honoured() {
     };
     lab.engine = lab.engine.clone().with_driver(
         Platform::Ftd,
-        std::sync::Arc::new(FtdPlatform::new(settings)),
+        std::sync::Arc::new(Adapter(FtdPlatform::new(settings))),
     );
     lab.run(&[&firewall("web", "192.0.2.10/32", 443)], &[])
         .await

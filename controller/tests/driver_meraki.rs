@@ -17,7 +17,7 @@ use rampart_controller::{
         device::{Device, Platform},
         spec::{API_VERSION, ServiceSpec},
     },
-    platforms::{meraki::MerakiPlatform, rest::RestSettings},
+    platforms::{driver::Adapter, meraki::MerakiPlatform, rest::RestSettings},
     store::Store,
     transport::http::{self, Body, RestClient, RetryPolicy, shared_limiter},
     txn::{Change, Engine, EngineConfig, EngineError},
@@ -77,7 +77,10 @@ impl Lab {
         );
         if let Some(mut s) = settings {
             s.ca_bundle.clone_from(&sim.cert);
-            engine = engine.with_driver(Platform::MerakiMx, Arc::new(MerakiPlatform::new(s)));
+            engine = engine.with_driver(
+                Platform::MerakiMx,
+                Arc::new(Adapter(MerakiPlatform::new(s))),
+            );
         }
         Lab {
             sim,

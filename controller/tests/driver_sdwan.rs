@@ -347,7 +347,9 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limit_is_respected_and_retry_after_honoured() {
-    use rampart_controller::platforms::{rest::RestSettings, sdwan::SdWanPlatform};
+    use rampart_controller::platforms::{
+        driver::Adapter, rest::RestSettings, sdwan::SdWanPlatform,
+    };
     let mut lab = Lab::start(false);
     lab.sim
         .fault(&json!({"rate_limit": {"rps": 10, "retry_after": 1}}));
@@ -359,7 +361,7 @@ async fn rate_limit_is_respected_and_retry_after_honoured() {
     };
     lab.engine = lab.engine.clone().with_driver(
         Platform::SdWan,
-        std::sync::Arc::new(SdWanPlatform::new(settings)),
+        std::sync::Arc::new(Adapter(SdWanPlatform::new(settings))),
     );
     lab.run(&[&sdwan("wan", "mpls")], &[]).await.unwrap();
     let log = lab.sim.requests();

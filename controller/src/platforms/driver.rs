@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
 use super::{CompileError, drift::Difference};
@@ -115,6 +116,136 @@ pub trait PlatformDriver: Send + Sync {
         accepted: Option<&str>,
         actual: &str,
     ) -> Result<Vec<Difference>, String>;
+}
+
+/// A platform in its own types. [`Adapter`] turns it into the
+/// [`PlatformDriver`] the engine holds, which keeps device state as JSON in
+/// the store; the encoding and decoding live there, once.
+#[tonic::async_trait]
+pub trait DevicePlatform: Send + Sync + 'static {
+    /// Rampart-owned configuration of one device: one service's
+    /// contribution, or all of them merged.
+    type Config: Serialize + DeserializeOwned + Default + Send + Sync;
+
+    /// Platform word in messages.
+    const NAME: &'static str;
+
+    /// What `spec` puts on `device` (pure).
+    ///
+    /// # Errors
+    /// When the platform cannot express the spec.
+    fn build(&self, spec: &ServiceSpec, device: &Device) -> Result<Self::Config, CompileError>;
+
+    /// The dry-run renderings of `spec` on `device` (pure).
+    ///
+    /// # Errors
+    /// As [`DevicePlatform::build`].
+    fn render(&self, spec: &ServiceSpec, device: &Device) -> Result<Vec<Rendering>, CompileError>;
+
+    /// Merges every service's contribution on one device.
+    ///
+    /// # Errors
+    /// [`Conflict`] when two services disagree.
+    fn merge(
+        &self,
+        contributions: BTreeMap<String, Self::Config>,
+    ) -> Result<Self::Config, Conflict>;
+
+    /// The native edit moving the device from `prev` to `next`; `None` when
+    /// nothing changes.
+    fn diff(&self, prev: &Self::Config, next: &Self::Config) -> Option<String>;
+
+    /// Opens a session to the device.
+    async fn connect(&self, device: &Device) -> Result<Box<dyn Participant>, DeviceError>;
+
+    /// Differences between `expected` (or a baseline `accepted` earlier)
+    /// and what the device reported (`actual`, native text).
+    ///
+    /// # Errors
+    /// Unreadable replies (message).
+    fn drift(
+        &self,
+        expected: &Self::Config,
+        accepted: Option<&str>,
+        actual: &str,
+    ) -> Result<Vec<Difference>, String>;
+
+    /// The stored (JSON) form of a configuration.
+    ///
+    /// # Errors
+    /// A configuration serde cannot represent.
+    fn encode(config: &Self::Config) -> Result<Value, String> {
+        serde_json::to_value(config).map_err(|e| e.to_string())
+    }
+
+    /// Reads the stored form back; `null` is the empty configuration.
+    ///
+    /// # Errors
+    /// A stored state that does not decode.
+    fn decode(stored: &Value) -> Result<Self::Config, String> {
+        if stored.is_null() {
+            return Ok(Self::Config::default());
+        }
+        serde_json::from_value(stored.clone())
+            .map_err(|e| format!("stored {} state: {e}", Self::NAME))
+    }
+}
+
+/// The one [`PlatformDriver`] of every [`DevicePlatform`].
+#[derive(Debug, Clone)]
+pub struct Adapter<P>(pub P);
+
+#[tonic::async_trait]
+impl<P: DevicePlatform> PlatformDriver for Adapter<P> {
+    fn render(&self, spec: &ServiceSpec, device: &Device) -> Result<Vec<Rendering>, CompileError> {
+        self.0.render(spec, device)
+    }
+
+    fn contribution(&self, spec: &ServiceSpec, device: &Device) -> Result<Value, CompileError> {
+        P::encode(&self.0.build(spec, device)?).map_err(|e| CompileError::Unsupported {
+            platform: P::NAME.to_owned(),
+            what: format!("encoding the configuration ({e})"),
+            field: "spec".to_owned(),
+        })
+    }
+
+    fn merge(&self, contributions: &BTreeMap<String, Value>) -> Result<Value, Conflict> {
+        let decoded = contributions
+            .iter()
+            .map(|(service, v)| {
+                P::decode(v)
+                    .map(|c| (service.clone(), c))
+                    .map_err(|what| Conflict {
+                        what,
+                        first: service.clone(),
+                        second: service.clone(),
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        let merged = self.0.merge(decoded)?;
+        P::encode(&merged).map_err(|e| Conflict {
+            what: format!("encoding the merged configuration ({e})"),
+            first: String::new(),
+            second: String::new(),
+        })
+    }
+
+    fn edit(&self, prev: &Value, next: &Value) -> Result<Option<String>, String> {
+        Ok(self.0.diff(&P::decode(prev)?, &P::decode(next)?))
+    }
+
+    async fn connect(&self, device: &Device) -> Result<Box<dyn Participant>, DeviceError> {
+        self.0.connect(device).await
+    }
+
+    fn drift(
+        &self,
+        expected: &Value,
+        accepted: Option<&str>,
+        actual: &str,
+    ) -> Result<Vec<Difference>, String> {
+        self.0.drift(&P::decode(expected)?, accepted, actual)
+    }
 }
 
 tokio::task_local! {

@@ -19,8 +19,6 @@ use std::{collections::BTreeMap, time::Duration};
 
 use std::sync::Arc;
 
-use serde_json::Value;
-
 use super::render::{
     self as asa, ACL_PREFIX, Acl, AsaConfig, Binding, GROUP_PREFIX, NatObject, ObjectGroup,
 };
@@ -30,7 +28,8 @@ use crate::{
         CompileError, Settings,
         drift::Difference,
         driver::{
-            Committed, Conflict, DeviceError, Participant, PlatformDriver, resolve_credentials,
+            Adapter, Committed, Conflict, DeviceError, DevicePlatform, Participant, PlatformDriver,
+            resolve_credentials,
         },
         rest::dev_err,
     },
@@ -66,22 +65,10 @@ impl AsaPlatform {
     }
 }
 
-fn decode(v: &Value) -> Result<AsaConfig, String> {
-    if v.is_null() {
-        return Ok(AsaConfig::default());
-    }
-    serde_json::from_value(v.clone()).map_err(|e| format!("stored ASA state: {e}"))
-}
-
-fn merge_configs(contributions: &BTreeMap<String, Value>) -> Result<AsaConfig, Conflict> {
+fn merge_configs(contributions: BTreeMap<String, AsaConfig>) -> Result<AsaConfig, Conflict> {
     let mut out = AsaConfig::default();
     let mut bound: BTreeMap<(String, String), String> = BTreeMap::new();
-    for (service, v) in contributions {
-        let c = decode(v).map_err(|e| Conflict {
-            what: e,
-            first: service.clone(),
-            second: service.clone(),
-        })?;
+    for (service, c) in contributions {
         for g in c.groups {
             if !out.groups.contains(&g) {
                 out.groups.push(g);
@@ -287,43 +274,37 @@ pub fn parse_running(text: &str) -> AsaConfig {
 /// The registry's constructor.
 #[must_use]
 pub fn new_driver(s: &Settings) -> Arc<dyn PlatformDriver> {
-    Arc::new(AsaPlatform::new(AsaSettings {
+    Arc::new(Adapter(AsaPlatform::new(AsaSettings {
         host_key: HostKeyPolicy {
             known_hosts: s.known_hosts.clone(),
             trust_on_first_use: s.trust_on_first_use,
         },
         connect_timeout: s.connect_timeout,
         command_timeout: s.rpc_timeout,
-    }))
+    })))
 }
 
 #[tonic::async_trait]
-impl PlatformDriver for AsaPlatform {
+impl DevicePlatform for AsaPlatform {
+    type Config = AsaConfig;
+
+    const NAME: &'static str = asa::PLATFORM;
+
+    fn build(&self, spec: &ServiceSpec, device: &Device) -> Result<AsaConfig, CompileError> {
+        Ok(asa::build(spec, device)?)
+    }
+
     fn render(&self, spec: &ServiceSpec, device: &Device) -> Result<Vec<Rendering>, CompileError> {
         Ok(asa::render(spec, device)?)
     }
 
-    fn contribution(&self, spec: &ServiceSpec, device: &Device) -> Result<Value, CompileError> {
-        let c = asa::build(spec, device)?;
-        serde_json::to_value(c).map_err(|e| CompileError::Unsupported {
-            platform: asa::PLATFORM.to_owned(),
-            what: format!("encoding the configuration ({e})"),
-            field: "spec".to_owned(),
-        })
+    fn merge(&self, contributions: BTreeMap<String, AsaConfig>) -> Result<AsaConfig, Conflict> {
+        merge_configs(contributions)
     }
 
-    fn merge(&self, contributions: &BTreeMap<String, Value>) -> Result<Value, Conflict> {
-        let merged = merge_configs(contributions)?;
-        serde_json::to_value(merged).map_err(|e| Conflict {
-            what: e.to_string(),
-            first: String::new(),
-            second: String::new(),
-        })
-    }
-
-    fn edit(&self, prev: &Value, next: &Value) -> Result<Option<String>, String> {
-        let lines = asa::edit_lines(&decode(prev)?, &decode(next)?);
-        Ok((!lines.is_empty()).then(|| lines.join("\n") + "\n"))
+    fn diff(&self, prev: &AsaConfig, next: &AsaConfig) -> Option<String> {
+        let lines = asa::edit_lines(prev, next);
+        (!lines.is_empty()).then(|| lines.join("\n") + "\n")
     }
 
     async fn connect(&self, device: &Device) -> Result<Box<dyn Participant>, DeviceError> {
@@ -334,13 +315,13 @@ impl PlatformDriver for AsaPlatform {
 
     fn drift(
         &self,
-        expected: &Value,
+        expected: &AsaConfig,
         accepted: Option<&str>,
         actual: &str,
     ) -> Result<Vec<Difference>, String> {
         let expected = match accepted {
             Some(a) => parse_running(a),
-            None => decode(expected)?,
+            None => expected.clone(),
         };
         let actual = parse_running(actual);
         let (e, a) = (

@@ -30,7 +30,8 @@ use crate::{
         CompileError, Settings,
         drift::Difference,
         driver::{
-            Committed, Conflict, DeviceError, Participant, PlatformDriver, resolve_credentials,
+            Adapter, Committed, Conflict, DeviceError, DevicePlatform, Participant, PlatformDriver,
+            resolve_credentials,
         },
         rest::{RestSettings, base_url, dev_err, json_differences},
     },
@@ -66,14 +67,7 @@ impl FtdPlatform {
     }
 }
 
-fn decode(v: &Value) -> Result<FtdConfig, String> {
-    if v.is_null() {
-        return Ok(FtdConfig::default());
-    }
-    serde_json::from_value(v.clone()).map_err(|e| format!("stored FTD state: {e}"))
-}
-
-fn merge_configs(contributions: &BTreeMap<String, Value>) -> Result<FtdConfig, Conflict> {
+fn merge_configs(contributions: BTreeMap<String, FtdConfig>) -> Result<FtdConfig, Conflict> {
     let mut out = FtdConfig::default();
     let mut owner: BTreeMap<String, String> = BTreeMap::new();
     let clash = |what: String, first: Option<&String>, second: &str| Conflict {
@@ -81,8 +75,8 @@ fn merge_configs(contributions: &BTreeMap<String, Value>) -> Result<FtdConfig, C
         first: first.cloned().unwrap_or_default(),
         second: second.to_owned(),
     };
-    for (service, v) in contributions {
-        let c = decode(v).map_err(|e| clash(e, None, service))?;
+    for (service, c) in &contributions {
+        let c = c.clone();
         for n in c.networks {
             match out.networks.iter().find(|x| x.name == n.name) {
                 Some(x) if *x != n => {
@@ -163,45 +157,38 @@ fn owned_view(c: &FtdConfig) -> Value {
 /// The registry's constructor.
 #[must_use]
 pub fn new_driver(s: &Settings) -> Arc<dyn PlatformDriver> {
-    Arc::new(FtdPlatform::new(RestSettings::from_shared(
+    Arc::new(Adapter(FtdPlatform::new(RestSettings::from_shared(
         FtdPlatform::default_settings(),
         s,
-    )))
+    ))))
 }
 
 #[tonic::async_trait]
-impl PlatformDriver for FtdPlatform {
+impl DevicePlatform for FtdPlatform {
+    type Config = FtdConfig;
+
+    const NAME: &'static str = ftd::PLATFORM;
+
+    fn build(&self, spec: &ServiceSpec, device: &Device) -> Result<FtdConfig, CompileError> {
+        Ok(ftd::build(spec, device)?)
+    }
+
     fn render(&self, spec: &ServiceSpec, device: &Device) -> Result<Vec<Rendering>, CompileError> {
         Ok(ftd::render(spec, device)?)
     }
 
-    fn contribution(&self, spec: &ServiceSpec, device: &Device) -> Result<Value, CompileError> {
-        let c = ftd::build(spec, device)?;
-        serde_json::to_value(c).map_err(|e| CompileError::Unsupported {
-            platform: ftd::PLATFORM.to_owned(),
-            what: format!("encoding the configuration ({e})"),
-            field: "spec".to_owned(),
-        })
+    fn merge(&self, contributions: BTreeMap<String, FtdConfig>) -> Result<FtdConfig, Conflict> {
+        merge_configs(contributions)
     }
 
-    fn merge(&self, contributions: &BTreeMap<String, Value>) -> Result<Value, Conflict> {
-        let merged = merge_configs(contributions)?;
-        serde_json::to_value(merged).map_err(|e| Conflict {
-            what: e.to_string(),
-            first: String::new(),
-            second: String::new(),
-        })
-    }
-
-    fn edit(&self, prev: &Value, next: &Value) -> Result<Option<String>, String> {
-        let (p, n) = (decode(prev)?, decode(next)?);
-        let calls = ftd::edit_calls(&p, &n);
-        Ok((!calls.is_empty()).then(|| {
+    fn diff(&self, prev: &FtdConfig, next: &FtdConfig) -> Option<String> {
+        let calls = ftd::edit_calls(prev, next);
+        (!calls.is_empty()).then(|| {
             render_calls(
                 &["FDM REST API: staged at prepare, POST /operational/deploy at commit; {name:X} is the id of X".to_owned()],
                 &calls,
             )
-        }))
+        })
     }
 
     async fn connect(&self, device: &Device) -> Result<Box<dyn Participant>, DeviceError> {
@@ -212,13 +199,13 @@ impl PlatformDriver for FtdPlatform {
 
     fn drift(
         &self,
-        expected: &Value,
+        expected: &FtdConfig,
         accepted: Option<&str>,
         actual: &str,
     ) -> Result<Vec<Difference>, String> {
         let expected = match accepted {
             Some(a) => serde_json::from_str(a).map_err(|e| format!("accepted baseline: {e}"))?,
-            None => owned_view(&decode(expected)?),
+            None => owned_view(&expected.clone()),
         };
         let mut actual: Value =
             serde_json::from_str(actual).map_err(|e| format!("device reply: {e}"))?;

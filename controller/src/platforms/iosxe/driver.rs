@@ -20,7 +20,8 @@ use crate::{
         CompileError, Settings,
         drift::{self, Difference},
         driver::{
-            Committed, Conflict, DeviceError, Participant, PlatformDriver, resolve_credentials,
+            Adapter, Committed, Conflict, DeviceError, DevicePlatform, Participant, PlatformDriver,
+            resolve_credentials,
         },
     },
     transport::netconf::{Auth, HostKeyPolicy, SessionConfig},
@@ -84,10 +85,6 @@ fn host_port(address: &str) -> (String, u16) {
     (address.to_owned(), 830)
 }
 
-fn decode(v: &Value) -> Result<IosXeConfig, String> {
-    iosxe::from_json(v).map_err(|e| format!("stored IOS-XE state: {e}"))
-}
-
 /// The subtree filter selecting everything Rampart may own.
 fn owned_filter() -> String {
     format!(
@@ -111,51 +108,43 @@ impl From<ParticipantError> for DeviceError {
 /// The registry's constructor.
 #[must_use]
 pub fn new_driver(s: &Settings) -> Arc<dyn PlatformDriver> {
-    Arc::new(IosXePlatform::new(NetconfSettings {
+    Arc::new(Adapter(IosXePlatform::new(NetconfSettings {
         known_hosts: s.known_hosts.clone(),
         trust_on_first_use: s.trust_on_first_use,
         connect_timeout: s.connect_timeout,
         rpc_timeout: s.rpc_timeout,
         confirm_timeout: s.confirm_timeout,
-    }))
+    })))
 }
 
 #[tonic::async_trait]
-impl PlatformDriver for IosXePlatform {
+impl DevicePlatform for IosXePlatform {
+    type Config = IosXeConfig;
+
+    const NAME: &'static str = "iosxe";
+
+    fn build(&self, spec: &ServiceSpec, device: &Device) -> Result<IosXeConfig, CompileError> {
+        Ok(super::build(spec, device)?)
+    }
+
     fn render(&self, spec: &ServiceSpec, device: &Device) -> Result<Vec<Rendering>, CompileError> {
         Ok(super::render(spec, device)?)
     }
 
-    fn contribution(&self, spec: &ServiceSpec, device: &Device) -> Result<Value, CompileError> {
-        let c = crate::platforms::iosxe::build(spec, device)?;
-        iosxe::to_json(&c).map_err(|e| CompileError::Unsupported {
-            platform: "iosxe".to_owned(),
-            what: format!("encoding the configuration ({e})"),
-            field: "spec".to_owned(),
-        })
+    fn merge(&self, contributions: BTreeMap<String, IosXeConfig>) -> Result<IosXeConfig, Conflict> {
+        iosxe::merge(&contributions)
     }
 
-    fn merge(&self, contributions: &BTreeMap<String, Value>) -> Result<Value, Conflict> {
-        let decoded: BTreeMap<String, IosXeConfig> = contributions
-            .iter()
-            .map(|(k, v)| decode(v).map(|c| (k.clone(), c)))
-            .collect::<Result<_, _>>()
-            .map_err(|e| Conflict {
-                what: e,
-                first: String::new(),
-                second: String::new(),
-            })?;
-        let merged = iosxe::merge(&decoded)?;
-        iosxe::to_json(&merged).map_err(|e| Conflict {
-            what: format!("encoding the merged configuration ({e})"),
-            first: String::new(),
-            second: String::new(),
-        })
+    fn diff(&self, prev: &IosXeConfig, next: &IosXeConfig) -> Option<String> {
+        (!iosxe::is_noop(prev, next)).then(|| iosxe::edit_xml(prev, next))
     }
 
-    fn edit(&self, prev: &Value, next: &Value) -> Result<Option<String>, String> {
-        let (p, n) = (decode(prev)?, decode(next)?);
-        Ok((!iosxe::is_noop(&p, &n)).then(|| iosxe::edit_xml(&p, &n)))
+    fn encode(config: &IosXeConfig) -> Result<Value, String> {
+        iosxe::to_json(config).map_err(|e| e.to_string())
+    }
+
+    fn decode(stored: &Value) -> Result<IosXeConfig, String> {
+        iosxe::from_json(stored).map_err(|e| format!("stored IOS-XE state: {e}"))
     }
 
     async fn connect(&self, device: &Device) -> Result<Box<dyn Participant>, DeviceError> {
@@ -166,13 +155,13 @@ impl PlatformDriver for IosXePlatform {
 
     fn drift(
         &self,
-        expected: &Value,
+        expected: &IosXeConfig,
         accepted: Option<&str>,
         actual: &str,
     ) -> Result<Vec<Difference>, String> {
         let expected_xml = match accepted {
             Some(a) => a.to_owned(),
-            None => tree::to_netconf_config(&decode(expected)?.to_tree(false), Module::Native),
+            None => tree::to_netconf_config(&expected.clone().to_tree(false), Module::Native),
         };
         let parse = |x: &str| drift::parse(x).map_err(|e| e.to_string());
         let (e, a) = (parse(&expected_xml)?, parse(actual)?);

@@ -32,7 +32,8 @@ use crate::{
         CompileError, Settings,
         drift::Difference,
         driver::{
-            Committed, Conflict, DeviceError, Participant, PlatformDriver, resolve_credentials,
+            Adapter, Committed, Conflict, DeviceError, DevicePlatform, Participant, PlatformDriver,
+            resolve_credentials,
         },
         rest::{RestSettings, base_url, dev_err, json_differences},
     },
@@ -60,13 +61,6 @@ impl MerakiPlatform {
     }
 }
 
-fn decode(v: &Value) -> Result<MerakiConfig, String> {
-    if v.is_null() {
-        return Ok(MerakiConfig::default());
-    }
-    serde_json::from_value(v.clone()).map_err(|e| format!("stored Meraki state: {e}"))
-}
-
 fn conflict(what: String, first: &str, second: &str) -> Conflict {
     Conflict {
         what,
@@ -78,14 +72,14 @@ fn conflict(what: String, first: &str, second: &str) -> Conflict {
 /// Merges contributions in service order: rules concatenate, one
 /// network-wide default per direction, port forwards keyed by protocol and
 /// public port, one AutoVPN mode with the union of subnets.
-fn merge_configs(contributions: &BTreeMap<String, Value>) -> Result<MerakiConfig, Conflict> {
+fn merge_configs(contributions: BTreeMap<String, MerakiConfig>) -> Result<MerakiConfig, Conflict> {
     let mut out = MerakiConfig::default();
     let mut default_owner: [Option<String>; 2] = [None, None];
     let mut pf_owner: BTreeMap<(String, String), String> = BTreeMap::new();
     let mut vpn_owner: Option<String> = None;
     let mut nat_owner: BTreeMap<String, String> = BTreeMap::new();
-    for (service, v) in contributions {
-        let c = decode(v).map_err(|e| conflict(e, service, service))?;
+    for (service, c) in &contributions {
+        let c = c.clone();
         out.l3.extend(c.l3);
         out.inbound.extend(c.inbound);
         for (i, (slot, value)) in [
@@ -198,41 +192,41 @@ fn owned_view(c: &MerakiConfig) -> Value {
 /// The registry's constructor.
 #[must_use]
 pub fn new_driver(s: &Settings) -> Arc<dyn PlatformDriver> {
-    Arc::new(MerakiPlatform::new(RestSettings::from_shared(
+    Arc::new(Adapter(MerakiPlatform::new(RestSettings::from_shared(
         RestSettings::meraki(),
         s,
-    )))
+    ))))
 }
 
 #[tonic::async_trait]
-impl PlatformDriver for MerakiPlatform {
+impl DevicePlatform for MerakiPlatform {
+    type Config = MerakiConfig;
+
+    const NAME: &'static str = meraki::PLATFORM;
+
+    fn build(&self, spec: &ServiceSpec, device: &Device) -> Result<MerakiConfig, CompileError> {
+        Ok(meraki::build(spec, device)?)
+    }
+
     fn render(&self, spec: &ServiceSpec, device: &Device) -> Result<Vec<Rendering>, CompileError> {
         Ok(meraki::render(spec, device)?)
     }
 
-    fn contribution(&self, spec: &ServiceSpec, device: &Device) -> Result<Value, CompileError> {
-        let c = meraki::build(spec, device)?;
-        serde_json::to_value(c).map_err(|e| CompileError::Unsupported {
-            platform: meraki::PLATFORM.to_owned(),
-            what: format!("encoding the configuration ({e})"),
-            field: "spec".to_owned(),
-        })
+    fn merge(
+        &self,
+        contributions: BTreeMap<String, MerakiConfig>,
+    ) -> Result<MerakiConfig, Conflict> {
+        merge_configs(contributions)
     }
 
-    fn merge(&self, contributions: &BTreeMap<String, Value>) -> Result<Value, Conflict> {
-        let merged = merge_configs(contributions)?;
-        serde_json::to_value(merged).map_err(|e| conflict(e.to_string(), "", ""))
-    }
-
-    fn edit(&self, prev: &Value, next: &Value) -> Result<Option<String>, String> {
-        let (p, n) = (decode(prev)?, decode(next)?);
-        let calls = meraki::edit_calls(&p, &n);
-        Ok((!calls.is_empty()).then(|| {
+    fn diff(&self, prev: &MerakiConfig, next: &MerakiConfig) -> Option<String> {
+        let calls = meraki::edit_calls(prev, next);
+        (!calls.is_empty()).then(|| {
             render_calls(
                 &["Meraki Dashboard API v1: Rampart-owned rules (comment/name RPM-…); other rules are kept".to_owned()],
                 &calls,
             )
-        }))
+        })
     }
 
     async fn connect(&self, device: &Device) -> Result<Box<dyn Participant>, DeviceError> {
@@ -243,13 +237,13 @@ impl PlatformDriver for MerakiPlatform {
 
     fn drift(
         &self,
-        expected: &Value,
+        expected: &MerakiConfig,
         accepted: Option<&str>,
         actual: &str,
     ) -> Result<Vec<Difference>, String> {
         let expected = match accepted {
             Some(a) => serde_json::from_str(a).map_err(|e| format!("accepted baseline: {e}"))?,
-            None => owned_view(&decode(expected)?),
+            None => owned_view(&expected.clone()),
         };
         let mut actual: Value =
             serde_json::from_str(actual).map_err(|e| format!("device reply: {e}"))?;

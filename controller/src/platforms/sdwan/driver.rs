@@ -31,7 +31,8 @@ use crate::{
         CompileError, Settings,
         drift::Difference,
         driver::{
-            Committed, Conflict, DeviceError, Participant, PlatformDriver, resolve_credentials,
+            Adapter, Committed, Conflict, DeviceError, DevicePlatform, Participant, PlatformDriver,
+            resolve_credentials,
         },
         rest::{RestSettings, base_url, dev_err, json_differences},
     },
@@ -64,13 +65,6 @@ impl SdWanPlatform {
     }
 }
 
-fn decode(v: &Value) -> Result<SdWanConfig, String> {
-    if v.is_null() {
-        return Ok(SdWanConfig::default());
-    }
-    serde_json::from_value(v.clone()).map_err(|e| format!("stored SD-WAN state: {e}"))
-}
-
 /// The view drift compares: the active policy and its definitions.
 fn owned_view(c: &SdWanConfig) -> Value {
     if c.policies.is_empty() {
@@ -88,54 +82,43 @@ fn owned_view(c: &SdWanConfig) -> Value {
 /// The registry's constructor.
 #[must_use]
 pub fn new_driver(s: &Settings) -> Arc<dyn PlatformDriver> {
-    Arc::new(SdWanPlatform::new(RestSettings::from_shared(
+    Arc::new(Adapter(SdWanPlatform::new(RestSettings::from_shared(
         SdWanPlatform::default_settings(),
         s,
-    )))
+    ))))
 }
 
 #[tonic::async_trait]
-impl PlatformDriver for SdWanPlatform {
+impl DevicePlatform for SdWanPlatform {
+    type Config = SdWanConfig;
+
+    const NAME: &'static str = sdwan::PLATFORM;
+
+    fn build(&self, spec: &ServiceSpec, device: &Device) -> Result<SdWanConfig, CompileError> {
+        Ok(sdwan::build(spec, device)?)
+    }
+
     fn render(&self, spec: &ServiceSpec, device: &Device) -> Result<Vec<Rendering>, CompileError> {
         Ok(sdwan::render(spec, device)?)
     }
 
-    fn contribution(&self, spec: &ServiceSpec, device: &Device) -> Result<Value, CompileError> {
-        let c = sdwan::build(spec, device)?;
-        serde_json::to_value(c).map_err(|e| CompileError::Unsupported {
-            platform: sdwan::PLATFORM.to_owned(),
-            what: format!("encoding the configuration ({e})"),
-            field: "spec".to_owned(),
-        })
-    }
-
-    fn merge(&self, contributions: &BTreeMap<String, Value>) -> Result<Value, Conflict> {
+    fn merge(&self, contributions: BTreeMap<String, SdWanConfig>) -> Result<SdWanConfig, Conflict> {
         let mut out = SdWanConfig::default();
-        for (service, v) in contributions {
-            let c = decode(v).map_err(|e| Conflict {
-                what: e,
-                first: service.clone(),
-                second: service.clone(),
-            })?;
+        for c in contributions.into_values() {
             out.policies.extend(c.policies);
         }
-        serde_json::to_value(out).map_err(|e| Conflict {
-            what: e.to_string(),
-            first: String::new(),
-            second: String::new(),
-        })
+        Ok(out)
     }
 
-    fn edit(&self, prev: &Value, next: &Value) -> Result<Option<String>, String> {
-        let (p, n) = (decode(prev)?, decode(next)?);
-        if p == n {
-            return Ok(None);
+    fn diff(&self, prev: &SdWanConfig, next: &SdWanConfig) -> Option<String> {
+        if prev == next {
+            return None;
         }
-        let calls = sdwan::edit_calls(&p, &n);
-        Ok(Some(render_calls(
+        let calls = sdwan::edit_calls(prev, next);
+        Some(render_calls(
             &["SD-WAN Manager /dataservice: created at prepare, activated (polled) at commit, old objects deleted after; {name:X} is the id of X".to_owned()],
             &calls,
-        )))
+        ))
     }
 
     async fn connect(&self, device: &Device) -> Result<Box<dyn Participant>, DeviceError> {
@@ -146,13 +129,13 @@ impl PlatformDriver for SdWanPlatform {
 
     fn drift(
         &self,
-        expected: &Value,
+        expected: &SdWanConfig,
         accepted: Option<&str>,
         actual: &str,
     ) -> Result<Vec<Difference>, String> {
         let expected = match accepted {
             Some(a) => serde_json::from_str(a).map_err(|e| format!("accepted baseline: {e}"))?,
-            None => owned_view(&decode(expected)?),
+            None => owned_view(&expected.clone()),
         };
         let actual: Value =
             serde_json::from_str(actual).map_err(|e| format!("device reply: {e}"))?;
