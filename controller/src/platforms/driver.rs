@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::{CompileError, drift::Difference};
 use crate::{
     model::{device::Device, spec::ServiceSpec},
-    wire::Rendering,
+    wire::{Rendering, edit::Edit},
 };
 
 /// A failure on one device, with where it happened.
@@ -58,7 +58,7 @@ pub enum Committed {
 pub trait Participant: Send {
     /// Stages `edit` without making it active (lock + candidate edit,
     /// staged REST changes, policy received but not switched).
-    async fn prepare(&mut self, edit: &str) -> Result<(), DeviceError>;
+    async fn prepare(&mut self, edit: &Edit) -> Result<(), DeviceError>;
     /// Makes the staged change active.
     async fn commit(&mut self) -> Result<Committed, DeviceError>;
     /// Confirms an unconfirmed commit and releases the device.
@@ -68,7 +68,7 @@ pub trait Participant: Send {
     /// Cancels an unconfirmed commit; false when that is not possible.
     async fn cancel(&mut self) -> bool;
     /// Applies an edit at once (compensation, repair).
-    async fn apply_now(&mut self, edit: &str) -> Result<(), DeviceError>;
+    async fn apply_now(&mut self, edit: &Edit) -> Result<(), DeviceError>;
     /// Reads the device's view of Rampart-owned configuration (native text).
     async fn read(&mut self) -> Result<String, DeviceError>;
 }
@@ -99,7 +99,7 @@ pub trait PlatformDriver: Send + Sync {
     ///
     /// # Errors
     /// A stored state that does not decode (message).
-    fn edit(&self, prev: &Value, next: &Value) -> Result<Option<String>, String>;
+    fn edit(&self, prev: &Value, next: &Value) -> Result<Option<Edit>, String>;
 
     /// Opens a session to the device.
     async fn connect(&self, device: &Device) -> Result<Box<dyn Participant>, DeviceError>;
@@ -153,7 +153,7 @@ pub trait DevicePlatform: Send + Sync + 'static {
 
     /// The native edit moving the device from `prev` to `next`; `None` when
     /// nothing changes.
-    fn diff(&self, prev: &Self::Config, next: &Self::Config) -> Option<String>;
+    fn diff(&self, prev: &Self::Config, next: &Self::Config) -> Option<Edit>;
 
     /// Opens a session to the device.
     async fn connect(&self, device: &Device) -> Result<Box<dyn Participant>, DeviceError>;
@@ -230,7 +230,7 @@ impl<P: DevicePlatform> PlatformDriver for Adapter<P> {
         })
     }
 
-    fn edit(&self, prev: &Value, next: &Value) -> Result<Option<String>, String> {
+    fn edit(&self, prev: &Value, next: &Value) -> Result<Option<Edit>, String> {
         Ok(self.0.diff(&P::decode(prev)?, &P::decode(next)?))
     }
 

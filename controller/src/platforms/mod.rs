@@ -9,7 +9,10 @@
 
 use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration};
 
-use crate::model::device::Platform;
+use crate::model::{
+    device::Platform,
+    spec::{NatDevice, NatOverload},
+};
 
 pub mod agent;
 pub mod asa;
@@ -101,4 +104,26 @@ pub fn drivers(settings: &Settings) -> BTreeMap<Platform, Arc<dyn PlatformDriver
         .iter()
         .map(|(p, new)| (*p, new(settings)))
         .collect()
+}
+
+/// What makes NAT overload `o` of `d` (at `field`) unrenderable on every
+/// platform, as `(what, field)`: an interface that is not an outside one,
+/// or no sources.
+#[must_use]
+pub fn overload_problem(d: &NatDevice, o: &NatOverload, field: &str) -> Option<(String, String)> {
+    if !d.outside_interfaces.contains(&o.interface) {
+        return Some((
+            format!(
+                "overload to {}, which is not an outsideInterface",
+                o.interface
+            ),
+            format!("{field}.interface"),
+        ));
+    }
+    o.sources.is_empty().then(|| {
+        (
+            "an overload without sources".to_owned(),
+            format!("{field}.sources"),
+        )
+    })
 }

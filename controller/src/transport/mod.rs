@@ -8,6 +8,7 @@
 
 pub mod error;
 pub mod http;
+pub mod known_hosts;
 pub mod netconf;
 pub mod restconf;
 pub mod ssh_cli;

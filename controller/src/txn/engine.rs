@@ -42,7 +42,7 @@ use crate::{
         DeviceStatus, DeviceTxn, PriorSpec, Store, StoreError, StoredService, SyncedDevice,
         TxnChange, TxnPhase, TxnRecord, TxnState, now_unix_ms,
     },
-    wire::{Format, Rendering},
+    wire::{Format, Rendering, edit::Edit},
 };
 
 /// Why a transaction failed. Every variant says where.
@@ -198,13 +198,17 @@ pub fn device_rendering(d: &DeviceTxn) -> Rendering {
     Rendering {
         target: d.device.clone(),
         platform: d.platform.clone(),
-        format: match Platform::parse(&d.platform) {
-            _ if d.platform == AGENT_PLATFORM => Format::AgentPolicy,
-            Some(Platform::IosXe) => Format::NetconfXml,
-            Some(Platform::Asa) => Format::Cli,
-            _ => Format::Http,
-        },
-        content: d.edit.clone(),
+        format: d
+            .edit
+            .format()
+            .unwrap_or(match Platform::parse(&d.platform) {
+                // Text journaled by an earlier release: its platform's format.
+                _ if d.platform == AGENT_PLATFORM => Format::AgentPolicy,
+                Some(Platform::IosXe) => Format::NetconfXml,
+                Some(Platform::Asa) => Format::Cli,
+                _ => Format::Http,
+            }),
+        content: d.edit.to_string(),
     }
 }
 
@@ -475,6 +479,7 @@ impl Engine {
                 },
             ));
             let Some(edit) = edit else { continue };
+            let inverse = inverse.unwrap_or_else(|| edit.nothing_like());
             devices.push(DeviceTxn {
                 device: name.clone(),
                 platform: device.platform.to_string(),
@@ -482,7 +487,7 @@ impl Engine {
                 next,
                 contributions,
                 edit,
-                inverse: inverse.unwrap_or_default(),
+                inverse,
                 status: DeviceStatus::Planned,
                 error: None,
                 paths: Vec::new(),
@@ -577,8 +582,8 @@ impl Engine {
                 prev: json(&p.prev),
                 next: json(&p.next),
                 contributions: BTreeMap::new(),
-                edit: AgentEdit::new(&p, &p.prev, &p.next).render(),
-                inverse: AgentEdit::new(&p, &p.next, &p.prev).render(),
+                edit: Edit::HostPolicy(AgentEdit::new(&p, &p.prev, &p.next)),
+                inverse: Edit::HostPolicy(AgentEdit::new(&p, &p.next, &p.prev)),
                 status: DeviceStatus::Planned,
                 error: None,
                 paths: Vec::new(),
@@ -876,7 +881,7 @@ impl Engine {
         &self,
         inventory: &BTreeMap<String, Device>,
         device: &str,
-        inverse: &str,
+        inverse: &Edit,
     ) -> Result<(), EngineError> {
         let mut p = self.connect(inventory, device).await?;
         p.apply_now(inverse).await?;

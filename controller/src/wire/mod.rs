@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod edit;
 pub mod http;
 pub mod naming;
 pub mod xml;
@@ -50,17 +51,4 @@ pub struct Rendering {
     pub format: Format,
     /// The configuration text.
     pub content: String,
-}
-
-/// A journaled edit's text that is not what its format requires.
-#[derive(Debug, thiserror::Error)]
-pub enum WireError {
-    /// An HTTP edit line that is neither a call nor its JSON body.
-    #[error("edit line {line}: {reason}")]
-    Edit {
-        /// 1-based line number.
-        line: usize,
-        /// What is wrong.
-        reason: String,
-    },
 }

@@ -21,10 +21,12 @@ use std::{
 };
 
 use rampart_proto::v1 as pb;
-use serde::{Deserialize, Serialize};
 
-use crate::platforms::driver::{Committed, DeviceError, Participant};
 use crate::store::StoredService;
+use crate::{
+    platforms::driver::{Committed, DeviceError, Participant},
+    wire::{Format, edit::Edit},
+};
 
 /// Participant names of agents start with this (inventory device names
 /// cannot contain `/`).
@@ -132,18 +134,8 @@ pub trait HostFabric: Send + Sync {
     fn hold(&self, agents: &[String], held: bool);
 }
 
-/// An agent's change in a transaction (its journaled "edit").
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AgentEdit {
-    /// Agent id.
-    pub agent: String,
-    /// Host name.
-    pub hostname: String,
-    /// Rule-level diff: `+`/`-` lines per interface and direction.
-    pub changes: Vec<String>,
-    /// The complete policy to enforce.
-    pub policy: pb::HostPolicy,
-}
+/// An agent's change in a transaction (its journaled edit).
+pub use crate::wire::edit::HostPolicyEdit as AgentEdit;
 
 impl AgentEdit {
     /// The edit moving `plan`'s agent to `next`, with the diff from `prev`.
@@ -157,13 +149,8 @@ impl AgentEdit {
         }
     }
 
-    /// Pretty JSON, the form shown by dry-run and journaled.
-    #[must_use]
-    pub fn render(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_default()
-    }
-
-    /// Parses a journaled edit.
+    /// Reads the dry-run text of an agent edit (the API filters renderings
+    /// by tenant).
     ///
     /// # Errors
     /// The text is not an agent edit (message).
@@ -343,6 +330,13 @@ impl AgentParticipant {
         }
     }
 
+    fn policy_edit<'e>(&self, edit: &'e Edit, stage: &str) -> Result<&'e AgentEdit, DeviceError> {
+        match edit {
+            Edit::HostPolicy(e) => Ok(e),
+            other => Err(self.error(stage, other.unexpected(Format::AgentPolicy))),
+        }
+    }
+
     fn error(&self, stage: &str, message: String) -> DeviceError {
         DeviceError {
             device: Target::agent_name(&self.agent),
@@ -355,8 +349,8 @@ impl AgentParticipant {
 
 #[tonic::async_trait]
 impl Participant for AgentParticipant {
-    async fn prepare(&mut self, edit: &str) -> Result<(), DeviceError> {
-        let e = AgentEdit::parse(edit).map_err(|m| self.error("stage", m))?;
+    async fn prepare(&mut self, edit: &Edit) -> Result<(), DeviceError> {
+        let e = self.policy_edit(edit, "stage")?;
         let v = self
             .fabric
             .stage(&self.agent, &e.policy, self.timeout)
@@ -388,8 +382,8 @@ impl Participant for AgentParticipant {
         false
     }
 
-    async fn apply_now(&mut self, edit: &str) -> Result<(), DeviceError> {
-        let e = AgentEdit::parse(edit).map_err(|m| self.error("push", m))?;
+    async fn apply_now(&mut self, edit: &Edit) -> Result<(), DeviceError> {
+        let e = self.policy_edit(edit, "push")?;
         self.fabric
             .push_now(&self.agent, &e.policy, self.timeout)
             .await

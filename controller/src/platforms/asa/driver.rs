@@ -22,6 +22,7 @@ use std::sync::Arc;
 use super::render::{
     self as asa, ACL_PREFIX, Acl, AsaConfig, Binding, GROUP_PREFIX, NatObject, ObjectGroup,
 };
+use crate::wire::{Format, edit::Edit};
 use crate::{
     model::{device::Device, spec::ServiceSpec},
     platforms::{
@@ -302,9 +303,9 @@ impl DevicePlatform for AsaPlatform {
         merge_configs(contributions)
     }
 
-    fn diff(&self, prev: &AsaConfig, next: &AsaConfig) -> Option<String> {
+    fn diff(&self, prev: &AsaConfig, next: &AsaConfig) -> Option<Edit> {
         let lines = asa::edit_lines(prev, next);
-        (!lines.is_empty()).then(|| lines.join("\n") + "\n")
+        (!lines.is_empty()).then_some(Edit::Cli { lines })
     }
 
     async fn connect(&self, device: &Device) -> Result<Box<dyn Participant>, DeviceError> {
@@ -599,11 +600,19 @@ impl AsaParticipant {
         Ok(())
     }
 
-    async fn stage(&mut self, edit: &str) -> Result<(), DeviceError> {
-        let lines: Vec<String> = edit
-            .lines()
+    async fn stage(&mut self, edit: &Edit) -> Result<(), DeviceError> {
+        let Edit::Cli { lines } = edit else {
+            return Err(dev_err(
+                &self.device,
+                "prepare",
+                edit.unexpected(Format::Cli),
+                None,
+            ));
+        };
+        let lines: Vec<String> = lines
+            .iter()
             .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('!'))
-            .map(str::to_owned)
+            .cloned()
             .collect();
         if let Some(bad) = lines.iter().find(|l| l.contains('\u{0}') || l.len() > 4000) {
             return Err(dev_err(
@@ -635,7 +644,7 @@ impl AsaParticipant {
 
 #[tonic::async_trait]
 impl Participant for AsaParticipant {
-    async fn prepare(&mut self, edit: &str) -> Result<(), DeviceError> {
+    async fn prepare(&mut self, edit: &Edit) -> Result<(), DeviceError> {
         self.stage(edit).await
     }
 
@@ -664,7 +673,7 @@ impl Participant for AsaParticipant {
         false
     }
 
-    async fn apply_now(&mut self, edit: &str) -> Result<(), DeviceError> {
+    async fn apply_now(&mut self, edit: &Edit) -> Result<(), DeviceError> {
         self.stage(edit).await?;
         let res = self.apply_staged().await;
         if res.is_err() {

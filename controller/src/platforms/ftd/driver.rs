@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use super::render::{self as ftd, AccessRule, FtdConfig, NatRule};
+use crate::wire::{Format, edit::Edit};
 use crate::{
     model::{device::Device, spec::ServiceSpec},
     platforms::{
@@ -37,7 +38,7 @@ use crate::{
     },
     transport::http::{Body, Reply, RestClient},
     wire::Rendering,
-    wire::http::{Call, parse_calls, render_calls},
+    wire::http::Call,
 };
 
 /// Device label: the FDM API version path element (default `latest`).
@@ -181,13 +182,11 @@ impl DevicePlatform for FtdPlatform {
         merge_configs(contributions)
     }
 
-    fn diff(&self, prev: &FtdConfig, next: &FtdConfig) -> Option<String> {
+    fn diff(&self, prev: &FtdConfig, next: &FtdConfig) -> Option<Edit> {
         let calls = ftd::edit_calls(prev, next);
-        (!calls.is_empty()).then(|| {
-            render_calls(
-                &["FDM REST API: staged at prepare, POST /operational/deploy at commit; {name:X} is the id of X".to_owned()],
-                &calls,
-            )
+        (!calls.is_empty()).then(|| Edit::Http {
+            notes: vec!["FDM REST API: staged at prepare, POST /operational/deploy at commit; {name:X} is the id of X".to_owned()],
+            calls,
         })
     }
 
@@ -661,9 +660,16 @@ impl FtdParticipant {
         Ok(())
     }
 
-    async fn stage(&mut self, edit: &str) -> Result<(), DeviceError> {
-        let calls =
-            parse_calls(edit).map_err(|e| dev_err(&self.device, "prepare", e.to_string(), None))?;
+    async fn stage(&mut self, edit: &Edit) -> Result<(), DeviceError> {
+        let Edit::Http { calls, .. } = edit else {
+            return Err(dev_err(
+                &self.device,
+                "prepare",
+                edit.unexpected(Format::Http),
+                None,
+            ));
+        };
+        let calls = calls.clone();
         let pending = self
             .call(Method::GET, "/operational/pendingchanges", None, "prepare")
             .await?;
@@ -843,7 +849,7 @@ impl FtdParticipant {
 
 #[tonic::async_trait]
 impl Participant for FtdParticipant {
-    async fn prepare(&mut self, edit: &str) -> Result<(), DeviceError> {
+    async fn prepare(&mut self, edit: &Edit) -> Result<(), DeviceError> {
         self.stage(edit).await
     }
 
@@ -865,7 +871,7 @@ impl Participant for FtdParticipant {
         false
     }
 
-    async fn apply_now(&mut self, edit: &str) -> Result<(), DeviceError> {
+    async fn apply_now(&mut self, edit: &Edit) -> Result<(), DeviceError> {
         let res = async {
             self.stage(edit).await?;
             self.deploy().await

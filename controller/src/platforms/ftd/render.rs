@@ -600,20 +600,8 @@ fn firewall_nat(
         }
         for (j, o) in d.overloads.iter().enumerate() {
             let f = format!("{field}.overloads[{j}]");
-            if !d.outside_interfaces.contains(&o.interface) {
-                return Err(unsupported(
-                    format!(
-                        "overload to {}, which is not an outsideInterface",
-                        o.interface
-                    ),
-                    format!("{f}.interface"),
-                ));
-            }
-            if o.sources.is_empty() {
-                return Err(unsupported(
-                    "an overload without sources".to_owned(),
-                    format!("{f}.sources"),
-                ));
+            if let Some((what, at)) = crate::platforms::overload_problem(d, o, &f) {
+                return Err(unsupported(what, at));
             }
             for src in &o.sources {
                 n += 1;

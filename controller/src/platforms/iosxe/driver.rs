@@ -14,6 +14,7 @@ use super::{
     state as iosxe,
     tree::{self, Module},
 };
+use crate::wire::{Format, edit::Edit};
 use crate::{
     model::{device::Device, spec::ServiceSpec},
     platforms::{
@@ -135,8 +136,10 @@ impl DevicePlatform for IosXePlatform {
         iosxe::merge(&contributions)
     }
 
-    fn diff(&self, prev: &IosXeConfig, next: &IosXeConfig) -> Option<String> {
-        (!iosxe::is_noop(prev, next)).then(|| iosxe::edit_xml(prev, next))
+    fn diff(&self, prev: &IosXeConfig, next: &IosXeConfig) -> Option<Edit> {
+        (!iosxe::is_noop(prev, next)).then(|| Edit::NetconfXml {
+            config: iosxe::edit_xml(prev, next),
+        })
     }
 
     fn encode(config: &IosXeConfig) -> Result<Value, String> {
@@ -182,10 +185,23 @@ impl DevicePlatform for IosXePlatform {
     }
 }
 
+/// The `<config>` element of a NETCONF edit.
+fn netconf_config(p: &IosXeParticipant, edit: &Edit) -> Result<String, DeviceError> {
+    match edit {
+        Edit::NetconfXml { config } => Ok(config.clone()),
+        other => Err(DeviceError {
+            device: p.device().to_owned(),
+            stage: "prepare".to_owned(),
+            message: other.unexpected(Format::NetconfXml),
+            paths: Vec::new(),
+        }),
+    }
+}
+
 #[tonic::async_trait]
 impl Participant for IosXeParticipant {
-    async fn prepare(&mut self, edit: &str) -> Result<(), DeviceError> {
-        Ok(IosXeParticipant::prepare(self, edit.to_owned()).await?)
+    async fn prepare(&mut self, edit: &Edit) -> Result<(), DeviceError> {
+        Ok(IosXeParticipant::prepare(self, netconf_config(self, edit)?).await?)
     }
 
     async fn commit(&mut self) -> Result<Committed, DeviceError> {
@@ -209,8 +225,8 @@ impl Participant for IosXeParticipant {
         IosXeParticipant::cancel(self).await
     }
 
-    async fn apply_now(&mut self, edit: &str) -> Result<(), DeviceError> {
-        Ok(IosXeParticipant::apply_now(self, edit.to_owned()).await?)
+    async fn apply_now(&mut self, edit: &Edit) -> Result<(), DeviceError> {
+        Ok(IosXeParticipant::apply_now(self, netconf_config(self, edit)?).await?)
     }
 
     async fn read(&mut self) -> Result<String, DeviceError> {

@@ -105,6 +105,12 @@ impl IosXeParticipant {
         })
     }
 
+    /// The inventory name of the device.
+    #[must_use]
+    pub fn device(&self) -> &str {
+        &self.device
+    }
+
     /// Whether commits are confirmed (device-side rollback on controller loss).
     #[must_use]
     pub fn uses_confirmed_commit(&self) -> bool {

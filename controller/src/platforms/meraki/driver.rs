@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 use super::render::{
     self as meraki, L3Rule, MerakiConfig, NETWORK_LABEL, OWNED_PREFIX, OneToOneNat, PortForward,
 };
+use crate::wire::{Format, edit::Edit};
 use crate::{
     model::{device::Device, spec::ServiceSpec},
     platforms::{
@@ -39,7 +40,7 @@ use crate::{
     },
     transport::http::{self, Body, HttpError, Reply, RestClient, shared_limiter},
     wire::Rendering,
-    wire::http::{Call, parse_calls, render_calls},
+    wire::http::Call,
 };
 
 /// The Meraki platform driver.
@@ -219,13 +220,11 @@ impl DevicePlatform for MerakiPlatform {
         merge_configs(contributions)
     }
 
-    fn diff(&self, prev: &MerakiConfig, next: &MerakiConfig) -> Option<String> {
+    fn diff(&self, prev: &MerakiConfig, next: &MerakiConfig) -> Option<Edit> {
         let calls = meraki::edit_calls(prev, next);
-        (!calls.is_empty()).then(|| {
-            render_calls(
-                &["Meraki Dashboard API v1: Rampart-owned rules (comment/name RPM-…); other rules are kept".to_owned()],
-                &calls,
-            )
+        (!calls.is_empty()).then(|| Edit::Http {
+            notes: vec!["Meraki Dashboard API v1: Rampart-owned rules (comment/name RPM-…); other rules are kept".to_owned()],
+            calls,
         })
     }
 
@@ -557,9 +556,16 @@ impl MerakiParticipant {
         Ok(json!({"rules": specific}))
     }
 
-    async fn stage(&mut self, edit: &str) -> Result<(), DeviceError> {
-        let calls =
-            parse_calls(edit).map_err(|e| dev_err(&self.device, "prepare", e.to_string(), None))?;
+    async fn stage(&mut self, edit: &Edit) -> Result<(), DeviceError> {
+        let Edit::Http { calls, .. } = edit else {
+            return Err(dev_err(
+                &self.device,
+                "prepare",
+                edit.unexpected(Format::Http),
+                None,
+            ));
+        };
+        let calls = calls.clone();
         let known = [
             meraki::paths::L3,
             meraki::paths::INBOUND,
@@ -718,7 +724,7 @@ impl MerakiParticipant {
 
 #[tonic::async_trait]
 impl Participant for MerakiParticipant {
-    async fn prepare(&mut self, edit: &str) -> Result<(), DeviceError> {
+    async fn prepare(&mut self, edit: &Edit) -> Result<(), DeviceError> {
         self.stage(edit).await
     }
 
@@ -740,7 +746,7 @@ impl Participant for MerakiParticipant {
         false
     }
 
-    async fn apply_now(&mut self, edit: &str) -> Result<(), DeviceError> {
+    async fn apply_now(&mut self, edit: &Edit) -> Result<(), DeviceError> {
         self.stage(edit).await?;
         self.send_staged().await
     }

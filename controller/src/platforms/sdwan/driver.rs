@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use super::render::{self as sdwan, POLICY_PREFIX, SdWanConfig, paths};
+use crate::wire::{Format, edit::Edit};
 use crate::{
     model::{device::Device, spec::ServiceSpec},
     platforms::{
@@ -38,7 +39,7 @@ use crate::{
     },
     transport::http::{Body, Reply, RestClient, shared_limiter},
     wire::Rendering,
-    wire::http::{Call, parse_calls, render_calls},
+    wire::http::Call,
 };
 
 /// The SD-WAN Manager platform driver.
@@ -110,15 +111,15 @@ impl DevicePlatform for SdWanPlatform {
         Ok(out)
     }
 
-    fn diff(&self, prev: &SdWanConfig, next: &SdWanConfig) -> Option<String> {
+    fn diff(&self, prev: &SdWanConfig, next: &SdWanConfig) -> Option<Edit> {
         if prev == next {
             return None;
         }
         let calls = sdwan::edit_calls(prev, next);
-        Some(render_calls(
-            &["SD-WAN Manager /dataservice: created at prepare, activated (polled) at commit, old objects deleted after; {name:X} is the id of X".to_owned()],
-            &calls,
-        ))
+        Some(Edit::Http {
+            notes: vec!["SD-WAN Manager /dataservice: created at prepare, activated (polled) at commit, old objects deleted after; {name:X} is the id of X".to_owned()],
+            calls,
+        })
     }
 
     async fn connect(&self, device: &Device) -> Result<Box<dyn Participant>, DeviceError> {
@@ -394,9 +395,16 @@ impl SdWanParticipant {
         }
     }
 
-    async fn stage(&mut self, edit: &str) -> Result<(), DeviceError> {
-        let calls =
-            parse_calls(edit).map_err(|e| dev_err(&self.device, "prepare", e.to_string(), None))?;
+    async fn stage(&mut self, edit: &Edit) -> Result<(), DeviceError> {
+        let Edit::Http { calls, .. } = edit else {
+            return Err(dev_err(
+                &self.device,
+                "prepare",
+                edit.unexpected(Format::Http),
+                None,
+            ));
+        };
+        let calls = calls.clone();
         self.activate.clear();
         self.cleanup.clear();
         for call in calls {
@@ -690,7 +698,7 @@ impl SdWanParticipant {
 
 #[tonic::async_trait]
 impl Participant for SdWanParticipant {
-    async fn prepare(&mut self, edit: &str) -> Result<(), DeviceError> {
+    async fn prepare(&mut self, edit: &Edit) -> Result<(), DeviceError> {
         self.stage(edit).await
     }
 
@@ -715,7 +723,7 @@ impl Participant for SdWanParticipant {
         false
     }
 
-    async fn apply_now(&mut self, edit: &str) -> Result<(), DeviceError> {
+    async fn apply_now(&mut self, edit: &Edit) -> Result<(), DeviceError> {
         let res = async {
             self.stage(edit).await?;
             self.run_activation().await
