@@ -38,14 +38,12 @@ pub struct RestSettings {
 }
 
 impl RestSettings {
-    /// `defaults` with the shared CA bundle and request timeout.
+    /// These settings with the shared CA bundle and request timeout.
     #[must_use]
-    pub fn from_shared(defaults: RestSettings, s: &super::Settings) -> RestSettings {
-        RestSettings {
-            ca_bundle: s.ca_bundle.clone(),
-            timeout: s.rpc_timeout,
-            ..defaults
-        }
+    pub fn with_shared(mut self, s: &super::Settings) -> RestSettings {
+        self.ca_bundle.clone_from(&s.ca_bundle);
+        self.timeout = s.rpc_timeout;
+        self
     }
 
     /// Defaults for Meraki: 10 requests/s per organization with a burst of 5

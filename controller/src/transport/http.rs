@@ -223,28 +223,8 @@ impl RetryPolicy {
     /// between half and all of `base * 2^n`, capped.
     #[must_use]
     pub fn backoff(&self, n: u32) -> Duration {
-        let full = self
-            .base_delay
-            .saturating_mul(1u32 << n.min(16))
-            .min(self.max_delay);
-        let half = full / 2;
-        half + full.mul_f64(jitter() * 0.5)
+        super::backoff::delay(self.base_delay, self.max_delay, n)
     }
-}
-
-/// A number in [0, 1) that differs between calls and processes (no RNG
-/// dependency needed for jitter).
-fn jitter() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default(),
-    );
-    // 53 random bits make an exactly representable fraction.
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is treated as absent).

@@ -6,6 +6,7 @@
 //! [`http`] is the REST client of the controller platforms, [`ssh_cli`]
 //! the ASA's CLI session.
 
+pub mod backoff;
 pub mod error;
 pub mod http;
 pub mod known_hosts;

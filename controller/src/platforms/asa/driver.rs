@@ -292,11 +292,11 @@ impl DevicePlatform for AsaPlatform {
     const NAME: &'static str = asa::PLATFORM;
 
     fn build(&self, spec: &ServiceSpec, device: &Device) -> Result<AsaConfig, CompileError> {
-        Ok(asa::build(spec, device)?)
+        asa::build(spec, device)
     }
 
     fn render(&self, spec: &ServiceSpec, device: &Device) -> Result<Vec<Rendering>, CompileError> {
-        Ok(asa::render(spec, device)?)
+        asa::render(spec, device)
     }
 
     fn merge(&self, contributions: BTreeMap<String, AsaConfig>) -> Result<AsaConfig, Conflict> {

@@ -76,8 +76,8 @@ fn merge_configs(contributions: BTreeMap<String, FtdConfig>) -> Result<FtdConfig
         first: first.cloned().unwrap_or_default(),
         second: second.to_owned(),
     };
-    for (service, c) in &contributions {
-        let c = c.clone();
+    for (service, c) in contributions {
+        let service = &service;
         for n in c.networks {
             match out.networks.iter().find(|x| x.name == n.name) {
                 Some(x) if *x != n => {
@@ -158,10 +158,9 @@ fn owned_view(c: &FtdConfig) -> Value {
 /// The registry's constructor.
 #[must_use]
 pub fn new_driver(s: &Settings) -> Arc<dyn PlatformDriver> {
-    Arc::new(Adapter(FtdPlatform::new(RestSettings::from_shared(
-        FtdPlatform::default_settings(),
-        s,
-    ))))
+    Arc::new(Adapter(FtdPlatform::new(
+        FtdPlatform::default_settings().with_shared(s),
+    )))
 }
 
 #[tonic::async_trait]
@@ -171,11 +170,11 @@ impl DevicePlatform for FtdPlatform {
     const NAME: &'static str = ftd::PLATFORM;
 
     fn build(&self, spec: &ServiceSpec, device: &Device) -> Result<FtdConfig, CompileError> {
-        Ok(ftd::build(spec, device)?)
+        ftd::build(spec, device)
     }
 
     fn render(&self, spec: &ServiceSpec, device: &Device) -> Result<Vec<Rendering>, CompileError> {
-        Ok(ftd::render(spec, device)?)
+        ftd::render(spec, device)
     }
 
     fn merge(&self, contributions: BTreeMap<String, FtdConfig>) -> Result<FtdConfig, Conflict> {

@@ -79,8 +79,8 @@ fn merge_configs(contributions: BTreeMap<String, MerakiConfig>) -> Result<Meraki
     let mut pf_owner: BTreeMap<(String, String), String> = BTreeMap::new();
     let mut vpn_owner: Option<String> = None;
     let mut nat_owner: BTreeMap<String, String> = BTreeMap::new();
-    for (service, c) in &contributions {
-        let c = c.clone();
+    for (service, c) in contributions {
+        let service = &service;
         out.l3.extend(c.l3);
         out.inbound.extend(c.inbound);
         for (i, (slot, value)) in [
@@ -193,10 +193,9 @@ fn owned_view(c: &MerakiConfig) -> Value {
 /// The registry's constructor.
 #[must_use]
 pub fn new_driver(s: &Settings) -> Arc<dyn PlatformDriver> {
-    Arc::new(Adapter(MerakiPlatform::new(RestSettings::from_shared(
-        RestSettings::meraki(),
-        s,
-    ))))
+    Arc::new(Adapter(MerakiPlatform::new(
+        RestSettings::meraki().with_shared(s),
+    )))
 }
 
 #[tonic::async_trait]
@@ -206,11 +205,11 @@ impl DevicePlatform for MerakiPlatform {
     const NAME: &'static str = meraki::PLATFORM;
 
     fn build(&self, spec: &ServiceSpec, device: &Device) -> Result<MerakiConfig, CompileError> {
-        Ok(meraki::build(spec, device)?)
+        meraki::build(spec, device)
     }
 
     fn render(&self, spec: &ServiceSpec, device: &Device) -> Result<Vec<Rendering>, CompileError> {
-        Ok(meraki::render(spec, device)?)
+        meraki::render(spec, device)
     }
 
     fn merge(

@@ -83,10 +83,9 @@ fn owned_view(c: &SdWanConfig) -> Value {
 /// The registry's constructor.
 #[must_use]
 pub fn new_driver(s: &Settings) -> Arc<dyn PlatformDriver> {
-    Arc::new(Adapter(SdWanPlatform::new(RestSettings::from_shared(
-        SdWanPlatform::default_settings(),
-        s,
-    ))))
+    Arc::new(Adapter(SdWanPlatform::new(
+        SdWanPlatform::default_settings().with_shared(s),
+    )))
 }
 
 #[tonic::async_trait]
@@ -96,11 +95,11 @@ impl DevicePlatform for SdWanPlatform {
     const NAME: &'static str = sdwan::PLATFORM;
 
     fn build(&self, spec: &ServiceSpec, device: &Device) -> Result<SdWanConfig, CompileError> {
-        Ok(sdwan::build(spec, device)?)
+        sdwan::build(spec, device)
     }
 
     fn render(&self, spec: &ServiceSpec, device: &Device) -> Result<Vec<Rendering>, CompileError> {
-        Ok(sdwan::render(spec, device)?)
+        sdwan::render(spec, device)
     }
 
     fn merge(&self, contributions: BTreeMap<String, SdWanConfig>) -> Result<SdWanConfig, Conflict> {

@@ -3,11 +3,9 @@
 //! access through every path, expired/revoked/unknown tokens, client
 //! certificates, and the audit record of every mutating method.
 
-#[path = "support/secure.rs"]
-mod secure;
-
 use std::time::Duration;
 
+use crate::secure::{Authed, Daemon, with_token};
 use rampart_controller::{
     auth::{Role, rbac},
     tls::{CertificateAuthority, Usage},
@@ -18,7 +16,6 @@ use rampart_proto::v1::{
     secret_manager_client::SecretManagerClient, service_manager_client::ServiceManagerClient,
     transaction_manager_client::TransactionManagerClient,
 };
-use secure::{Authed, Daemon, with_token};
 use tonic::{Code, Status, transport::Identity};
 
 fn host_fw(name: &str, tenant: &str) -> String {
@@ -288,7 +285,7 @@ async fn cross_tenant_access_through_every_path() {
         .await
         .unwrap();
     let device_fw =
-        include_str!("../../examples/firewall.yaml").replace("tenant: acme", "tenant: beta");
+        include_str!("../../../examples/firewall.yaml").replace("tenant: acme", "tenant: beta");
     let device_applied = svc
         .apply_service(apply_req(&device_fw, false))
         .await

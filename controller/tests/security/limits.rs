@@ -3,16 +3,13 @@
 //! (overlong names, deep nesting, huge rule lists) answered with a clear
 //! InvalidArgument.
 
-#[path = "support/secure.rs"]
-mod secure;
-
 use std::time::Duration;
 
+use crate::secure::Daemon;
 use rampart_proto::v1::{
     self as pb, access_manager_client::AccessManagerClient,
     service_manager_client::ServiceManagerClient,
 };
-use secure::Daemon;
 use tonic::Code;
 
 fn apply_req(doc: String) -> pb::ApplyServiceRequest {

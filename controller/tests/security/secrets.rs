@@ -3,9 +3,6 @@
 //! response or in the store files; generated key material is 0600; the
 //! plaintext lab mode says so loudly.
 
-#[path = "support/secure.rs"]
-mod secure;
-
 use std::{
     os::unix::fs::PermissionsExt as _,
     path::Path,
@@ -13,12 +10,12 @@ use std::{
     time::Duration,
 };
 
+use crate::secure::{tls_channel, with_token};
 use rampart_proto::v1::{
     self as pb, access_manager_client::AccessManagerClient, audit_log_client::AuditLogClient,
     device_manager_client::DeviceManagerClient, service_manager_client::ServiceManagerClient,
     transaction_manager_client::TransactionManagerClient,
 };
-use secure::{tls_channel, with_token};
 
 const PASSWORD: &str = "PW-canary-7f3a9c";
 const PRIVATE_KEY: &str = "KEY-canary-51be0d";
@@ -145,7 +142,7 @@ async fn secrets_never_reach_logs_responses_or_disk() {
             .unwrap()
     ));
     let mut svc = ServiceManagerClient::new(admin.clone());
-    let fw = include_str!("../../examples/firewall.yaml");
+    let fw = include_str!("../../../examples/firewall.yaml");
     if let Ok(r) = svc
         .dry_run(pb::ApplyServiceRequest {
             document: fw.into(),

@@ -1,7 +1,7 @@
 //! Validation throughput, as a command rather than a timed test:
 //!
 //! ```text
-//! cargo test -p rampart-controller --release --test model_bench -- --ignored --nocapture
+//! cargo test -p rampart-controller --release --test model -- --ignored --nocapture bench
 //! ```
 //!
 //! For firewalls of growing size it compares the full pipeline (parse,

@@ -8,7 +8,7 @@
     dead_code,
     reason = "the checks file also exports helpers for the targets"
 )]
-#[path = "../../fuzz/src/checks.rs"]
+#[path = "../../../fuzz/src/checks.rs"]
 mod fuzz;
 
 use rampart_controller::transport::netconf::{framing, reply};

@@ -2,18 +2,15 @@
 //! claims mapping, issuer/audience/expiry checks, algorithm confusion, and
 //! caching of the key set.
 
-#[path = "support/secure.rs"]
-mod secure;
-
 use std::sync::{
     Arc,
     atomic::{AtomicUsize, Ordering},
 };
 
+use crate::secure::Daemon;
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use rampart_proto::v1::{self as pb, access_manager_client::AccessManagerClient};
-use secure::Daemon;
 use serde_json::json;
 use tonic::Code;
 
