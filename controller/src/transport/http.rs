@@ -1,6 +1,6 @@
 //! Shared HTTPS pieces for the REST-driven platforms (Meraki Dashboard, FDM,
 //! SD-WAN Manager): one rustls client per device with an explicit trust
-//! anchor, a token-bucket rate limiter shared by everything that talks to
+//! anchor, a rate limiter (governor) shared by everything that talks to
 //! the same rate-limit domain (a Meraki organization, an SD-WAN Manager),
 //! `Retry-After` and jittered exponential backoff with a retry bound,
 //! and `Link`-header pagination. The calls themselves are
@@ -92,36 +92,36 @@ pub fn client(ca_file: Option<&Path>, timeout: Duration) -> Result<reqwest::Clie
 
 // ===== rate limiting =====
 
-#[derive(Debug)]
-struct Bucket {
-    tokens: f64,
-    stamp: Instant,
-    paused_until: Option<Instant>,
-}
-
-/// A token bucket: at most `burst` requests at once, refilled at `rps` per
-/// second. Waiters reserve their token before sleeping, so concurrent
-/// callers are served in order and the rate is never exceeded.
+/// A rate limiter (governor's GCRA): at most `burst` requests at once,
+/// refilled at `rps` per second, plus the pause a server's `Retry-After`
+/// asks for.
 #[derive(Debug)]
 pub struct RateLimiter {
     rps: f64,
-    burst: f64,
-    bucket: Mutex<Bucket>,
+    limiter: governor::DefaultDirectRateLimiter,
+    paused_until: Mutex<Option<Instant>>,
 }
 
 impl RateLimiter {
     /// A full bucket.
     #[must_use]
     pub fn new(rps: f64, burst: f64) -> RateLimiter {
-        let burst = burst.max(1.0);
+        let rps = rps.max(0.001);
+        let period = Duration::from_secs_f64(1.0 / rps).max(Duration::from_nanos(1));
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "a burst is a small positive count"
+        )]
+        let burst = std::num::NonZeroU32::new(burst.max(1.0).round() as u32)
+            .unwrap_or(std::num::NonZeroU32::MIN);
+        let quota = governor::Quota::with_period(period)
+            .unwrap_or_else(|| governor::Quota::per_second(std::num::NonZeroU32::MIN))
+            .allow_burst(burst);
         RateLimiter {
-            rps: rps.max(0.001),
-            burst,
-            bucket: Mutex::new(Bucket {
-                tokens: burst,
-                stamp: Instant::now(),
-                paused_until: None,
-            }),
+            rps,
+            limiter: governor::RateLimiter::direct(quota),
+            paused_until: Mutex::new(None),
         }
     }
 
@@ -131,51 +131,46 @@ impl RateLimiter {
         self.rps
     }
 
-    /// How long the caller must wait before sending; the token is taken.
-    fn reserve(&self) -> Duration {
-        let mut b = self
-            .bucket
+    /// What is left of a pause.
+    fn pause_left(&self) -> Duration {
+        let mut p = self
+            .paused_until
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let now = Instant::now();
-        let elapsed = now.saturating_duration_since(b.stamp).as_secs_f64();
-        b.tokens = (b.tokens + elapsed * self.rps).min(self.burst);
-        b.stamp = now;
-        b.tokens -= 1.0;
-        let mut wait = if b.tokens >= 0.0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64(-b.tokens / self.rps)
-        };
-        if let Some(p) = b.paused_until {
-            let pause = p.saturating_duration_since(now);
-            if pause.is_zero() {
-                b.paused_until = None;
-            }
-            wait = wait.max(pause);
+        let left = p.map_or(Duration::ZERO, |u| {
+            u.saturating_duration_since(Instant::now())
+        });
+        if left.is_zero() {
+            *p = None;
         }
-        wait
+        left
     }
 
-    /// Waits for a token.
+    /// Waits for a token (after any pause).
     pub async fn acquire(&self) {
-        let wait = self.reserve();
-        if !wait.is_zero() {
-            tracing::debug!(wait_ms = wait.as_millis(), "rate limiter: waiting");
-            tokio::time::sleep(wait).await;
+        loop {
+            let pause = self.pause_left();
+            if pause.is_zero() {
+                break;
+            }
+            tracing::debug!(wait_ms = pause.as_millis(), "rate limiter: paused");
+            tokio::time::sleep(pause).await;
         }
+        self.limiter.until_ready().await;
     }
 
     /// Holds every caller back for `d` (a server said `Retry-After`), and
     /// empties the bucket so the resumed traffic does not burst.
     pub fn pause(&self, d: Duration) {
-        let mut b = self
-            .bucket
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let until = Instant::now() + d;
-        b.paused_until = Some(b.paused_until.map_or(until, |p| p.max(until)));
-        b.tokens = b.tokens.min(0.0);
+        {
+            let mut p = self
+                .paused_until
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            *p = Some(p.map_or(until, |x| x.max(until)));
+        }
+        while self.limiter.check().is_ok() {}
     }
 }
 
