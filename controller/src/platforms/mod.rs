@@ -52,21 +52,27 @@ pub enum CompileError {
     IosXe(#[from] iosxe::IosXeError),
 }
 
-/// Southbound settings every platform's sessions are built from.
+/// Settings of the southbound side: what every platform's sessions are
+/// built from, and how the engine paces them (`txn::EngineConfig`).
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// OpenSSH known_hosts file for SSH host keys (NETCONF, ASA CLI).
+    /// OpenSSH known_hosts file for device host keys.
     pub known_hosts: PathBuf,
     /// Record unknown host keys instead of refusing them (labs only).
     pub trust_on_first_use: bool,
     /// Connect + SSH + hello timeout.
     pub connect_timeout: Duration,
-    /// One RPC's, command's or HTTP request's timeout.
+    /// One RPC's timeout.
     pub rpc_timeout: Duration,
     /// Confirmed-commit timeout (device-side rollback if rampartd dies).
     pub confirm_timeout: Duration,
-    /// PEM CA bundle trusted for REST devices; a device's
-    /// `rampart.io/ca-file` label overrides it. `None`: the public roots.
+    /// Devices worked at once.
+    pub max_parallel: usize,
+    /// Time limit for one device's phase.
+    pub device_timeout: Duration,
+    /// PEM CA bundle trusted for REST devices (Meraki, FDM, SD-WAN
+    /// Manager); a device's `rampart.io/ca-file` label overrides it. `None`:
+    /// the public web roots. Verification is never turned off.
     pub ca_bundle: Option<PathBuf>,
 }
 
@@ -78,6 +84,8 @@ impl Default for Settings {
             connect_timeout: Duration::from_secs(10),
             rpc_timeout: Duration::from_secs(60),
             confirm_timeout: Duration::from_secs(120),
+            max_parallel: 16,
+            device_timeout: Duration::from_secs(120),
             ca_bundle: None,
         }
     }

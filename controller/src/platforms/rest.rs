@@ -99,6 +99,18 @@ pub fn base_url(address: &str, prefix: &str) -> String {
     }
 }
 
+/// What drift compares the device with: the baseline accepted from it
+/// earlier (`sync --from-device`), else Rampart's view of its own state.
+///
+/// # Errors
+/// An accepted baseline that is not JSON.
+pub fn baseline(accepted: Option<&str>, owned: impl FnOnce() -> Value) -> Result<Value, String> {
+    match accepted {
+        Some(a) => serde_json::from_str(a).map_err(|e| format!("accepted baseline: {e}")),
+        None => Ok(owned()),
+    }
+}
+
 /// Structural differences between two JSON values, as drift entries.
 #[must_use]
 pub fn json_differences(path: &str, expected: &Value, actual: &Value) -> Vec<Difference> {

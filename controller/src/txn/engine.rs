@@ -17,9 +17,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
-    path::PathBuf,
     sync::{Arc, Mutex},
-    time::Duration,
 };
 
 use tokio::sync::Semaphore;
@@ -120,43 +118,9 @@ pub enum EngineError {
     Store(#[from] StoreError),
 }
 
-/// Settings of the southbound side.
-#[derive(Debug, Clone)]
-pub struct EngineConfig {
-    /// OpenSSH known_hosts file for device host keys.
-    pub known_hosts: PathBuf,
-    /// Record unknown host keys instead of refusing them (labs only).
-    pub trust_on_first_use: bool,
-    /// Connect + SSH + hello timeout.
-    pub connect_timeout: Duration,
-    /// One RPC's timeout.
-    pub rpc_timeout: Duration,
-    /// Confirmed-commit timeout (device-side rollback if rampartd dies).
-    pub confirm_timeout: Duration,
-    /// Devices worked at once.
-    pub max_parallel: usize,
-    /// Time limit for one device's phase.
-    pub device_timeout: Duration,
-    /// PEM CA bundle trusted for REST devices (Meraki, FDM, SD-WAN
-    /// Manager); a device's `rampart.io/ca-file` label overrides it. `None`:
-    /// the public web roots. Verification is never turned off.
-    pub ca_bundle: Option<PathBuf>,
-}
-
-impl Default for EngineConfig {
-    fn default() -> Self {
-        Self {
-            known_hosts: PathBuf::from("known_hosts"),
-            trust_on_first_use: false,
-            connect_timeout: Duration::from_secs(10),
-            rpc_timeout: Duration::from_secs(60),
-            confirm_timeout: Duration::from_secs(120),
-            max_parallel: 16,
-            device_timeout: Duration::from_secs(120),
-            ca_bundle: None,
-        }
-    }
-}
+/// Settings of the southbound side: the platforms' sessions and the
+/// engine's pacing of them (one type, defined with the platforms).
+pub use crate::platforms::Settings as EngineConfig;
 
 /// What a change asks for.
 #[derive(Debug, Clone, Default)]
@@ -265,14 +229,7 @@ impl Engine {
     /// An engine over `store` with the built-in platform drivers.
     #[must_use]
     pub fn new(store: Store, config: EngineConfig) -> Self {
-        let drivers = platforms::drivers(&platforms::Settings {
-            known_hosts: config.known_hosts.clone(),
-            trust_on_first_use: config.trust_on_first_use,
-            connect_timeout: config.connect_timeout,
-            rpc_timeout: config.rpc_timeout,
-            confirm_timeout: config.confirm_timeout,
-            ca_bundle: config.ca_bundle.clone(),
-        });
+        let drivers = platforms::drivers(&config);
         Self {
             store,
             config,

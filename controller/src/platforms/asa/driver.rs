@@ -272,19 +272,6 @@ pub fn parse_running(text: &str) -> AsaConfig {
     c
 }
 
-/// The registry's constructor.
-#[must_use]
-pub fn new_driver(s: &Settings) -> Arc<dyn PlatformDriver> {
-    Arc::new(Adapter(AsaPlatform::new(AsaSettings {
-        host_key: HostKeyPolicy {
-            known_hosts: s.known_hosts.clone(),
-            trust_on_first_use: s.trust_on_first_use,
-        },
-        connect_timeout: s.connect_timeout,
-        command_timeout: s.rpc_timeout,
-    })))
-}
-
 #[tonic::async_trait]
 impl DevicePlatform for AsaPlatform {
     type Config = AsaConfig;
@@ -686,4 +673,17 @@ impl Participant for AsaParticipant {
     async fn read(&mut self) -> Result<String, DeviceError> {
         self.running("read").await
     }
+}
+
+/// The registry's constructor.
+#[must_use]
+pub fn new_driver(s: &Settings) -> Arc<dyn PlatformDriver> {
+    Arc::new(Adapter(AsaPlatform::new(AsaSettings {
+        host_key: HostKeyPolicy {
+            known_hosts: s.known_hosts.clone(),
+            trust_on_first_use: s.trust_on_first_use,
+        },
+        connect_timeout: s.connect_timeout,
+        command_timeout: s.rpc_timeout,
+    })))
 }

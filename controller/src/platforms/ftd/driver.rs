@@ -34,7 +34,7 @@ use crate::{
             Adapter, Committed, Conflict, DeviceError, DevicePlatform, Participant, PlatformDriver,
             resolve_credentials,
         },
-        rest::{RestSettings, base_url, dev_err, json_differences},
+        rest::{RestSettings, base_url, baseline, dev_err, json_differences},
     },
     transport::http::{Body, Reply, RestClient},
     wire::Rendering,
@@ -155,14 +155,6 @@ fn owned_view(c: &FtdConfig) -> Value {
     json!({"rules": c.rules, "nat": c.nat, "networks": c.networks, "ports": c.ports})
 }
 
-/// The registry's constructor.
-#[must_use]
-pub fn new_driver(s: &Settings) -> Arc<dyn PlatformDriver> {
-    Arc::new(Adapter(FtdPlatform::new(
-        FtdPlatform::default_settings().with_shared(s),
-    )))
-}
-
 #[tonic::async_trait]
 impl DevicePlatform for FtdPlatform {
     type Config = FtdConfig;
@@ -201,10 +193,7 @@ impl DevicePlatform for FtdPlatform {
         accepted: Option<&str>,
         actual: &str,
     ) -> Result<Vec<Difference>, String> {
-        let expected = match accepted {
-            Some(a) => serde_json::from_str(a).map_err(|e| format!("accepted baseline: {e}"))?,
-            None => owned_view(&expected.clone()),
-        };
+        let expected = baseline(accepted, || owned_view(expected))?;
         let mut actual: Value =
             serde_json::from_str(actual).map_err(|e| format!("device reply: {e}"))?;
         // Content-named objects may also serve rules Rampart does not own:
@@ -891,4 +880,12 @@ impl Participant for FtdParticipant {
     async fn read(&mut self) -> Result<String, DeviceError> {
         Ok(self.owned().await?.to_string())
     }
+}
+
+/// The registry's constructor.
+#[must_use]
+pub fn new_driver(s: &Settings) -> Arc<dyn PlatformDriver> {
+    Arc::new(Adapter(FtdPlatform::new(
+        FtdPlatform::default_settings().with_shared(s),
+    )))
 }

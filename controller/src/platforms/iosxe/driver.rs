@@ -106,18 +106,6 @@ impl From<ParticipantError> for DeviceError {
     }
 }
 
-/// The registry's constructor.
-#[must_use]
-pub fn new_driver(s: &Settings) -> Arc<dyn PlatformDriver> {
-    Arc::new(Adapter(IosXePlatform::new(NetconfSettings {
-        known_hosts: s.known_hosts.clone(),
-        trust_on_first_use: s.trust_on_first_use,
-        connect_timeout: s.connect_timeout,
-        rpc_timeout: s.rpc_timeout,
-        confirm_timeout: s.confirm_timeout,
-    })))
-}
-
 #[tonic::async_trait]
 impl DevicePlatform for IosXePlatform {
     type Config = IosXeConfig;
@@ -232,4 +220,16 @@ impl Participant for IosXeParticipant {
     async fn read(&mut self) -> Result<String, DeviceError> {
         Ok(self.running(owned_filter()).await?)
     }
+}
+
+/// The registry's constructor.
+#[must_use]
+pub fn new_driver(s: &Settings) -> Arc<dyn PlatformDriver> {
+    Arc::new(Adapter(IosXePlatform::new(NetconfSettings {
+        known_hosts: s.known_hosts.clone(),
+        trust_on_first_use: s.trust_on_first_use,
+        connect_timeout: s.connect_timeout,
+        rpc_timeout: s.rpc_timeout,
+        confirm_timeout: s.confirm_timeout,
+    })))
 }

@@ -36,7 +36,7 @@ use crate::{
             Adapter, Committed, Conflict, DeviceError, DevicePlatform, Participant, PlatformDriver,
             resolve_credentials,
         },
-        rest::{RestSettings, base_url, dev_err, json_differences},
+        rest::{RestSettings, base_url, baseline, dev_err, json_differences},
     },
     transport::http::{self, Body, HttpError, Reply, RestClient, shared_limiter},
     wire::Rendering,
@@ -190,14 +190,6 @@ fn owned_view(c: &MerakiConfig) -> Value {
     v
 }
 
-/// The registry's constructor.
-#[must_use]
-pub fn new_driver(s: &Settings) -> Arc<dyn PlatformDriver> {
-    Arc::new(Adapter(MerakiPlatform::new(
-        RestSettings::meraki().with_shared(s),
-    )))
-}
-
 #[tonic::async_trait]
 impl DevicePlatform for MerakiPlatform {
     type Config = MerakiConfig;
@@ -239,10 +231,7 @@ impl DevicePlatform for MerakiPlatform {
         accepted: Option<&str>,
         actual: &str,
     ) -> Result<Vec<Difference>, String> {
-        let expected = match accepted {
-            Some(a) => serde_json::from_str(a).map_err(|e| format!("accepted baseline: {e}"))?,
-            None => owned_view(&expected.clone()),
-        };
+        let expected = baseline(accepted, || owned_view(expected))?;
         let mut actual: Value =
             serde_json::from_str(actual).map_err(|e| format!("device reply: {e}"))?;
         if expected.get("siteToSite").is_none()
@@ -753,4 +742,12 @@ impl Participant for MerakiParticipant {
     async fn read(&mut self) -> Result<String, DeviceError> {
         Ok(self.owned().await?.to_string())
     }
+}
+
+/// The registry's constructor.
+#[must_use]
+pub fn new_driver(s: &Settings) -> Arc<dyn PlatformDriver> {
+    Arc::new(Adapter(MerakiPlatform::new(
+        RestSettings::meraki().with_shared(s),
+    )))
 }

@@ -35,7 +35,7 @@ use crate::{
             Adapter, Committed, Conflict, DeviceError, DevicePlatform, Participant, PlatformDriver,
             resolve_credentials,
         },
-        rest::{RestSettings, base_url, dev_err, json_differences},
+        rest::{RestSettings, base_url, baseline, dev_err, json_differences},
     },
     transport::http::{Body, Reply, RestClient, shared_limiter},
     wire::Rendering,
@@ -78,14 +78,6 @@ fn owned_view(c: &SdWanConfig) -> Value {
             "sequences": p.definition()["sequences"].clone(),
         })).collect::<Vec<_>>(),
     })
-}
-
-/// The registry's constructor.
-#[must_use]
-pub fn new_driver(s: &Settings) -> Arc<dyn PlatformDriver> {
-    Arc::new(Adapter(SdWanPlatform::new(
-        SdWanPlatform::default_settings().with_shared(s),
-    )))
 }
 
 #[tonic::async_trait]
@@ -133,10 +125,7 @@ impl DevicePlatform for SdWanPlatform {
         accepted: Option<&str>,
         actual: &str,
     ) -> Result<Vec<Difference>, String> {
-        let expected = match accepted {
-            Some(a) => serde_json::from_str(a).map_err(|e| format!("accepted baseline: {e}"))?,
-            None => owned_view(&expected.clone()),
-        };
+        let expected = baseline(accepted, || owned_view(expected))?;
         let actual: Value =
             serde_json::from_str(actual).map_err(|e| format!("device reply: {e}"))?;
         Ok(json_differences("", &expected, &actual))
@@ -740,4 +729,12 @@ impl Participant for SdWanParticipant {
     async fn read(&mut self) -> Result<String, DeviceError> {
         Ok(self.owned().await?.to_string())
     }
+}
+
+/// The registry's constructor.
+#[must_use]
+pub fn new_driver(s: &Settings) -> Arc<dyn PlatformDriver> {
+    Arc::new(Adapter(SdWanPlatform::new(
+        SdWanPlatform::default_settings().with_shared(s),
+    )))
 }
