@@ -58,8 +58,10 @@ fn record(store: &Store) -> anyhow::Result<TxnRecord> {
             prev: serde_json::Value::Null,
             next: serde_json::Value::Null,
             contributions: BTreeMap::new(),
-            edit: edit.clone(),
-            inverse: edit,
+            edit: rampart_controller::wire::edit::Edit::NetconfXml {
+                config: edit.clone(),
+            },
+            inverse: rampart_controller::wire::edit::Edit::NetconfXml { config: edit },
             status: DeviceStatus::Planned,
             error: None,
             paths: Vec::new(),

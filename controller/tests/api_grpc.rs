@@ -725,7 +725,7 @@ async fn an_oversized_document_gets_the_documented_refusal() {
 #[tokio::test]
 async fn history_answers_stay_under_the_transport_limit() {
     use rampart_controller::{
-        compile::{Format, Rendering},
+        wire::{Format, Rendering},
         store::{Store, TxnChange, TxnRecord, TxnState},
     };
     let data = tempfile::tempdir().unwrap();

@@ -11,83 +11,47 @@ use rampart_controller::{
     model::{
         DocFormat, SourceDoc, Validator,
         device::{Device, Platform},
-        spec::{API_VERSION, ServiceSpec},
+        spec::ServiceSpec,
     },
-    store::Store,
     transport::{
         netconf::HostKeyPolicy,
         ssh_cli::{CliConfig, CliSession},
     },
-    txn::{Change, Engine, EngineConfig, EngineError},
+    txn::{Change, EngineConfig, EngineError},
 };
 use serde_json::{Value, json};
-use support::sims::{Sim, SimKind};
+use support::{
+    lab::{Harness, credentials, device},
+    sims::{Sim, SimKind},
+};
 
 struct Lab {
     sim: Sim,
-    engine: Engine,
-    validator: Validator,
-    inventory: BTreeMap<String, Device>,
-    dir: tempfile::TempDir,
+    h: Harness,
 }
+
+deref_harness!(Lab);
 
 impl Lab {
     fn start(args: &[&str], enable_override: Option<&str>) -> Option<Lab> {
         let sim = Sim::start(SimKind::Asa, args)?;
         let (user, pass, enable) = sim.credentials.clone().unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let creds = dir.path().join("asa");
-        std::fs::write(
-            &creds,
-            format!("{user}:{pass}:{}\n", enable_override.unwrap_or(&enable)),
-        )
-        .unwrap();
-        let store = Store::temporary().unwrap();
-        let d = Device {
-            name: "asa1".to_owned(),
-            platform: Platform::Asa,
-            address: sim.listen.clone(),
-            credentials_ref: format!("file:{}", creds.display()),
-            labels: BTreeMap::new(),
-            created_unix: 0,
-        };
-        store.put_device(&d, false).unwrap();
-        let engine = Engine::new(
-            store,
-            EngineConfig {
-                known_hosts: dir.path().join("known_hosts"),
-                trust_on_first_use: true,
-                ..EngineConfig::default()
-            },
+        let creds = credentials(
+            &dir,
+            "asa",
+            &format!("{user}:{pass}:{}", enable_override.unwrap_or(&enable)),
         );
+        let d = device("asa1", Platform::Asa, sim.listen.clone(), &creds, &[]);
+        let config = EngineConfig {
+            known_hosts: dir.path().join("known_hosts"),
+            trust_on_first_use: true,
+            ..EngineConfig::default()
+        };
         Some(Lab {
             sim,
-            engine,
-            validator: Validator::new().unwrap(),
-            inventory: BTreeMap::from([(d.name.clone(), d)]),
-            dir,
+            h: Harness::new(dir, vec![d], config),
         })
-    }
-
-    fn spec(&self, yaml: &str) -> (ServiceSpec, String) {
-        let doc = SourceDoc {
-            text: yaml,
-            format: DocFormat::Yaml,
-            name: "test.yaml",
-        };
-        let mut v = self.validator.validate(&doc, &self.inventory).unwrap();
-        (v.remove(0).spec, API_VERSION.to_owned())
-    }
-
-    async fn run(&self, apply: &[&str], delete: &[&str]) -> Result<(), EngineError> {
-        let planned = self.engine.plan(
-            Change {
-                apply: apply.iter().map(|y| self.spec(y)).collect(),
-                delete: delete.iter().map(|s| (*s).to_owned()).collect(),
-            },
-            "test",
-        )?;
-        self.engine.execute(planned).await.map(|_| ())
     }
 
     fn running(&self) -> Value {

@@ -11,74 +11,36 @@ use rampart_controller::{
     model::{
         DocFormat, SourceDoc, Validator,
         device::{Device, Platform},
-        spec::{API_VERSION, ServiceSpec},
     },
-    store::Store,
-    txn::{Change, Engine, EngineConfig, EngineError},
+    txn::{Change, EngineConfig, EngineError},
 };
 use serde_json::{Value, json};
-use support::sims::{Sim, SimKind};
+use support::{
+    lab::{Harness, credentials, device},
+    sims::{Sim, SimKind},
+};
 
 struct Lab {
     sim: std::sync::Arc<Sim>,
-    engine: Engine,
-    validator: Validator,
-    inventory: BTreeMap<String, Device>,
-    _dir: tempfile::TempDir,
+    h: Harness,
 }
+
+deref_harness!(Lab);
 
 impl Lab {
     fn start(sim_args: &[&str]) -> Lab {
         let sim = std::sync::Arc::new(Sim::start(SimKind::Fdm, sim_args).unwrap());
         let dir = tempfile::tempdir().unwrap();
-        let creds = dir.path().join("fdm");
-        std::fs::write(&creds, "admin:Admin123\n").unwrap();
-        let store = Store::temporary().unwrap();
-        let d = Device {
-            name: "ftd1".to_owned(),
-            platform: Platform::Ftd,
-            address: sim.base_url(),
-            credentials_ref: format!("file:{}", creds.display()),
-            labels: BTreeMap::new(),
-            created_unix: 0,
+        let creds = credentials(&dir, "fdm", "admin:Admin123");
+        let d = device("ftd1", Platform::Ftd, sim.base_url(), &creds, &[]);
+        let config = EngineConfig {
+            ca_bundle: sim.cert.clone(),
+            ..EngineConfig::default()
         };
-        store.put_device(&d, false).unwrap();
-        let inventory = BTreeMap::from([(d.name.clone(), d)]);
-        let engine = Engine::new(
-            store,
-            EngineConfig {
-                ca_bundle: sim.cert.clone(),
-                ..EngineConfig::default()
-            },
-        );
         Lab {
             sim,
-            engine,
-            validator: Validator::new().unwrap(),
-            inventory,
-            _dir: dir,
+            h: Harness::new(dir, vec![d], config),
         }
-    }
-
-    fn spec(&self, yaml: &str) -> (ServiceSpec, String) {
-        let doc = SourceDoc {
-            text: yaml,
-            format: DocFormat::Yaml,
-            name: "test.yaml",
-        };
-        let mut v = self.validator.validate(&doc, &self.inventory).unwrap();
-        (v.remove(0).spec, API_VERSION.to_owned())
-    }
-
-    async fn run(&self, apply: &[&str], delete: &[&str]) -> Result<(), EngineError> {
-        let planned = self.engine.plan(
-            Change {
-                apply: apply.iter().map(|y| self.spec(y)).collect(),
-                delete: delete.iter().map(|s| (*s).to_owned()).collect(),
-            },
-            "test",
-        )?;
-        self.engine.execute(planned).await.map(|_| ())
     }
 
     fn deployed(&self) -> Value {
@@ -355,25 +317,12 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_expiring_mid_transaction_is_renewed() {
     let lab = Lab::start(&["--deploy-queued-ms", "20", "--deploy-ms", "50"]);
+    let mut lab = lab;
     let sim = lab.sim.clone();
-    let Lab {
-        sim: s,
-        engine,
-        validator,
-        inventory,
-        _dir,
-    } = lab;
-    let engine = engine.with_before_commit(move |_| {
+    lab.engine = lab.engine.clone().with_before_commit(move |_| {
         // Every access token dies between prepare and deploy.
         sim.fault(&json!({"expire_tokens": true}));
     });
-    let lab = Lab {
-        sim: s,
-        engine,
-        validator,
-        inventory,
-        _dir,
-    };
     lab.run(&[&firewall("web", "192.0.2.10/32", 443)], &[])
         .await
         .unwrap();
@@ -433,12 +382,12 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limit_is_respected_and_retry_after_honoured() {
-    use rampart_controller::txn::ftd_platform::FtdPlatform;
+    use rampart_controller::platforms::{driver::Adapter, ftd::FtdPlatform};
     let mut lab = Lab::start(&["--deploy-queued-ms", "20", "--deploy-ms", "50"]);
     // The device allows 8 requests/s; the driver is configured for it.
     lab.sim
         .fault(&json!({"rate_limit": {"rps": 8, "retry_after": 1}}));
-    let settings = rampart_controller::txn::meraki_platform::RestSettings {
+    let settings = rampart_controller::platforms::rest::RestSettings {
         ca_bundle: lab.sim.cert.clone(),
         rps: 8.0,
         burst: 4.0,
@@ -446,7 +395,7 @@ async fn rate_limit_is_respected_and_retry_after_honoured() {
     };
     lab.engine = lab.engine.clone().with_driver(
         Platform::Ftd,
-        std::sync::Arc::new(FtdPlatform::new(settings)),
+        std::sync::Arc::new(Adapter(FtdPlatform::new(settings))),
     );
     lab.run(&[&firewall("web", "192.0.2.10/32", 443)], &[])
         .await

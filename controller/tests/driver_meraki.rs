@@ -15,17 +15,16 @@ use rampart_controller::{
     model::{
         DocFormat, SourceDoc, Validator,
         device::{Device, Platform},
-        spec::{API_VERSION, ServiceSpec},
     },
-    store::Store,
+    platforms::{driver::Adapter, meraki::MerakiPlatform, rest::RestSettings},
     transport::http::{self, Body, RestClient, RetryPolicy, shared_limiter},
-    txn::{
-        Change, Engine, EngineConfig, EngineError,
-        meraki_platform::{MerakiPlatform, RestSettings},
-    },
+    txn::{Change, EngineConfig, EngineError},
 };
 use serde_json::{Value, json};
-use support::sims::{Sim, SimKind};
+use support::{
+    lab::{Harness, credentials, device},
+    sims::{Sim, SimKind},
+};
 
 const KEY: &str = "rampart-sim-key";
 const NET1: &str = "L_6468999999000001";
@@ -33,25 +32,10 @@ const NET2: &str = "L_6468999999000002";
 
 struct Lab {
     sim: Sim,
-    engine: Engine,
-    validator: Validator,
-    inventory: BTreeMap<String, Device>,
-    _dir: tempfile::TempDir,
+    h: Harness,
 }
 
-fn device(name: &str, sim: &Sim, creds: &std::path::Path, labels: &[(&str, &str)]) -> Device {
-    Device {
-        name: name.to_owned(),
-        platform: Platform::MerakiMx,
-        address: sim.base_url(),
-        credentials_ref: format!("file:{}", creds.display()),
-        labels: labels
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
-        created_unix: 0,
-    }
-}
+deref_harness!(Lab);
 
 impl Lab {
     fn start(
@@ -61,54 +45,28 @@ impl Lab {
     ) -> Lab {
         let sim = Sim::start(SimKind::Meraki, sim_args).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let creds = dir.path().join("meraki.key");
-        std::fs::write(&creds, format!("apikey:{KEY}\n")).unwrap();
-        let store = Store::temporary().unwrap();
-        let mut inventory = BTreeMap::new();
-        for (name, labels) in devices {
-            let d = device(name, &sim, &creds, labels);
-            store.put_device(&d, false).unwrap();
-            inventory.insert(d.name.clone(), d);
-        }
-        let mut engine = Engine::new(
-            store,
-            EngineConfig {
-                ca_bundle: sim.cert.clone(),
-                ..EngineConfig::default()
-            },
-        );
+        let creds = credentials(&dir, "meraki.key", &format!("apikey:{KEY}"));
+        let devices = devices
+            .iter()
+            .map(|(name, labels)| device(name, Platform::MerakiMx, sim.base_url(), &creds, labels))
+            .collect();
+        let config = EngineConfig {
+            ca_bundle: sim.cert.clone(),
+            ..EngineConfig::default()
+        };
+        let mut h = Harness::new(dir, devices, config);
         if let Some(mut s) = settings {
             s.ca_bundle.clone_from(&sim.cert);
-            engine = engine.with_driver(Platform::MerakiMx, Arc::new(MerakiPlatform::new(s)));
+            h.engine = h.engine.clone().with_driver(
+                Platform::MerakiMx,
+                Arc::new(Adapter(MerakiPlatform::new(s))),
+            );
         }
-        Lab {
-            sim,
-            engine,
-            validator: Validator::new().unwrap(),
-            inventory,
-            _dir: dir,
-        }
-    }
-
-    fn spec(&self, yaml: &str) -> (ServiceSpec, String) {
-        let doc = SourceDoc {
-            text: yaml,
-            format: DocFormat::Yaml,
-            name: "test.yaml",
-        };
-        let mut v = self.validator.validate(&doc, &self.inventory).unwrap();
-        (v.remove(0).spec, API_VERSION.to_owned())
+        Lab { sim, h }
     }
 
     async fn apply(&self, yamls: &[&str]) -> Result<(), EngineError> {
-        let planned = self.engine.plan(
-            Change {
-                apply: yamls.iter().map(|y| self.spec(y)).collect(),
-                delete: vec![],
-            },
-            "test",
-        )?;
-        self.engine.execute(planned).await.map(|_| ())
+        self.run(yamls, &[]).await
     }
 
     fn net(&self, id: &str) -> Value {

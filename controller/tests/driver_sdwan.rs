@@ -6,87 +6,43 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-
 use rampart_controller::{
-    model::{
-        DocFormat, SourceDoc, Validator,
-        device::{Device, Platform},
-        spec::{API_VERSION, ServiceSpec},
-    },
-    store::Store,
-    txn::{Change, Engine, EngineConfig, EngineError},
+    model::device::Platform,
+    txn::{EngineConfig, EngineError},
 };
 use serde_json::{Value, json};
-use support::sims::{Sim, SimKind};
+use support::{
+    lab::{Harness, credentials, device},
+    sims::{Sim, SimKind},
+};
 
 struct Lab {
     sim: std::sync::Arc<Sim>,
-    engine: Engine,
-    validator: Validator,
-    inventory: BTreeMap<String, Device>,
-    _dir: tempfile::TempDir,
+    h: Harness,
 }
+
+deref_harness!(Lab);
 
 impl Lab {
     fn start(hook: bool) -> Lab {
         let sim =
             std::sync::Arc::new(Sim::start(SimKind::Vmanage, &["--action-ms", "60"]).unwrap());
         let dir = tempfile::tempdir().unwrap();
-        let creds = dir.path().join("vmanage");
-        std::fs::write(&creds, "admin:Admin123#\n").unwrap();
-        let store = Store::temporary().unwrap();
-        let d = Device {
-            name: "vmanage1".to_owned(),
-            platform: Platform::SdWan,
-            address: sim.base_url(),
-            credentials_ref: format!("file:{}", creds.display()),
-            labels: BTreeMap::new(),
-            created_unix: 0,
+        let creds = credentials(&dir, "vmanage", "admin:Admin123#");
+        let d = device("vmanage1", Platform::SdWan, sim.base_url(), &creds, &[]);
+        let config = EngineConfig {
+            ca_bundle: sim.cert.clone(),
+            ..EngineConfig::default()
         };
-        store.put_device(&d, false).unwrap();
-        let mut engine = Engine::new(
-            store,
-            EngineConfig {
-                ca_bundle: sim.cert.clone(),
-                ..EngineConfig::default()
-            },
-        );
+        let mut h = Harness::new(dir, vec![d], config);
         if hook {
             let s = sim.clone();
-            engine = engine.with_before_commit(move |_| {
+            h.engine = h.engine.clone().with_before_commit(move |_| {
                 // Every session dies between prepare and activation.
                 s.fault(&json!({"expire_sessions": true}));
             });
         }
-        Lab {
-            sim,
-            engine,
-            validator: Validator::new().unwrap(),
-            inventory: BTreeMap::from([(d.name.clone(), d)]),
-            _dir: dir,
-        }
-    }
-
-    fn spec(&self, yaml: &str) -> (ServiceSpec, String) {
-        let doc = SourceDoc {
-            text: yaml,
-            format: DocFormat::Yaml,
-            name: "test.yaml",
-        };
-        let mut v = self.validator.validate(&doc, &self.inventory).unwrap();
-        (v.remove(0).spec, API_VERSION.to_owned())
-    }
-
-    async fn run(&self, apply: &[&str], delete: &[&str]) -> Result<(), EngineError> {
-        let planned = self.engine.plan(
-            Change {
-                apply: apply.iter().map(|y| self.spec(y)).collect(),
-                delete: delete.iter().map(|s| (*s).to_owned()).collect(),
-            },
-            "test",
-        )?;
-        self.engine.execute(planned).await.map(|_| ())
+        Lab { sim, h }
     }
 
     /// (name, activated) of every vSmart policy.
@@ -333,7 +289,7 @@ spec:
         err.contains("sdwan cannot express Firewall services"),
         "{err}"
     );
-    std::fs::write(lab._dir.path().join("vmanage"), "admin:wrong\n").unwrap();
+    std::fs::write(lab.dir.path().join("vmanage"), "admin:wrong\n").unwrap();
     let err = lab
         .run(&[&sdwan("wan", "mpls")], &[])
         .await
@@ -347,7 +303,9 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limit_is_respected_and_retry_after_honoured() {
-    use rampart_controller::txn::{meraki_platform::RestSettings, sdwan_platform::SdWanPlatform};
+    use rampart_controller::platforms::{
+        driver::Adapter, rest::RestSettings, sdwan::SdWanPlatform,
+    };
     let mut lab = Lab::start(false);
     lab.sim
         .fault(&json!({"rate_limit": {"rps": 10, "retry_after": 1}}));
@@ -359,7 +317,7 @@ async fn rate_limit_is_respected_and_retry_after_honoured() {
     };
     lab.engine = lab.engine.clone().with_driver(
         Platform::SdWan,
-        std::sync::Arc::new(SdWanPlatform::new(settings)),
+        std::sync::Arc::new(Adapter(SdWanPlatform::new(settings))),
     );
     lab.run(&[&sdwan("wan", "mpls")], &[]).await.unwrap();
     let log = lab.sim.requests();
@@ -380,9 +338,9 @@ async fn rate_limit_is_respected_and_retry_after_honoured() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn templates_attached_with_action_polling() {
-    use rampart_controller::txn::{
-        meraki_platform::RestSettings,
-        sdwan_platform::{SdWanParticipant, SdWanPlatform},
+    use rampart_controller::platforms::{
+        rest::RestSettings,
+        sdwan::{SdWanParticipant, SdWanPlatform},
     };
     let lab = Lab::start(false);
     let settings = RestSettings {

@@ -127,7 +127,7 @@ async fn follower_serves_reads_refuses_changes_and_takes_over() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_killed_mid_transaction_follower_recovers_it() {
     use rampart_controller::{
-        compile::iosxe::naming::object_name,
+        wire::naming::object_name,
         transport::netconf::{Datastore, Filter, Session},
     };
     use rampart_proto::v1::{
@@ -238,6 +238,7 @@ async fn leader_killed_mid_transaction_follower_recovers_it() {
             txs.list_transactions(pb::ListTransactionsRequest {
                 limit: 10,
                 service: "acme/ha".into(),
+                ..Default::default()
             })
             .await
             .unwrap()

@@ -9,7 +9,6 @@ mod support;
 use std::{collections::BTreeMap, time::Duration};
 
 use rampart_controller::{
-    compile::{Format, iosxe},
     model::{
         device::{Device, Platform},
         spec::{
@@ -17,10 +16,12 @@ use rampart_controller::{
             Protocol, ServiceBody, ServiceSpec, Targets,
         },
     },
-    transport::{
-        iosxe_driver::{ApplyOptions, Confirmation, DriverError, DriverOptions, IosXeDriver},
-        netconf::{Datastore, Session},
+    platforms::iosxe,
+    platforms::iosxe::pooled::{
+        ApplyOptions, Confirmation, DriverError, DriverOptions, IosXeDriver,
     },
+    transport::netconf::{Datastore, Session},
+    wire::Format,
 };
 use support::netconfd::{Netconfd, yang};
 use yang3::data::DataFormat;
@@ -79,7 +80,7 @@ fn firewall(service: &str, ports: &[u16], dev: &str) -> ServiceSpec {
     }
 }
 
-fn xml_rendering(spec: &ServiceSpec, dev: &str) -> rampart_controller::compile::Rendering {
+fn xml_rendering(spec: &ServiceSpec, dev: &str) -> rampart_controller::wire::Rendering {
     iosxe::render(spec, &device(dev))
         .unwrap()
         .into_iter()
@@ -385,9 +386,9 @@ async fn three_devices_side_by_side() {
 // ===== ownership through the transaction merge: NAT and static routes =====
 
 use rampart_controller::{
-    compile::iosxe::{IosXeConfig, tree},
     model::{DocFormat, SourceDoc, Validator},
-    txn::iosxe as txn_iosxe,
+    platforms::iosxe::state as txn_iosxe,
+    platforms::iosxe::{IosXeConfig, tree},
 };
 
 /// Validates one YAML service against a one-device inventory (`r1`).

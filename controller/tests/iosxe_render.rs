@@ -6,10 +6,6 @@ mod support;
 use std::collections::BTreeMap;
 
 use rampart_controller::{
-    compile::{
-        Format,
-        iosxe::{self, IosXeError},
-    },
     model::{
         device::{Device, Platform},
         spec::{
@@ -18,6 +14,8 @@ use rampart_controller::{
             ServiceSpec, StaticRoute, Targets,
         },
     },
+    platforms::iosxe::{self, IosXeError},
+    wire::Format,
 };
 use support::netconfd::{RELEASES, yang};
 use yang3::data::DataFormat;

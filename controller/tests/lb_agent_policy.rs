@@ -6,10 +6,11 @@
 use std::collections::BTreeMap;
 
 use rampart_controller::{
-    compile::{self, Format},
+    compile,
     fleet::policy::policy_for,
     model::{DocFormat, SourceDoc, Validator, spec::ServiceSpec},
     store::StoredService,
+    wire::Format,
 };
 use rampart_proto::v1 as pb;
 

@@ -6,14 +6,40 @@
 use std::collections::BTreeMap;
 
 use rampart_controller::{
-    compile::{self, Format},
+    compile,
     model::{
         DocFormat, SourceDoc, Validator,
         device::{Device, Platform},
         spec::ServiceSpec,
     },
-    transport::http::parse_calls,
+    wire::{Format, http::Call},
 };
+
+/// The calls of an HTTP dry-run text: `METHOD /path` lines, each followed
+/// by its JSON body when it has one; `#` lines are notes.
+fn parse_calls(text: &str) -> Result<Vec<Call>, String> {
+    let mut out: Vec<Call> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if line.starts_with('{') || line.starts_with('[') {
+            let body = serde_json::from_str(line).map_err(|e| format!("line {}: {e}", i + 1))?;
+            let last = out.last_mut().filter(|c| c.body.is_none());
+            last.ok_or(format!("line {}: a body without a call", i + 1))?
+                .body = Some(body);
+            continue;
+        }
+        match line.split_once(' ') {
+            Some((m @ ("GET" | "PUT" | "POST" | "DELETE"), path)) if path.starts_with('/') => {
+                out.push(Call::new(m, path.trim(), None));
+            }
+            _ => return Err(format!("line {}: not a call: {line:?}", i + 1)),
+        }
+    }
+    Ok(out)
+}
 
 fn inventory() -> BTreeMap<String, Device> {
     let dev = |name: &str, platform, labels: &[(&str, &str)]| Device {

@@ -7,7 +7,6 @@ mod support;
 use std::{collections::BTreeMap, time::Duration};
 
 use rampart_controller::{
-    compile::{Format, iosxe},
     model::{
         device::{Device, Platform},
         spec::{
@@ -15,10 +14,12 @@ use rampart_controller::{
             Protocol, ServiceBody, ServiceSpec, Targets,
         },
     },
+    platforms::iosxe,
     transport::{
         error::{ErrorTag, ErrorType},
         restconf::{Encoding, PutOutcome, RestconfClient, RestconfConfig},
     },
+    wire::Format,
 };
 use rampart_restconf_server::{RunningServer, ServerConfig};
 use support::netconfd::{shared_yang_dir, yang};

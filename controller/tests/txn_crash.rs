@@ -14,8 +14,8 @@ use std::{
 };
 
 use rampart_controller::{
-    compile::iosxe::naming::object_name,
     transport::netconf::{Datastore, Filter, Session},
+    wire::naming::object_name,
 };
 use rampart_proto::v1::{
     self as pb, device_manager_client::DeviceManagerClient,

@@ -10,7 +10,6 @@ use std::{
 };
 
 use rampart_controller::{
-    compile::iosxe::naming::object_name,
     model::{
         DocFormat, SourceDoc, Validator,
         device::{Device, Platform},
@@ -19,6 +18,7 @@ use rampart_controller::{
     store::{DeviceStatus, Store, TxnState},
     transport::netconf::{Datastore, EditConfig, Filter, Session},
     txn::{Change, Engine, EngineConfig, EngineError},
+    wire::naming::object_name,
 };
 use support::netconfd::{Netconfd, PASSWORD, USER};
 

@@ -1,5 +1,5 @@
 //! The properties both fuzz targets check; also replayed over the committed
-//! corpus by `controller/tests/netconf_fuzz_corpus.rs` (which includes this
+//! corpus by `controller/tests/corpus/netconf.rs` (which includes this
 //! file with the controller's own `framing` and `reply` modules as `super`).
 
 use super::framing::{FrameDecoder, Framing, FramingError};

@@ -4,13 +4,14 @@ use rampart_proto::v1 as pb;
 use tonic::Status;
 
 use crate::{
-    compile::{Format, Rendering},
     model::{
         self, Diagnostic, Severity,
         device::{Device, Platform},
     },
+    platforms::agent::refer_to_first_identical,
     store::{self, StoredService, TxnRecord},
-    txn::{Planned, hosts::refer_to_first_identical},
+    txn::Planned,
+    wire::{Format, Rendering},
 };
 
 fn timestamp_secs(secs: i64) -> Option<prost_types::Timestamp> {
@@ -67,7 +68,7 @@ pub type Visible<'a> = &'a dyn Fn(&str) -> bool;
 /// policy on a shared host loses other tenants' rules.
 fn visible_content(r: &Rendering, may: Visible<'_>) -> String {
     if r.format == Format::AgentPolicy {
-        crate::txn::hosts::redact(&r.content, may)
+        crate::platforms::agent::redact(&r.content, may)
     } else {
         r.content.clone()
     }

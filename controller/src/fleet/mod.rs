@@ -12,7 +12,7 @@ pub mod ca;
 mod enrollment;
 pub mod manager;
 pub mod metrics;
-pub mod policy;
+pub use crate::platforms::agent::policy;
 mod registry;
 pub mod service;
 mod session;

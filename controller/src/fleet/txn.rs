@@ -9,16 +9,16 @@ use tokio::sync::oneshot;
 
 use super::{Fleet, lock, policy};
 use crate::{
-    store::StoredService,
-    txn::{
-        hosts::{AGENT_PREFIX, HostFabric, HostPlan},
-        platform::DeviceError,
+    platforms::{
+        agent::{HostFabric, HostPlan, Target},
+        driver::DeviceError,
     },
+    store::StoredService,
 };
 
 fn fail(agent: &str, stage: &str, message: impl Into<String>) -> DeviceError {
     DeviceError {
-        device: format!("{AGENT_PREFIX}{agent}"),
+        device: Target::agent_name(agent),
         stage: stage.to_owned(),
         message: message.into(),
         paths: Vec::new(),

@@ -31,11 +31,11 @@ pub use etcd_kv::EtcdOptions;
 use kv::{Kv, Scan, TxError, TxView, trees};
 
 use crate::{
-    compile::Rendering,
     model::{
         device::Device,
         spec::{Kind, ServiceSpec},
     },
+    wire::Rendering,
 };
 
 /// Store failures, with what was being done.
@@ -300,9 +300,11 @@ pub struct DeviceTxn {
     /// Each service's contribution after the transaction.
     pub contributions: BTreeMap<String, serde_json::Value>,
     /// The native edit (prev → next).
-    pub edit: String,
+    #[serde(deserialize_with = "crate::wire::edit::journaled")]
+    pub edit: crate::wire::edit::Edit,
     /// The native inverse edit (next → prev), for compensation.
-    pub inverse: String,
+    #[serde(deserialize_with = "crate::wire::edit::journaled")]
+    pub inverse: crate::wire::edit::Edit,
     /// Outcome.
     pub status: DeviceStatus,
     /// Why it failed.

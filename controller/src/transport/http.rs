@@ -1,10 +1,10 @@
 //! Shared HTTPS pieces for the REST-driven platforms (Meraki Dashboard, FDM,
 //! SD-WAN Manager): one rustls client per device with an explicit trust
-//! anchor, a token-bucket rate limiter shared by everything that talks to
+//! anchor, a rate limiter (governor) shared by everything that talks to
 //! the same rate-limit domain (a Meraki organization, an SD-WAN Manager),
 //! `Retry-After` and jittered exponential backoff with a retry bound,
-//! `Link`-header pagination, and the text form of HTTP edits shown by
-//! dry-run and replayed by the drivers.
+//! and `Link`-header pagination. The calls themselves are
+//! [`crate::wire::http::Call`]s.
 //!
 //! Why reqwest with `rustls-tls` and no default features: it is already the
 //! RESTCONF and JWKS client of the controller (one TLS stack, ring as the
@@ -53,14 +53,6 @@ pub enum HttpError {
         /// The last answer or error.
         last: String,
     },
-    /// An edit text did not parse.
-    #[error("edit line {line}: {reason}")]
-    Edit {
-        /// 1-based line number.
-        line: usize,
-        /// What is wrong.
-        reason: String,
-    },
 }
 
 /// Builds a rustls HTTP client. With `ca_file`, that PEM bundle is the only
@@ -100,36 +92,36 @@ pub fn client(ca_file: Option<&Path>, timeout: Duration) -> Result<reqwest::Clie
 
 // ===== rate limiting =====
 
-#[derive(Debug)]
-struct Bucket {
-    tokens: f64,
-    stamp: Instant,
-    paused_until: Option<Instant>,
-}
-
-/// A token bucket: at most `burst` requests at once, refilled at `rps` per
-/// second. Waiters reserve their token before sleeping, so concurrent
-/// callers are served in order and the rate is never exceeded.
+/// A rate limiter (governor's GCRA): at most `burst` requests at once,
+/// refilled at `rps` per second, plus the pause a server's `Retry-After`
+/// asks for.
 #[derive(Debug)]
 pub struct RateLimiter {
     rps: f64,
-    burst: f64,
-    bucket: Mutex<Bucket>,
+    limiter: governor::DefaultDirectRateLimiter,
+    paused_until: Mutex<Option<Instant>>,
 }
 
 impl RateLimiter {
     /// A full bucket.
     #[must_use]
     pub fn new(rps: f64, burst: f64) -> RateLimiter {
-        let burst = burst.max(1.0);
+        let rps = rps.max(0.001);
+        let period = Duration::from_secs_f64(1.0 / rps).max(Duration::from_nanos(1));
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "a burst is a small positive count"
+        )]
+        let burst = std::num::NonZeroU32::new(burst.max(1.0).round() as u32)
+            .unwrap_or(std::num::NonZeroU32::MIN);
+        let quota = governor::Quota::with_period(period)
+            .unwrap_or_else(|| governor::Quota::per_second(std::num::NonZeroU32::MIN))
+            .allow_burst(burst);
         RateLimiter {
-            rps: rps.max(0.001),
-            burst,
-            bucket: Mutex::new(Bucket {
-                tokens: burst,
-                stamp: Instant::now(),
-                paused_until: None,
-            }),
+            rps,
+            limiter: governor::RateLimiter::direct(quota),
+            paused_until: Mutex::new(None),
         }
     }
 
@@ -139,51 +131,46 @@ impl RateLimiter {
         self.rps
     }
 
-    /// How long the caller must wait before sending; the token is taken.
-    fn reserve(&self) -> Duration {
-        let mut b = self
-            .bucket
+    /// What is left of a pause.
+    fn pause_left(&self) -> Duration {
+        let mut p = self
+            .paused_until
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let now = Instant::now();
-        let elapsed = now.saturating_duration_since(b.stamp).as_secs_f64();
-        b.tokens = (b.tokens + elapsed * self.rps).min(self.burst);
-        b.stamp = now;
-        b.tokens -= 1.0;
-        let mut wait = if b.tokens >= 0.0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64(-b.tokens / self.rps)
-        };
-        if let Some(p) = b.paused_until {
-            let pause = p.saturating_duration_since(now);
-            if pause.is_zero() {
-                b.paused_until = None;
-            }
-            wait = wait.max(pause);
+        let left = p.map_or(Duration::ZERO, |u| {
+            u.saturating_duration_since(Instant::now())
+        });
+        if left.is_zero() {
+            *p = None;
         }
-        wait
+        left
     }
 
-    /// Waits for a token.
+    /// Waits for a token (after any pause).
     pub async fn acquire(&self) {
-        let wait = self.reserve();
-        if !wait.is_zero() {
-            tracing::debug!(wait_ms = wait.as_millis(), "rate limiter: waiting");
-            tokio::time::sleep(wait).await;
+        loop {
+            let pause = self.pause_left();
+            if pause.is_zero() {
+                break;
+            }
+            tracing::debug!(wait_ms = pause.as_millis(), "rate limiter: paused");
+            tokio::time::sleep(pause).await;
         }
+        self.limiter.until_ready().await;
     }
 
     /// Holds every caller back for `d` (a server said `Retry-After`), and
     /// empties the bucket so the resumed traffic does not burst.
     pub fn pause(&self, d: Duration) {
-        let mut b = self
-            .bucket
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let until = Instant::now() + d;
-        b.paused_until = Some(b.paused_until.map_or(until, |p| p.max(until)));
-        b.tokens = b.tokens.min(0.0);
+        {
+            let mut p = self
+                .paused_until
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            *p = Some(p.map_or(until, |x| x.max(until)));
+        }
+        while self.limiter.check().is_ok() {}
     }
 }
 
@@ -231,28 +218,8 @@ impl RetryPolicy {
     /// between half and all of `base * 2^n`, capped.
     #[must_use]
     pub fn backoff(&self, n: u32) -> Duration {
-        let full = self
-            .base_delay
-            .saturating_mul(1u32 << n.min(16))
-            .min(self.max_delay);
-        let half = full / 2;
-        half + full.mul_f64(jitter() * 0.5)
+        super::backoff::delay(self.base_delay, self.max_delay, n)
     }
-}
-
-/// A number in [0, 1) that differs between calls and processes (no RNG
-/// dependency needed for jitter).
-fn jitter() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default(),
-    );
-    // 53 random bits make an exactly representable fraction.
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is treated as absent).
@@ -470,95 +437,6 @@ impl RestClient {
     }
 }
 
-// ===== edits as text =====
-
-/// One HTTP call of an edit.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Call {
-    /// `GET`, `PUT`, `POST`, `DELETE`.
-    pub method: String,
-    /// Path relative to the API base; may hold `{placeholders}` the driver
-    /// resolves (object names standing for ids the device assigns).
-    pub path: String,
-    /// JSON body.
-    pub body: Option<Value>,
-}
-
-impl Call {
-    /// A call with a body.
-    #[must_use]
-    pub fn new(method: &str, path: impl Into<String>, body: Option<Value>) -> Call {
-        Call {
-            method: method.to_owned(),
-            path: path.into(),
-            body,
-        }
-    }
-}
-
-/// Renders calls as text: `METHOD PATH`, then the compact JSON body on the
-/// next line when there is one. `notes` become leading `# ` lines.
-#[must_use]
-pub fn render_calls(notes: &[String], calls: &[Call]) -> String {
-    let mut out = String::new();
-    for n in notes {
-        out.push_str("# ");
-        out.push_str(n);
-        out.push('\n');
-    }
-    for c in calls {
-        out.push_str(&c.method);
-        out.push(' ');
-        out.push_str(&c.path);
-        out.push('\n');
-        if let Some(b) = &c.body {
-            out.push_str(&b.to_string());
-            out.push('\n');
-        }
-    }
-    out
-}
-
-/// Parses [`render_calls`] text back.
-///
-/// # Errors
-/// [`HttpError::Edit`] naming the line that is not a call or JSON.
-pub fn parse_calls(text: &str) -> Result<Vec<Call>, HttpError> {
-    let mut out: Vec<Call> = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        if line.starts_with('{') || line.starts_with('[') {
-            let body: Value = serde_json::from_str(line).map_err(|e| HttpError::Edit {
-                line: i + 1,
-                reason: format!("body is not JSON: {e}"),
-            })?;
-            let Some(last) = out.last_mut().filter(|c| c.body.is_none()) else {
-                return Err(HttpError::Edit {
-                    line: i + 1,
-                    reason: "a body must follow a request line".to_owned(),
-                });
-            };
-            last.body = Some(body);
-            continue;
-        }
-        let (method, path) = line.split_once(' ').ok_or_else(|| HttpError::Edit {
-            line: i + 1,
-            reason: format!("expected `METHOD /path`, got {line:?}"),
-        })?;
-        if !matches!(method, "GET" | "PUT" | "POST" | "DELETE") || !path.starts_with('/') {
-            return Err(HttpError::Edit {
-                line: i + 1,
-                reason: format!("expected `METHOD /path`, got {line:?}"),
-            });
-        }
-        out.push(Call::new(method, path.trim(), None));
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -581,24 +459,6 @@ mod tests {
             "<https://a/x>; rel=\"first\"".parse().unwrap(),
         );
         assert_eq!(next_link(&h), None);
-    }
-
-    #[test]
-    fn calls_round_trip_and_bad_lines_are_named() {
-        let calls = vec![
-            Call::new(
-                "PUT",
-                "/networks/N/x",
-                Some(serde_json::json!({"rules": []})),
-            ),
-            Call::new("DELETE", "/object/networks/{name:a}", None),
-        ];
-        let text = render_calls(&["note".to_owned()], &calls);
-        assert_eq!(parse_calls(&text).unwrap(), calls);
-        let err = parse_calls("PUT /a\n{bad\n").unwrap_err().to_string();
-        assert!(err.contains("line 2"), "{err}");
-        let err = parse_calls("FETCH /a\n").unwrap_err().to_string();
-        assert!(err.contains("line 1"), "{err}");
     }
 
     #[test]

@@ -21,9 +21,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ssh2::{CheckResult, HashType, KnownHostFileKind};
-
-use crate::transport::{netconf::HostKeyPolicy, ssh_channel::SshChannel};
+use crate::transport::{
+    known_hosts::{self, HostKeyPolicy, Problem},
+    ssh_channel::SshChannel,
+};
 
 /// Why a CLI exchange failed.
 #[derive(Debug, thiserror::Error)]
@@ -172,59 +173,18 @@ fn last_line(buf: &str) -> &str {
 }
 
 fn verify_host_key(ssh: &ssh2::Session, cfg: &CliConfig) -> Result<(), CliError> {
-    let path = &cfg.host_key.known_hosts;
-    let fingerprint = ssh
-        .host_key_hash(HashType::Sha256)
-        .map(|h| {
-            format!(
-                "SHA256:{}",
-                h.iter().map(|b| format!("{b:02x}")).collect::<String>()
-            )
-        })
-        .unwrap_or_default();
-    let fail = |reason: String| CliError::HostKey {
+    known_hosts::verify(ssh, &cfg.host, cfg.port, &cfg.host_key).map_err(|r| CliError::HostKey {
         host: cfg.host.clone(),
         port: cfg.port,
-        fingerprint: fingerprint.clone(),
-        reason,
-        known_hosts: path.display().to_string(),
-    };
-    let (key, key_type) = ssh
-        .host_key()
-        .ok_or_else(|| fail("the server offered no host key".to_owned()))?;
-    let mut known = ssh.known_hosts().map_err(|e| fail(e.to_string()))?;
-    if path.exists() {
-        known
-            .read_file(path, KnownHostFileKind::OpenSSH)
-            .map_err(|e| fail(e.to_string()))?;
-    }
-    match known.check_port(&cfg.host, cfg.port, key) {
-        CheckResult::Match => Ok(()),
-        CheckResult::Mismatch => Err(fail(
-            "does not match: possible man-in-the-middle".to_owned(),
-        )),
-        CheckResult::NotFound if cfg.host_key.trust_on_first_use => {
-            let name = if cfg.port == 22 {
-                cfg.host.clone()
-            } else {
-                format!("[{}]:{}", cfg.host, cfg.port)
-            };
-            known
-                .add(
-                    &name,
-                    key,
-                    "added by rampartd (trust on first use)",
-                    key_type.into(),
-                )
-                .map_err(|e| fail(e.to_string()))?;
-            known
-                .write_file(path, KnownHostFileKind::OpenSSH)
-                .map_err(|e| fail(e.to_string()))?;
-            tracing::warn!(host = %cfg.host, port = cfg.port, %fingerprint, "trusting host key on first use");
-            Ok(())
-        }
-        CheckResult::NotFound | CheckResult::Failure => Err(fail("unknown host".to_owned())),
-    }
+        reason: match r.problem {
+            Problem::NoKey => "the server offered no host key".to_owned(),
+            Problem::File(reason) => reason,
+            Problem::Mismatch => "does not match: possible man-in-the-middle".to_owned(),
+            Problem::Unknown => "unknown host".to_owned(),
+        },
+        fingerprint: r.fingerprint,
+        known_hosts: cfg.host_key.known_hosts.display().to_string(),
+    })
 }
 
 /// Lines of `output` that report an error.

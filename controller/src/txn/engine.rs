@@ -17,31 +17,30 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
-    path::PathBuf,
     sync::{Arc, Mutex},
-    time::Duration,
 };
 
 use tokio::sync::Semaphore;
 
-use super::{
-    drift::Difference,
-    hosts::{AGENT_PLATFORM, AGENT_PREFIX, AgentEdit, AgentParticipant, HostFabric},
-    netconf_platform::{IosXePlatform, NetconfSettings},
-    platform::{
-        Committed, Conflict, DeviceError, Participant, PlatformDriver, with_stored_credentials,
-    },
-};
 use crate::{
-    compile::{self, CompileError, Format, Rendering},
+    compile::{self, CompileError},
     model::{
         device::{Device, Platform},
         spec::ServiceSpec,
+    },
+    platforms::{
+        self,
+        agent::{AGENT_PLATFORM, AgentEdit, AgentParticipant, HostFabric, Target},
+        drift::Difference,
+        driver::{
+            Committed, Conflict, DeviceError, Participant, PlatformDriver, with_stored_credentials,
+        },
     },
     store::{
         DeviceStatus, DeviceTxn, PriorSpec, Store, StoreError, StoredService, SyncedDevice,
         TxnChange, TxnPhase, TxnRecord, TxnState, now_unix_ms,
     },
+    wire::{Format, Rendering, edit::Edit},
 };
 
 /// Why a transaction failed. Every variant says where.
@@ -119,43 +118,9 @@ pub enum EngineError {
     Store(#[from] StoreError),
 }
 
-/// Settings of the southbound side.
-#[derive(Debug, Clone)]
-pub struct EngineConfig {
-    /// OpenSSH known_hosts file for device host keys.
-    pub known_hosts: PathBuf,
-    /// Record unknown host keys instead of refusing them (labs only).
-    pub trust_on_first_use: bool,
-    /// Connect + SSH + hello timeout.
-    pub connect_timeout: Duration,
-    /// One RPC's timeout.
-    pub rpc_timeout: Duration,
-    /// Confirmed-commit timeout (device-side rollback if rampartd dies).
-    pub confirm_timeout: Duration,
-    /// Devices worked at once.
-    pub max_parallel: usize,
-    /// Time limit for one device's phase.
-    pub device_timeout: Duration,
-    /// PEM CA bundle trusted for REST devices (Meraki, FDM, SD-WAN
-    /// Manager); a device's `rampart.io/ca-file` label overrides it. `None`:
-    /// the public web roots. Verification is never turned off.
-    pub ca_bundle: Option<PathBuf>,
-}
-
-impl Default for EngineConfig {
-    fn default() -> Self {
-        Self {
-            known_hosts: PathBuf::from("known_hosts"),
-            trust_on_first_use: false,
-            connect_timeout: Duration::from_secs(10),
-            rpc_timeout: Duration::from_secs(60),
-            confirm_timeout: Duration::from_secs(120),
-            max_parallel: 16,
-            device_timeout: Duration::from_secs(120),
-            ca_bundle: None,
-        }
-    }
-}
+/// Settings of the southbound side: the platforms' sessions and the
+/// engine's pacing of them (one type, defined with the platforms).
+pub use crate::platforms::Settings as EngineConfig;
 
 /// What a change asks for.
 #[derive(Debug, Clone, Default)]
@@ -197,13 +162,17 @@ pub fn device_rendering(d: &DeviceTxn) -> Rendering {
     Rendering {
         target: d.device.clone(),
         platform: d.platform.clone(),
-        format: match Platform::parse(&d.platform) {
-            _ if d.platform == AGENT_PLATFORM => Format::AgentPolicy,
-            Some(Platform::IosXe) => Format::NetconfXml,
-            Some(Platform::Asa) => Format::Cli,
-            _ => Format::Http,
-        },
-        content: d.edit.clone(),
+        format: d
+            .edit
+            .format()
+            .unwrap_or(match Platform::parse(&d.platform) {
+                // Text journaled by an earlier release: its platform's format.
+                _ if d.platform == AGENT_PLATFORM => Format::AgentPolicy,
+                Some(Platform::IosXe) => Format::NetconfXml,
+                Some(Platform::Asa) => Format::Cli,
+                _ => Format::Http,
+            }),
+        content: d.edit.to_string(),
     }
 }
 
@@ -260,51 +229,7 @@ impl Engine {
     /// An engine over `store` with the built-in platform drivers.
     #[must_use]
     pub fn new(store: Store, config: EngineConfig) -> Self {
-        let iosxe = IosXePlatform::new(NetconfSettings {
-            known_hosts: config.known_hosts.clone(),
-            trust_on_first_use: config.trust_on_first_use,
-            connect_timeout: config.connect_timeout,
-            rpc_timeout: config.rpc_timeout,
-            confirm_timeout: config.confirm_timeout,
-        });
-        let mut drivers: BTreeMap<Platform, Arc<dyn PlatformDriver>> = BTreeMap::new();
-        drivers.insert(Platform::IosXe, Arc::new(iosxe));
-        let rest = |mut s: super::meraki_platform::RestSettings| {
-            s.ca_bundle.clone_from(&config.ca_bundle);
-            s.timeout = config.rpc_timeout;
-            s
-        };
-        drivers.insert(
-            Platform::MerakiMx,
-            Arc::new(super::meraki_platform::MerakiPlatform::new(rest(
-                super::meraki_platform::RestSettings::meraki(),
-            ))),
-        );
-        drivers.insert(
-            Platform::Ftd,
-            Arc::new(super::ftd_platform::FtdPlatform::new(rest(
-                super::ftd_platform::FtdPlatform::default_settings(),
-            ))),
-        );
-        drivers.insert(
-            Platform::SdWan,
-            Arc::new(super::sdwan_platform::SdWanPlatform::new(rest(
-                super::sdwan_platform::SdWanPlatform::default_settings(),
-            ))),
-        );
-        drivers.insert(
-            Platform::Asa,
-            Arc::new(super::asa_platform::AsaPlatform::new(
-                super::asa_platform::AsaSettings {
-                    host_key: crate::transport::netconf::HostKeyPolicy {
-                        known_hosts: config.known_hosts.clone(),
-                        trust_on_first_use: config.trust_on_first_use,
-                    },
-                    connect_timeout: config.connect_timeout,
-                    command_timeout: config.rpc_timeout,
-                },
-            )),
-        );
+        let drivers = platforms::drivers(&config);
         Self {
             store,
             config,
@@ -366,7 +291,7 @@ impl Engine {
         inventory: &BTreeMap<String, Device>,
         name: &str,
     ) -> Result<Box<dyn Participant>, EngineError> {
-        if let Some(agent) = name.strip_prefix(AGENT_PREFIX) {
+        if let Target::Agent(agent) = Target::of(name) {
             let hosts = self
                 .hosts
                 .clone()
@@ -430,16 +355,17 @@ impl Engine {
                 service: key.clone(),
                 source,
             };
-            renderings.extend(compile::compile(&spec, &inventory).map_err(compile_err)?);
+            // Each target is built once, by its platform; only host intent
+            // is kept as renderings (dry-run shows it before any agent
+            // enrolled).
+            renderings.extend(compile::hosts(&spec).map_err(compile_err)?);
             let mut targeted = BTreeSet::new();
             for name in spec.devices() {
-                let Some(device) = inventory.get(name) else {
-                    continue;
-                };
-                let Some(driver) = self.drivers.get(&device.platform) else {
-                    continue;
-                };
-                let state = driver.contribution(&spec, device).map_err(compile_err)?;
+                let device = compile::target(&inventory, name).map_err(compile_err)?;
+                let state = self
+                    .driver(device)?
+                    .contribution(&spec, device)
+                    .map_err(compile_err)?;
                 targeted.insert(name.to_owned());
                 updates
                     .entry(name.to_owned())
@@ -510,6 +436,7 @@ impl Engine {
                 },
             ));
             let Some(edit) = edit else { continue };
+            let inverse = inverse.unwrap_or_else(|| edit.nothing_like());
             devices.push(DeviceTxn {
                 device: name.clone(),
                 platform: device.platform.to_string(),
@@ -517,7 +444,7 @@ impl Engine {
                 next,
                 contributions,
                 edit,
-                inverse: inverse.unwrap_or_default(),
+                inverse,
                 status: DeviceStatus::Planned,
                 error: None,
                 paths: Vec::new(),
@@ -607,13 +534,13 @@ impl Engine {
         Ok(plans
             .into_iter()
             .map(|p| DeviceTxn {
-                device: format!("{AGENT_PREFIX}{}", p.agent_id),
+                device: Target::agent_name(&p.agent_id),
                 platform: AGENT_PLATFORM.to_owned(),
                 prev: json(&p.prev),
                 next: json(&p.next),
                 contributions: BTreeMap::new(),
-                edit: AgentEdit::new(&p, &p.prev, &p.next).render(),
-                inverse: AgentEdit::new(&p, &p.next, &p.prev).render(),
+                edit: Edit::HostPolicy(AgentEdit::new(&p, &p.prev, &p.next)),
+                inverse: Edit::HostPolicy(AgentEdit::new(&p, &p.next, &p.prev)),
                 status: DeviceStatus::Planned,
                 error: None,
                 paths: Vec::new(),
@@ -658,7 +585,10 @@ impl Engine {
         let _held = self.hosts.clone().map(|h| {
             let agents: Vec<String> = names
                 .iter()
-                .filter_map(|n| n.strip_prefix(AGENT_PREFIX).map(str::to_owned))
+                .filter_map(|n| match Target::of(n) {
+                    Target::Agent(a) => Some(a.to_owned()),
+                    Target::Device(_) => None,
+                })
                 .collect();
             h.hold(&agents, true);
             HoldGuard(h, agents)
@@ -734,7 +664,7 @@ impl Engine {
             tasks.spawn(async move {
                 // Agents are cheap to stage (one message each on a live
                 // session): only devices count against the bound.
-                let _permit = if name.starts_with(AGENT_PREFIX) {
+                let _permit = if matches!(Target::of(&name), Target::Agent(_)) {
                     None
                 } else {
                     sem.acquire_owned().await.ok()
@@ -908,7 +838,7 @@ impl Engine {
         &self,
         inventory: &BTreeMap<String, Device>,
         device: &str,
-        inverse: &str,
+        inverse: &Edit,
     ) -> Result<(), EngineError> {
         let mut p = self.connect(inventory, device).await?;
         p.apply_now(inverse).await?;
@@ -991,7 +921,7 @@ impl Engine {
         inventory: &BTreeMap<String, Device>,
         d: &DeviceTxn,
     ) -> Result<bool, EngineError> {
-        if d.device.starts_with(AGENT_PREFIX) {
+        if let Target::Agent(_) = Target::of(&d.device) {
             tracing::info!(agent = d.device, "host converges to the stored policy");
             return Ok(d.status == DeviceStatus::Committed);
         }

@@ -1,7 +1,7 @@
 //! NETCONF operations (RFC 6241 7, RFC 6241 8.4 confirmed commit) as typed
 //! values that print their `<rpc>` body.
 
-use crate::compile::iosxe::tree::escape_xml;
+use crate::wire::xml::escape as escape_xml;
 
 /// A configuration datastore.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -21,7 +21,8 @@ use super::session::{Capabilities, NetconfError, Session, SessionConfig};
 pub struct Backoff {
     /// Connection attempts before giving up.
     pub attempts: u32,
-    /// Delay after the first failure; doubled after each further one.
+    /// Delay after the first failure; doubled after each further one
+    /// (jittered, see [`crate::transport::backoff`]).
     pub initial: Duration,
     /// Ceiling of the delay.
     pub max: Duration,
@@ -169,7 +170,6 @@ impl NetconfPool {
     /// # Errors
     /// [`PoolError`] after the backoff policy is exhausted.
     pub async fn connect(&self) -> Result<Session, PoolError> {
-        let mut delay = self.inner.backoff.initial;
         let mut attempt = 1;
         loop {
             let config = self.inner.config.clone();
@@ -187,9 +187,10 @@ impl NetconfPool {
                     return Ok(s);
                 }
                 Err(e) if e.is_retryable() && attempt < self.inner.backoff.attempts => {
+                    let b = &self.inner.backoff;
+                    let delay = crate::transport::backoff::delay(b.initial, b.max, attempt - 1);
                     tracing::warn!(device = %self.inner.device, attempt, error = %e, delay_ms = delay.as_millis(), "netconf connect failed; retrying");
                     tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(self.inner.backoff.max);
                     attempt += 1;
                 }
                 Err(e) => return Err(e.into()),

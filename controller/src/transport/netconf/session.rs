@@ -13,15 +13,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ssh2::{CheckResult, HashType, KnownHostFileKind};
-
 use super::{
     framing::{FrameDecoder, Framing, FramingError, encode},
     ops::{self, Commit, Datastore, EditConfig, Filter, Operation},
     reply::{self, ReplyError, RpcReply},
 };
+pub use crate::transport::known_hosts::HostKeyPolicy;
 use crate::transport::{
     error::{self as rpc_error, RpcError},
+    known_hosts::{self, Problem},
     ssh_channel::SshChannel,
 };
 
@@ -46,16 +46,6 @@ impl std::fmt::Debug for Auth {
             Auth::KeyFile { path, .. } => write!(f, "KeyFile({})", path.display()),
         }
     }
-}
-
-/// How the server's host key is checked.
-#[derive(Debug, Clone)]
-pub struct HostKeyPolicy {
-    /// OpenSSH `known_hosts` file.
-    pub known_hosts: PathBuf,
-    /// Record an unknown host's key instead of refusing it. Only for
-    /// bootstrapping: a changed key is still refused.
-    pub trust_on_first_use: bool,
 }
 
 /// Everything needed to open a session.
@@ -870,63 +860,27 @@ fn timeout_or(
 }
 
 fn verify_host_key(ssh: &ssh2::Session, cfg: &SessionConfig) -> Result<(), NetconfError> {
-    let path = &cfg.host_key.known_hosts;
-    let (key, key_type) = ssh.host_key().ok_or_else(|| NetconfError::KnownHosts {
-        path: path.display().to_string(),
-        reason: "server offered no host key".to_owned(),
-    })?;
-    let fingerprint = ssh
-        .host_key_hash(HashType::Sha256)
-        .map(|h| {
-            format!(
-                "SHA256:{}",
-                h.iter().map(|b| format!("{b:02x}")).collect::<String>()
-            )
-        })
-        .unwrap_or_default();
-    let kh_err = |reason: String| NetconfError::KnownHosts {
-        path: path.display().to_string(),
-        reason,
-    };
-    let mut known = ssh.known_hosts().map_err(|e| kh_err(e.to_string()))?;
-    if path.exists() {
-        known
-            .read_file(path, KnownHostFileKind::OpenSSH)
-            .map_err(|e| kh_err(e.to_string()))?;
-    }
-    match known.check_port(&cfg.host, cfg.port, key) {
-        CheckResult::Match => Ok(()),
-        CheckResult::Mismatch => Err(NetconfError::HostKeyMismatch {
+    let known_hosts = cfg.host_key.known_hosts.display().to_string();
+    known_hosts::verify(ssh, &cfg.host, cfg.port, &cfg.host_key).map_err(|r| match r.problem {
+        Problem::NoKey => NetconfError::KnownHosts {
+            path: known_hosts,
+            reason: "server offered no host key".to_owned(),
+        },
+        Problem::File(reason) => NetconfError::KnownHosts {
+            path: known_hosts,
+            reason,
+        },
+        Problem::Mismatch => NetconfError::HostKeyMismatch {
             host: cfg.host.clone(),
             port: cfg.port,
-            fingerprint,
-            known_hosts: path.display().to_string(),
-        }),
-        CheckResult::NotFound if cfg.host_key.trust_on_first_use => {
-            let name = if cfg.port == 22 {
-                cfg.host.clone()
-            } else {
-                format!("[{}]:{}", cfg.host, cfg.port)
-            };
-            known
-                .add(
-                    &name,
-                    key,
-                    "added by rampartd (trust on first use)",
-                    key_type.into(),
-                )
-                .map_err(|e| kh_err(e.to_string()))?;
-            known
-                .write_file(path, KnownHostFileKind::OpenSSH)
-                .map_err(|e| kh_err(e.to_string()))?;
-            tracing::warn!(host = %cfg.host, port = cfg.port, %fingerprint, known_hosts = %path.display(), "trusting host key on first use");
-            Ok(())
-        }
-        CheckResult::NotFound | CheckResult::Failure => Err(NetconfError::UnknownHostKey {
+            fingerprint: r.fingerprint,
+            known_hosts,
+        },
+        Problem::Unknown => NetconfError::UnknownHostKey {
             host: cfg.host.clone(),
             port: cfg.port,
-            fingerprint,
-            known_hosts: path.display().to_string(),
-        }),
-    }
+            fingerprint: r.fingerprint,
+            known_hosts,
+        },
+    })
 }

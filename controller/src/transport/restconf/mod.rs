@@ -12,11 +12,11 @@ use reqwest::{Method, StatusCode, header};
 use serde_json::Value;
 
 use crate::{
-    compile::{Format, Rendering},
     transport::{
         error::{self as rpc_error, ErrorInfo, ErrorSeverity, ErrorTag, ErrorType, RpcError},
         netconf::reply,
     },
+    wire::{Format, Rendering},
 };
 
 /// Body encoding.
