@@ -11,3 +11,6 @@ pub mod tree;
 
 pub use driver::*;
 pub use render::*;
+
+#[cfg(test)]
+mod tests;

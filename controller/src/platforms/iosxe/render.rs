@@ -302,7 +302,7 @@ pub enum AclLine {
 /// A named ACL owned by a service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Acl {
-    /// Device-side name (see [`naming`]).
+    /// Device-side name (see [`crate::wire::naming`]).
     pub name: String,
     /// Lines by sequence number.
     pub lines: BTreeMap<u64, AclLine>,

@@ -5,3 +5,6 @@ mod render;
 
 pub use driver::*;
 pub use render::*;
+
+#[cfg(test)]
+mod tests;
