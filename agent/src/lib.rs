@@ -17,6 +17,7 @@ pub mod maps;
 pub mod metrics;
 pub mod packet;
 pub mod policy;
+pub mod port_slots;
 pub mod sys;
 pub mod testrun;
 

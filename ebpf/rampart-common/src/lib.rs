@@ -43,8 +43,32 @@ pub const CLASS_NO_L4: u32 = 0x000F_FFFF;
 /// Bits of a port-class id that hold the table index (`table << 20`).
 pub const CLASS_TABLE_SHIFT: u32 = 20;
 
+/// Wide port classes (see [`PortSlot`]) a table may hold in the `WIDE_BM`
+/// array; a table with more keeps them in the `CLASSES` hash.
+pub const WIDE_SLOTS: usize = 64;
+/// [`PortSlot::word`] of a port whose class bitmap spans several words.
+pub const PORT_WIDE: u32 = u32::MAX;
+
+/// What the port arrays (`SPORT_CLASS`, `DPORT_CLASS`) hold per table and
+/// port value: the class bitmap itself when its non-zero words fit in one
+/// word (or it is empty), else where to find it. A port class of a service
+/// ACL usually names one rule or a few neighbours, so most packets AND one
+/// word and never look up a class bitmap.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortSlot {
+    /// Index of the one non-zero word, or [`PORT_WIDE`].
+    pub word: u32,
+    /// Wide class: its index in `WIDE_BM` (`table * WIDE_SLOTS + n`, the
+    /// table's n-th wide class) when `TableMeta::wide_in_array` is set, else
+    /// its `CLASSES` key.
+    pub class: u32,
+    /// The word's bits (zero for an empty class).
+    pub bits: u64,
+}
+
 /// Slots of the per-table constant bitmaps (`CONST_BM[table * CONST_SLOTS +
-/// slot]`) and bits of [`TableMeta::const_fields`] / [`TableMeta::exact_fields`]
+/// slot]`) and bits of [`TableMeta::const_fields`] / [`TableMeta::hash_fields`]
 /// (`1 << slot`). A field is *constant* when every packet value yields the
 /// same bitmap (no rule constrains it, or every rule constrains it the same
 /// way): the program then skips its lookup.
@@ -187,13 +211,33 @@ pub struct TableMeta {
     /// Bit `1 << field::*` set: that field is constant, its bitmap is in
     /// `CONST_BM` and no lookup is needed.
     pub const_fields: u8,
-    /// Bit `1 << field::{SRC,DST}_V{4,6}` set: the field has full-length
-    /// prefixes (/32, /128), which are also in the exact-match hash
-    /// (`SRC_EXACT`/`DST_EXACT`) consulted before the LPM trie. A hash hit
-    /// is the longest possible match, so it equals the trie's answer.
-    pub exact_fields: u8,
+    /// Bit `1 << field::{SRC,DST}_V{4,6}` set: the field's prefixes have at
+    /// most [`MAX_HASH_LENS`] distinct non-zero lengths, listed in
+    /// `prefix_lens`. The program then probes the prefix hash
+    /// (`SRC_HASH`/`DST_HASH`) once per length, longest first, and falls back
+    /// to the family's /0 bitmap in `CONST_BM`: the longest-prefix match
+    /// without a trie walk. Other fields use the LPM trie.
+    pub hash_fields: u8,
+    /// Non-zero if the table's wide port classes are in `WIDE_BM` (at most
+    /// [`WIDE_SLOTS`]) rather than in the `CLASSES` hash.
+    pub wide_in_array: u8,
     /// Padding.
     pub _pad: [u8; 2],
+    /// Per address slot (`field::SRC_V4..=DST_V6`): how many entries of
+    /// `prefix_lens` are in use.
+    pub prefix_len_count: [u8; 4],
+    /// Per address slot: the distinct prefix lengths, longest first.
+    pub prefix_lens: [[u8; MAX_HASH_LENS]; 4],
+}
+
+/// Most distinct prefix lengths an address field may have and still be
+/// looked up by hash probes (see [`TableMeta::hash_fields`]).
+pub const MAX_HASH_LENS: usize = 4;
+
+/// [`LpmData::family`] of a prefix-hash key: the prefix length in byte 2,
+/// so one hash holds every length (trie keys hold `[0, 0, 0, family]`).
+pub const fn hash_family(family: u8, len: u8) -> [u8; 4] {
+    [0, 0, len, family]
 }
 
 /// Global settings (array of one element).
@@ -280,8 +324,11 @@ pub struct CtValue {
     pub fin_seen: u8,
     /// Direction (`DIR_*`) the first packet was seen in.
     pub origin_dir: u8,
-    /// Padding.
-    pub _pad: [u8; 4],
+    /// Low 32 bits of `jiffies` when `last_seen_ns` was last written. A
+    /// packet in the same kernel tick skips the clock read and the timeout
+    /// check (nothing can expire within one tick), so the timestamp may be up
+    /// to one tick old and a timeout shorter than a tick lasts one tick.
+    pub tick: u32,
 }
 
 /// A sampled log event sent through the `LOG_EVENTS` ring buffer.
@@ -314,7 +361,9 @@ mod pod {
     //! `#[repr(C)]` data with explicit padding, so any bit pattern is valid.
     #![allow(unsafe_code, reason = "aya::Pod is an unsafe marker trait")]
 
-    use super::{Bitmap, Config, Counter, CtKey, CtValue, LogEvent, LpmData, RuleInfo, TableMeta};
+    use super::{
+        Bitmap, Config, Counter, CtKey, CtValue, LogEvent, LpmData, PortSlot, RuleInfo, TableMeta,
+    };
 
     unsafe impl aya::Pod for Bitmap {}
     unsafe impl aya::Pod for LpmData {}
@@ -325,4 +374,5 @@ mod pod {
     unsafe impl aya::Pod for CtKey {}
     unsafe impl aya::Pod for CtValue {}
     unsafe impl aya::Pod for LogEvent {}
+    unsafe impl aya::Pod for PortSlot {}
 }
