@@ -33,8 +33,9 @@ use aya::{
     },
 };
 use rampart_common::lb::{
-    BACKEND_DOWN, Backend, FlowKey, FlowValue, LB_FAMILY_V4, LB_FAMILY_V6, LB_MAX_BACKENDS,
-    LbConfig, LbCounter, MODE_DNAT, MODE_IPIP, NextHop, VipInfo, VipKey, lb_stat,
+    BACKEND_DOWN, Backend, FlowKey, FlowValue, LB_FAMILY_V4, LB_FAMILY_V6, LB_FILTER_SLOTS,
+    LB_MAX_BACKENDS, LbConfig, LbCounter, MODE_DNAT, MODE_IPIP, NextHop, VipInfo, VipKey, lb_stat,
+    vip_filter_slot,
 };
 use thiserror::Error;
 use tracing::{info, warn};
@@ -46,7 +47,7 @@ use super::{
 use crate::{loader::XdpModePref, sys};
 
 /// Names of the object's maps (all pinned by name under the pin directory).
-pub const LB_MAP_NAMES: [&str; 10] = [
+pub const LB_MAP_NAMES: [&str; 11] = [
     "LB_CONFIG",
     "LB_VIPS",
     "LB_BACKENDS",
@@ -57,6 +58,7 @@ pub const LB_MAP_NAMES: [&str; 10] = [
     "LB_STATS",
     "LB_NAT",
     "LB_NEXTHOP",
+    "LB_VIP_FILTER",
 ];
 
 /// Pins of [`Balancer::attach_pinned`] besides the maps: programs and links.
@@ -247,6 +249,7 @@ pub struct Balancer {
     persistent: bool,
     nat: BpfHashMap<MapData, FlowKey, rampart_common::lb::NatValue>,
     nexthops: Array<MapData, NextHop>,
+    vip_filter: MapData,
     opts: LbOptions,
     vips: BpfHashMap<MapData, VipKey, VipInfo>,
     backends: Array<MapData, Backend>,
@@ -272,6 +275,14 @@ fn vip_key(s: &ServiceSpec) -> VipKey {
         proto: s.protocol,
         family,
     }
+}
+
+/// An address as the filter slot function takes it: its network-order
+/// bytes as native-endian words, as the program loads them.
+pub fn addr_words(a: IpAddr) -> [u32; 4] {
+    let (b, _) = addr16(a);
+    let w = |i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    [w(0), w(4), w(8), w(12)]
 }
 
 /// An address as the maps store it (IPv4 in the first 4 bytes) with its
@@ -301,6 +312,19 @@ where
         name,
         source: Box::new(e),
     })
+}
+
+/// An array map's raw handle (for batched writes).
+fn take_data(ebpf: &mut Ebpf, name: &'static str) -> Result<MapData, LbMapsError> {
+    match ebpf.take_map(name) {
+        Some(aya::maps::Map::Array(m)) => Ok(m),
+        _ => Err(LbMapsError::Map {
+            name,
+            source: Box::new(aya::maps::MapError::InvalidName {
+                name: name.to_string(),
+            }),
+        }),
+    }
 }
 
 fn map_err(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> LbMapsError {
@@ -481,6 +505,7 @@ impl Balancer {
             stats: take(&mut ebpf, "LB_STATS")?,
             nat: take(&mut ebpf, "LB_NAT")?,
             nexthops: take(&mut ebpf, "LB_NEXTHOP")?,
+            vip_filter: take_data(&mut ebpf, "LB_VIP_FILTER")?,
             ebpf: Some(ebpf),
             pin_dir: pin_dir.to_path_buf(),
             persistent,
@@ -516,6 +541,7 @@ impl Balancer {
             stats: pinned(pin_dir, "LB_STATS")?,
             nat: pinned(pin_dir, "LB_NAT")?,
             nexthops: pinned(pin_dir, "LB_NEXTHOP")?,
+            vip_filter: open_pin(pin_dir, "LB_VIP_FILTER")?,
             ebpf: None,
             pin_dir: pin_dir.to_path_buf(),
             persistent: true,
@@ -896,7 +922,29 @@ impl Balancer {
                 self.free_vips.push(st.id);
             }
         }
+        // The filter names every new address before its VIP is written.
+        self.write_vip_filter()?;
         self.sync()
+    }
+
+    /// Rewrites `LB_VIP_FILTER`: a slot is set iff some service's address
+    /// falls in it.
+    fn write_vip_filter(&mut self) -> Result<(), LbMapsError> {
+        let mut slots = vec![0u32; LB_FILTER_SLOTS as usize];
+        for s in &self.services {
+            slots[vip_filter_slot(addr_words(s.address)) as usize] = 1;
+        }
+        let keys: Vec<u32> = (0..LB_FILTER_SLOTS).collect();
+        sys::update_batch(
+            self.vip_filter.fd().as_fd(),
+            sys::bytes_of_slice(&keys),
+            sys::bytes_of_slice(&slots),
+            keys.len(),
+        )
+        .map_err(|source| LbMapsError::Sys {
+            name: "LB_VIP_FILTER",
+            source,
+        })
     }
 
     /// Marks a backend down (health checks failed) or up again and rewrites

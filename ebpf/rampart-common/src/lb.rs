@@ -23,6 +23,18 @@ pub const LB_FAMILY_V4: u8 = 4;
 /// Address family tag: IPv6.
 pub const LB_FAMILY_V6: u8 = 6;
 
+/// Slots of the VIP address filter (`LB_VIP_FILTER`), a power of two.
+pub const LB_FILTER_SLOTS: u32 = 4096;
+
+/// The filter slot of a destination address given as four native-endian
+/// words of its network-order bytes (IPv4: the first word, the rest zero).
+/// The program reads the words straight from the packet; the agent builds
+/// them with `u32::from_ne_bytes`, so both sides agree on the slot.
+pub const fn vip_filter_slot(words: [u32; 4]) -> u32 {
+    let h = words[0] ^ words[1] ^ words[2] ^ words[3];
+    h.wrapping_mul(0x9E37_79B1) >> 20
+}
+
 /// Indexes of the global `LB_STATS` per-CPU counters.
 pub mod lb_stat {
     /// Not IPv4/IPv6, or not TCP/UDP, or not addressed to a VIP: passed.
