@@ -128,7 +128,12 @@ impl Enforcer {
     /// validation or attach error nothing changes.
     pub fn apply(&mut self, policy: &HostPolicy) -> Result<(), ApplyError> {
         let compiled = policy::compile(policy, &|name| loader::ifindex(name).is_some())?;
-        self.apply_compiled(&compiled)
+        let r = self.apply_compiled(&compiled);
+        // Only the rule labels are kept (for counters); the bitmaps now
+        // live in the maps.
+        drop(compiled);
+        crate::sys::release_free_heap();
+        r
     }
 
     fn apply_compiled(&mut self, compiled: &CompiledPolicy) -> Result<(), ApplyError> {

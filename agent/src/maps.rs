@@ -48,6 +48,10 @@ pub const MAP_NAMES: [&str; 19] = [
     "LB_CHAIN",
 ];
 
+/// Bitmaps copied per batched write: bounds the copy a write makes of the
+/// compiled table (1,024 bitmaps are 1.3 MB).
+const WRITE_CHUNK: usize = 1024;
+
 /// Map access failures.
 #[derive(Debug, Error)]
 pub enum MapsError {
@@ -402,9 +406,9 @@ impl FwMaps {
     ) -> Result<(), MapsError> {
         let err = |map: &'static str| move |source| MapsError::Sys { map, source };
         let wide_map = if l.in_array { "WIDE_BM" } else { "CLASSES" };
-        if !l.wide.is_empty() {
-            let keys: Vec<u32> = l.wide.iter().map(|(k, _)| *k).collect();
-            let vals: Vec<Bitmap> = l.wide.iter().map(|(_, b)| **b).collect();
+        for chunk in l.wide.chunks(WRITE_CHUNK) {
+            let keys: Vec<u32> = chunk.iter().map(|(k, _)| *k).collect();
+            let vals: Vec<Bitmap> = chunk.iter().map(|(_, b)| **b).collect();
             sys::update_batch(
                 self.fd(wide_map),
                 bytes_of_slice(&keys),
@@ -456,6 +460,9 @@ impl FwMaps {
                             addr: p.addr,
                         });
                         vals.push(**b);
+                        if keys.len() == WRITE_CHUNK {
+                            self.flush_prefixes(hash, &mut keys, &mut vals)?;
+                        }
                     }
                 } else if !constant(slot) {
                     let k = lpm_key(table, p);
@@ -463,16 +470,29 @@ impl FwMaps {
                         .map_err(err(lpm))?;
                 }
             }
-            if !keys.is_empty() {
-                sys::update_batch(
-                    self.fd(hash),
-                    bytes_of_slice(&keys),
-                    bytes_of_slice(&vals),
-                    keys.len(),
-                )
-                .map_err(err(hash))?;
-            }
+            self.flush_prefixes(hash, &mut keys, &mut vals)?;
         }
+        Ok(())
+    }
+
+    /// Writes and empties one chunk of prefix-hash entries.
+    fn flush_prefixes(
+        &self,
+        map: &'static str,
+        keys: &mut Vec<LpmData>,
+        vals: &mut Vec<Bitmap>,
+    ) -> Result<(), MapsError> {
+        if !keys.is_empty() {
+            sys::update_batch(
+                self.fd(map),
+                bytes_of_slice(keys),
+                bytes_of_slice(vals),
+                keys.len(),
+            )
+            .map_err(|source| MapsError::Sys { map, source })?;
+        }
+        keys.clear();
+        vals.clear();
         Ok(())
     }
 

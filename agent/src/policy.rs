@@ -11,6 +11,7 @@ use std::{
     net::IpAddr,
     path::Path,
     str::FromStr,
+    sync::Arc,
 };
 
 use ipnet::IpNet;
@@ -329,9 +330,9 @@ pub struct CompiledInterface {
     /// Interface name.
     pub name: String,
     /// XDP table.
-    pub ingress: CompiledTable,
-    /// TC egress table.
-    pub egress: CompiledTable,
+    pub ingress: Arc<CompiledTable>,
+    /// TC egress table (the same table as `ingress` for `direction: both`).
+    pub egress: Arc<CompiledTable>,
 }
 
 /// A validated, compiled host policy.
@@ -448,8 +449,21 @@ pub fn compile(
     for (name, [ingress, egress]) in per_if {
         let ingress = ingress.unwrap_or((ACTION_PERMIT, Vec::new()));
         let egress = egress.unwrap_or((ACTION_PERMIT, Vec::new()));
-        let ingress = compile_table(&name, 0, ingress.0, ingress.1)?;
-        let egress = compile_table(&name, 1, egress.0, egress.1)?;
+        // A `direction: both` entry gives both directions the same rules:
+        // compile them once and share the table.
+        let same = ingress.0 == egress.0
+            && ingress.1.len() == egress.1.len()
+            && ingress
+                .1
+                .iter()
+                .zip(&egress.1)
+                .all(|(a, b)| std::ptr::eq(*a, *b));
+        let ingress = Arc::new(compile_table(&name, 0, ingress.0, ingress.1)?);
+        let egress = if same {
+            Arc::clone(&ingress)
+        } else {
+            Arc::new(compile_table(&name, 1, egress.0, egress.1)?)
+        };
         interfaces.push(CompiledInterface {
             name,
             ingress,

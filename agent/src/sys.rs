@@ -281,3 +281,16 @@ pub fn from_bytes<T: aya::Pod>(b: &[u8]) -> T {
     // SAFETY: length checked; Pod accepts any bit pattern.
     unsafe { std::ptr::read_unaligned(b.as_ptr().cast::<T>()) }
 }
+
+/// Returns freed heap memory to the kernel. A policy apply allocates tens of
+/// megabytes (rule bitmaps) that are freed once the maps are written, but
+/// glibc keeps freed pages in the process; trimming makes the agent's RSS
+/// what it holds, not what its largest apply needed.
+pub fn release_free_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free memory; no pointers involved.
+    #[allow(unsafe_code, reason = "malloc_trim(3)")]
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
