@@ -20,14 +20,15 @@ use tracing::{error, info, warn};
 
 use crate::{
     config::Config,
-    enforcer::Enforcer,
+    fw::enforcer::Enforcer,
+    fw::loader::{AttachOptions, LoaderError},
+    fw::metrics::{self, DaemonCounters},
+    fw::policy,
     lb::{
         maps::LbOptions,
         runtime::{self, LbRuntime},
     },
-    loader::{self, AttachOptions, LoaderError, PinLayout},
-    metrics::{self, DaemonCounters},
-    policy,
+    pins::PinLayout,
     sys::from_bytes,
 };
 
@@ -194,7 +195,7 @@ pub async fn run(
     let layout = PinLayout {
         root: cfg.pin_root.clone(),
     };
-    loader::ensure_bpffs(&layout.root)?;
+    crate::pins::ensure_bpffs(&layout.root).map_err(LoaderError::from)?;
     let opts = AttachOptions {
         conntrack_max: cfg.conntrack_max,
         xdp_mode: cfg.xdp_mode,

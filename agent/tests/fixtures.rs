@@ -9,8 +9,8 @@ use std::{
 };
 
 use rampart_agent::{
+    fw::testrun::{Harness, TC_DROP, TC_PASS, XDP_DROP, XDP_PASS},
     packet::{self as p, ACK, FIN, ICMP, ICMPV6, RST, SYN, TCP, UDP},
-    testrun::{Harness, TC_DROP, TC_PASS, XDP_DROP, XDP_PASS},
 };
 use rampart_proto::v1::{Action, Direction, FirewallRule, HostPolicy, InterfacePolicy, PortRange};
 
@@ -786,7 +786,7 @@ fn tcp_rst_closes_the_flow() {
     let mut h = harness();
     h.apply(&policy()).unwrap();
     h.maps
-        .set_timeouts(&rampart_agent::maps::Timeouts {
+        .set_timeouts(&rampart_agent::fw::maps::Timeouts {
             tcp_closed: std::time::Duration::from_millis(1),
             ..Default::default()
         })
@@ -869,7 +869,7 @@ fn ten_thousand_rules_match_last_and_counters_count() {
         ..Default::default()
     };
     let t0 = std::time::Instant::now();
-    let compiled = rampart_agent::policy::compile(&pol, &|_| true).unwrap();
+    let compiled = rampart_agent::fw::policy::compile(&pol, &|_| true).unwrap();
     let t1 = std::time::Instant::now();
     let i = &compiled.interfaces[0];
     let g = h.maps.apply(&i.ingress, &i.egress).unwrap();

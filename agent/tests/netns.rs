@@ -15,10 +15,7 @@ use std::{
 };
 
 use common::{Agent, C_IP, C_IP2, S_IP, Topo, port, scrape, skip_unless_root};
-use rampart_agent::{
-    enforcer::Enforcer,
-    loader::{AttachOptions, PinLayout},
-};
+use rampart_agent::{fw::enforcer::Enforcer, fw::loader::AttachOptions, pins::PinLayout};
 use rampart_proto::v1::HostPolicy;
 
 fn policy_yaml(version: u64, extra: &str) -> String {

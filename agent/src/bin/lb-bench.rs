@@ -691,7 +691,7 @@ fn program_costs(bed: &Bed) -> anyhow::Result<Costs> {
             17,
             &l4,
         );
-        let mut floor = rampart_agent::testrun::Floor::new()?;
+        let mut floor = rampart_agent::fw::testrun::Floor::new()?;
         let (v, floor_cost) = floor.run(&other, 1_000_000)?;
         let (w, pass_cost) = h.test_run_repeat(LbProgram::Balancer, &other, 1_000_000)?;
         if (v, w) != (XDP_DROP, XDP_PASS) {

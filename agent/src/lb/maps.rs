@@ -44,7 +44,7 @@ use super::{
     maglev::{self, Member},
     service::{Mode, ServiceError, ServiceSpec},
 };
-use crate::{loader::XdpModePref, sys};
+use crate::{attach::XdpModePref, sys};
 
 /// Names of the object's maps (all pinned by name under the pin directory).
 pub const LB_MAP_NAMES: [&str; 11] = [
@@ -126,7 +126,7 @@ pub enum LbMapsError {
     },
     /// Pin directory trouble.
     #[error(transparent)]
-    Loader(#[from] crate::loader::LoaderError),
+    Pins(#[from] crate::pins::PinError),
     /// Pinning or unpinning a program or link failed.
     #[error("pin {path}: {reason}")]
     Pin {
@@ -434,7 +434,7 @@ pub fn detach_pinned(pin_dir: &Path) -> Result<(), LbMapsError> {
 
 /// Loads the object with its maps pinned in (or reused from) `pin_dir`.
 fn load_object(pin_dir: &Path, opts: &LbOptions) -> Result<Ebpf, LbMapsError> {
-    crate::loader::ensure_bpffs(pin_dir)?;
+    crate::pins::ensure_bpffs(pin_dir)?;
     let ring = 2 * opts.max_vips * opts.max_table_size;
     EbpfLoader::new()
         .default_map_pin_directory(pin_dir)
@@ -610,17 +610,17 @@ impl Balancer {
         hook: Hook,
         opts: LbOptions,
     ) -> Result<(Self, bool), LbMapsError> {
-        let idx = crate::loader::ifindex(interface)
+        let idx = crate::attach::ifindex(interface)
             .ok_or_else(|| LbMapsError::NoInterface(interface.to_string()))?;
-        crate::loader::ensure_bpffs(pin_dir)?;
+        crate::pins::ensure_bpffs(pin_dir)?;
         let xdp_link = pin_dir.join("link_xdp");
         let tc_link = pin_dir.join("link_tc");
         let prog_pin = pin_dir.join("prog_lb");
         let have_hook = match hook {
-            Hook::Xdp(_) => crate::loader::live_link(&xdp_link, idx),
+            Hook::Xdp(_) => crate::pins::live_link(&xdp_link, idx),
             Hook::AfterFirewall => chained(pin_dir, &prog_pin),
         };
-        let have_tc = crate::loader::live_link(&tc_link, idx);
+        let have_tc = crate::pins::live_link(&tc_link, idx);
         let maps_pinned = LB_MAP_NAMES.iter().all(|m| pin_dir.join(m).exists());
         if have_hook && have_tc && maps_pinned {
             let lb = Self::from_pins(pin_dir, opts)?;
@@ -761,7 +761,7 @@ impl Balancer {
     /// cached. Call again after neighbour changes (the health checks keep
     /// the entries fresh).
     pub fn resolve_next_hops(&mut self, interface: &str) -> Result<usize, LbMapsError> {
-        let ifindex = crate::loader::ifindex(interface)
+        let ifindex = crate::attach::ifindex(interface)
             .ok_or_else(|| LbMapsError::NoInterface(interface.to_string()))?;
         let smac = interface_mac(interface).map_err(|source| LbMapsError::Neighbours {
             path: format!("SIOCGIFHWADDR {interface}"),
@@ -798,7 +798,7 @@ impl Balancer {
         interface: &str,
         generic: bool,
     ) -> Result<(), LbMapsError> {
-        if crate::loader::ifindex(interface).is_none() {
+        if crate::attach::ifindex(interface).is_none() {
             return Err(LbMapsError::NoInterface(interface.to_string()));
         }
         let ebpf = self

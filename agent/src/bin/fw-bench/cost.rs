@@ -10,8 +10,8 @@ use std::{fmt::Write as _, path::Path};
 
 use anyhow::bail;
 use rampart_agent::{
+    fw::testrun::{Floor, Harness, XDP_DROP, XDP_PASS},
     packet,
-    testrun::{Floor, Harness, XDP_DROP, XDP_PASS},
 };
 use rampart_common::{DIR_INGRESS, reason};
 use rampart_proto::v1::Action;

@@ -29,8 +29,10 @@ use std::{
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use rampart_agent::{
-    enforcer::Enforcer,
-    loader::{self, AttachOptions, PinLayout, XdpModePref},
+    attach::XdpModePref,
+    fw::enforcer::Enforcer,
+    fw::loader::{self, AttachOptions},
+    pins::PinLayout,
 };
 use rampart_common::reason;
 use rampart_proto::v1::{Action, Direction, FirewallRule, HostPolicy, InterfacePolicy, PortRange};

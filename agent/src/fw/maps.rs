@@ -20,8 +20,8 @@ use rampart_common::{
 use thiserror::Error;
 
 use crate::{
-    policy::{CompiledTable, Prefix, addr_slot},
-    port_slots::{self, PortLayout},
+    fw::policy::{CompiledTable, Prefix, addr_slot},
+    fw::port_slots::{self, PortLayout},
     sys::{self, SysError, bytes_of, bytes_of_slice, from_bytes},
 };
 

@@ -16,9 +16,9 @@ use rampart_proto::v1::HostPolicy;
 use thiserror::Error;
 
 use crate::{
-    loader::{self, LoaderError},
-    maps::{FwMaps, MAP_NAMES, MapsError, Timeouts},
-    policy::{self, PolicyError},
+    fw::loader::{self, LoaderError},
+    fw::maps::{FwMaps, MAP_NAMES, MapsError, Timeouts},
+    fw::policy::{self, PolicyError},
 };
 
 /// XDP verdicts as returned by the program.
@@ -75,7 +75,7 @@ impl Harness {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
-        loader::ensure_bpffs(&dir)?;
+        crate::pins::ensure_bpffs(&dir).map_err(LoaderError::from)?;
         // Removes the directory if loading fails below.
         let guard = DirGuard(dir.clone());
         let mut ebpf = loader::load_object(&dir, "test-run", 4096)?;

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use rampart_common::{Bitmap, CLASS_TABLE_SHIFT, PORT_WIDE, PortSlot, WIDE_SLOTS};
 
-use crate::policy::CompiledTable;
+use crate::fw::policy::CompiledTable;
 
 /// The port arrays and wide classes of one table.
 pub struct PortLayout<'t> {
@@ -72,7 +72,7 @@ mod tests {
     use rampart_common::{ACTION_PERMIT, BITMAP_WORDS, PORTS};
 
     use super::*;
-    use crate::policy::{AddrLookup, empty_bitmap, finalize};
+    use crate::fw::policy::{AddrLookup, empty_bitmap, finalize};
 
     fn bitmap(rules: &[usize]) -> Bitmap {
         let mut b = empty_bitmap();
