@@ -35,6 +35,11 @@ struct Cli {
     /// bpffs directory for pins (overrides the config).
     #[arg(long, global = true)]
     pin_root: Option<PathBuf>,
+    /// Accept a bpffs private to this mount namespace (as under `ip netns
+    /// exec`), whose pins vanish when the agent exits: enforcement then
+    /// ends with the process. Use `--netns` instead where possible.
+    #[arg(long, global = true)]
+    allow_private_bpffs: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -114,6 +119,7 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    rampart_agent::pins::allow_private_bpffs(cli.allow_private_bpffs);
     let mut cfg = Config::load(cli.config.as_deref())?;
     if let Some(p) = cli.pin_root {
         cfg.pin_root = p;

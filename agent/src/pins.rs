@@ -64,15 +64,15 @@ pub fn allow_private_bpffs(allow: bool) {
     ALLOW_PRIVATE.store(allow, Ordering::Relaxed);
 }
 
-/// The device of the filesystem holding `path` as PID 1 sees it (through
-/// `/proc/1/root`) and as this process sees it, for the deepest ancestor
-/// of `path` that exists in PID 1's view.
-fn devices(path: &Path) -> Option<(u64, u64)> {
-    let host_root = Path::new("/proc/1/root");
+/// The device of the filesystem holding `path` as process `pid` sees it
+/// (through `/proc/PID/root`) and as this process sees it, for the deepest
+/// ancestor of `path` that exists in `pid`'s view.
+fn devices(pid: &str, path: &Path) -> Option<(u64, u64)> {
+    let other_root = PathBuf::from(format!("/proc/{pid}/root"));
     let rel = path.strip_prefix("/").ok()?;
     let mut p = rel;
     loop {
-        if let Ok(h) = std::fs::metadata(host_root.join(p)) {
+        if let Ok(h) = std::fs::metadata(other_root.join(p)) {
             let own = std::fs::metadata(Path::new("/").join(p)).ok()?;
             return Some((h.dev(), own.dev()));
         }
@@ -84,16 +84,22 @@ fn mount_namespace(pid: &str) -> Option<PathBuf> {
     std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok()
 }
 
-/// Fails if `path` (on bpffs) is not the bpffs of PID 1's mount namespace.
-/// In PID 1's namespace, or when PID 1's view cannot be read, it passes.
+/// Fails if `path` (on bpffs) is not the bpffs that PID 1 (or, where PID
+/// 1 cannot be inspected, the parent process) sees at the same place:
+/// `ip netns exec` starts the agent in a new mount namespace while its
+/// parent stays in the host's. In the same namespace it passes.
 pub fn check_host_bpffs(path: &Path) -> Result<(), PinError> {
-    let (Some(own), Some(init)) = (mount_namespace("self"), mount_namespace("1")) else {
+    let Some(own) = mount_namespace("self") else {
         return Ok(());
     };
-    if own == init {
+    let parent = std::os::unix::process::parent_id().to_string();
+    let Some((pid, _)) = ["1", parent.as_str()]
+        .into_iter()
+        .find_map(|pid| Some((pid, mount_namespace(pid)?)).filter(|(_, ns)| *ns != own))
+    else {
         return Ok(());
-    }
-    match devices(path) {
+    };
+    match devices(pid, path) {
         Some((host, mine)) if host != mine => {
             let err = PinError::PrivateBpffs {
                 path: path.display().to_string(),
