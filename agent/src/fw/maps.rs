@@ -129,7 +129,7 @@ pub struct Totals {
 
 /// Raw LPM key as the kernel stores it: prefix length then data.
 #[repr(C, packed)]
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct LpmKeyRaw {
     prefix_len: u32,
     data: LpmData,
@@ -146,13 +146,6 @@ fn lpm_key(table: u32, p: &Prefix) -> LpmKeyRaw {
     }
 }
 
-fn raw<T>(v: &T) -> &[u8] {
-    // SAFETY: plain #[repr(C)] data read as bytes.
-    #[allow(unsafe_code, reason = "byte view of a packed key")]
-    unsafe {
-        std::slice::from_raw_parts(std::ptr::from_ref(v).cast::<u8>(), std::mem::size_of::<T>())
-    }
-}
 
 impl FwMaps {
     /// Takes the maps out of a freshly loaded object.
@@ -466,7 +459,7 @@ impl FwMaps {
                     }
                 } else if !constant(slot) {
                     let k = lpm_key(table, p);
-                    sys::update_elem(self.fd(lpm), raw(&k), bytes_of(b.as_ref()))
+                    sys::update_elem(self.fd(lpm), bytemuck::bytes_of(&k), bytes_of(b.as_ref()))
                         .map_err(err(lpm))?;
                 }
             }

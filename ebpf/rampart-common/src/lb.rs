@@ -76,7 +76,7 @@ pub mod lb_stat {
 }
 
 /// Global settings (`LB_CONFIG[0]`).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(bytemuck::Pod, bytemuck::Zeroable, Clone, Copy, Debug, Default)]
 #[repr(C)]
 pub struct LbConfig {
     /// Outer source address for IPv4 encapsulation (network order bytes).
@@ -95,7 +95,7 @@ pub struct LbConfig {
 }
 
 /// Key of `LB_VIPS`: what makes a packet belong to a virtual service.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(bytemuck::Pod, bytemuck::Zeroable, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[repr(C)]
 pub struct VipKey {
     /// Address (IPv4 in the first 4 bytes, rest zero).
@@ -110,7 +110,7 @@ pub struct VipKey {
 
 /// Value of `LB_VIPS`. Replaced as a whole (one map update) when the VIP's
 /// ring flips generation, so a packet never sees a half-written table.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(bytemuck::Pod, bytemuck::Zeroable, Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct VipInfo {
     /// VIP id: counters index and ring row.
@@ -124,7 +124,7 @@ pub struct VipInfo {
 }
 
 /// Value of `LB_BACKENDS[id]`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(bytemuck::Pod, bytemuck::Zeroable, Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct Backend {
     /// Address (IPv4 in the first 4 bytes).
@@ -140,7 +140,7 @@ pub struct Backend {
 }
 
 /// Key of the `LB_FLOWS` LRU table: the client's 5-tuple towards the VIP.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(bytemuck::Pod, bytemuck::Zeroable, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[repr(C)]
 pub struct FlowKey {
     /// Client address.
@@ -160,7 +160,7 @@ pub struct FlowKey {
 }
 
 /// Value of `LB_FLOWS`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(bytemuck::Pod, bytemuck::Zeroable, Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct FlowValue {
     /// Backend id the flow is pinned to.
@@ -173,7 +173,7 @@ pub struct FlowValue {
 /// 5-tuple as a [`FlowKey`] (`src` = backend, `dst` = client, `sport` =
 /// backend port, `dport` = client port): what the reply's source must be
 /// rewritten to so the client sees the VIP.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(bytemuck::Pod, bytemuck::Zeroable, Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct NatValue {
     /// VIP address (IPv4 in the first 4 bytes).
@@ -187,7 +187,7 @@ pub struct NatValue {
 /// Value of `LB_NEXTHOP[backend id]`: the next hop towards a backend,
 /// resolved by the agent (neighbour table) so the dataplane skips the
 /// per-packet `bpf_fib_lookup` (Katran keeps the same per-backend cache).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(bytemuck::Pod, bytemuck::Zeroable, Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct NextHop {
     /// Destination MAC (the backend's, or its gateway's).
@@ -201,7 +201,7 @@ pub struct NextHop {
 }
 
 /// Per-CPU packet/byte/new-flow counters (per VIP, per backend).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(bytemuck::Pod, bytemuck::Zeroable, Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct LbCounter {
     /// Packets.

@@ -55,7 +55,7 @@ pub const PORT_WIDE: u32 = u32::MAX;
 /// ACL usually names one rule or a few neighbours, so most packets AND one
 /// word and never look up a class bitmap.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(bytemuck::Pod, bytemuck::Zeroable, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PortSlot {
     /// Index of the one non-zero word, or [`PORT_WIDE`].
     pub word: u32,
@@ -167,7 +167,7 @@ pub mod ct_state {
 /// `lo..hi` bounds the non-zero words so that the AND loop only visits words
 /// where every field could have a bit set; an empty set has `lo == hi`.
 #[repr(C)]
-#[derive(Clone, Copy)]
+#[derive(bytemuck::Pod, bytemuck::Zeroable, Clone, Copy)]
 pub struct Bitmap {
     /// First word that may be non-zero.
     pub lo: u32,
@@ -181,7 +181,7 @@ pub struct Bitmap {
 /// are always matched in full (the agent adds 64 bits to every prefix length),
 /// then the address.
 #[repr(C)]
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[derive(bytemuck::Pod, bytemuck::Zeroable, Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct LpmData {
     /// Table index, stored big-endian so it forms the key's leading bits.
     pub table: [u8; 4],
@@ -196,7 +196,7 @@ pub const LPM_HEADER_BITS: u32 = 64;
 
 /// Per-table parameters (array indexed by table).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(bytemuck::Pod, bytemuck::Zeroable, Clone, Copy, Debug, Default)]
 pub struct TableMeta {
     /// Number of rules in the table.
     pub rule_count: u32,
@@ -242,7 +242,7 @@ pub const fn hash_family(family: u8, len: u8) -> [u8; 4] {
 
 /// Global settings (array of one element).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(bytemuck::Pod, bytemuck::Zeroable, Clone, Copy, Debug, Default)]
 pub struct Config {
     /// Active generation (0 or 1): packets use tables `generation * 2 + dir`.
     /// Read once per packet, so a packet never mixes two rule sets.
@@ -263,7 +263,7 @@ pub struct Config {
 
 /// What the program needs to know about a matched rule.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(bytemuck::Pod, bytemuck::Zeroable, Clone, Copy, Debug, Default)]
 pub struct RuleInfo {
     /// The rule's sequence number (for log events).
     pub sequence: u32,
@@ -279,7 +279,7 @@ pub struct RuleInfo {
 
 /// Per-rule (and per-reason) packet and byte counters, per CPU.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(bytemuck::Pod, bytemuck::Zeroable, Clone, Copy, Debug, Default)]
 pub struct Counter {
     /// Packets counted.
     pub packets: u64,
@@ -290,7 +290,7 @@ pub struct Counter {
 /// Conntrack key: the flow's endpoints in a canonical order (the lower
 /// `(addr, port)` first), so both directions of a flow find one entry.
 #[repr(C)]
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+#[derive(bytemuck::Pod, bytemuck::Zeroable, Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
 pub struct CtKey {
     /// Lower endpoint address (IPv4 in the first 4 bytes).
     pub addr_lo: [u8; 16],
@@ -310,7 +310,7 @@ pub struct CtKey {
 
 /// Conntrack value.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(bytemuck::Pod, bytemuck::Zeroable, Clone, Copy, Debug, Default)]
 pub struct CtValue {
     /// `bpf_ktime_get_ns` of the last packet.
     pub last_seen_ns: u64,
@@ -333,7 +333,7 @@ pub struct CtValue {
 
 /// A sampled log event sent through the `LOG_EVENTS` ring buffer.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(bytemuck::Pod, bytemuck::Zeroable, Clone, Copy, Debug, Default)]
 pub struct LogEvent {
     /// Source address (IPv4 in the first 4 bytes).
     pub src: [u8; 16],
