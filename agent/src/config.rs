@@ -6,7 +6,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::{loader::XdpModePref, maps::Timeouts};
+use crate::{attach::XdpModePref, fw::maps::Timeouts};
 
 /// Configuration errors.
 #[derive(Debug, Error)]

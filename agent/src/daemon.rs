@@ -20,14 +20,15 @@ use tracing::{error, info, warn};
 
 use crate::{
     config::Config,
-    enforcer::Enforcer,
+    fw::enforcer::Enforcer,
+    fw::loader::{AttachOptions, LoaderError},
+    fw::metrics::{self, DaemonCounters},
+    fw::policy,
     lb::{
         maps::LbOptions,
         runtime::{self, LbRuntime},
     },
-    loader::{self, AttachOptions, LoaderError, PinLayout},
-    metrics::{self, DaemonCounters},
-    policy,
+    pins::PinLayout,
     sys::from_bytes,
 };
 
@@ -60,9 +61,36 @@ fn lock(s: &SharedState) -> std::sync::MutexGuard<'_, Shared> {
     s.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// What the daemon remembers of the policy file it applied last: enough to
+/// notice a change without keeping (or, while the file's metadata is
+/// unchanged, even reading) the file.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    modified: Option<std::time::SystemTime>,
+    len: u64,
+    digest: u64,
+}
+
+fn digest(bytes: &[u8]) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut h = DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
+}
+
 /// Reads and applies the policy file if its content changed. A refused
 /// policy leaves the one in force untouched.
-fn reload(state: &SharedState, path: &Path, last: &mut Option<Vec<u8>>, stop: &Arc<AtomicBool>) {
+fn reload(state: &SharedState, path: &Path, last: &mut Option<FileStamp>, stop: &Arc<AtomicBool>) {
+    let meta = std::fs::metadata(path).ok();
+    let modified = meta.as_ref().and_then(|m| m.modified().ok());
+    let len = meta.as_ref().map_or(0, std::fs::Metadata::len);
+    if let Some(l) = last
+        && meta.is_some()
+        && l.modified == modified
+        && l.len == len
+    {
+        return;
+    }
     let Ok(bytes) = std::fs::read(path) else {
         if last.is_some() {
             warn!(path = %path.display(), "policy file unreadable; keeping the policy in force");
@@ -70,10 +98,18 @@ fn reload(state: &SharedState, path: &Path, last: &mut Option<Vec<u8>>, stop: &A
         }
         return;
     };
-    if last.as_ref() == Some(&bytes) {
+    let stamp = FileStamp {
+        modified,
+        len,
+        digest: digest(&bytes),
+    };
+    // Touched but not changed: remember the new metadata only.
+    let unchanged = last.is_some_and(|l| l.digest == stamp.digest);
+    *last = Some(stamp);
+    drop(bytes);
+    if unchanged {
         return;
     }
-    *last = Some(bytes);
     let result = policy::load_file(path)
         .map_err(runtime::HostApplyError::File)
         .and_then(|p| {
@@ -94,6 +130,9 @@ fn reload(state: &SharedState, path: &Path, last: &mut Option<Vec<u8>>, stop: &A
             error!(path = %path.display(), error = %e, "policy not applied; the policy in force stays");
         }
     }
+    drop(s);
+    // The parsed and compiled policy is gone; give its pages back.
+    crate::sys::release_free_heap();
 }
 
 fn spawn_log_reader(interface: String, map: aya::maps::MapData, stop: Arc<AtomicBool>) {
@@ -156,7 +195,7 @@ pub async fn run(
     let layout = PinLayout {
         root: cfg.pin_root.clone(),
     };
-    loader::ensure_bpffs(&layout.root)?;
+    crate::pins::ensure_bpffs(&layout.root).map_err(LoaderError::from)?;
     let opts = AttachOptions {
         conntrack_max: cfg.conntrack_max,
         xdp_mode: cfg.xdp_mode,

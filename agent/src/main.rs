@@ -15,10 +15,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use rampart_agent::{
-    config::Config,
-    daemon,
-    loader::{self, PinLayout, XdpModePref},
-    maps::FwMaps,
+    attach::XdpModePref, config::Config, daemon, fw::loader, fw::maps::FwMaps, pins::PinLayout,
 };
 
 #[derive(Parser)]
@@ -38,6 +35,11 @@ struct Cli {
     /// bpffs directory for pins (overrides the config).
     #[arg(long, global = true)]
     pin_root: Option<PathBuf>,
+    /// Accept a bpffs private to this mount namespace (as under `ip netns
+    /// exec`), whose pins vanish when the agent exits: enforcement then
+    /// ends with the process. Use `--netns` instead where possible.
+    #[arg(long, global = true)]
+    allow_private_bpffs: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -117,6 +119,7 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    rampart_agent::pins::allow_private_bpffs(cli.allow_private_bpffs);
     let mut cfg = Config::load(cli.config.as_deref())?;
     if let Some(p) = cli.pin_root {
         cfg.pin_root = p;
@@ -214,7 +217,7 @@ fn main() -> anyhow::Result<()> {
                                     format!(
                                         "{}/{}",
                                         if d == 0 { "ingress" } else { "egress" },
-                                        rampart_agent::enforcer::reason_name(r)
+                                        rampart_agent::fw::enforcer::reason_name(r)
                                     ),
                                     serde_json::json!(t.packets),
                                 )
@@ -256,12 +259,14 @@ fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
         Cmd::Check { policy } => {
-            let p = rampart_agent::policy::load_file(&policy)?;
-            let c = rampart_agent::policy::compile(&p, &|n| loader::ifindex(n).is_some())?;
+            let p = rampart_agent::fw::policy::load_file(&policy)?;
+            let c = rampart_agent::fw::policy::compile(&p, &|n| {
+                rampart_agent::attach::ifindex(n).is_some()
+            })?;
             let defaults = rampart_agent::lb::maps::LbOptions::default();
             let lb = rampart_agent::lb::policy::plan(
                 &p.virtual_services,
-                &|n| loader::ifindex(n).is_some(),
+                &|n| rampart_agent::attach::ifindex(n).is_some(),
                 defaults.max_vips,
                 defaults.max_table_size,
             )?;

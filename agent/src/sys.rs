@@ -259,25 +259,30 @@ pub fn link_ifindex(fd: BorrowedFd<'_>) -> Result<u32, SysError> {
 }
 
 /// Views a plain `#[repr(C)]` value as bytes.
-pub fn bytes_of<T: aya::Pod>(v: &T) -> &[u8] {
-    // SAFETY: Pod types have no invalid bit patterns and we only read.
-    unsafe {
-        std::slice::from_raw_parts(std::ptr::from_ref(v).cast::<u8>(), std::mem::size_of::<T>())
-    }
+pub fn bytes_of<T: bytemuck::Pod>(v: &T) -> &[u8] {
+    bytemuck::bytes_of(v)
 }
 
 /// Views a slice of plain values as bytes.
-pub fn bytes_of_slice<T: aya::Pod>(v: &[T]) -> &[u8] {
-    // SAFETY: as `bytes_of`.
-    unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v)) }
+pub fn bytes_of_slice<T: bytemuck::Pod>(v: &[T]) -> &[u8] {
+    bytemuck::cast_slice(v)
 }
 
-/// Reads a plain value from the start of `b` (which must be long enough).
-pub fn from_bytes<T: aya::Pod>(b: &[u8]) -> T {
-    assert!(
-        b.len() >= std::mem::size_of::<T>(),
-        "buffer shorter than the value"
-    );
-    // SAFETY: length checked; Pod accepts any bit pattern.
-    unsafe { std::ptr::read_unaligned(b.as_ptr().cast::<T>()) }
+/// Reads a plain value from the start of `b` (which must be long enough;
+/// ring-buffer records carry trailing padding).
+pub fn from_bytes<T: bytemuck::Pod>(b: &[u8]) -> T {
+    bytemuck::pod_read_unaligned(&b[..std::mem::size_of::<T>()])
+}
+
+/// Returns freed heap memory to the kernel. A policy apply allocates tens of
+/// megabytes (rule bitmaps) that are freed once the maps are written, but
+/// glibc keeps freed pages in the process; trimming makes the agent's RSS
+/// what it holds, not what its largest apply needed.
+pub fn release_free_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free memory; no pointers involved.
+    #[allow(unsafe_code, reason = "malloc_trim(3)")]
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }

@@ -9,8 +9,8 @@ use std::{
 };
 
 use rampart_agent::{
+    fw::testrun::{Harness, TC_DROP, TC_PASS, XDP_DROP, XDP_PASS},
     packet::{self as p, ACK, FIN, ICMP, ICMPV6, RST, SYN, TCP, UDP},
-    testrun::{Harness, TC_DROP, TC_PASS, XDP_DROP, XDP_PASS},
 };
 use rampart_proto::v1::{Action, Direction, FirewallRule, HostPolicy, InterfacePolicy, PortRange};
 
@@ -786,7 +786,7 @@ fn tcp_rst_closes_the_flow() {
     let mut h = harness();
     h.apply(&policy()).unwrap();
     h.maps
-        .set_timeouts(&rampart_agent::maps::Timeouts {
+        .set_timeouts(&rampart_agent::fw::maps::Timeouts {
             tcp_closed: std::time::Duration::from_millis(1),
             ..Default::default()
         })
@@ -805,7 +805,9 @@ fn tcp_rst_closes_the_flow() {
             .unwrap(),
         TC_PASS
     );
-    std::thread::sleep(std::time::Duration::from_millis(5));
+    // Longer than one kernel tick (10 ms at HZ=100): within a tick the
+    // program skips the timeout check.
+    std::thread::sleep(std::time::Duration::from_millis(25));
     assert_eq!(h.xdp(&reply).unwrap(), XDP_DROP, "closed flow expired");
     // FIN from both sides closes too.
     assert_eq!(
@@ -820,7 +822,7 @@ fn tcp_rst_closes_the_flow() {
             .unwrap(),
         TC_PASS
     );
-    std::thread::sleep(std::time::Duration::from_millis(5));
+    std::thread::sleep(std::time::Duration::from_millis(25));
     assert_eq!(h.xdp(&r2).unwrap(), XDP_DROP, "FIN/FIN flow expired");
     let stats = h.maps.ct_stats().unwrap();
     assert!(
@@ -867,7 +869,7 @@ fn ten_thousand_rules_match_last_and_counters_count() {
         ..Default::default()
     };
     let t0 = std::time::Instant::now();
-    let compiled = rampart_agent::policy::compile(&pol, &|_| true).unwrap();
+    let compiled = rampart_agent::fw::policy::compile(&pol, &|_| true).unwrap();
     let t1 = std::time::Instant::now();
     let i = &compiled.interfaces[0];
     let g = h.maps.apply(&i.ingress, &i.egress).unwrap();
@@ -894,4 +896,177 @@ fn ten_thousand_rules_match_last_and_counters_count() {
     assert_eq!(totals[9_999].bytes, 3 * last.len() as u64);
     assert_eq!(totals[0].packets, 1);
     assert_eq!(totals[5].packets, 0);
+}
+
+/// Policy with the rules given, all UDP, ingress, default deny.
+fn udp_rules(rules: Vec<FirewallRule>) -> HostPolicy {
+    ingress_only(
+        rules
+            .into_iter()
+            .map(|mut x| {
+                x.protocol = 17;
+                x
+            })
+            .collect(),
+    )
+}
+
+fn udp_rule(seq: u32, action: Action, sport: Option<u32>, dport: Option<u32>) -> FirewallRule {
+    let mut x = r(seq, action);
+    if let Some(p) = sport {
+        x.source_ports = ports(p, p);
+    }
+    if let Some(p) = dport {
+        x.destination_ports = ports(p, p);
+    }
+    x
+}
+
+fn run_cases(h: &mut Harness, label: &str, cases: &[(&str, Vec<u8>, u32)]) {
+    for (what, packet, verdict) in cases {
+        let got = h
+            .xdp(packet)
+            .unwrap_or_else(|e| panic!("{label}: {what}: {e}"));
+        assert_eq!(got, *verdict, "{label}: {what}");
+    }
+}
+
+/// An address field with at most four prefix lengths is answered by hash
+/// probes (longest first, then the /0 root); a fifth length sends it to
+/// the LPM trie. Both must give the same first match.
+#[test]
+fn prefix_hash_probes_and_trie_agree() {
+    if !root() {
+        return;
+    }
+    let mut h = harness();
+    let mut r1 = from(1, Action::Deny, "10.0.0.0/8");
+    r1.protocol = 17;
+    r1.destination_ports = ports(7, 7);
+    let base = vec![
+        r1,
+        from(2, Action::Permit, "10.1.0.0/16"),
+        from(3, Action::Deny, "10.1.2.0/24"),
+        from(4, Action::Permit, "10.1.2.3/32"),
+        from(5, Action::Deny, "2001:db8::/32"),
+        from(6, Action::Permit, "2001:db8:1::/48"),
+    ];
+    let mut five_lengths = base.clone();
+    five_lengths.push(from(7, Action::Permit, "10.1.2.0/25"));
+    let d = v4("192.0.2.1");
+    let d6 = v6("2001:db8:ff::1");
+    for (label, rules) in [("4 lengths: hash", base), ("5 lengths: trie", five_lengths)] {
+        h.apply(&ingress_only(rules)).unwrap();
+        // Each case a distinct flow: a passed packet creates conntrack state.
+        let sport = if label.starts_with('4') { 3000 } else { 4000 };
+        let cases = [
+            (
+                "/8 rule 1 before /32 rule 4",
+                p::ipv4(v4("10.1.2.3"), d, UDP, &p::udp(sport, 7, 8)),
+                XDP_DROP,
+            ),
+            (
+                "/16 rule 2 before /24 and /32",
+                p::ipv4(v4("10.1.2.3"), d, TCP, &p::tcp(sport + 1, 80, SYN)),
+                XDP_PASS,
+            ),
+            (
+                "/16 only",
+                p::ipv4(v4("10.1.9.9"), d, TCP, &p::tcp(sport + 2, 80, SYN)),
+                XDP_PASS,
+            ),
+            (
+                "/8 rule is udp 7 only: root",
+                p::ipv4(v4("10.9.0.1"), d, TCP, &p::tcp(sport + 3, 80, SYN)),
+                XDP_DROP,
+            ),
+            (
+                "no prefix: root",
+                p::ipv4(v4("11.0.0.1"), d, TCP, &p::tcp(sport + 4, 80, SYN)),
+                XDP_DROP,
+            ),
+            (
+                "/32 deny before /48 permit",
+                p::ipv6(v6("2001:db8:1::5"), d6, UDP, &p::udp(sport + 5, 9, 8)),
+                XDP_DROP,
+            ),
+            (
+                "outside both v6 prefixes",
+                p::ipv6(v6("2001:db9::5"), d6, UDP, &p::udp(sport + 6, 9, 8)),
+                XDP_DROP,
+            ),
+        ];
+        run_cases(&mut h, label, &cases);
+    }
+}
+
+/// Port classes whose rules lie in one bitmap word are stored inline in
+/// the port arrays; wider ones in the `WIDE_BM` array, or in the `CLASSES`
+/// hash when a table has more than `WIDE_SLOTS` of them. Every layout must
+/// give the first match.
+#[test]
+fn port_slots_inline_wide_and_hashed_keep_first_match() {
+    if !root() {
+        return;
+    }
+    let mut h = harness();
+    let src = v4("10.0.0.1");
+    let d = v4("192.0.2.1");
+    let udp = |sport: u16, dport: u16| p::ipv4(src, d, UDP, &p::udp(sport, dport, 8));
+
+    // Every rule constrains both ports: single-rule classes are inline. Port
+    // 53 has rules 0 and 70 (words 0 and 1): a wide class in WIDE_BM.
+    let mut rules = vec![udp_rule(0, Action::Deny, Some(1), Some(53))];
+    rules.push(udp_rule(1, Action::Permit, Some(777), Some(1)));
+    for i in 2..70 {
+        rules.push(udp_rule(i, Action::Deny, Some(5), Some(1000 + i)));
+    }
+    rules.push(udp_rule(70, Action::Permit, Some(1), Some(888)));
+    rules.push(udp_rule(71, Action::Permit, Some(2), Some(53)));
+    h.apply(&udp_rules(rules)).unwrap();
+    let cases = [
+        (
+            "both ports inline, same word: rule 1",
+            udp(777, 1),
+            XDP_PASS,
+        ),
+        (
+            "both inline, different words: no rule",
+            udp(777, 888),
+            XDP_DROP,
+        ),
+        (
+            "wide sport 1 (rules 0, 70), inline dport 888: rule 70",
+            udp(1, 888),
+            XDP_PASS,
+        ),
+        ("wide dport 53, sport 1: rule 0 first", udp(1, 53), XDP_DROP),
+        ("wide dport 53, sport 2: rule 71", udp(2, 53), XDP_PASS),
+        ("inline filler rule 9", udp(5, 1009), XDP_DROP),
+        ("empty port class", udp(5, 9999), XDP_DROP),
+    ];
+    run_cases(&mut h, "WIDE_BM", &cases);
+
+    // 66 wide classes (> WIDE_SLOTS): port 2000+i has rules i (permit) and
+    // 66+i (deny) in different words, so the table uses the CLASSES hash.
+    let mut rules = Vec::new();
+    for i in 0..66 {
+        rules.push(udp_rule(i, Action::Permit, None, Some(2000 + i)));
+    }
+    for i in 0..66 {
+        rules.push(udp_rule(66 + i, Action::Deny, None, Some(2000 + i)));
+    }
+    rules.push(udp_rule(132, Action::Permit, None, Some(3000)));
+    h.apply(&udp_rules(rules)).unwrap();
+    let cases = [
+        ("hashed wide class: first rule 3", udp(6000, 2003), XDP_PASS),
+        (
+            "hashed wide class: first rule 65",
+            udp(6001, 2065),
+            XDP_PASS,
+        ),
+        ("inline single rule 132", udp(6002, 3000), XDP_PASS),
+        ("no rule", udp(6003, 3001), XDP_DROP),
+    ];
+    run_cases(&mut h, "CLASSES", &cases);
 }

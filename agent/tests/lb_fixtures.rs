@@ -860,3 +860,54 @@ fn next_hop_cache_replaces_the_fib_lookup() {
         );
     });
 }
+
+/// The early VIP check: traffic to an address no service uses passes before
+/// parsing, malformed or not (only a VIP address's traffic is judged), and
+/// the filter follows the services: a removed VIP's address passes early, an
+/// added one is balanced at once.
+#[test]
+fn vip_address_filter_follows_the_services() {
+    if skip() {
+        return;
+    }
+    in_empty_netns(|| {
+        let mut lb = balancer();
+        let other = Ipv4Addr::new(198, 51, 100, 11);
+        let mut bad_version = packet::ipv4(
+            CLIENT,
+            other,
+            packet::TCP,
+            &packet::tcp(999, 80, packet::SYN),
+        );
+        bad_version[14] = 0x55;
+        let r = lb.test_run(LbProgram::Balancer, &bad_version).unwrap();
+        assert_eq!(r.verdict, XDP_PASS, "malformed, not to a VIP address");
+        assert_eq!(lb.stat(lb_stat::MALFORMED), 0);
+        assert_eq!(lb.stat(lb_stat::PASS_NON_VIP), 1);
+        let mut to_vip = bad_version.clone();
+        to_vip[30..34].copy_from_slice(&VIP.octets());
+        let r = lb.test_run(LbProgram::Balancer, &to_vip).unwrap();
+        assert_eq!(r.verdict, XDP_DROP, "malformed, to a VIP address");
+        assert_eq!(lb.stat(lb_stat::MALFORMED), 1);
+
+        // Move the service to `other`: VIP's traffic passes, other's is
+        // balanced.
+        let b = IpAddr::V4(Ipv4Addr::new(10, 9, 0, 1));
+        lb.apply(&[service("web", other.into(), 80, &[(b, 1)])])
+            .unwrap();
+        let syn = |dst: Ipv4Addr| {
+            packet::ipv4(
+                CLIENT,
+                dst,
+                packet::TCP,
+                &packet::tcp(1000, 80, packet::SYN),
+            )
+        };
+        let r = lb.test_run(LbProgram::Balancer, &syn(VIP)).unwrap();
+        assert_eq!(r.verdict, XDP_PASS, "old VIP address");
+        assert_eq!(lb.stat(lb_stat::PASS_NON_VIP), 2);
+        let r = lb.test_run(LbProgram::Balancer, &syn(other)).unwrap();
+        assert_ne!(r.verdict, XDP_PASS, "new VIP address is balanced");
+        assert_eq!(lb.flow_count(), 1);
+    });
+}

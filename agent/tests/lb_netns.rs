@@ -1066,8 +1066,10 @@ fn firewall_and_balancer_on_one_interface() {
         return;
     }
     use rampart_agent::{
+        attach::XdpModePref,
+        fw::loader::{self, AttachOptions},
         lb::maps::{Hook, lb_pin_dir},
-        loader::{self, AttachOptions, PinLayout, XdpModePref},
+        pins::PinLayout,
     };
     use rampart_proto::v1::{Action, Direction, FirewallRule, HostPolicy, InterfacePolicy};
     let t = Topo::new("f", 2);
@@ -1122,7 +1124,7 @@ fn firewall_and_balancer_on_one_interface() {
             ],
             ..Default::default()
         };
-        let c = rampart_agent::policy::compile(&policy, &|_| true).expect("policy compiles");
+        let c = rampart_agent::fw::policy::compile(&policy, &|_| true).expect("policy compiles");
         fw.maps
             .apply(&c.interfaces[0].ingress, &c.interfaces[0].egress)
             .expect("policy applied");
@@ -1209,7 +1211,7 @@ fn adoption_helper() {
         let (mut lb, adopted) = Balancer::attach_pinned(
             &pin,
             "eth0",
-            rampart_agent::lb::maps::Hook::Xdp(rampart_agent::loader::XdpModePref::Generic),
+            rampart_agent::lb::maps::Hook::Xdp(rampart_agent::attach::XdpModePref::Generic),
             opts,
         )
         .expect("attach pinned");
@@ -1231,8 +1233,9 @@ fn restarted_agent_adopts_pinned_balancer() {
         return;
     }
     use rampart_agent::{
+        attach::XdpModePref,
         lb::maps::{Hook, lb_pin_dir},
-        loader::{PinLayout, XdpModePref},
+        pins::PinLayout,
     };
     let t = Topo::new("k", 2);
     t.backends_ready();
@@ -1328,7 +1331,7 @@ fn restarted_agent_adopts_pinned_balancer() {
     );
     drop(lb);
     // `rampart-agent detach` (loader::detach_all) removes the LB too.
-    let removed = rampart_agent::loader::detach_all(&layout).unwrap();
+    let removed = rampart_agent::fw::loader::detach_all(&layout).unwrap();
     assert_eq!(removed, vec!["eth0".to_string()]);
     assert!(!lb_dir.exists() && !layout.root.exists());
     let gone = udp_map(&t, 31_000..31_003);

@@ -15,10 +15,7 @@ use std::{
 };
 
 use common::{Agent, C_IP, C_IP2, S_IP, Topo, port, scrape, skip_unless_root};
-use rampart_agent::{
-    enforcer::Enforcer,
-    loader::{AttachOptions, PinLayout},
-};
+use rampart_agent::{fw::enforcer::Enforcer, fw::loader::AttachOptions, pins::PinLayout};
 use rampart_proto::v1::HostPolicy;
 
 fn policy_yaml(version: u64, extra: &str) -> String {
@@ -395,4 +392,78 @@ fn policy(rules: &str) -> HostPolicy {
         "version: 1\ninterfaces:\n  - interface: vs\n    direction: ingress\n    default_action: deny\n    rules: {rules}\n"
     );
     serde_norway::from_str(&y).unwrap()
+}
+
+/// `ip netns exec` gives the agent a private mount namespace with a fresh
+/// `/sys`: a bpffs mounted there dies with the agent, and enforcement with
+/// it after a `kill -9`. The agent refuses to start and names `--netns`;
+/// `--allow-private-bpffs` starts it anyway, with a warning.
+#[test]
+fn private_bpffs_under_ip_netns_exec_is_refused() {
+    if skip_unless_root("private_bpffs_under_ip_netns_exec_is_refused") {
+        return;
+    }
+    let topo = Topo::new("p");
+    let dir = tempfile::tempdir().unwrap();
+    let pol = dir.path().join("policy.yaml");
+    std::fs::write(&pol, policy_yaml(1, "")).unwrap();
+    let agent = |extra: &[&str]| {
+        // `timeout`: an agent that wrongly starts must not hang the test.
+        let mut c = std::process::Command::new("timeout");
+        c.args([
+            "20",
+            "ip",
+            "netns",
+            "exec",
+            &topo.s,
+            env!("CARGO_BIN_EXE_rampart-agent"),
+        ])
+        .args(extra)
+        .arg("--pin-root")
+        .arg(&topo.pin_root)
+        .args(["run", "--policy"])
+        .arg(&pol)
+        .args(["--metrics-listen", &format!("127.0.0.1:{}", port())])
+        .env("RUST_LOG", "info");
+        c
+    };
+    let out = agent(&[]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the agent must refuse: {err}");
+    assert!(
+        err.contains("private to this mount namespace") && err.contains("--netns"),
+        "{err}"
+    );
+    let link = std::process::Command::new("ip")
+        .args(["-n", &topo.s, "-d", "link", "show", "vs"])
+        .output()
+        .unwrap();
+    let link = String::from_utf8_lossy(&link.stdout).to_string();
+    assert!(!link.contains("prog/xdp"), "nothing attached: {link}");
+
+    let mut child = agent(&["--allow-private-bpffs"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let lines = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut seen = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.contains("policy applied") {
+                break;
+            }
+        }
+        seen
+    });
+    let seen = lines.join().unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(seen.contains("policy applied"), "{seen}");
+    assert!(seen.contains("--allow-private-bpffs"), "warned: {seen}");
 }

@@ -33,8 +33,9 @@ use aya::{
     },
 };
 use rampart_common::lb::{
-    BACKEND_DOWN, Backend, FlowKey, FlowValue, LB_FAMILY_V4, LB_FAMILY_V6, LB_MAX_BACKENDS,
-    LbConfig, LbCounter, MODE_DNAT, MODE_IPIP, NextHop, VipInfo, VipKey, lb_stat,
+    BACKEND_DOWN, Backend, FlowKey, FlowValue, LB_FAMILY_V4, LB_FAMILY_V6, LB_FILTER_SLOTS,
+    LB_MAX_BACKENDS, LbConfig, LbCounter, MODE_DNAT, MODE_IPIP, NextHop, VipInfo, VipKey, lb_stat,
+    vip_filter_slot,
 };
 use thiserror::Error;
 use tracing::{info, warn};
@@ -43,10 +44,10 @@ use super::{
     maglev::{self, Member},
     service::{Mode, ServiceError, ServiceSpec},
 };
-use crate::{loader::XdpModePref, sys};
+use crate::{attach::XdpModePref, sys};
 
 /// Names of the object's maps (all pinned by name under the pin directory).
-pub const LB_MAP_NAMES: [&str; 10] = [
+pub const LB_MAP_NAMES: [&str; 11] = [
     "LB_CONFIG",
     "LB_VIPS",
     "LB_BACKENDS",
@@ -57,6 +58,7 @@ pub const LB_MAP_NAMES: [&str; 10] = [
     "LB_STATS",
     "LB_NAT",
     "LB_NEXTHOP",
+    "LB_VIP_FILTER",
 ];
 
 /// Pins of [`Balancer::attach_pinned`] besides the maps: programs and links.
@@ -124,7 +126,7 @@ pub enum LbMapsError {
     },
     /// Pin directory trouble.
     #[error(transparent)]
-    Loader(#[from] crate::loader::LoaderError),
+    Pins(#[from] crate::pins::PinError),
     /// Pinning or unpinning a program or link failed.
     #[error("pin {path}: {reason}")]
     Pin {
@@ -247,6 +249,7 @@ pub struct Balancer {
     persistent: bool,
     nat: BpfHashMap<MapData, FlowKey, rampart_common::lb::NatValue>,
     nexthops: Array<MapData, NextHop>,
+    vip_filter: MapData,
     opts: LbOptions,
     vips: BpfHashMap<MapData, VipKey, VipInfo>,
     backends: Array<MapData, Backend>,
@@ -272,6 +275,14 @@ fn vip_key(s: &ServiceSpec) -> VipKey {
         proto: s.protocol,
         family,
     }
+}
+
+/// An address as the filter slot function takes it: its network-order
+/// bytes as native-endian words, as the program loads them.
+pub fn addr_words(a: IpAddr) -> [u32; 4] {
+    let (b, _) = addr16(a);
+    let w = |i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    [w(0), w(4), w(8), w(12)]
 }
 
 /// An address as the maps store it (IPv4 in the first 4 bytes) with its
@@ -301,6 +312,19 @@ where
         name,
         source: Box::new(e),
     })
+}
+
+/// An array map's raw handle (for batched writes).
+fn take_data(ebpf: &mut Ebpf, name: &'static str) -> Result<MapData, LbMapsError> {
+    match ebpf.take_map(name) {
+        Some(aya::maps::Map::Array(m)) => Ok(m),
+        _ => Err(LbMapsError::Map {
+            name,
+            source: Box::new(aya::maps::MapError::InvalidName {
+                name: name.to_string(),
+            }),
+        }),
+    }
 }
 
 fn map_err(name: &'static str) -> impl FnOnce(aya::maps::MapError) -> LbMapsError {
@@ -410,7 +434,7 @@ pub fn detach_pinned(pin_dir: &Path) -> Result<(), LbMapsError> {
 
 /// Loads the object with its maps pinned in (or reused from) `pin_dir`.
 fn load_object(pin_dir: &Path, opts: &LbOptions) -> Result<Ebpf, LbMapsError> {
-    crate::loader::ensure_bpffs(pin_dir)?;
+    crate::pins::ensure_bpffs(pin_dir)?;
     let ring = 2 * opts.max_vips * opts.max_table_size;
     EbpfLoader::new()
         .default_map_pin_directory(pin_dir)
@@ -481,6 +505,7 @@ impl Balancer {
             stats: take(&mut ebpf, "LB_STATS")?,
             nat: take(&mut ebpf, "LB_NAT")?,
             nexthops: take(&mut ebpf, "LB_NEXTHOP")?,
+            vip_filter: take_data(&mut ebpf, "LB_VIP_FILTER")?,
             ebpf: Some(ebpf),
             pin_dir: pin_dir.to_path_buf(),
             persistent,
@@ -516,6 +541,7 @@ impl Balancer {
             stats: pinned(pin_dir, "LB_STATS")?,
             nat: pinned(pin_dir, "LB_NAT")?,
             nexthops: pinned(pin_dir, "LB_NEXTHOP")?,
+            vip_filter: open_pin(pin_dir, "LB_VIP_FILTER")?,
             ebpf: None,
             pin_dir: pin_dir.to_path_buf(),
             persistent: true,
@@ -584,17 +610,17 @@ impl Balancer {
         hook: Hook,
         opts: LbOptions,
     ) -> Result<(Self, bool), LbMapsError> {
-        let idx = crate::loader::ifindex(interface)
+        let idx = crate::attach::ifindex(interface)
             .ok_or_else(|| LbMapsError::NoInterface(interface.to_string()))?;
-        crate::loader::ensure_bpffs(pin_dir)?;
+        crate::pins::ensure_bpffs(pin_dir)?;
         let xdp_link = pin_dir.join("link_xdp");
         let tc_link = pin_dir.join("link_tc");
         let prog_pin = pin_dir.join("prog_lb");
         let have_hook = match hook {
-            Hook::Xdp(_) => crate::loader::live_link(&xdp_link, idx),
+            Hook::Xdp(_) => crate::pins::live_link(&xdp_link, idx),
             Hook::AfterFirewall => chained(pin_dir, &prog_pin),
         };
-        let have_tc = crate::loader::live_link(&tc_link, idx);
+        let have_tc = crate::pins::live_link(&tc_link, idx);
         let maps_pinned = LB_MAP_NAMES.iter().all(|m| pin_dir.join(m).exists());
         if have_hook && have_tc && maps_pinned {
             let lb = Self::from_pins(pin_dir, opts)?;
@@ -735,7 +761,7 @@ impl Balancer {
     /// cached. Call again after neighbour changes (the health checks keep
     /// the entries fresh).
     pub fn resolve_next_hops(&mut self, interface: &str) -> Result<usize, LbMapsError> {
-        let ifindex = crate::loader::ifindex(interface)
+        let ifindex = crate::attach::ifindex(interface)
             .ok_or_else(|| LbMapsError::NoInterface(interface.to_string()))?;
         let smac = interface_mac(interface).map_err(|source| LbMapsError::Neighbours {
             path: format!("SIOCGIFHWADDR {interface}"),
@@ -772,7 +798,7 @@ impl Balancer {
         interface: &str,
         generic: bool,
     ) -> Result<(), LbMapsError> {
-        if crate::loader::ifindex(interface).is_none() {
+        if crate::attach::ifindex(interface).is_none() {
             return Err(LbMapsError::NoInterface(interface.to_string()));
         }
         let ebpf = self
@@ -896,7 +922,29 @@ impl Balancer {
                 self.free_vips.push(st.id);
             }
         }
+        // The filter names every new address before its VIP is written.
+        self.write_vip_filter()?;
         self.sync()
+    }
+
+    /// Rewrites `LB_VIP_FILTER`: a slot is set iff some service's address
+    /// falls in it.
+    fn write_vip_filter(&mut self) -> Result<(), LbMapsError> {
+        let mut slots = vec![0u32; LB_FILTER_SLOTS as usize];
+        for s in &self.services {
+            slots[vip_filter_slot(addr_words(s.address)) as usize] = 1;
+        }
+        let keys: Vec<u32> = (0..LB_FILTER_SLOTS).collect();
+        sys::update_batch(
+            self.vip_filter.fd().as_fd(),
+            sys::bytes_of_slice(&keys),
+            sys::bytes_of_slice(&slots),
+            keys.len(),
+        )
+        .map_err(|source| LbMapsError::Sys {
+            name: "LB_VIP_FILTER",
+            source,
+        })
     }
 
     /// Marks a backend down (health checks failed) or up again and rewrites

@@ -574,7 +574,7 @@ mod tests {
             "10.0.1.21:5353".parse::<SocketAddr>().unwrap(),
             "DNAT backends are probed on their own port"
         );
-        crate::policy::compile(&p, &yes).expect("firewall section compiles");
+        crate::fw::policy::compile(&p, &yes).expect("firewall section compiles");
     }
 
     #[test]

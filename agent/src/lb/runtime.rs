@@ -36,9 +36,10 @@ use super::{
     service::ServiceSpec,
 };
 use crate::{
-    enforcer::{ApplyError, Enforcer},
-    loader::{self, PinLayout, XdpModePref},
-    policy::{self, PolicyError},
+    attach::XdpModePref,
+    fw::enforcer::{ApplyError, Enforcer},
+    fw::policy::{self, PolicyError},
+    pins::PinLayout,
 };
 
 /// A refused or failed host policy (firewall and load-balancer sections).
@@ -248,7 +249,7 @@ impl LbRuntime {
     /// # Errors
     /// The first problem of either section.
     pub fn validate(&self, policy: &pb::HostPolicy) -> Result<LbPlan, HostApplyError> {
-        let exists = |n: &str| loader::ifindex(n).is_some();
+        let exists = |n: &str| crate::attach::ifindex(n).is_some();
         policy::compile(policy, &exists).map_err(HostApplyError::FirewallPolicy)?;
         lbpolicy::plan(
             &policy.virtual_services,
@@ -325,7 +326,7 @@ impl LbRuntime {
         enforcer: &mut Enforcer,
         policy: &pb::HostPolicy,
     ) -> Result<(), HostApplyError> {
-        let exists = |n: &str| loader::ifindex(n).is_some();
+        let exists = |n: &str| crate::attach::ifindex(n).is_some();
         let fw = policy::compile(policy, &exists).map_err(HostApplyError::FirewallPolicy)?;
         let plan = lbpolicy::plan(
             &policy.virtual_services,

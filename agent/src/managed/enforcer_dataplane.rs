@@ -4,7 +4,7 @@
 use rampart_proto::v1 as pb;
 
 use crate::{
-    enforcer::{Enforcer, reason_name},
+    fw::enforcer::{Enforcer, reason_name},
     lb::runtime::LbRuntime,
 };
 
@@ -88,11 +88,11 @@ pub async fn run_daemon(
 
     use anyhow::Context as _;
 
-    let layout = crate::loader::PinLayout {
+    let layout = crate::pins::PinLayout {
         root: cfg.pin_root.clone(),
     };
-    crate::loader::ensure_bpffs(&layout.root)?;
-    let opts = crate::loader::AttachOptions {
+    crate::pins::ensure_bpffs(&layout.root)?;
+    let opts = crate::fw::loader::AttachOptions {
         conntrack_max: cfg.conntrack_max,
         xdp_mode: cfg.xdp_mode,
         timeouts: cfg.timeouts.timeouts(),
@@ -119,11 +119,11 @@ pub async fn run_daemon(
             async move {
                 tokio::task::spawn_blocking(move || {
                     let mut g = d.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    let counters = crate::metrics::DaemonCounters {
+                    let counters = crate::fw::metrics::DaemonCounters {
                         applies: s.applies.load(std::sync::atomic::Ordering::Relaxed),
                         apply_errors: s.apply_errors.load(std::sync::atomic::Ordering::Relaxed),
                     };
-                    crate::metrics::render(&g.0, counters) + &g.1.render_metrics() + &s.render()
+                    crate::fw::metrics::render(&g.0, counters) + &g.1.render_metrics() + &s.render()
                 })
                 .await
                 .unwrap_or_default()

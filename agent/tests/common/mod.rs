@@ -208,10 +208,10 @@ fn tcp_between(server_ns: &str, server_ip: &'static str, client_ns: &str, port: 
 
 impl Drop for Topo {
     fn drop(&mut self) {
-        let layout = rampart_agent::loader::PinLayout {
+        let layout = rampart_agent::pins::PinLayout {
             root: self.pin_root.clone(),
         };
-        let _ = rampart_agent::loader::detach_all(&layout);
+        let _ = rampart_agent::fw::loader::detach_all(&layout);
         let _ = std::fs::remove_dir_all(&self.pin_root);
         for ns in [&self.c, &self.s] {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();

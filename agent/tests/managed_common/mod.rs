@@ -30,7 +30,7 @@ pub struct TestDataplane {
 impl TestDataplane {
     fn check(&self, policy: &pb::HostPolicy) -> Result<(), String> {
         let ifs = self.interfaces;
-        rampart_agent::policy::compile(policy, &|i| i == "*" || ifs.contains(&i))
+        rampart_agent::fw::policy::compile(policy, &|i| i == "*" || ifs.contains(&i))
             .map(drop)
             .map_err(|e| e.to_string())
     }

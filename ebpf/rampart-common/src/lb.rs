@@ -23,6 +23,18 @@ pub const LB_FAMILY_V4: u8 = 4;
 /// Address family tag: IPv6.
 pub const LB_FAMILY_V6: u8 = 6;
 
+/// Slots of the VIP address filter (`LB_VIP_FILTER`), a power of two.
+pub const LB_FILTER_SLOTS: u32 = 4096;
+
+/// The filter slot of a destination address given as four native-endian
+/// words of its network-order bytes (IPv4: the first word, the rest zero).
+/// The program reads the words straight from the packet; the agent builds
+/// them with `u32::from_ne_bytes`, so both sides agree on the slot.
+pub const fn vip_filter_slot(words: [u32; 4]) -> u32 {
+    let h = words[0] ^ words[1] ^ words[2] ^ words[3];
+    h.wrapping_mul(0x9E37_79B1) >> 20
+}
+
 /// Indexes of the global `LB_STATS` per-CPU counters.
 pub mod lb_stat {
     /// Not IPv4/IPv6, or not TCP/UDP, or not addressed to a VIP: passed.
@@ -64,7 +76,7 @@ pub mod lb_stat {
 }
 
 /// Global settings (`LB_CONFIG[0]`).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(bytemuck::Pod, bytemuck::Zeroable, Clone, Copy, Debug, Default)]
 #[repr(C)]
 pub struct LbConfig {
     /// Outer source address for IPv4 encapsulation (network order bytes).
@@ -83,7 +95,7 @@ pub struct LbConfig {
 }
 
 /// Key of `LB_VIPS`: what makes a packet belong to a virtual service.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(bytemuck::Pod, bytemuck::Zeroable, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[repr(C)]
 pub struct VipKey {
     /// Address (IPv4 in the first 4 bytes, rest zero).
@@ -98,7 +110,7 @@ pub struct VipKey {
 
 /// Value of `LB_VIPS`. Replaced as a whole (one map update) when the VIP's
 /// ring flips generation, so a packet never sees a half-written table.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(bytemuck::Pod, bytemuck::Zeroable, Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct VipInfo {
     /// VIP id: counters index and ring row.
@@ -112,7 +124,7 @@ pub struct VipInfo {
 }
 
 /// Value of `LB_BACKENDS[id]`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(bytemuck::Pod, bytemuck::Zeroable, Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct Backend {
     /// Address (IPv4 in the first 4 bytes).
@@ -128,7 +140,7 @@ pub struct Backend {
 }
 
 /// Key of the `LB_FLOWS` LRU table: the client's 5-tuple towards the VIP.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(bytemuck::Pod, bytemuck::Zeroable, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[repr(C)]
 pub struct FlowKey {
     /// Client address.
@@ -148,7 +160,7 @@ pub struct FlowKey {
 }
 
 /// Value of `LB_FLOWS`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(bytemuck::Pod, bytemuck::Zeroable, Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct FlowValue {
     /// Backend id the flow is pinned to.
@@ -161,7 +173,7 @@ pub struct FlowValue {
 /// 5-tuple as a [`FlowKey`] (`src` = backend, `dst` = client, `sport` =
 /// backend port, `dport` = client port): what the reply's source must be
 /// rewritten to so the client sees the VIP.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(bytemuck::Pod, bytemuck::Zeroable, Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct NatValue {
     /// VIP address (IPv4 in the first 4 bytes).
@@ -175,7 +187,7 @@ pub struct NatValue {
 /// Value of `LB_NEXTHOP[backend id]`: the next hop towards a backend,
 /// resolved by the agent (neighbour table) so the dataplane skips the
 /// per-packet `bpf_fib_lookup` (Katran keeps the same per-backend cache).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(bytemuck::Pod, bytemuck::Zeroable, Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct NextHop {
     /// Destination MAC (the backend's, or its gateway's).
@@ -189,7 +201,7 @@ pub struct NextHop {
 }
 
 /// Per-CPU packet/byte/new-flow counters (per VIP, per backend).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(bytemuck::Pod, bytemuck::Zeroable, Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct LbCounter {
     /// Packets.

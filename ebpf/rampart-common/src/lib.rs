@@ -43,8 +43,32 @@ pub const CLASS_NO_L4: u32 = 0x000F_FFFF;
 /// Bits of a port-class id that hold the table index (`table << 20`).
 pub const CLASS_TABLE_SHIFT: u32 = 20;
 
+/// Wide port classes (see [`PortSlot`]) a table may hold in the `WIDE_BM`
+/// array; a table with more keeps them in the `CLASSES` hash.
+pub const WIDE_SLOTS: usize = 64;
+/// [`PortSlot::word`] of a port whose class bitmap spans several words.
+pub const PORT_WIDE: u32 = u32::MAX;
+
+/// What the port arrays (`SPORT_CLASS`, `DPORT_CLASS`) hold per table and
+/// port value: the class bitmap itself when its non-zero words fit in one
+/// word (or it is empty), else where to find it. A port class of a service
+/// ACL usually names one rule or a few neighbours, so most packets AND one
+/// word and never look up a class bitmap.
+#[repr(C)]
+#[derive(bytemuck::Pod, bytemuck::Zeroable, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortSlot {
+    /// Index of the one non-zero word, or [`PORT_WIDE`].
+    pub word: u32,
+    /// Wide class: its index in `WIDE_BM` (`table * WIDE_SLOTS + n`, the
+    /// table's n-th wide class) when `TableMeta::wide_in_array` is set, else
+    /// its `CLASSES` key.
+    pub class: u32,
+    /// The word's bits (zero for an empty class).
+    pub bits: u64,
+}
+
 /// Slots of the per-table constant bitmaps (`CONST_BM[table * CONST_SLOTS +
-/// slot]`) and bits of [`TableMeta::const_fields`] / [`TableMeta::exact_fields`]
+/// slot]`) and bits of [`TableMeta::const_fields`] / [`TableMeta::hash_fields`]
 /// (`1 << slot`). A field is *constant* when every packet value yields the
 /// same bitmap (no rule constrains it, or every rule constrains it the same
 /// way): the program then skips its lookup.
@@ -143,7 +167,7 @@ pub mod ct_state {
 /// `lo..hi` bounds the non-zero words so that the AND loop only visits words
 /// where every field could have a bit set; an empty set has `lo == hi`.
 #[repr(C)]
-#[derive(Clone, Copy)]
+#[derive(bytemuck::Pod, bytemuck::Zeroable, Clone, Copy)]
 pub struct Bitmap {
     /// First word that may be non-zero.
     pub lo: u32,
@@ -157,7 +181,7 @@ pub struct Bitmap {
 /// are always matched in full (the agent adds 64 bits to every prefix length),
 /// then the address.
 #[repr(C)]
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[derive(bytemuck::Pod, bytemuck::Zeroable, Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct LpmData {
     /// Table index, stored big-endian so it forms the key's leading bits.
     pub table: [u8; 4],
@@ -172,7 +196,7 @@ pub const LPM_HEADER_BITS: u32 = 64;
 
 /// Per-table parameters (array indexed by table).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(bytemuck::Pod, bytemuck::Zeroable, Clone, Copy, Debug, Default)]
 pub struct TableMeta {
     /// Number of rules in the table.
     pub rule_count: u32,
@@ -187,18 +211,38 @@ pub struct TableMeta {
     /// Bit `1 << field::*` set: that field is constant, its bitmap is in
     /// `CONST_BM` and no lookup is needed.
     pub const_fields: u8,
-    /// Bit `1 << field::{SRC,DST}_V{4,6}` set: the field has full-length
-    /// prefixes (/32, /128), which are also in the exact-match hash
-    /// (`SRC_EXACT`/`DST_EXACT`) consulted before the LPM trie. A hash hit
-    /// is the longest possible match, so it equals the trie's answer.
-    pub exact_fields: u8,
+    /// Bit `1 << field::{SRC,DST}_V{4,6}` set: the field's prefixes have at
+    /// most [`MAX_HASH_LENS`] distinct non-zero lengths, listed in
+    /// `prefix_lens`. The program then probes the prefix hash
+    /// (`SRC_HASH`/`DST_HASH`) once per length, longest first, and falls back
+    /// to the family's /0 bitmap in `CONST_BM`: the longest-prefix match
+    /// without a trie walk. Other fields use the LPM trie.
+    pub hash_fields: u8,
+    /// Non-zero if the table's wide port classes are in `WIDE_BM` (at most
+    /// [`WIDE_SLOTS`]) rather than in the `CLASSES` hash.
+    pub wide_in_array: u8,
     /// Padding.
     pub _pad: [u8; 2],
+    /// Per address slot (`field::SRC_V4..=DST_V6`): how many entries of
+    /// `prefix_lens` are in use.
+    pub prefix_len_count: [u8; 4],
+    /// Per address slot: the distinct prefix lengths, longest first.
+    pub prefix_lens: [[u8; MAX_HASH_LENS]; 4],
+}
+
+/// Most distinct prefix lengths an address field may have and still be
+/// looked up by hash probes (see [`TableMeta::hash_fields`]).
+pub const MAX_HASH_LENS: usize = 4;
+
+/// [`LpmData::family`] of a prefix-hash key: the prefix length in byte 2,
+/// so one hash holds every length (trie keys hold `[0, 0, 0, family]`).
+pub const fn hash_family(family: u8, len: u8) -> [u8; 4] {
+    [0, 0, len, family]
 }
 
 /// Global settings (array of one element).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(bytemuck::Pod, bytemuck::Zeroable, Clone, Copy, Debug, Default)]
 pub struct Config {
     /// Active generation (0 or 1): packets use tables `generation * 2 + dir`.
     /// Read once per packet, so a packet never mixes two rule sets.
@@ -219,7 +263,7 @@ pub struct Config {
 
 /// What the program needs to know about a matched rule.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(bytemuck::Pod, bytemuck::Zeroable, Clone, Copy, Debug, Default)]
 pub struct RuleInfo {
     /// The rule's sequence number (for log events).
     pub sequence: u32,
@@ -235,7 +279,7 @@ pub struct RuleInfo {
 
 /// Per-rule (and per-reason) packet and byte counters, per CPU.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(bytemuck::Pod, bytemuck::Zeroable, Clone, Copy, Debug, Default)]
 pub struct Counter {
     /// Packets counted.
     pub packets: u64,
@@ -246,7 +290,7 @@ pub struct Counter {
 /// Conntrack key: the flow's endpoints in a canonical order (the lower
 /// `(addr, port)` first), so both directions of a flow find one entry.
 #[repr(C)]
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+#[derive(bytemuck::Pod, bytemuck::Zeroable, Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
 pub struct CtKey {
     /// Lower endpoint address (IPv4 in the first 4 bytes).
     pub addr_lo: [u8; 16],
@@ -266,7 +310,7 @@ pub struct CtKey {
 
 /// Conntrack value.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(bytemuck::Pod, bytemuck::Zeroable, Clone, Copy, Debug, Default)]
 pub struct CtValue {
     /// `bpf_ktime_get_ns` of the last packet.
     pub last_seen_ns: u64,
@@ -280,13 +324,16 @@ pub struct CtValue {
     pub fin_seen: u8,
     /// Direction (`DIR_*`) the first packet was seen in.
     pub origin_dir: u8,
-    /// Padding.
-    pub _pad: [u8; 4],
+    /// Low 32 bits of `jiffies` when `last_seen_ns` was last written. A
+    /// packet in the same kernel tick skips the clock read and the timeout
+    /// check (nothing can expire within one tick), so the timestamp may be up
+    /// to one tick old and a timeout shorter than a tick lasts one tick.
+    pub tick: u32,
 }
 
 /// A sampled log event sent through the `LOG_EVENTS` ring buffer.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(bytemuck::Pod, bytemuck::Zeroable, Clone, Copy, Debug, Default)]
 pub struct LogEvent {
     /// Source address (IPv4 in the first 4 bytes).
     pub src: [u8; 16],
@@ -314,7 +361,9 @@ mod pod {
     //! `#[repr(C)]` data with explicit padding, so any bit pattern is valid.
     #![allow(unsafe_code, reason = "aya::Pod is an unsafe marker trait")]
 
-    use super::{Bitmap, Config, Counter, CtKey, CtValue, LogEvent, LpmData, RuleInfo, TableMeta};
+    use super::{
+        Bitmap, Config, Counter, CtKey, CtValue, LogEvent, LpmData, PortSlot, RuleInfo, TableMeta,
+    };
 
     unsafe impl aya::Pod for Bitmap {}
     unsafe impl aya::Pod for LpmData {}
@@ -325,4 +374,5 @@ mod pod {
     unsafe impl aya::Pod for CtKey {}
     unsafe impl aya::Pod for CtValue {}
     unsafe impl aya::Pod for LogEvent {}
+    unsafe impl aya::Pod for PortSlot {}
 }

@@ -2,7 +2,7 @@
 
 use aya_ebpf::{
     bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC, xdp_action},
-    helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns},
+    helpers::{bpf_get_prandom_u32, bpf_jiffies64, bpf_ktime_get_ns},
     macros::{classifier, map, xdp},
     maps::{
         Array, HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf,
@@ -13,8 +13,8 @@ use aya_ebpf::{
 use rampart_common::{
     ACTION_DENY, ACTION_PERMIT, BITMAP_WORDS, Bitmap, CLASS_NO_L4, CLASS_TABLE_SHIFT, Config,
     Counter, CtKey, CtValue, DIR_EGRESS, DIR_INGRESS, FAMILY_V4, FAMILY_V6, LPM_HEADER_BITS,
-    LogEvent, LpmData, MAX_RULES, PORTS, PROTOS, RULE_DROP_ESTABLISHED, RuleInfo, TABLES,
-    TableMeta, ct_stat, ct_state, field, reason,
+    LogEvent, LpmData, MAX_RULES, PORT_WIDE, PORTS, PROTOS, PortSlot, RULE_DROP_ESTABLISHED,
+    RuleInfo, TABLES, TableMeta, WIDE_SLOTS, ct_stat, ct_state, field, hash_family, reason,
 };
 
 use crate::parse::{self, Parsed, Pkt, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
@@ -35,14 +35,15 @@ static SRC_LPM: LpmTrie<LpmData, Bitmap> = LpmTrie::pinned(131_072, 0);
 /// Destination prefix -> bitmap.
 #[map]
 static DST_LPM: LpmTrie<LpmData, Bitmap> = LpmTrie::pinned(131_072, 0);
-/// Full-length source prefixes (/32, /128) -> the same bitmap as in
-/// `SRC_LPM`: one hash lookup instead of a trie walk for host rules.
+/// Source prefixes of fields with few prefix lengths (`hash_fields`), keyed
+/// with the length in the key (`hash_family`) -> the bitmap the trie would
+/// hold: one hash probe per length instead of a trie walk.
 #[map]
-static SRC_EXACT: HashMap<LpmData, Bitmap> =
+static SRC_HASH: HashMap<LpmData, Bitmap> =
     HashMap::pinned(131_072, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
-/// Full-length destination prefixes -> bitmap.
+/// Destination prefixes of `hash_fields` -> bitmap.
 #[map]
-static DST_EXACT: HashMap<LpmData, Bitmap> =
+static DST_HASH: HashMap<LpmData, Bitmap> =
     HashMap::pinned(131_072, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
 /// `table * field::SLOTS + field` -> the bitmap of a constant field (see
 /// `TableMeta::const_fields`).
@@ -51,14 +52,19 @@ static CONST_BM: Array<Bitmap> = Array::pinned(TABLES as u32 * field::SLOTS, 0);
 /// `table * 256 + protocol` -> bitmap of rules matching that protocol.
 #[map]
 static PROTO_BM: Array<Bitmap> = Array::pinned((TABLES * PROTOS) as u32, 0);
-/// `table * 65536 + source port (or ICMP type)` -> port-class id.
+/// `table * 65536 + source port (or ICMP type)` -> the port's class as a
+/// one-word bitmap or a wide-class reference (`PortSlot`).
 #[map]
-static SPORT_CLASS: Array<u32> = Array::pinned((TABLES * PORTS) as u32, 0);
-/// `table * 65536 + destination port (or ICMP code)` -> port-class id.
+static SPORT_CLASS: Array<PortSlot> = Array::pinned((TABLES * PORTS) as u32, 0);
+/// `table * 65536 + destination port (or ICMP code)` -> `PortSlot`.
 #[map]
-static DPORT_CLASS: Array<u32> = Array::pinned((TABLES * PORTS) as u32, 0);
-/// Port-class id -> bitmap. Port ranges collapse into few classes, so the
-/// 64k-entry port arrays hold 4-byte ids instead of 1 KiB bitmaps.
+static DPORT_CLASS: Array<PortSlot> = Array::pinned((TABLES * PORTS) as u32, 0);
+/// `table * WIDE_SLOTS + class` -> bitmap of a wide port class, for tables
+/// with few of them: an array lookup is a load, a hash lookup a call.
+#[map]
+static WIDE_BM: Array<Bitmap> = Array::pinned((TABLES * WIDE_SLOTS) as u32, 0);
+/// Port-class id -> bitmap, for tables with more wide classes than
+/// `WIDE_BM` holds, and the non-first-fragment class (`CLASS_NO_L4`).
 #[map]
 static CLASSES: HashMap<u32, Bitmap> =
     HashMap::pinned(262_144, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
@@ -181,18 +187,27 @@ fn decide(start: usize, end: usize, dir: u32, len: u64) -> bool {
     let track = pkt.l4 && pkt.trackable;
     let (key, from_lo) = ct_key(&pkt);
     let mut ct: Option<*mut CtValue> = None;
+    // `now == 0`: same tick as the flow's last clock read, keep its stamp.
     let mut now = 0;
     if track {
         if let Some(v) = CONNTRACK.get_ptr_mut(&key) {
-            now = unsafe { bpf_ktime_get_ns() };
+            // bpf_jiffies64 is inlined by the verifier (a load); the clock
+            // is a helper call, paid once per tick per flow.
             // SAFETY: LRU entries stay valid for the program's run (RCU).
-            let state = unsafe { (*v).state };
-            let last = unsafe { (*v).last_seen_ns };
-            if now.wrapping_sub(last) > timeout(cfg, pkt.proto, state) {
-                let _ = CONNTRACK.remove(&key);
-                ct_count(ct_stat::EXPIRED);
-            } else {
+            let tick = unsafe { bpf_jiffies64() } as u32;
+            if tick == unsafe { (*v).tick } {
                 ct = Some(v);
+            } else {
+                now = unsafe { bpf_ktime_get_ns() };
+                let state = unsafe { (*v).state };
+                let last = unsafe { (*v).last_seen_ns };
+                if now.wrapping_sub(last) > timeout(cfg, pkt.proto, state) {
+                    let _ = CONNTRACK.remove(&key);
+                    ct_count(ct_stat::EXPIRED);
+                } else {
+                    unsafe { (*v).tick = tick };
+                    ct = Some(v);
+                }
             }
         }
     }
@@ -333,7 +348,8 @@ fn ct_insert(key: &CtKey, pkt: &Pkt, from_lo: bool, dir: u32, now: u64) {
         origin_is_lo: u8::from(from_lo),
         fin_seen: 0,
         origin_dir: dir as u8,
-        _pad: [0; 4],
+        // SAFETY: inlined load of `jiffies`.
+        tick: unsafe { bpf_jiffies64() } as u32,
     };
     if CONNTRACK.insert(key, &v, 0).is_ok() {
         ct_count(ct_stat::INSERTS);
@@ -347,7 +363,9 @@ fn ct_update(v: *mut CtValue, pkt: &Pkt, from_lo: bool, now: u64) {
     // SAFETY: `v` points into a live LRU entry; racing updates from other
     // CPUs only lose a timestamp or a counter increment.
     unsafe {
-        (*v).last_seen_ns = now;
+        if now != 0 {
+            (*v).last_seen_ns = now;
+        }
         (*v).packets += 1;
         if pkt.proto != parse::IPPROTO_TCP {
             return;
@@ -405,26 +423,13 @@ fn log_event(pkt: &Pkt, info: &RuleInfo, dir: u32) {
 
 // ===== classification =====
 
-#[inline(always)]
-fn lpm_data(table: u32, pkt: &Pkt, addr: [u64; 2]) -> LpmData {
-    let family = if pkt.family == 4 {
-        FAMILY_V4
-    } else {
-        FAMILY_V6
-    };
-    LpmData {
-        table: table.to_be_bytes(),
-        family: family.to_be_bytes(),
-        addr: as_bytes(addr),
-    }
-}
-
 /// The bitmap of one address field: the constant bitmap if the field is
-/// constant, else an exact-match hit for a full-length prefix, else the
-/// LPM trie's longest match (which the hash hit would equal).
+/// constant; else, for a field with few prefix lengths, the first hit of
+/// one hash probe per length (longest first) or the family's /0 bitmap;
+/// else the LPM trie's longest match.
 #[inline(always)]
 fn addr_bitmap(
-    exact: &HashMap<LpmData, Bitmap>,
+    hash: &HashMap<LpmData, Bitmap>,
     lpm: &LpmTrie<LpmData, Bitmap>,
     meta: &TableMeta,
     table: u32,
@@ -432,50 +437,128 @@ fn addr_bitmap(
     addr: [u64; 2],
     v4_slot: u32,
 ) -> Option<*const Bitmap> {
-    let slot = if pkt.family == 4 {
-        v4_slot
-    } else {
-        v4_slot + 1
-    };
+    let v4 = pkt.family == 4;
+    let slot = if v4 { v4_slot } else { v4_slot + 1 };
     let bit = 1u8 << slot;
     if meta.const_fields & bit != 0 {
         return CONST_BM.get_ptr(table * field::SLOTS + slot);
     }
-    let data = lpm_data(table, pkt, addr);
-    if meta.exact_fields & bit != 0 {
-        // NO_PREALLOC hash values are RCU-protected for this run.
-        if let Some(b) = exact.get_ptr(&data) {
-            return Some(b);
+    let family = if v4 { FAMILY_V4 } else { FAMILY_V6 };
+    if meta.hash_fields & bit != 0 {
+        let i = slot as usize & 3;
+        let count = usize::from(meta.prefix_len_count[i]);
+        let lens = meta.prefix_lens[i];
+        for (n, len) in lens.into_iter().enumerate() {
+            if n >= count {
+                break;
+            }
+            let data = LpmData {
+                table: table.to_be_bytes(),
+                family: hash_family(family as u8, len),
+                addr: as_bytes(masked(addr, len, v4)),
+            };
+            // NO_PREALLOC hash values are RCU-protected for this run.
+            if let Some(b) = hash.get_ptr(&data) {
+                return Some(b);
+            }
         }
+        // No listed length matched: the /0 root's bitmap.
+        return CONST_BM.get_ptr(table * field::SLOTS + slot);
     }
-    let bits = if pkt.family == 4 { 32 } else { 128 };
+    let data = LpmData {
+        table: table.to_be_bytes(),
+        family: family.to_be_bytes(),
+        addr: as_bytes(addr),
+    };
+    let bits = if v4 { 32 } else { 128 };
     lpm.get(Key::new(LPM_HEADER_BITS + bits, data))
         .map(|b| b as *const Bitmap)
 }
 
-/// The bitmap of one port field (port, or ICMP type/code): constant, or
-/// port -> class id -> bitmap.
+/// `addr` (network-order bytes loaded little-endian) with only its first
+/// `len` bits kept; IPv4 addresses use the low 32 bits of the first word.
 #[inline(always)]
-fn port_bitmap(
-    classes: &Array<u32>,
+fn masked(addr: [u64; 2], len: u8, v4: bool) -> [u64; 2] {
+    let len = u32::from(len);
+    if v4 {
+        let keep = if len >= 32 {
+            u32::MAX
+        } else {
+            u32::MAX.checked_shl(32 - len).unwrap_or(0)
+        };
+        return [addr[0] & u64::from(keep.swap_bytes()), 0];
+    }
+    let hi = if len >= 64 {
+        u64::MAX
+    } else {
+        u64::MAX.checked_shl(64 - len).unwrap_or(0)
+    };
+    let lo = if len >= 128 {
+        u64::MAX
+    } else if len <= 64 {
+        0
+    } else {
+        u64::MAX.checked_shl(128 - len).unwrap_or(0)
+    };
+    [addr[0] & hi.swap_bytes(), addr[1] & lo.swap_bytes()]
+}
+
+/// One port field's rules: a whole bitmap (`map` non-null), or the single
+/// word `word` of one (`map` null). Every field is always written: the
+/// verifier refuses to read a register an enum variant left undefined.
+struct PortBits {
+    map: *const Bitmap,
+    word: u32,
+    bits: u64,
+}
+
+impl PortBits {
+    #[inline(always)]
+    fn map(map: *const Bitmap) -> Self {
+        Self {
+            map,
+            word: 0,
+            bits: 0,
+        }
+    }
+}
+
+/// The rules of one port field (port, or ICMP type/code): constant, or the
+/// port's slot (one word inline, or a wide class in `WIDE_BM`/`CLASSES`).
+#[inline(always)]
+fn port_bits(
+    ports: &Array<PortSlot>,
     meta: &TableMeta,
     table: u32,
     value: u16,
     slot: u32,
-) -> Option<*const Bitmap> {
+) -> Option<PortBits> {
     if meta.const_fields & (1u8 << slot) != 0 {
-        return CONST_BM.get_ptr(table * field::SLOTS + slot);
+        return CONST_BM
+            .get_ptr(table * field::SLOTS + slot)
+            .map(PortBits::map);
     }
-    let class = *classes.get(table * PORTS as u32 + u32::from(value))?;
-    // NO_PREALLOC hash values are RCU-protected for this run.
-    CLASSES.get_ptr(class)
+    let e = ports.get(table * PORTS as u32 + u32::from(value))?;
+    if e.word != PORT_WIDE {
+        return Some(PortBits {
+            map: core::ptr::null(),
+            word: e.word,
+            bits: e.bits,
+        });
+    }
+    if meta.wide_in_array != 0 {
+        WIDE_BM.get_ptr(e.class).map(PortBits::map)
+    } else {
+        // NO_PREALLOC hash values are RCU-protected for this run.
+        CLASSES.get_ptr(e.class).map(PortBits::map)
+    }
 }
 
 /// Returns the index of the first rule matching every field, if any.
 #[inline(always)]
 fn classify(pkt: &Pkt, table: u32, meta: &TableMeta) -> Option<u32> {
     let src = addr_bitmap(
-        &SRC_EXACT,
+        &SRC_HASH,
         &SRC_LPM,
         meta,
         table,
@@ -484,7 +567,7 @@ fn classify(pkt: &Pkt, table: u32, meta: &TableMeta) -> Option<u32> {
         field::SRC_V4,
     )?;
     let dst = addr_bitmap(
-        &DST_EXACT,
+        &DST_HASH,
         &DST_LPM,
         meta,
         table,
@@ -493,18 +576,60 @@ fn classify(pkt: &Pkt, table: u32, meta: &TableMeta) -> Option<u32> {
         field::DST_V4,
     )?;
     let proto = PROTO_BM.get_ptr(table * PROTOS as u32 + u32::from(pkt.proto))?;
-    let (sport, dport) = if pkt.l4 {
-        (
-            port_bitmap(&SPORT_CLASS, meta, table, pkt.cls_sport, field::SPORT)?,
-            port_bitmap(&DPORT_CLASS, meta, table, pkt.cls_dport, field::DPORT)?,
-        )
-    } else {
+    if !pkt.l4 {
         // Non-first fragment: only rules that constrain no L4 field match.
         let no_l4 = (table << CLASS_TABLE_SHIFT) | CLASS_NO_L4;
         let b = CLASSES.get_ptr(no_l4)?;
-        (b, b)
+        return first_common(src, dst, proto, b, b);
+    }
+    let sport = port_bits(&SPORT_CLASS, meta, table, pkt.cls_sport, field::SPORT)?;
+    let dport = port_bits(&DPORT_CLASS, meta, table, pkt.cls_dport, field::DPORT)?;
+    match (sport.map.is_null(), dport.map.is_null()) {
+        (false, false) => {
+            // A host or single-rule field spans one word: AND that word
+            // inline instead of calling the loop.
+            // SAFETY: map-value pointers to whole bitmaps.
+            let (lo, hi) = unsafe { ((*src).lo, (*src).hi) };
+            if hi == lo + 1 {
+                let bits = unsafe { *(*src).words.get(lo as usize)? };
+                return one_word(lo, bits, dst, proto, sport.map, dport.map);
+            }
+            first_common(src, dst, proto, sport.map, dport.map)
+        }
+        (true, false) => one_word(sport.word, sport.bits, src, dst, proto, dport.map),
+        (false, true) => one_word(dport.word, dport.bits, src, dst, proto, sport.map),
+        (true, true) => {
+            if sport.word != dport.word {
+                return None;
+            }
+            one_word(sport.word, sport.bits & dport.bits, src, dst, proto, proto)
+        }
+    }
+}
+
+/// The first rule in word `k` set in `bits` and in the four bitmaps: when
+/// one field's rules lie in a single word, no other word can match.
+#[inline(always)]
+fn one_word(
+    k: u32,
+    bits: u64,
+    a: *const Bitmap,
+    b: *const Bitmap,
+    c: *const Bitmap,
+    d: *const Bitmap,
+) -> Option<u32> {
+    let i = k as usize;
+    if bits == 0 || i >= BITMAP_WORDS {
+        return None;
+    }
+    // SAFETY: map-value pointers to whole bitmaps; i < BITMAP_WORDS.
+    let x = unsafe {
+        bits & *(*a).words.get_unchecked(i)
+            & *(*b).words.get_unchecked(i)
+            & *(*c).words.get_unchecked(i)
+            & *(*d).words.get_unchecked(i)
     };
-    first_common(src, dst, proto, sport, dport)
+    if x == 0 { None } else { Some(k * 64 + ctz(x)) }
 }
 
 /// The AND-and-find-first loop, as a *global* BPF function: the verifier

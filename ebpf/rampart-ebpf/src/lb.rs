@@ -1,13 +1,16 @@
 //! The load balancer's maps and programs.
 //!
-//! `rampart_lb`: parse Ethernet + IPv4/IPv6 + TCP/UDP ports; a packet whose
-//! (destination, port, protocol) is a VIP is pinned to a backend through the
+//! `rampart_lb`: first an early check on the destination address alone
+//! (`LB_VIP_FILTER`): traffic to no VIP address passes at once, malformed
+//! or not (the kernel judges it). Then parse Ethernet + IPv4/IPv6 +
+//! TCP/UDP ports; a packet whose (destination, port, protocol) is a VIP
+//! is pinned to a backend through the
 //! LRU flow table (new flows: Maglev ring slot `flow_hash % ring_size` of
 //! the VIP's active generation), encapsulated IP-in-IP towards the backend,
 //! given next-hop MACs from `bpf_fib_lookup` (or the configured gateway
 //! MAC), and sent with XDP_TX (same interface) or `bpf_redirect`. Anything
-//! else passes untouched; inconsistent IP headers are dropped (the kernel
-//! would drop them too).
+//! else passes untouched; inconsistent IP headers to a VIP address are
+//! dropped (the kernel would drop them too).
 //!
 //! In DNAT mode (`VipInfo::mode == MODE_DNAT`) the destination address and
 //! port become the backend's instead (incremental checksums, `lb_nat.rs`)
@@ -29,9 +32,9 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use rampart_common::lb::{
-    BACKEND_DOWN, FlowKey, FlowValue, LB_FAMILY_V4, LB_FAMILY_V6, LB_MAX_BACKENDS, LB_MAX_VIPS,
-    LbConfig, LbCounter, MODE_DNAT, MODE_IPIP, NatValue, NextHop, VipInfo, VipKey, flow_hash,
-    lb_stat,
+    BACKEND_DOWN, FlowKey, FlowValue, LB_FAMILY_V4, LB_FAMILY_V6, LB_FILTER_SLOTS, LB_MAX_BACKENDS,
+    LB_MAX_VIPS, LbConfig, LbCounter, MODE_DNAT, MODE_IPIP, NatValue, NextHop, VipInfo, VipKey,
+    flow_hash, lb_stat, vip_filter_slot,
 };
 
 use crate::{
@@ -82,6 +85,48 @@ static LB_NEXTHOP: Array<NextHop> = Array::pinned(LB_MAX_BACKENDS, 0);
 /// Global event counters (`lb_stat`).
 #[map]
 static LB_STATS: PerCpuArray<u64> = PerCpuArray::pinned(lb_stat::COUNT, 0);
+/// `vip_filter_slot(destination)` -> non-zero if some VIP's address has
+/// that slot. Zero: the packet is no VIP's and passes before any parsing
+/// the VIP path needs (every packet of a host running the balancer pays
+/// this check; an array lookup is a load).
+#[map]
+static LB_VIP_FILTER: Array<u32> = Array::pinned(LB_FILTER_SLOTS, 0);
+
+/// False if the packet is certainly not addressed to a VIP: not IP, or its
+/// destination's filter slot is empty. Frames too short to hold the
+/// address go the full way (which drops them as malformed).
+#[inline(always)]
+fn maybe_vip(ctx: &XdpContext) -> bool {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + ETH_LEN > end {
+        return true;
+    }
+    // Raw loads: the ethertype and address stay in network byte order,
+    // which is what the slot function takes. The verifier accepts
+    // unaligned packet loads here (no strict alignment).
+    // SAFETY: bounds-checked above.
+    let ethertype = unsafe { *((start + 12) as *const u16) };
+    let words = if ethertype == ETH_P_IPV4.to_be() {
+        if start + ETH_LEN + V4_LEN > end {
+            return true;
+        }
+        // SAFETY: the IPv4 header is inside the packet.
+        [unsafe { *((start + ETH_LEN + 16) as *const u32) }, 0, 0, 0]
+    } else if ethertype == ETH_P_IPV6.to_be() {
+        if start + ETH_LEN + V6_LEN > end {
+            return true;
+        }
+        let p = (start + ETH_LEN + 24) as *const u32;
+        // SAFETY: the IPv6 header is inside the packet.
+        unsafe { [*p, *p.add(1), *p.add(2), *p.add(3)] }
+    } else {
+        return false;
+    };
+    LB_VIP_FILTER
+        .get(vip_filter_slot(words))
+        .is_none_or(|v| *v != 0)
+}
 
 #[inline(always)]
 fn stat(which: u32) {
@@ -237,6 +282,10 @@ fn maglev(cfg: &LbConfig, vip: &VipInfo, key: &FlowKey) -> Option<u32> {
 /// The load balancer (XDP, ingress of the load balancer's interface).
 #[xdp]
 pub fn rampart_lb(ctx: XdpContext) -> u32 {
+    if !maybe_vip(&ctx) {
+        stat(lb_stat::PASS_NON_VIP);
+        return xdp_action::XDP_PASS;
+    }
     let len = (ctx.data_end() - ctx.data()) as u64;
     let l4 = match classify(&ctx) {
         Class::Pass => {

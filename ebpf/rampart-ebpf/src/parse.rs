@@ -94,11 +94,17 @@ fn ptr_at<T>(start: usize, end: usize, off: usize) -> Result<*const T, Malformed
     Ok(p as *const T)
 }
 
+/// Reads a header with loads as wide as `T`'s fields. `read_unaligned`
+/// would make LLVM's BPF backend load byte by byte (it may not assume the
+/// target handles unaligned loads); the kernel's verifier accepts unaligned
+/// packet loads on the architectures this runs on (no strict alignment), and
+/// the program touches the packet only through these bounds-checked reads.
 #[inline(always)]
 fn read<T: Copy>(start: usize, end: usize, off: usize) -> Result<T, Malformed> {
     let p = ptr_at::<T>(start, end, off)?;
-    // SAFETY: `ptr_at` checked that the bytes lie inside the packet.
-    Ok(unsafe { core::ptr::read_unaligned(p) })
+    // SAFETY: `ptr_at` checked that the bytes lie inside the packet; see
+    // above for the alignment.
+    Ok(unsafe { core::ptr::read(p) })
 }
 
 /// Semantic bound: `needed` bytes (an offset) must lie within the IP
@@ -149,12 +155,12 @@ pub fn parse(start: usize, end: usize, frame_len: usize) -> Result<Parsed, Malfo
 struct V4Hdr {
     vihl: u8,
     tos: u8,
-    total: [u8; 2],
-    id: [u8; 2],
-    frag: [u8; 2],
+    total: u16,
+    id: u16,
+    frag: u16,
     ttl: u8,
     proto: u8,
-    csum: [u8; 2],
+    csum: u16,
     src: u32,
     dst: u32,
 }
@@ -164,11 +170,26 @@ struct V4Hdr {
 #[repr(C)]
 struct V6Hdr {
     vtc: [u8; 4],
-    payload: [u8; 2],
+    payload: u16,
     next: u8,
     hops: u8,
     src: [u64; 2],
     dst: [u64; 2],
+}
+
+/// Fixed TCP header.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct TcpHdr {
+    sport: u16,
+    dport: u16,
+    seq: u32,
+    ack: u32,
+    doff: u8,
+    flags: u8,
+    window: u16,
+    csum: u16,
+    urg: u16,
 }
 
 #[inline(always)]
@@ -181,13 +202,13 @@ fn parse_v4(start: usize, end: usize, off: usize, frame_len: usize) -> Result<Pk
     if hlen < 20 {
         return Err(Malformed);
     }
-    let total = usize::from(u16::from_be_bytes(h.total));
+    let total = usize::from(u16::from_be(h.total));
     // The header (with options) lies inside the datagram, and the datagram
     // inside the frame (trailing Ethernet padding is fine).
     if total < hlen || off + total > frame_len {
         return Err(Malformed);
     }
-    let frag = u16::from_be_bytes(h.frag);
+    let frag = u16::from_be(h.frag);
     // Little-endian target: the low 32 bits of the u64 hold the address's
     // first 4 bytes in memory, exactly where the LPM key expects them.
     let mut pkt = Pkt {
@@ -217,7 +238,7 @@ fn parse_v6(start: usize, end: usize, off: usize, frame_len: usize) -> Result<Pk
     if h.vtc[0] >> 4 != 6 {
         return Err(Malformed);
     }
-    let payload = usize::from(u16::from_be_bytes(h.payload));
+    let payload = usize::from(u16::from_be(h.payload));
     let limit = off + 40 + payload;
     if limit > frame_len {
         return Err(Malformed);
@@ -287,22 +308,22 @@ fn parse_l4(
         IPPROTO_TCP => {
             // Full fixed header required, and a sane data offset.
             within(off + 20, limit)?;
-            let t: [u8; 20] = read(start, end, off)?;
-            if t[12] >> 4 < 5 {
+            let t: TcpHdr = read(start, end, off)?;
+            if t.doff >> 4 < 5 {
                 return Err(Malformed);
             }
-            pkt.cls_sport = u16::from_be_bytes([t[0], t[1]]);
-            pkt.cls_dport = u16::from_be_bytes([t[2], t[3]]);
-            pkt.tcp_flags = t[13];
+            pkt.cls_sport = u16::from_be(t.sport);
+            pkt.cls_dport = u16::from_be(t.dport);
+            pkt.tcp_flags = t.flags;
             pkt.ct_sport = pkt.cls_sport;
             pkt.ct_dport = pkt.cls_dport;
             pkt.trackable = true;
         }
         IPPROTO_UDP => {
             within(off + 8, limit)?;
-            let u: [u8; 8] = read(start, end, off)?;
-            pkt.cls_sport = u16::from_be_bytes([u[0], u[1]]);
-            pkt.cls_dport = u16::from_be_bytes([u[2], u[3]]);
+            let u: [u16; 4] = read(start, end, off)?;
+            pkt.cls_sport = u16::from_be(u[0]);
+            pkt.cls_dport = u16::from_be(u[1]);
             pkt.ct_sport = pkt.cls_sport;
             pkt.ct_dport = pkt.cls_dport;
             pkt.trackable = true;

@@ -5,7 +5,7 @@
 use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 use rampart_common::ct_stat;
 
-use crate::enforcer::{Enforcer, reason_name};
+use crate::fw::enforcer::{Enforcer, reason_name};
 
 /// Process-level counters kept by the daemon.
 #[derive(Debug, Default, Clone, Copy)]

@@ -16,9 +16,9 @@ use rampart_proto::v1::HostPolicy;
 use thiserror::Error;
 
 use crate::{
-    loader::{self, LoaderError},
-    maps::{FwMaps, MAP_NAMES, MapsError, Timeouts},
-    policy::{self, PolicyError},
+    fw::loader::{self, LoaderError},
+    fw::maps::{FwMaps, MAP_NAMES, MapsError, Timeouts},
+    fw::policy::{self, PolicyError},
 };
 
 /// XDP verdicts as returned by the program.
@@ -75,7 +75,7 @@ impl Harness {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
-        loader::ensure_bpffs(&dir)?;
+        crate::pins::ensure_bpffs(&dir).map_err(LoaderError::from)?;
         // Removes the directory if loading fails below.
         let guard = DirGuard(dir.clone());
         let mut ebpf = loader::load_object(&dir, "test-run", 4096)?;
@@ -141,15 +141,62 @@ impl Harness {
             .program_mut("rampart_xdp")
             .and_then(|p| p.try_into().ok())
             .expect("object has rampart_xdp");
-        let mut opts = TestRunOptions::new();
-        opts.data_in = Some(packet);
-        opts.repeat = repeat;
-        let r = prog.test_run(opts).map_err(|e| TestRunError::Program {
-            what: "xdp test run",
+        xdp_run(prog, packet, repeat)
+    }
+}
+
+/// The floor program (`ebpf/rampart-ebpf/src/bin/rampart-floor.rs`): the
+/// least an XDP program that parses Ethernet/IPv4/UDP can cost. Benchmarks
+/// time it in the same run as the real programs and report their ratio.
+pub static FLOOR_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rampart-floor"));
+
+/// The floor program, loaded (it has no maps and is never attached).
+pub struct Floor {
+    ebpf: Ebpf,
+}
+
+impl Floor {
+    /// Loads `rampart_floor`.
+    pub fn new() -> Result<Self, TestRunError> {
+        let mut ebpf =
+            aya::EbpfLoader::new()
+                .load(FLOOR_OBJECT)
+                .map_err(|e| LoaderError::Load {
+                    interface: "floor (test run)".into(),
+                    source: Box::new(e),
+                })?;
+        let prog: &mut Xdp = ebpf
+            .program_mut("rampart_floor")
+            .and_then(|p| p.try_into().ok())
+            .expect("object has rampart_floor");
+        prog.load().map_err(|e| TestRunError::Program {
+            what: "load floor",
             source: Box::new(e),
         })?;
-        Ok((r.return_value, r.duration))
+        Ok(Self { ebpf })
     }
+
+    /// Runs it `repeat` times; returns the verdict and the mean time per run.
+    pub fn run(&mut self, packet: &[u8], repeat: u32) -> Result<(u32, Duration), TestRunError> {
+        let prog: &mut Xdp = self
+            .ebpf
+            .program_mut("rampart_floor")
+            .and_then(|p| p.try_into().ok())
+            .expect("object has rampart_floor");
+        xdp_run(prog, packet, repeat)
+    }
+}
+
+fn xdp_run(prog: &mut Xdp, packet: &[u8], repeat: u32) -> Result<(u32, Duration), TestRunError> {
+    let mut opts = TestRunOptions::new();
+    opts.data_in = Some(packet);
+    opts.repeat = repeat;
+    let r = prog.test_run(opts).map_err(|e| TestRunError::Program {
+        what: "xdp test run",
+        source: Box::new(e),
+    })?;
+    Ok((r.return_value, r.duration))
 }
 
 fn remove_pins(dir: &std::path::Path) {

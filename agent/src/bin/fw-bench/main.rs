@@ -29,13 +29,15 @@ use std::{
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use rampart_agent::{
-    enforcer::Enforcer,
-    loader::{self, AttachOptions, PinLayout, XdpModePref},
-    packet,
-    testrun::Harness,
+    attach::XdpModePref,
+    fw::enforcer::Enforcer,
+    fw::loader::{self, AttachOptions},
+    pins::PinLayout,
 };
 use rampart_common::reason;
 use rampart_proto::v1::{Action, Direction, FirewallRule, HostPolicy, InterfacePolicy, PortRange};
+
+mod cost;
 
 #[derive(Parser)]
 #[command(about = "Firewall throughput benchmark: Rampart XDP vs iptables vs nftables")]
@@ -263,12 +265,21 @@ fn acl(shape: Shape, n: usize) -> Vec<AclLine> {
 }
 
 fn rampart_policy(lines: &[AclLine]) -> HostPolicy {
+    rampart_policy_last(lines, Action::Deny)
+}
+
+/// The ACL with every line denying except the last, whose action is `last`.
+fn rampart_policy_last(lines: &[AclLine], last: Action) -> HostPolicy {
     let rules = lines
         .iter()
         .enumerate()
         .map(|(i, l)| FirewallRule {
             sequence: u32::try_from(i).unwrap_or(0),
-            action: Action::Deny as i32,
+            action: if i + 1 == lines.len() {
+                last as i32
+            } else {
+                Action::Deny as i32
+            },
             protocol: 17,
             sources: vec![l.src.clone()],
             destination_ports: vec![PortRange {
@@ -497,38 +508,6 @@ fn enter(ns: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Per shape: (rules, ns per packet) of the XDP program on the matching
-/// packet through BPF_PROG_TEST_RUN.
-type Costs = Vec<(Shape, Vec<(usize, f64)>)>;
-
-fn testrun_costs(shapes: &[Shape], rules: &[usize], repeat: u32) -> anyhow::Result<Costs> {
-    let mut h = Harness::new(Path::new("/sys/fs/bpf"))?;
-    let pkt = packet::ipv4(
-        SRC.parse()?,
-        DST.parse()?,
-        packet::UDP,
-        &packet::udp(4000, 9, 18),
-    );
-    let mut out = Vec::new();
-    for &shape in shapes {
-        let mut points = Vec::new();
-        for &n in rules {
-            h.apply(&rampart_policy(&acl(shape, n)))?;
-            let (verdict, d) = h.run_xdp(&pkt, repeat)?;
-            if verdict != rampart_agent::testrun::XDP_DROP {
-                bail!(
-                    "test run, shape {}, {n} rules: verdict {verdict}, expected drop",
-                    shape.name()
-                );
-            }
-            #[allow(clippy::cast_precision_loss, reason = "nanoseconds fit")]
-            points.push((n, d.as_nanos() as f64));
-        }
-        out.push((shape, points));
-    }
-    Ok(out)
-}
-
 #[allow(clippy::print_stdout, reason = "a benchmark command reports on stdout")]
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -537,17 +516,14 @@ fn main() -> anyhow::Result<()> {
     if unsafe { libc::getuid() } != 0 {
         bail!("fw-bench needs root (namespaces, iptables, bpf)");
     }
-    let costs = testrun_costs(&args.shape, &args.rules, args.repeat)?;
-    for (shape, points) in &costs {
-        for (n, ns) in points {
-            println!(
-                "test-run  shape={:<5} rules={n:>6}  {ns:>7.1} ns/packet",
-                shape.name()
-            );
-        }
-    }
+    let load_start = loadavg();
+    let costs = cost::measure(&args.shape, &args.rules, args.repeat)?;
     if args.cost_only {
-        println!("\n{}", costs_md(&args, &costs));
+        let load_end = loadavg();
+        println!(
+            "\nLoad average at the start: {load_start}, at the end: {load_end}\n\n{}",
+            cost::markdown(args.repeat, &costs)
+        );
         return Ok(());
     }
 
@@ -601,7 +577,7 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let _ = writeln!(md, "Load average at the end: {}\n", loadavg());
-    md.push_str(&costs_md(&args, &costs));
+    md.push_str(&cost::markdown(args.repeat, &costs));
     println!("\n{md}");
     if let Some(p) = &args.markdown {
         std::fs::write(p, &md).with_context(|| format!("write {}", p.display()))?;
@@ -768,37 +744,6 @@ fn markdown(
                 ratio * 100.0
             );
         }
-    }
-    s
-}
-
-fn costs_md(args: &Args, costs: &Costs) -> String {
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "### XDP program cost (BPF_PROG_TEST_RUN, {} repeats, matching rule last)\n",
-        args.repeat
-    );
-    let _ = writeln!(
-        s,
-        "| rules | {} |\n|---:|{}",
-        costs
-            .iter()
-            .map(|(shape, _)| format!("{} ns/packet", shape.name()))
-            .collect::<Vec<_>>()
-            .join(" | "),
-        "---:|".repeat(costs.len())
-    );
-    for &n in &args.rules {
-        let cells: Vec<String> = costs
-            .iter()
-            .map(|(_, pts)| {
-                pts.iter()
-                    .find(|(k, _)| *k == n)
-                    .map_or("-".into(), |(_, ns)| format!("{ns:.0}"))
-            })
-            .collect();
-        let _ = writeln!(s, "| {n} | {} |", cells.join(" | "));
     }
     s
 }

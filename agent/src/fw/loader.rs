@@ -14,12 +14,7 @@
 //! interface adopts it and only reopens the maps: no detach/attach gap and
 //! no second attachment. Only `detach` (unpinning) removes enforcement.
 
-use std::{
-    ffi::CString,
-    io,
-    os::fd::{AsFd, FromRawFd, OwnedFd},
-    path::{Path, PathBuf},
-};
+use std::{io, path::Path};
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -31,23 +26,18 @@ use aya::{
 use thiserror::Error;
 use tracing::{info, warn};
 
+use super::maps::{FwMaps, MAP_NAMES, MapsError, Timeouts};
 use crate::{
-    maps::{FwMaps, MAP_NAMES, MapsError, Timeouts},
-    sys,
+    attach::{XdpModePref, ifindex},
+    pins::{PinError, PinLayout, ensure_bpffs, live_link},
 };
-
-/// Magic number of bpffs (`statfs.f_type`).
-const BPF_FS_MAGIC: i64 = 0xCAFE_4A11;
 
 /// Loader failures.
 #[derive(Debug, Error)]
 pub enum LoaderError {
-    /// The pin root is not on a bpffs mount.
-    #[error("{path} is not on a bpf filesystem (mount -t bpf bpf /sys/fs/bpf)")]
-    NotBpffs {
-        /// Path checked.
-        path: String,
-    },
+    /// The pin root is unusable.
+    #[error(transparent)]
+    Pins(#[from] PinError),
     /// Filesystem error under the pin root.
     #[error("{path}: {source}")]
     Io {
@@ -98,19 +88,6 @@ pub enum LoaderError {
     Maps(#[from] MapsError),
 }
 
-/// XDP attach mode preference.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum XdpModePref {
-    /// Native (driver) mode, falling back to generic when unsupported.
-    #[default]
-    Auto,
-    /// Native only.
-    Native,
-    /// Generic (skb) only.
-    Generic,
-}
-
 /// Settings for attaching to one interface.
 #[derive(Clone, Debug)]
 pub struct AttachOptions {
@@ -129,34 +106,6 @@ impl Default for AttachOptions {
             xdp_mode: XdpModePref::Auto,
             timeouts: Timeouts::default(),
         }
-    }
-}
-
-/// Where pins live.
-#[derive(Clone, Debug)]
-pub struct PinLayout {
-    /// Root directory on bpffs.
-    pub root: PathBuf,
-}
-
-impl PinLayout {
-    /// Directory of one interface.
-    pub fn dir(&self, interface: &str) -> PathBuf {
-        self.root.join(interface)
-    }
-
-    /// Interfaces that have a pin directory.
-    pub fn interfaces(&self) -> Vec<String> {
-        let Ok(rd) = std::fs::read_dir(&self.root) else {
-            return Vec::new();
-        };
-        let mut v: Vec<String> = rd
-            .filter_map(Result::ok)
-            .filter(|e| e.path().is_dir())
-            .filter_map(|e| e.file_name().into_string().ok())
-            .collect();
-        v.sort();
-        v
     }
 }
 
@@ -179,115 +128,13 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LoaderError + '_ {
     }
 }
 
-fn is_bpffs(path: &Path) -> bool {
-    let Ok(c) = CString::new(path.as_os_str().as_encoded_bytes()) else {
-        return false;
-    };
-    // SAFETY: statfs writes into the zeroed struct we own.
-    #[allow(unsafe_code, reason = "statfs(2)")]
-    let (r, st) = unsafe {
-        let mut st: libc::statfs = std::mem::zeroed();
-        (libc::statfs(c.as_ptr(), &raw mut st), st)
-    };
-    r == 0 && st.f_type == BPF_FS_MAGIC
-}
-
-/// Mounts bpffs on `/sys/fs/bpf` if nothing is mounted there (hosts without
-/// systemd's mount unit; the service unit orders itself after it).
-fn mount_default_bpffs() {
-    let target = Path::new("/sys/fs/bpf");
-    if is_bpffs(target) || !target.exists() {
-        return;
-    }
-    // SAFETY: constant C strings; mount(2) has no memory preconditions.
-    #[allow(unsafe_code, reason = "mount(2)")]
-    let r = unsafe {
-        libc::mount(
-            c"bpf".as_ptr(),
-            c"/sys/fs/bpf".as_ptr(),
-            c"bpf".as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    if r == 0 {
-        info!("mounted bpffs on /sys/fs/bpf");
-    } else {
-        warn!(error = %io::Error::last_os_error(), "cannot mount bpffs on /sys/fs/bpf");
-    }
-}
-
-/// Fails unless `path` is on bpffs; creates it (mounting bpffs on
-/// `/sys/fs/bpf` first when the path is below it and nothing is mounted).
-pub fn ensure_bpffs(path: &Path) -> Result<(), LoaderError> {
-    if path.starts_with("/sys/fs/bpf") {
-        mount_default_bpffs();
-    }
-    std::fs::create_dir_all(path).map_err(io_err(path))?;
-    if !is_bpffs(path) {
-        return Err(LoaderError::NotBpffs {
-            path: path.display().to_string(),
-        });
-    }
-    Ok(())
-}
-
-/// Interface index, if the interface exists.
-pub fn ifindex(interface: &str) -> Option<u32> {
-    let c = CString::new(interface).ok()?;
-    // SAFETY: valid C string.
-    #[allow(unsafe_code, reason = "if_nametoindex(3)")]
-    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    (i != 0).then_some(i)
-}
-
-/// Opens a pinned object (BPF_OBJ_GET).
-fn obj_get(path: &Path) -> Option<OwnedFd> {
-    #[repr(C)]
-    struct Attr {
-        pathname: u64,
-        bpf_fd: u32,
-        file_flags: u32,
-    }
-    let c = CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
-    let mut a = Attr {
-        pathname: c.as_ptr() as u64,
-        bpf_fd: 0,
-        file_flags: 0,
-    };
-    // SAFETY: attr references a live C string.
-    #[allow(unsafe_code, reason = "bpf(BPF_OBJ_GET)")]
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            7,
-            std::ptr::from_mut(&mut a),
-            std::mem::size_of::<Attr>(),
-        )
-    };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: the kernel returned a new fd we now own.
-    #[allow(unsafe_code, reason = "fd from the kernel")]
-    Some(unsafe { OwnedFd::from_raw_fd(i32::try_from(fd).ok()?) })
-}
-
-/// True if a pinned link exists and is still attached to `ifindex`.
-pub(crate) fn live_link(path: &Path, ifindex: u32) -> bool {
-    let Some(fd) = obj_get(path) else {
-        return false;
-    };
-    matches!(sys::link_ifindex(fd.as_fd()), Ok(i) if i == ifindex)
-}
-
 /// Loads the object with its maps pinned in (or reused from) `dir`.
 pub fn load_object(dir: &Path, interface: &str, conntrack_max: u32) -> Result<Ebpf, LoaderError> {
     let max = conntrack_max.max(1024);
     EbpfLoader::new()
         .default_map_pin_directory(dir)
         .map_max_entries("CONNTRACK", max)
-        .load(crate::EBPF_OBJECT)
+        .load(super::FW_OBJECT)
         .map_err(|e| LoaderError::Load {
             interface: interface.to_string(),
             source: Box::new(e),

@@ -15,27 +15,29 @@ use std::{
 use aya::maps::MapData;
 use rampart_common::{
     BITMAP_WORDS, Bitmap, CLASS_NO_L4, CLASS_TABLE_SHIFT, Config, Counter, CtKey, LPM_HEADER_BITS,
-    LpmData, MAX_RULES, PORTS, PROTOS, TableMeta, ct_stat, field, reason,
+    LpmData, MAX_RULES, PORTS, PROTOS, TableMeta, ct_stat, field, hash_family, reason,
 };
 use thiserror::Error;
 
 use crate::{
-    policy::{CompiledTable, Prefix, full_len},
+    fw::policy::{CompiledTable, Prefix, addr_slot},
+    fw::port_slots::{self, PortLayout},
     sys::{self, SysError, bytes_of, bytes_of_slice, from_bytes},
 };
 
 /// Names of the maps in the eBPF object (and of their pins).
-pub const MAP_NAMES: [&str; 18] = [
+pub const MAP_NAMES: [&str; 19] = [
     "CONFIG",
     "TABLE_META",
     "SRC_LPM",
     "DST_LPM",
-    "SRC_EXACT",
-    "DST_EXACT",
+    "SRC_HASH",
+    "DST_HASH",
     "CONST_BM",
     "PROTO_BM",
     "SPORT_CLASS",
     "DPORT_CLASS",
+    "WIDE_BM",
     "CLASSES",
     "RULES",
     "RULE_COUNTERS",
@@ -45,6 +47,10 @@ pub const MAP_NAMES: [&str; 18] = [
     "LOG_EVENTS",
     "LB_CHAIN",
 ];
+
+/// Bitmaps copied per batched write: bounds the copy a write makes of the
+/// compiled table (1,024 bitmaps are 1.3 MB).
+const WRITE_CHUNK: usize = 1024;
 
 /// Map access failures.
 #[derive(Debug, Error)]
@@ -123,7 +129,7 @@ pub struct Totals {
 
 /// Raw LPM key as the kernel stores it: prefix length then data.
 #[repr(C, packed)]
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct LpmKeyRaw {
     prefix_len: u32,
     data: LpmData,
@@ -140,21 +146,6 @@ fn lpm_key(table: u32, p: &Prefix) -> LpmKeyRaw {
     }
 }
 
-fn lpm_data(table: u32, p: &Prefix) -> LpmData {
-    LpmData {
-        table: table.to_be_bytes(),
-        family: u32::from(p.family).to_be_bytes(),
-        addr: p.addr,
-    }
-}
-
-fn raw<T>(v: &T) -> &[u8] {
-    // SAFETY: plain #[repr(C)] data read as bytes.
-    #[allow(unsafe_code, reason = "byte view of a packed key")]
-    unsafe {
-        std::slice::from_raw_parts(std::ptr::from_ref(v).cast::<u8>(), std::mem::size_of::<T>())
-    }
-}
 
 impl FwMaps {
     /// Takes the maps out of a freshly loaded object.
@@ -281,7 +272,7 @@ impl FwMaps {
                 }
             }
         }
-        for map in ["SRC_EXACT", "DST_EXACT"] {
+        for map in ["SRC_HASH", "DST_HASH"] {
             let fd = self.fd(map);
             let keys = sys::keys(fd, std::mem::size_of::<LpmData>())
                 .map_err(|source| MapsError::Sys { map, source })?;
@@ -319,41 +310,28 @@ impl FwMaps {
         sys::update_elem(self.fd("TABLE_META"), &table.to_ne_bytes(), bytes_of(&meta))
             .map_err(err("TABLE_META"))?;
 
-        for (map, entries) in [("SRC_LPM", &t.src), ("DST_LPM", &t.dst)] {
-            let fd = self.fd(map);
-            for (p, b) in entries {
-                let k = lpm_key(table, p);
-                sys::update_elem(fd, raw(&k), bytes_of(b.as_ref())).map_err(err(map))?;
-            }
-        }
-
-        // Full-length prefixes again in the exact-match hashes, same bitmaps.
-        for (map, entries) in [("SRC_EXACT", &t.src), ("DST_EXACT", &t.dst)] {
-            let (keys, vals): (Vec<LpmData>, Vec<Bitmap>) = entries
-                .iter()
-                .filter(|(p, _)| p.len == full_len(p.family))
-                .map(|(p, b)| (lpm_data(table, p), **b))
-                .unzip();
-            if !keys.is_empty() {
-                sys::update_batch(
-                    self.fd(map),
-                    bytes_of_slice(&keys),
-                    bytes_of_slice(&vals),
-                    keys.len(),
-                )
-                .map_err(err(map))?;
-            }
-        }
-        // Constant fields' bitmaps (slots of non-constant fields are never
-        // read: `const_fields` gates them).
+        self.write_prefixes(table, t)?;
+        // Constant fields' bitmaps, and the /0 root of hashed address fields
+        // (their fallback when no probe hits). Other slots are never read.
         let mut const_fields = 0u8;
-        for (slot, b) in &t.constants {
+        let roots = [(&t.src, true), (&t.dst, false)]
+            .into_iter()
+            .flat_map(|(dim, source)| {
+                dim.iter()
+                    .filter(move |(p, _)| {
+                        p.len == 0 && t.addr_lookup.hashed(addr_slot(source, p.family))
+                    })
+                    .map(move |(p, b)| (addr_slot(source, p.family), b))
+            });
+        for (slot, b) in t.constants.iter().map(|(s, b)| (*s, b)).chain(roots) {
             sys::update_elem(
                 self.fd("CONST_BM"),
                 &(table * field::SLOTS + slot).to_ne_bytes(),
                 bytes_of(b.as_ref()),
             )
             .map_err(err("CONST_BM"))?;
+        }
+        for (slot, _) in &t.constants {
             const_fields |= 1 << slot;
         }
 
@@ -370,36 +348,8 @@ impl FwMaps {
         )
         .map_err(err("PROTO_BM"))?;
 
-        // Classes, then the port arrays that point at them.
-        let base = table << CLASS_TABLE_SHIFT;
-        let class_keys: Vec<u32> = (0..t.classes.len() as u32).map(|i| base | i).collect();
-        let class_vals = &t.classes;
-        sys::update_batch(
-            self.fd("CLASSES"),
-            bytes_of_slice(&class_keys),
-            bytes_of_slice(class_vals),
-            class_keys.len(),
-        )
-        .map_err(err("CLASSES"))?;
-        sys::update_elem(
-            self.fd("CLASSES"),
-            &(base | CLASS_NO_L4).to_ne_bytes(),
-            bytes_of(t.no_l4.as_ref()),
-        )
-        .map_err(err("CLASSES"))?;
-        let port_keys: Vec<u32> = (0..PORTS as u32)
-            .map(|p| table * PORTS as u32 + p)
-            .collect();
-        for (map, ports) in [("SPORT_CLASS", &t.sport), ("DPORT_CLASS", &t.dport)] {
-            let vals: Vec<u32> = ports.iter().map(|c| base | c).collect();
-            sys::update_batch(
-                self.fd(map),
-                bytes_of_slice(&port_keys),
-                bytes_of_slice(&vals),
-                PORTS,
-            )
-            .map_err(err(map))?;
-        }
+        let ports = port_slots::layout(table, t);
+        self.write_ports(table, t, &ports)?;
 
         // Rule infos, and zeroed counters for the rule slots.
         if !t.rules.is_empty() {
@@ -429,11 +379,114 @@ impl FwMaps {
             has_drop_established: u8::from(t.has_drop_established),
             valid: 1,
             const_fields,
-            exact_fields: t.exact_fields,
+            hash_fields: t.addr_lookup.hash_fields,
+            wide_in_array: u8::from(ports.in_array),
             _pad: [0; 2],
+            prefix_len_count: t.addr_lookup.prefix_len_count,
+            prefix_lens: t.addr_lookup.prefix_lens,
         };
         sys::update_elem(self.fd("TABLE_META"), &table.to_ne_bytes(), bytes_of(&meta))
             .map_err(err("TABLE_META"))
+    }
+
+    /// Wide port classes, then the port arrays that refer to them (the
+    /// inactive generation: no packet reads them yet).
+    fn write_ports(
+        &self,
+        table: u32,
+        t: &CompiledTable,
+        l: &PortLayout<'_>,
+    ) -> Result<(), MapsError> {
+        let err = |map: &'static str| move |source| MapsError::Sys { map, source };
+        let wide_map = if l.in_array { "WIDE_BM" } else { "CLASSES" };
+        for chunk in l.wide.chunks(WRITE_CHUNK) {
+            let keys: Vec<u32> = chunk.iter().map(|(k, _)| *k).collect();
+            let vals: Vec<Bitmap> = chunk.iter().map(|(_, b)| **b).collect();
+            sys::update_batch(
+                self.fd(wide_map),
+                bytes_of_slice(&keys),
+                bytes_of_slice(&vals),
+                keys.len(),
+            )
+            .map_err(err(wide_map))?;
+        }
+        sys::update_elem(
+            self.fd("CLASSES"),
+            &((table << CLASS_TABLE_SHIFT) | CLASS_NO_L4).to_ne_bytes(),
+            bytes_of(t.no_l4.as_ref()),
+        )
+        .map_err(err("CLASSES"))?;
+        let port_keys: Vec<u32> = (0..PORTS as u32)
+            .map(|p| table * PORTS as u32 + p)
+            .collect();
+        for (map, slots) in [("SPORT_CLASS", &l.sport), ("DPORT_CLASS", &l.dport)] {
+            sys::update_batch(
+                self.fd(map),
+                bytes_of_slice(&port_keys),
+                bytes_of_slice(slots),
+                PORTS,
+            )
+            .map_err(err(map))?;
+        }
+        Ok(())
+    }
+
+    /// Address prefixes: hashed fields' non-root prefixes into the prefix
+    /// hashes (keyed with their length), the fields that need it into the
+    /// LPM tries; constant fields and hashed roots go to `CONST_BM` instead.
+    fn write_prefixes(&self, table: u32, t: &CompiledTable) -> Result<(), MapsError> {
+        let err = |map: &'static str| move |source| MapsError::Sys { map, source };
+        let constant = |slot: u32| t.constants.iter().any(|(s, _)| *s == slot);
+        for (entries, source, lpm, hash) in [
+            (&t.src, true, "SRC_LPM", "SRC_HASH"),
+            (&t.dst, false, "DST_LPM", "DST_HASH"),
+        ] {
+            let mut keys = Vec::new();
+            let mut vals = Vec::new();
+            for (p, b) in entries {
+                let slot = addr_slot(source, p.family);
+                if t.addr_lookup.hashed(slot) {
+                    if p.len > 0 {
+                        keys.push(LpmData {
+                            table: table.to_be_bytes(),
+                            family: hash_family(p.family, p.len),
+                            addr: p.addr,
+                        });
+                        vals.push(**b);
+                        if keys.len() == WRITE_CHUNK {
+                            self.flush_prefixes(hash, &mut keys, &mut vals)?;
+                        }
+                    }
+                } else if !constant(slot) {
+                    let k = lpm_key(table, p);
+                    sys::update_elem(self.fd(lpm), bytemuck::bytes_of(&k), bytes_of(b.as_ref()))
+                        .map_err(err(lpm))?;
+                }
+            }
+            self.flush_prefixes(hash, &mut keys, &mut vals)?;
+        }
+        Ok(())
+    }
+
+    /// Writes and empties one chunk of prefix-hash entries.
+    fn flush_prefixes(
+        &self,
+        map: &'static str,
+        keys: &mut Vec<LpmData>,
+        vals: &mut Vec<Bitmap>,
+    ) -> Result<(), MapsError> {
+        if !keys.is_empty() {
+            sys::update_batch(
+                self.fd(map),
+                bytes_of_slice(keys),
+                bytes_of_slice(vals),
+                keys.len(),
+            )
+            .map_err(|source| MapsError::Sys { map, source })?;
+        }
+        keys.clear();
+        vals.clear();
+        Ok(())
     }
 
     fn percpu_sum(
@@ -522,8 +575,8 @@ impl FwMaps {
         for (map, key_size, cap) in [
             ("SRC_LPM", std::mem::size_of::<LpmKeyRaw>(), 131_072u64),
             ("DST_LPM", std::mem::size_of::<LpmKeyRaw>(), 131_072),
-            ("SRC_EXACT", std::mem::size_of::<LpmData>(), 131_072),
-            ("DST_EXACT", std::mem::size_of::<LpmData>(), 131_072),
+            ("SRC_HASH", std::mem::size_of::<LpmData>(), 131_072),
+            ("DST_HASH", std::mem::size_of::<LpmData>(), 131_072),
             ("CLASSES", 4, 262_144),
         ] {
             let n = sys::count_keys(self.fd(map), key_size)

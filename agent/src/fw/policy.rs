@@ -11,11 +11,12 @@ use std::{
     net::IpAddr,
     path::Path,
     str::FromStr,
+    sync::Arc,
 };
 
 use ipnet::IpNet;
 use rampart_common::{
-    ACTION_DENY, ACTION_PERMIT, BITMAP_WORDS, Bitmap, MAX_RULES, PORTS, PROTOS,
+    ACTION_DENY, ACTION_PERMIT, BITMAP_WORDS, Bitmap, MAX_HASH_LENS, MAX_RULES, PORTS, PROTOS,
     RULE_DROP_ESTABLISHED, RuleInfo, field,
 };
 use rampart_proto::v1::{Action, Direction, FirewallRule, HostPolicy};
@@ -245,29 +246,50 @@ pub struct CompiledTable {
     /// Fields whose bitmap is the same for every packet value, as
     /// `(field::* slot, bitmap)`: the program skips their lookup.
     pub constants: Vec<(u32, Box<Bitmap>)>,
-    /// `1 << field::{SRC,DST}_V{4,6}` for address fields that have
-    /// full-length prefixes: those also go into the exact-match hash.
-    pub exact_fields: u8,
+    /// How each address field is looked up (constant fields aside).
+    pub addr_lookup: AddrLookup,
 }
 
-/// Address bits of a family (the length of a full-length prefix).
-pub const fn full_len(family: u8) -> u8 {
-    if family == 4 { 32 } else { 128 }
+/// Which address fields are looked up by hash probes, one per prefix length,
+/// instead of the LPM trie (see `rampart_common::TableMeta::hash_fields`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AddrLookup {
+    /// `1 << field::{SRC,DST}_V{4,6}` of the hashed fields.
+    pub hash_fields: u8,
+    /// Per address slot: lengths in use in `prefix_lens`.
+    pub prefix_len_count: [u8; 4],
+    /// Per address slot: distinct non-zero prefix lengths, longest first.
+    pub prefix_lens: [[u8; MAX_HASH_LENS]; 4],
 }
 
-/// Constant fields and exact-match fields of a compiled table (see
-/// [`CompiledTable::constants`]).
+impl AddrLookup {
+    /// True if the address field `slot` is looked up by hash probes.
+    pub fn hashed(&self, slot: u32) -> bool {
+        self.hash_fields & (1 << slot) != 0
+    }
+}
+
+/// The address slot (`field::SRC_V4` ...) of a prefix of the source or
+/// destination field.
+pub fn addr_slot(source: bool, family: u8) -> u32 {
+    let base = if source { field::SRC_V4 } else { field::DST_V4 };
+    if family == 4 { base } else { base + 1 }
+}
+
+/// Constant fields and hashed address fields of a compiled table (see
+/// [`CompiledTable::constants`] and [`AddrLookup`]).
 fn shortcuts(
     src: &[(Prefix, Box<Bitmap>)],
     dst: &[(Prefix, Box<Bitmap>)],
     sport: &[u32],
     dport: &[u32],
     classes: &[Bitmap],
-) -> (Vec<(u32, Box<Bitmap>)>, u8) {
+) -> (Vec<(u32, Box<Bitmap>)>, AddrLookup) {
     let mut constants = Vec::new();
-    let mut exact = 0u8;
-    for (dim, v4_slot) in [(src, field::SRC_V4), (dst, field::DST_V4)] {
-        for (family, slot) in [(4u8, v4_slot), (6, v4_slot + 1)] {
+    let mut lookup = AddrLookup::default();
+    for (dim, source) in [(src, true), (dst, false)] {
+        for family in [4u8, 6] {
+            let slot = addr_slot(source, family);
             let entries: Vec<&(Prefix, Box<Bitmap>)> =
                 dim.iter().filter(|(p, _)| p.family == family).collect();
             // Only the family's /0 root: every address gets its bitmap.
@@ -275,9 +297,20 @@ fn shortcuts(
                 && p.len == 0
             {
                 constants.push((slot, b.clone()));
+                continue;
             }
-            if entries.iter().any(|(p, _)| p.len == full_len(family)) {
-                exact |= 1 << slot;
+            let mut lens: Vec<u8> = entries
+                .iter()
+                .map(|(p, _)| p.len)
+                .filter(|l| *l > 0)
+                .collect();
+            lens.sort_unstable_by(|a, b| b.cmp(a));
+            lens.dedup();
+            if lens.len() <= MAX_HASH_LENS {
+                let i = slot as usize;
+                lookup.hash_fields |= 1 << slot;
+                lookup.prefix_len_count[i] = u8::try_from(lens.len()).unwrap_or(0);
+                lookup.prefix_lens[i][..lens.len()].copy_from_slice(&lens);
             }
         }
     }
@@ -289,7 +322,7 @@ fn shortcuts(
             constants.push((slot, Box::new(*b)));
         }
     }
-    (constants, exact)
+    (constants, lookup)
 }
 
 /// One interface's tables.
@@ -297,9 +330,9 @@ pub struct CompiledInterface {
     /// Interface name.
     pub name: String,
     /// XDP table.
-    pub ingress: CompiledTable,
-    /// TC egress table.
-    pub egress: CompiledTable,
+    pub ingress: Arc<CompiledTable>,
+    /// TC egress table (the same table as `ingress` for `direction: both`).
+    pub egress: Arc<CompiledTable>,
 }
 
 /// A validated, compiled host policy.
@@ -416,8 +449,21 @@ pub fn compile(
     for (name, [ingress, egress]) in per_if {
         let ingress = ingress.unwrap_or((ACTION_PERMIT, Vec::new()));
         let egress = egress.unwrap_or((ACTION_PERMIT, Vec::new()));
-        let ingress = compile_table(&name, 0, ingress.0, ingress.1)?;
-        let egress = compile_table(&name, 1, egress.0, egress.1)?;
+        // A `direction: both` entry gives both directions the same rules:
+        // compile them once and share the table.
+        let same = ingress.0 == egress.0
+            && ingress.1.len() == egress.1.len()
+            && ingress
+                .1
+                .iter()
+                .zip(&egress.1)
+                .all(|(a, b)| std::ptr::eq(*a, *b));
+        let ingress = Arc::new(compile_table(&name, 0, ingress.0, ingress.1)?);
+        let egress = if same {
+            Arc::clone(&ingress)
+        } else {
+            Arc::new(compile_table(&name, 1, egress.0, egress.1)?)
+        };
         interfaces.push(CompiledInterface {
             name,
             ingress,
@@ -664,7 +710,7 @@ fn compile_table(
         }
     }
     finalize(&mut no_l4);
-    let (constants, exact_fields) = shortcuts(&src, &dst, &sport, &dport, &classes);
+    let (constants, addr_lookup) = shortcuts(&src, &dst, &sport, &dport, &classes);
     Ok(CompiledTable {
         default_action,
         has_drop_established: infos.iter().any(|i| i.flags & RULE_DROP_ESTABLISHED != 0),
@@ -678,7 +724,7 @@ fn compile_table(
         classes,
         no_l4,
         constants,
-        exact_fields,
+        addr_lookup,
     })
 }
 
@@ -1046,8 +1092,12 @@ mod tests {
                 "an unconstrained field matches every rule"
             );
         }
-        // Only the IPv4 source has a full-length prefix (the IPv6 one is /32).
-        assert_eq!(t.exact_fields, 1 << field::SRC_V4);
+        // Both source families have one prefix length (/32): hashed.
+        let l = t.addr_lookup;
+        assert_eq!(l.hash_fields, 1 << field::SRC_V4 | 1 << field::SRC_V6);
+        assert_eq!(l.prefix_len_count[field::SRC_V4 as usize], 1);
+        assert_eq!(l.prefix_lens[field::SRC_V4 as usize][0], 32);
+        assert_eq!(l.prefix_lens[field::SRC_V6 as usize][0], 32);
 
         // A field every rule constrains the same way is constant too, with
         // the bitmap of the rules that match every value.
@@ -1067,7 +1117,10 @@ mod tests {
             .find(|(s, _)| *s == field::DST_V4)
             .unwrap();
         assert!(has(v4, 0) && has(v4, 1));
-        assert_eq!(t.exact_fields, 0);
+        assert_eq!(
+            t.addr_lookup.hash_fields, 0,
+            "constant fields need no lookup"
+        );
     }
 
     #[test]

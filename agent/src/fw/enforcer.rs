@@ -9,9 +9,10 @@ use thiserror::Error;
 use tracing::{info, warn};
 
 use crate::{
-    loader::{self, AttachOptions, Attached, LoaderError, PinLayout},
-    maps::{MapsError, Timeouts, Totals},
-    policy::{self, CompiledPolicy, PolicyError, RuleLabel},
+    fw::loader::{self, AttachOptions, Attached, LoaderError},
+    fw::maps::{MapsError, Timeouts, Totals},
+    fw::policy::{self, CompiledPolicy, PolicyError, RuleLabel},
+    pins::PinLayout,
 };
 
 /// Why applying a policy failed.
@@ -101,7 +102,7 @@ impl Enforcer {
     /// and enforcement continue before the first policy is read).
     pub fn adopt_pinned(&mut self) {
         for name in self.layout.interfaces() {
-            if loader::ifindex(&name).is_none() {
+            if crate::attach::ifindex(&name).is_none() {
                 continue;
             }
             match loader::attach(&self.layout, &name, &self.opts) {
@@ -127,8 +128,13 @@ impl Enforcer {
     /// Validates, compiles, attaches and applies `policy`. On any
     /// validation or attach error nothing changes.
     pub fn apply(&mut self, policy: &HostPolicy) -> Result<(), ApplyError> {
-        let compiled = policy::compile(policy, &|name| loader::ifindex(name).is_some())?;
-        self.apply_compiled(&compiled)
+        let compiled = policy::compile(policy, &|name| crate::attach::ifindex(name).is_some())?;
+        let r = self.apply_compiled(&compiled);
+        // Only the rule labels are kept (for counters); the bitmaps now
+        // live in the maps.
+        drop(compiled);
+        crate::sys::release_free_heap();
+        r
     }
 
     fn apply_compiled(&mut self, compiled: &CompiledPolicy) -> Result<(), ApplyError> {
