@@ -37,6 +37,11 @@ fn skip() -> bool {
     #[allow(unsafe_code, reason = "getuid")]
     let uid = unsafe { libc::getuid() };
     if uid != 0 {
+        // Under CI a skip is a failure: a missing step must not look green.
+        assert!(
+            !std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false"),
+            "CI: would skip: lb fixtures need root (bpf, network namespace)"
+        );
         eprintln!("SKIP: lb fixtures need root (bpf, network namespace)");
         return true;
     }

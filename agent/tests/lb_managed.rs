@@ -29,6 +29,11 @@ fn skip(test: &str) -> bool {
     #[allow(unsafe_code, reason = "getuid")]
     let uid = unsafe { libc::getuid() };
     if uid != 0 {
+        // Under CI a skip is a failure: a missing step must not look green.
+        assert!(
+            !std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false"),
+            "CI: would skip: {test} needs root (veth, bpf)"
+        );
         eprintln!("SKIP: {test} needs root (veth, bpf)");
         return true;
     }

@@ -725,8 +725,8 @@ async fn an_oversized_document_gets_the_documented_refusal() {
 #[tokio::test]
 async fn history_answers_stay_under_the_transport_limit() {
     use rampart_controller::{
-        wire::{Format, Rendering},
         store::{Store, TxnChange, TxnRecord, TxnState},
+        wire::{Format, Rendering},
     };
     let data = tempfile::tempdir().unwrap();
     let store_dir = data.path().join("data");

@@ -127,8 +127,8 @@ async fn follower_serves_reads_refuses_changes_and_takes_over() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_killed_mid_transaction_follower_recovers_it() {
     use rampart_controller::{
-        wire::naming::object_name,
         transport::netconf::{Datastore, Filter, Session},
+        wire::naming::object_name,
     };
     use rampart_proto::v1::{
         device_manager_client::DeviceManagerClient,

@@ -45,7 +45,10 @@ fn staged(unit: &std::path::Path, dir: &std::path::Path) -> PathBuf {
 fn units_verify_and_keep_their_exposure_scores() {
     if !have_systemd_analyze() {
         let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
-        assert!(!ci, "CI: systemd-analyze is missing, unit files would go unverified");
+        assert!(
+            !ci,
+            "CI: systemd-analyze is missing, unit files would go unverified"
+        );
         eprintln!("SKIP: systemd-analyze is not installed; unit files NOT verified");
         return;
     }

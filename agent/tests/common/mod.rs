@@ -38,6 +38,11 @@ pub fn skip_unless_root(test: &str) -> bool {
     if is_root() {
         return false;
     }
+    // Under CI a skip is a failure: a missing step must not look green.
+    assert!(
+        !std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false"),
+        "CI: would skip: {test} needs root (network namespaces, veth, bpf)"
+    );
     eprintln!("SKIP: {test} needs root (network namespaces, veth, bpf)");
     true
 }

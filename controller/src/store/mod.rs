@@ -752,9 +752,10 @@ impl Store {
         mut visit: impl FnMut(TxnRecord) -> std::ops::ControlFlow<()>,
     ) -> Result<(), StoreError> {
         let end = before.unwrap_or(u64::MAX).to_be_bytes();
-        self.kv.scan(trees::TXNS, Scan::RevBefore(&end), &mut |k, v| {
-            Ok(visit(decode("transaction", k, v)?).is_continue())
-        })
+        self.kv
+            .scan(trees::TXNS, Scan::RevBefore(&end), &mut |k, v| {
+                Ok(visit(decode("transaction", k, v)?).is_continue())
+            })
     }
 }
 

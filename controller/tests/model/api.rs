@@ -541,8 +541,7 @@ fn demo_inventory_devices_are_valid() {
     }
     let v = Validator::new().unwrap();
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/inventory.yaml");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let inv: Inventory = marked_yaml::from_yaml(0, &text).unwrap();
     assert!(!inv.devices.is_empty());
     for e in inv.devices {
