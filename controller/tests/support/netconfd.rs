@@ -60,10 +60,6 @@ for _ in $(seq 1 400); do [ -S "$T/home/ncx.sock" ] && break; sleep 0.025; done
 exec /usr/sbin/sshd -D -e -f "$T/sshd_config"
 "#;
 
-/// netconfd's SSH subsystem wrapper: holds a client's first rpc until
-/// netconfd has processed its hello (see the script for the netconfd bug).
-const HELLO_GATE: &str = include_str!("../../../testbed/netconf/hello-gate.py");
-
 /// A running netconfd behind sshd; killed on drop.
 pub struct Netconfd {
     /// SSH port on 127.0.0.1.
@@ -149,9 +145,6 @@ impl Netconfd {
         }
         fs::write(t.join("pwhash"), PASSWORD_HASH).map_err(|e| e.to_string())?;
         fs::write(t.join("launch.sh"), LAUNCH).map_err(|e| e.to_string())?;
-        // The subsystem runs as the netconfd user, who may not reach the
-        // checkout: the gate script is copied next to the server.
-        fs::write(t.join("hello-gate.py"), HELLO_GATE).map_err(|e| e.to_string())?;
         for (key, file) in [("host", "hostkey"), ("client", "client_key")] {
             let out = Command::new("ssh-keygen")
                 .args(["-q", "-t", "ed25519", "-N", "", "-C", key, "-f"])
@@ -184,8 +177,7 @@ impl Netconfd {
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {t}/hostkey\nPidFile {t}/sshd.pid\nUsePAM no\n\
              PasswordAuthentication yes\nPubkeyAuthentication yes\nAuthorizedKeysFile {t}/authorized_keys\n\
              StrictModes no\nAllowUsers {USER}\nMaxSessions 100\nMaxStartups 100:30:200\n\
-             Subsystem netconf \"/usr/bin/python3 {t}/hello-gate.py {t}/home/netconfd.log -- \
-             /usr/sbin/netconf-subsystem --ncxserver-sockname={port}@{t}/home/ncx.sock\"\n",
+             Subsystem netconf \"/usr/sbin/netconf-subsystem --ncxserver-sockname={port}@{t}/home/ncx.sock\"\n",
             t = t.display()
         )
         .map_err(|e| e.to_string())?;

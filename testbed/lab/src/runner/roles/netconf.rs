@@ -49,10 +49,6 @@ for _ in $(seq 1 400); do [ -S "$T/home/ncx.sock" ] && break; sleep 0.025; done
 exec /usr/sbin/sshd -D -e -f "$T/sshd_config"
 "#;
 
-/// netconfd's SSH subsystem wrapper: holds a client's first rpc until
-/// netconfd has processed its hello (the script describes the netconfd bug).
-const HELLO_GATE: &str = include_str!("../../../../netconf/hello-gate.py");
-
 /// Modules netconfd loads from the 16.9.3 set.
 const NETCONF_MODULES: [&str; 4] = [
     "Cisco-IOS-XE-native",
@@ -180,17 +176,13 @@ fn login_and_host_key(n: &Node, dir: &Path) -> Result<String, LabError> {
 fn write_sshd_config(dir: &Path, addr: IpAddr, port: u16) -> Result<(), LabError> {
     let ncx_port = port;
     let t = dir.display();
-    // The subsystem runs as the netconfd user, who may not reach the
-    // checkout: the gate script is copied next to the server.
-    fs::write(dir.join("hello-gate.py"), HELLO_GATE).map_err(io(dir))?;
     fs::write(
         dir.join("sshd_config"),
         format!(
             "Port {port}\nListenAddress {addr}\nHostKey {t}/hostkey\nPidFile {t}/sshd.pid\nUsePAM no\n\
              PasswordAuthentication yes\nPubkeyAuthentication yes\nStrictModes no\nAllowUsers {NETCONF_USER}\n\
              MaxSessions 100\nMaxStartups 100:30:200\n\
-             Subsystem netconf \"/usr/bin/python3 {t}/hello-gate.py {t}/home/netconfd.log -- \
-             /usr/sbin/netconf-subsystem --ncxserver-sockname={ncx_port}@{t}/home/ncx.sock\"\n"
+             Subsystem netconf \"/usr/sbin/netconf-subsystem --ncxserver-sockname={ncx_port}@{t}/home/ncx.sock\"\n"
         ),
     )
     .map_err(io(dir))?;
