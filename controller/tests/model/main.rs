@@ -1,6 +1,5 @@
-//! The service model, one binary: the API's exact diagnostics, the golden
-//! fixtures, and the (ignored) parse benchmark.
+//! The service model, one binary: the API's exact diagnostics and the
+//! golden fixtures (the throughput benchmark is `examples/model_bench.rs`).
 
 mod api;
-mod bench;
 mod golden;

@@ -1,13 +1,15 @@
-//! Validation throughput, as a command rather than a timed test:
+//! Validation throughput, as a benchmark command rather than a timed test:
 //!
 //! ```text
-//! cargo test -p rampart-controller --release --test model -- --ignored --nocapture bench
+//! cargo run --release -p rampart-controller --example model_bench
 //! ```
 //!
 //! For firewalls of growing size it compares the full pipeline (parse,
 //! convert, libyang validation, typed model, shadow/overlap analysis)
 //! against the baseline of only parsing the same YAML with `marked-yaml`,
 //! measured in the same run. Results are recorded in `docs/model.md`.
+
+#![allow(clippy::print_stdout, reason = "a benchmark prints its table")]
 
 use std::{collections::BTreeMap, fmt::Write as _, time::Instant};
 
@@ -42,9 +44,7 @@ fn median_ms(runs: usize, mut f: impl FnMut()) -> f64 {
     times[times.len() / 2]
 }
 
-#[test]
-#[ignore = "benchmark command; run with --ignored --nocapture in release mode"]
-fn validate_vs_parse_only() {
+fn main() {
     let v = Validator::new().unwrap();
     let inv = BTreeMap::new();
     println!("| rules | YAML bytes | parse only (marked-yaml) ms | full validation ms | ratio |");
