@@ -146,7 +146,6 @@ fn lpm_key(table: u32, p: &Prefix) -> LpmKeyRaw {
     }
 }
 
-
 impl FwMaps {
     /// Takes the maps out of a freshly loaded object.
     pub fn from_ebpf(ebpf: &mut aya::Ebpf) -> Result<Self, MapsError> {
