@@ -201,7 +201,7 @@ fn xml_to_value(data: &str) -> Result<Value, StateError> {
                 .2
                 .push_str(&t.into_inner()),
             Event::GeneralRef(r) => {
-                let c = entity(&r).ok_or_else(|| {
+                let c = crate::wire::xml::resolve_ref(&r).ok_or_else(|| {
                     StateError::new(
                         PLATFORM,
                         format!("byte {}", reader.buffer_position()),
@@ -234,20 +234,6 @@ fn xml_to_value(data: &str) -> Result<Value, StateError> {
         ));
     }
     Ok(Value::Object(stack.pop().expect("root frame").1))
-}
-
-fn entity(r: &quick_xml::events::BytesRef<'_>) -> Option<char> {
-    if r.is_char_ref() {
-        return r.resolve_char_ref().ok().flatten();
-    }
-    match r.as_ref() as &str {
-        "lt" => Some('<'),
-        "gt" => Some('>'),
-        "amp" => Some('&'),
-        "apos" => Some('\''),
-        "quot" => Some('"'),
-        _ => None,
-    }
 }
 
 fn insert(map: &mut Map<String, Value>, name: String, value: Value) {

@@ -6,6 +6,24 @@ pub fn escape(s: &str) -> String {
     quick_xml::escape::escape(s).into_owned()
 }
 
+/// The character an entity or character reference in text stands for:
+/// XML's five predefined entities and `&#N;`/`&#xN;`; `None` for anything
+/// else (replies from devices declare no DTD entities).
+#[must_use]
+pub fn resolve_ref(r: &quick_xml::events::BytesRef<'_>) -> Option<char> {
+    if r.is_char_ref() {
+        return r.resolve_char_ref().ok().flatten();
+    }
+    match r.as_ref() as &str {
+        "lt" => Some('<'),
+        "gt" => Some('>'),
+        "amp" => Some('&'),
+        "apos" => Some('\''),
+        "quot" => Some('"'),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -127,21 +127,10 @@ fn resolve_ref(
     reader: &Reader<&[u8]>,
     r: &quick_xml::events::BytesRef<'_>,
 ) -> Result<char, ReplyError> {
-    let bad = || ReplyError::Xml {
+    crate::wire::xml::resolve_ref(r).ok_or_else(|| ReplyError::Xml {
         offset: reader.buffer_position(),
         reason: format!("unknown entity &{};", r.as_ref() as &str),
-    };
-    if r.is_char_ref() {
-        return r.resolve_char_ref().ok().flatten().ok_or_else(bad);
-    }
-    match r.as_ref() {
-        "lt" => Ok('<'),
-        "gt" => Ok('>'),
-        "amp" => Ok('&'),
-        "apos" => Ok('\''),
-        "quot" => Ok('"'),
-        _ => Err(bad()),
-    }
+    })
 }
 
 /// Moves to the root element, skipping the XML declaration and comments.
