@@ -4,6 +4,8 @@
 //! untouched). Run in a private network namespace so the FIB lookup has no
 //! route and the configured gateway MAC is used (deterministic output).
 
+mod skip;
+
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     os::fd::AsRawFd,
@@ -33,19 +35,7 @@ const CLIENT: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 7);
 const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x200, 0, 0, 0, 0, 7);
 
 fn skip() -> bool {
-    // SAFETY: getuid has no preconditions.
-    #[allow(unsafe_code, reason = "getuid")]
-    let uid = unsafe { libc::getuid() };
-    if uid != 0 {
-        // Under CI a skip is a failure: a missing step must not look green.
-        assert!(
-            !std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false"),
-            "CI: would skip: lb fixtures need root (bpf, network namespace)"
-        );
-        eprintln!("SKIP: lb fixtures need root (bpf, network namespace)");
-        return true;
-    }
-    false
+    skip::unless_root("lb fixtures need root (bpf, network namespace)")
 }
 
 /// Runs `f` in a thread inside a fresh, empty network namespace.

@@ -12,6 +12,8 @@
 #[path = "../../controller/tests/fleet_common/mod.rs"]
 mod fleet_common;
 
+mod skip;
+
 use std::{
     net::{Ipv4Addr, TcpListener},
     path::PathBuf,
@@ -25,19 +27,7 @@ use rampart_common::lb::{VipInfo, VipKey};
 use rampart_proto::v1 as pb;
 
 fn skip(test: &str) -> bool {
-    // SAFETY: getuid has no preconditions.
-    #[allow(unsafe_code, reason = "getuid")]
-    let uid = unsafe { libc::getuid() };
-    if uid != 0 {
-        // Under CI a skip is a failure: a missing step must not look green.
-        assert!(
-            !std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false"),
-            "CI: would skip: {test} needs root (veth, bpf)"
-        );
-        eprintln!("SKIP: {test} needs root (veth, bpf)");
-        return true;
-    }
-    false
+    skip::unless_root(&format!("{test} needs root (veth, bpf)"))
 }
 
 /// The veth pair, the agent process and its pins.

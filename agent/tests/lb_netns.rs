@@ -20,6 +20,8 @@
 //! off (`ethtool -K eth0 tx off`), so their packets carry full checksums
 //! and the receiving stacks verify what the load balancer rewrote.
 
+mod skip;
+
 use std::{
     collections::HashMap,
     io::{BufRead, BufReader, Write},
@@ -46,19 +48,9 @@ static SEQ: AtomicU32 = AtomicU32::new(0);
 const PORT: u16 = 8080;
 
 fn skip(test: &str) -> bool {
-    // SAFETY: getuid has no preconditions.
-    #[allow(unsafe_code, reason = "getuid")]
-    let uid = unsafe { libc::getuid() };
-    if uid != 0 {
-        // Under CI a skip is a failure: a missing step must not look green.
-        assert!(
-            !std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false"),
-            "CI: would skip: {test} needs root (network namespaces, veth, bpf)"
-        );
-        eprintln!("SKIP: {test} needs root (network namespaces, veth, bpf)");
-        return true;
-    }
-    false
+    skip::unless_root(&format!(
+        "{test} needs root (network namespaces, veth, bpf)"
+    ))
 }
 
 fn sh(args: &[&str]) {

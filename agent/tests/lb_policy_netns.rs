@@ -11,6 +11,8 @@
 //! (`--netns`), reads the policy file (virtual service with a TCP health
 //! check), and hot-reloads it when the test edits it.
 
+mod skip;
+
 use std::{
     io::{Read, Write},
     net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
@@ -31,19 +33,9 @@ static SEQ: AtomicU32 = AtomicU32::new(0);
 const PORT: u16 = 8080;
 
 fn skip(test: &str) -> bool {
-    // SAFETY: getuid has no preconditions.
-    #[allow(unsafe_code, reason = "getuid")]
-    let uid = unsafe { libc::getuid() };
-    if uid != 0 {
-        // Under CI a skip is a failure: a missing step must not look green.
-        assert!(
-            !std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false"),
-            "CI: would skip: {test} needs root (network namespaces, veth, bpf)"
-        );
-        eprintln!("SKIP: {test} needs root (network namespaces, veth, bpf)");
-        return true;
-    }
-    false
+    skip::unless_root(&format!(
+        "{test} needs root (network namespaces, veth, bpf)"
+    ))
 }
 
 fn sh(args: &[&str]) {
