@@ -4,6 +4,7 @@
 # shells whose rampartctl completion scripts are tested.
 # Idempotent and silent when everything is present.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
 
 packages=(
     protobuf-compiler libprotobuf-dev cmake libpcre2-dev libssl-dev pkg-config
@@ -11,18 +12,7 @@ packages=(
     zsh fish
 )
 
-missing=()
-for p in "${packages[@]}"; do
-    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
-        missing+=("$p")
-    fi
-done
-if ((${#missing[@]})); then
-    echo "installing: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >/dev/null
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+apt_install_missing "${packages[@]}"
 
 if ! command -v cargo-nextest >/dev/null 2>&1 && ! [ -x tools/bin/cargo-nextest ]; then
     echo "installing: cargo-nextest"

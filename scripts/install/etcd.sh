@@ -5,27 +5,12 @@
 # system etcd service is never started (policy-rc.d) nor enabled.
 # Idempotent and silent when everything is present.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
 
 packages=(etcd-server etcd-client)
 
-missing=()
-for p in "${packages[@]}"; do
-    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
-        missing+=("$p")
-    fi
-done
-if ((${#missing[@]})); then
-    echo "installing: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    # The package's postinst must not start a system etcd on 2379/2380.
-    policy=/usr/sbin/policy-rc.d
-    if [ ! -e "$policy" ]; then
-        printf '#!/bin/sh\nexit 101\n' >"$policy"
-        chmod +x "$policy"
-        trap 'rm -f "$policy"' EXIT
-    fi
-    apt-get update -qq >/dev/null
-    apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+apt_install_missing --no-service-start "${packages[@]}"
+if ((APT_INSTALLED)); then
     # Debian enables the unit; rampart's tests never use it.
     if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
         systemctl disable --now etcd >/dev/null 2>&1 || true
